@@ -1,0 +1,23 @@
+namespace VmClone.Disks;
+
+/// <summary>The file format of one disk file (one layer of a chain).</summary>
+public enum DiskFormat
+{
+    /// <summary>Microsoft VHDX (MS-VHDX v1).</summary>
+    Vhdx,
+    /// <summary>VMware VMDK (hosted sparse extents and the descriptor-based create types).</summary>
+    Vmdk,
+    /// <summary>A flat file holding the virtual content byte for byte.</summary>
+    Raw,
+}
+
+/// <summary>How a disk file stores its content.</summary>
+public enum DiskType
+{
+    /// <summary>Blocks are allocated on first write; unallocated blocks read as zeros.</summary>
+    Dynamic,
+    /// <summary>Every block is allocated up front (VHDX fixed, VMDK flat, raw).</summary>
+    Fixed,
+    /// <summary>Unallocated blocks read from a parent disk.</summary>
+    Differencing,
+}

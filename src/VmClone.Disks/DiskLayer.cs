@@ -1,0 +1,114 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+
+namespace VmClone.Disks;
+
+/// <summary>
+/// One file of a chain (a VHDX, a VMDK, a raw file). A layer answers, for any run of virtual
+/// bytes, whether it stores them, states them zero, or leaves them to its parent
+/// (<see cref="GetExtent"/>); the chain stream stitches layers together from those answers.
+/// Layers are not thread safe: <see cref="VirtualDisk"/> serializes access.
+/// </summary>
+public abstract class DiskLayer : IDisposable
+{
+    private bool _disposed;
+
+    /// <summary>Full path of the file.</summary>
+    public abstract string Path { get; }
+
+    public abstract DiskFormat Format { get; }
+
+    public abstract DiskType Type { get; }
+
+    /// <summary>Size of the virtual disk in bytes.</summary>
+    public abstract long VirtualSize { get; }
+
+    public abstract int LogicalSectorSize { get; }
+
+    public virtual int PhysicalSectorSize => LogicalSectorSize;
+
+    /// <summary>Allocation unit in bytes (VHDX block, VMDK grain; the whole disk for raw).</summary>
+    public abstract long BlockSize { get; }
+
+    /// <summary>True when the layer was opened for writing.</summary>
+    public abstract bool CanWrite { get; }
+
+    /// <summary>
+    /// What children record to recognise this exact content (VHDX: DataWriteGuid in braces;
+    /// VMDK: the CID as 8 hex digits). Changes when user-visible content changes.
+    /// </summary>
+    public abstract string Identity { get; }
+
+    /// <summary>What this layer records about its parent, or null for a layer without one.</summary>
+    public abstract ParentReference? ParentReference { get; }
+
+    /// <summary>The resolved parent layer, set when the chain is assembled.</summary>
+    public DiskLayer? Parent { get; internal set; }
+
+    /// <summary>Bytes of virtual content this file stores itself (allocated blocks or grains).</summary>
+    public abstract long AllocatedBytes { get; }
+
+    /// <summary>Size of the file(s) on disk.</summary>
+    public virtual long FileSize => new FileInfo(Path).Length;
+
+    /// <summary>Format-specific facts worth showing a user (create type, CID, GUIDs, ...).</summary>
+    public virtual IReadOnlyDictionary<string, string> Details => new Dictionary<string, string>();
+
+    /// <summary>
+    /// Where the bytes from <paramref name="position"/> come from, for a run of at most
+    /// <paramref name="maxLength"/> bytes (and not past <see cref="VirtualSize"/>).
+    /// </summary>
+    public abstract LayerExtent GetExtent(long position, long maxLength);
+
+    /// <summary>Reads bytes of a run <see cref="GetExtent"/> reported as <see cref="ExtentKind.Data"/>.</summary>
+    public abstract void ReadData(long position, byte[] buffer, int offset, int count);
+
+    /// <summary>
+    /// Writes virtual bytes into this layer, allocating as needed; bytes of a newly allocated
+    /// unit that the write does not cover are filled from <see cref="ReadBelow"/>.
+    /// </summary>
+    public abstract void Write(long position, byte[] buffer, int offset, int count);
+
+    /// <summary>Makes every completed write durable.</summary>
+    public virtual void Flush()
+    {
+    }
+
+    /// <summary>
+    /// Checks the file's own structures beyond what opening validated (every table entry,
+    /// overlaps, bitmaps). Returns problems as sentences; empty when healthy.
+    /// </summary>
+    public abstract IReadOnlyList<string> Check();
+
+    /// <summary>Reads what lies beneath this layer: the parent chain's content, or zeros.</summary>
+    protected void ReadBelow(long position, byte[] buffer, int offset, int count) =>
+        ChainReader.Read(Parent, position, buffer, offset, count);
+
+    /// <summary>Throws when the layer was not opened for writing.</summary>
+    protected void EnsureWritable()
+    {
+        if (!CanWrite)
+            throw new VirtualDiskException(Path, $"'{Path}' is open read-only; it cannot be written.");
+    }
+
+    /// <summary>Throws for a position/length outside the virtual disk.</summary>
+    protected void CheckRange(long position, long count)
+    {
+        if (position < 0 || count < 0 || position > VirtualSize - count)
+            throw new ArgumentOutOfRangeException(nameof(position), $"Range {position}+{count} is outside the virtual disk of {VirtualSize} bytes ('{Path}').");
+    }
+
+    public void Dispose()
+    {
+        if (_disposed)
+            return;
+        _disposed = true;
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    protected abstract void Dispose(bool disposing);
+
+    public override string ToString() => $"{Format} {Type} '{Path}'";
+}

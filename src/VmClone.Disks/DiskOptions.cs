@@ -1,0 +1,74 @@
+namespace VmClone.Disks;
+
+/// <summary>How <see cref="VirtualDisk.Open(string, System.IO.FileAccess, DiskOpenOptions?)"/> treats a file and its chain.</summary>
+public sealed class DiskOpenOptions
+{
+    /// <summary>Opens the file as this format instead of detecting it (needed for raw images without a .raw/.img extension).</summary>
+    public DiskFormat? Format { get; set; }
+
+    /// <summary>
+    /// Accept a parent whose identity no longer matches what the child recorded (the parent was
+    /// modified after the child was made). Reads may then show corrupted content; only for recovery.
+    /// </summary>
+    public bool IgnoreParentIdentityMismatch { get; set; }
+
+    /// <summary>When set, parents are only followed if they lie inside this folder.</summary>
+    public string? AllowedParentRoot { get; set; }
+
+    /// <summary>Use this file as the top layer's parent instead of the paths stored in it.</summary>
+    public string? ParentPathOverride { get; set; }
+
+    /// <summary>Longest chain accepted; deeper chains (or loops) are refused.</summary>
+    public int MaxChainDepth { get; set; } = DefaultMaxChainDepth;
+
+    /// <summary>Default for <see cref="MaxChainDepth"/>.</summary>
+    public const int DefaultMaxChainDepth = 128;
+
+    internal static readonly DiskOpenOptions Default = new();
+}
+
+/// <summary>Choices for a new disk file; every property has a sensible default.</summary>
+public sealed class DiskCreateOptions
+{
+    /// <summary>File format; by default taken from the extension (.vhdx, .avhdx, .vmdk, .raw/.img), else VHDX.</summary>
+    public DiskFormat? Format { get; set; }
+
+    /// <summary>Allocation unit: VHDX block size (1–256 MiB, power of two; default 32 MiB, 2 MiB for differencing), VMDK grain (default 64 KiB).</summary>
+    public long? BlockSizeBytes { get; set; }
+
+    /// <summary>512 or 4096; differencing disks take their parent's.</summary>
+    public int? LogicalSectorSizeBytes { get; set; }
+
+    /// <summary>512 or 4096 (default 4096).</summary>
+    public int? PhysicalSectorSizeBytes { get; set; }
+}
+
+/// <summary>Everything a format needs to write a new, empty layer.</summary>
+internal sealed class LayerCreateSpec
+{
+    public LayerCreateSpec(string path, long virtualSize)
+    {
+        Path = path;
+        VirtualSize = virtualSize;
+    }
+
+    public string Path { get; }
+
+    public long VirtualSize { get; }
+
+    /// <summary>Null: the format's default.</summary>
+    public long? BlockSize { get; set; }
+
+    public int LogicalSectorSize { get; set; } = 512;
+
+    public int PhysicalSectorSize { get; set; } = 4096;
+
+    /// <summary>The parent's top layer (open read-only) for a differencing disk, else null.</summary>
+    public DiskLayer? Parent { get; set; }
+
+    /// <summary>Parent path relative to the child's folder, with '/' separators, or null when on another volume.</summary>
+    public string? ParentRelativePath { get; set; }
+
+    /// <summary>Full path of the parent.</summary>
+    public string? ParentAbsolutePath { get; set; }
+}

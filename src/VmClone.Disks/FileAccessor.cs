@@ -1,0 +1,133 @@
+using System;
+using System.IO;
+
+namespace VmClone.Disks;
+
+/// <summary>
+/// Positional reads and writes on one open file. Every read that comes up short is a format
+/// error naming the file: structures that point past the end must never be trusted.
+/// </summary>
+internal sealed class FileAccessor : IDisposable
+{
+    private readonly FileStream _stream;
+
+    private FileAccessor(string path, FileStream stream)
+    {
+        Path = path;
+        _stream = stream;
+    }
+
+    public string Path { get; }
+
+    public bool CanWrite => _stream.CanWrite;
+
+    public long Length => _stream.Length;
+
+    /// <summary>
+    /// Opens a disk file. Readers share with readers only, writers with readers only: a file a
+    /// running VM holds for writing is reported as in use instead of being read half-updated.
+    /// </summary>
+    public static FileAccessor Open(string path, FileAccess access)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        try
+        {
+            var fs = new FileStream(full, FileMode.Open, access, FileShare.Read, 1, FileOptions.RandomAccess);
+            return new FileAccessor(full, fs);
+        }
+        catch (FileNotFoundException ex)
+        {
+            throw new VirtualDiskException(full, $"Disk file '{full}' does not exist.", ex);
+        }
+        catch (DirectoryNotFoundException ex)
+        {
+            throw new VirtualDiskException(full, $"Disk file '{full}' does not exist.", ex);
+        }
+        catch (UnauthorizedAccessException ex)
+        {
+            throw new VirtualDiskException(full, access == FileAccess.Read
+                ? $"Disk file '{full}' cannot be read: access denied."
+                : $"Disk file '{full}' cannot be opened for writing: it is read-only or access is denied.", ex);
+        }
+        catch (IOException ex) when (ex is not VirtualDiskException)
+        {
+            throw new VirtualDiskException(full, $"Disk file '{full}' cannot be opened: {ex.Message}", ex);
+        }
+    }
+
+    /// <summary>Creates a new file; fails if it exists.</summary>
+    public static FileAccessor CreateNew(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        try
+        {
+            var fs = new FileStream(full, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read, 1, FileOptions.RandomAccess);
+            return new FileAccessor(full, fs);
+        }
+        catch (IOException ex) when (File.Exists(full))
+        {
+            throw new VirtualDiskException(full, $"Disk file '{full}' already exists.", ex);
+        }
+    }
+
+    /// <summary>Reads exactly <paramref name="count"/> bytes at <paramref name="position"/>.</summary>
+    public void ReadExactly(long position, byte[] buffer, int offset, int count, string structure)
+    {
+        if (position < 0 || position > _stream.Length - count)
+            throw new DiskFormatException(Path, structure, $"{count} bytes at {position} lie beyond the end of the file ({_stream.Length} bytes)", position);
+        _stream.Position = position;
+        int done = 0;
+        while (done < count)
+        {
+            int n = _stream.Read(buffer, offset + done, count - done);
+            if (n <= 0)
+                throw new DiskFormatException(Path, structure, "unexpected end of file", position + done);
+            done += n;
+        }
+    }
+
+    /// <summary>Reads up to <paramref name="count"/> bytes; zero-fills what lies past the end of the file.</summary>
+    public void ReadOrZero(long position, byte[] buffer, int offset, int count)
+    {
+        int done = 0;
+        if (position < _stream.Length)
+        {
+            _stream.Position = position;
+            while (done < count)
+            {
+                int n = _stream.Read(buffer, offset + done, count - done);
+                if (n <= 0)
+                    break;
+                done += n;
+            }
+        }
+        if (done < count)
+            Array.Clear(buffer, offset + done, count - done);
+    }
+
+    public byte[] ReadBytes(long position, int count, string structure)
+    {
+        var buffer = new byte[count];
+        ReadExactly(position, buffer, 0, count, structure);
+        return buffer;
+    }
+
+    public void Write(long position, byte[] buffer, int offset, int count)
+    {
+        _stream.Position = position;
+        _stream.Write(buffer, offset, count);
+    }
+
+    public void Write(long position, ReadOnlySpan<byte> data)
+    {
+        byte[] copy = data.ToArray();
+        Write(position, copy, 0, copy.Length);
+    }
+
+    public void SetLength(long length) => _stream.SetLength(length);
+
+    /// <summary>Flushes to the device, not just to the OS: the ordering points of our crash safety.</summary>
+    public void Flush() => _stream.Flush(flushToDisk: true);
+
+    public void Dispose() => _stream.Dispose();
+}

@@ -1,0 +1,110 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+
+namespace VmClone.Disks;
+
+/// <summary>
+/// Finds and opens a differencing layer's parent: stored paths in the format's order, the
+/// first existing file whose identity the child accepts wins. Parents are untrusted input:
+/// loops, escapes from an allowed root and geometry mismatches are refused.
+/// </summary>
+internal static class ParentResolver
+{
+    public static DiskLayer OpenParent(DiskLayer child, IReadOnlyList<DiskLayer> chainSoFar, DiskOpenOptions options, string? overridePath)
+    {
+        ParentReference reference = child.ParentReference!;
+        string childDir = Path.GetDirectoryName(child.Path) ?? ".";
+        List<string> tried = new();
+        List<string> candidates = new();
+        if (overridePath is not null)
+        {
+            candidates.Add(Path.GetFullPath(overridePath));
+        }
+        else
+        {
+            foreach (ParentPathCandidate c in reference.Candidates)
+            {
+                string? local = PathUtil.Localize(c, childDir);
+                if (local is not null && !candidates.Exists(p => PathUtil.SamePath(p, local)))
+                    candidates.Add(local);
+            }
+        }
+
+        string? mismatchPath = null;
+        string? mismatchIdentity = null;
+        foreach (string candidate in candidates)
+        {
+            tried.Add(candidate);
+            if (!File.Exists(candidate))
+                continue;
+            if (options.AllowedParentRoot is string root && !PathUtil.IsUnder(candidate, root))
+                throw new DiskChainException(child.Path, ChainProblem.OutsideAllowedRoot,
+                    $"The parent of '{child.Path}' is '{candidate}', outside '{root}' where parents may be; it was not opened.", candidate);
+            foreach (DiskLayer layer in chainSoFar)
+            {
+                if (PathUtil.SamePath(layer.Path, candidate))
+                    throw new DiskChainException(child.Path, ChainProblem.Loop,
+                        $"The parent chain of '{child.Path}' loops back to '{candidate}'.", candidate);
+            }
+
+            DiskLayer parent = VirtualDisk.OpenLayer(candidate, FileAccess.Read);
+            try
+            {
+                if (reference.Accepts(parent.Identity))
+                {
+                    CheckCompatible(child, parent);
+                    return parent;
+                }
+                if (mismatchPath is null)
+                {
+                    mismatchPath = candidate;
+                    mismatchIdentity = parent.Identity;
+                }
+                if (options.IgnoreParentIdentityMismatch)
+                {
+                    CheckCompatible(child, parent);
+                    return parent;
+                }
+            }
+            catch
+            {
+                parent.Dispose();
+                throw;
+            }
+            parent.Dispose();
+        }
+
+        if (mismatchPath is not null)
+            throw new DiskChainException(child.Path, ChainProblem.ParentModified,
+                $"The parent '{mismatchPath}' of '{child.Path}' has changed since the child was created " +
+                $"(child expects {reference.ExpectedIdentity}, parent is {mismatchIdentity}): the base was modified or replaced. " +
+                "Reading the child would show corrupted content; restore the original parent, or override the check only to recover data.",
+                mismatchPath);
+
+        string stored = string.Join(", ", reference.Candidates.ConvertAll(c => $"'{c.StoredPath}'"));
+        string looked = tried.Count == 0 ? "no usable path on this host" : string.Join(", ", tried.ConvertAll(p => $"'{p}'"));
+        throw new DiskChainException(child.Path, ChainProblem.ParentMissing,
+            $"The parent of '{child.Path}' was not found: it records {stored}; looked at {looked}. " +
+            "Move the parent back, or re-point the child at it with Set-VmDisk -ParentPath.",
+            tried.Count > 0 ? tried[0] : (reference.Candidates.Count > 0 ? reference.Candidates[0].StoredPath : null));
+    }
+
+    private static void CheckCompatible(DiskLayer child, DiskLayer parent)
+    {
+        if (parent.LogicalSectorSize != child.LogicalSectorSize)
+            throw new DiskChainException(child.Path, ChainProblem.Incompatible,
+                $"'{child.Path}' has {child.LogicalSectorSize}-byte sectors but its parent '{parent.Path}' has {parent.LogicalSectorSize}-byte sectors.", parent.Path);
+    }
+}
+
+internal static class ListExtensions
+{
+    public static List<TOut> ConvertAll<TIn, TOut>(this IReadOnlyList<TIn> list, Func<TIn, TOut> map)
+    {
+        var result = new List<TOut>(list.Count);
+        foreach (TIn item in list)
+            result.Add(map(item));
+        return result;
+    }
+}

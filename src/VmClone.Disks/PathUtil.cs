@@ -1,0 +1,71 @@
+using System;
+using System.IO;
+using System.Runtime.InteropServices;
+
+namespace VmClone.Disks;
+
+/// <summary>Path helpers netstandard2.0 lacks, and the translation of paths stored by other hosts.</summary>
+internal static class PathUtil
+{
+    private static readonly bool IsWindows = RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
+
+    private static StringComparison Comparison => IsWindows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+
+    public static bool SamePath(string a, string b) =>
+        string.Equals(Path.GetFullPath(a).TrimEnd(Path.DirectorySeparatorChar), Path.GetFullPath(b).TrimEnd(Path.DirectorySeparatorChar), Comparison);
+
+    /// <summary>True when <paramref name="path"/> is <paramref name="root"/> or inside it.</summary>
+    public static bool IsUnder(string path, string root)
+    {
+        string full = Path.GetFullPath(path);
+        string r = Path.GetFullPath(root).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+        return full.StartsWith(r, Comparison) || SamePath(full, root);
+    }
+
+    /// <summary>Relative path from folder <paramref name="fromDirectory"/> to <paramref name="toPath"/>, or null when they share no root.</summary>
+    public static string? GetRelativePath(string fromDirectory, string toPath)
+    {
+        string from = Path.GetFullPath(fromDirectory).TrimEnd(Path.DirectorySeparatorChar);
+        string to = Path.GetFullPath(toPath);
+        if (!string.Equals(Path.GetPathRoot(from), Path.GetPathRoot(to), Comparison))
+            return null;
+        string[] f = from.Split(new[] { Path.DirectorySeparatorChar }, StringSplitOptions.RemoveEmptyEntries);
+        string[] t = to.Split(new[] { Path.DirectorySeparatorChar }, StringSplitOptions.RemoveEmptyEntries);
+        int common = 0;
+        while (common < f.Length && common < t.Length - 1 && string.Equals(f[common], t[common], Comparison))
+            common++;
+        var parts = new System.Collections.Generic.List<string>();
+        for (int i = common; i < f.Length; i++)
+            parts.Add("..");
+        for (int i = common; i < t.Length; i++)
+            parts.Add(t[i]);
+        return string.Join("/", parts);
+    }
+
+    /// <summary>
+    /// Turns a stored parent path into a local path to try, or null when it cannot mean
+    /// anything on this host (a Windows volume path or drive path seen from Linux/macOS).
+    /// </summary>
+    public static string? Localize(ParentPathCandidate candidate, string childDirectory)
+    {
+        string stored = candidate.StoredPath;
+        if (string.IsNullOrEmpty(stored) || stored.IndexOf('\0') >= 0)
+            return null;
+        switch (candidate.Kind)
+        {
+            case ParentPathKind.Relative:
+                string rel = IsWindows ? stored.Replace('/', '\\') : stored.Replace('\\', '/');
+                return Path.GetFullPath(Path.Combine(childDirectory, rel));
+            case ParentPathKind.Volume:
+                return IsWindows ? stored : null;
+            default:
+                bool windowsStyle = stored.Length >= 2 && stored[1] == ':' || stored.StartsWith("\\\\", StringComparison.Ordinal);
+                if (windowsStyle && !IsWindows)
+                    return null;
+                return Path.IsPathRooted(stored) ? Path.GetFullPath(stored) : Path.GetFullPath(Path.Combine(childDirectory, stored));
+        }
+    }
+
+    /// <summary>Windows form of a path, as VHDX's absolute_win32_path and relative_path keys expect.</summary>
+    public static string ToWindowsSeparators(string path) => path.Replace('/', '\\');
+}

@@ -1,0 +1,289 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Text;
+using VmClone.Disks.Raw;
+using VmClone.Disks.Vhdx;
+using VmClone.Disks.Vmdk;
+
+namespace VmClone.Disks;
+
+/// <summary>
+/// A disk file opened together with its whole parent chain. <see cref="Content"/> is one
+/// seekable stream of the virtual disk: reads ask the nearest layer that stores each run,
+/// writes go to the top layer. Dispose closes every file of the chain.
+/// </summary>
+public sealed class VirtualDisk : IDisposable
+{
+    private readonly List<DiskLayer> _layers;
+    private ChainStream? _content;
+    private bool _disposed;
+
+    private VirtualDisk(List<DiskLayer> layers)
+    {
+        _layers = layers;
+    }
+
+    /// <summary>Serializes every access to the chain's layers (streams and callers share it).</summary>
+    internal object SyncRoot { get; } = new();
+
+    /// <summary>Full path of the top file.</summary>
+    public string Path => Top.Path;
+
+    public DiskFormat Format => Top.Format;
+
+    public DiskType Type => Top.Type;
+
+    /// <summary>Virtual size in bytes.</summary>
+    public long Capacity => Top.VirtualSize;
+
+    public int LogicalSectorSize => Top.LogicalSectorSize;
+
+    public bool CanWrite => Top.CanWrite;
+
+    /// <summary>The top layer (the file that was opened).</summary>
+    public DiskLayer Top => _layers[0];
+
+    /// <summary>The chain from the opened file (index 0) down to its base.</summary>
+    public IReadOnlyList<DiskLayer> Layers => _layers;
+
+    /// <summary>The virtual disk's content as a seekable stream; writable when the disk was opened for writing.</summary>
+    public Stream Content
+    {
+        get
+        {
+            ThrowIfDisposed();
+            return _content ??= new ChainStream(this);
+        }
+    }
+
+    /// <summary>Opens a disk file and its parent chain.</summary>
+    public static VirtualDisk Open(string path, FileAccess access) => Open(path, access, null);
+
+    /// <summary>Opens a disk file and its parent chain. Parents are always opened read-only.</summary>
+    public static VirtualDisk Open(string path, FileAccess access, DiskOpenOptions? options)
+    {
+        options ??= DiskOpenOptions.Default;
+        if (access == FileAccess.Write)
+            access = FileAccess.ReadWrite;
+        DiskLayer top = OpenLayer(path, access, options.Format);
+        var layers = new List<DiskLayer> { top };
+        try
+        {
+            DiskLayer current = top;
+            while (current.ParentReference is not null)
+            {
+                if (layers.Count >= options.MaxChainDepth)
+                    throw new DiskChainException(top.Path, ChainProblem.TooDeep,
+                        $"The chain of '{top.Path}' is deeper than {options.MaxChainDepth} layers; refusing to follow it further (a loop or a hostile file).");
+                string? overridePath = current == top ? options.ParentPathOverride : null;
+                DiskLayer parent = ParentResolver.OpenParent(current, layers, options, overridePath);
+                current.Parent = parent;
+                layers.Add(parent);
+                current = parent;
+            }
+            return new VirtualDisk(layers);
+        }
+        catch
+        {
+            foreach (DiskLayer layer in layers)
+                layer.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens one file as a layer, without following its parent.</summary>
+    public static DiskLayer OpenLayer(string path, FileAccess access, DiskFormat? format = null)
+    {
+        if (access == FileAccess.Write)
+            access = FileAccess.ReadWrite;
+        string full = System.IO.Path.GetFullPath(path);
+        DiskFormat actual = format ?? DetectFormat(full);
+        return actual switch
+        {
+            DiskFormat.Vhdx => VhdxLayer.Open(full, access),
+            DiskFormat.Vmdk => VmdkLayer.Open(full, access),
+            _ => RawLayer.Open(full, access),
+        };
+    }
+
+    /// <summary>
+    /// Creates an empty dynamic disk of <paramref name="virtualSize"/> bytes and opens it for
+    /// writing. Fails if the file exists.
+    /// </summary>
+    public static VirtualDisk CreateDynamic(string path, long virtualSize, DiskCreateOptions? options = null)
+    {
+        options ??= new DiskCreateOptions();
+        string full = System.IO.Path.GetFullPath(path);
+        DiskFormat format = options.Format ?? FormatFromExtension(full) ?? DiskFormat.Vhdx;
+        var spec = new LayerCreateSpec(full, virtualSize)
+        {
+            BlockSize = options.BlockSizeBytes,
+            LogicalSectorSize = options.LogicalSectorSizeBytes ?? 512,
+            PhysicalSectorSize = options.PhysicalSectorSizeBytes ?? 4096,
+        };
+        CreateLayer(format, spec);
+        return Open(full, FileAccess.ReadWrite, new DiskOpenOptions { Format = format });
+    }
+
+    /// <summary>
+    /// Creates a differencing disk over <paramref name="parentPath"/> (whose chain must open
+    /// cleanly) and opens it for writing. Creating a child copies no data: only metadata is written.
+    /// </summary>
+    public static VirtualDisk CreateDifferencing(string path, string parentPath, DiskCreateOptions? options = null)
+    {
+        options ??= new DiskCreateOptions();
+        string full = System.IO.Path.GetFullPath(path);
+        string parentFull = System.IO.Path.GetFullPath(parentPath);
+        if (PathUtil.SamePath(full, parentFull))
+            throw new VirtualDiskException(full, $"A disk cannot be its own parent ('{full}').");
+        using (VirtualDisk parent = Open(parentFull, FileAccess.Read))
+        {
+            DiskFormat format = options.Format ?? FormatFromExtension(full) ?? parent.Format;
+            if (options.LogicalSectorSizeBytes is int lss && lss != parent.LogicalSectorSize)
+                throw new DiskChainException(full, ChainProblem.Incompatible,
+                    $"A child of '{parentFull}' must use its logical sector size of {parent.LogicalSectorSize} bytes, not {lss}.", parentFull);
+            string? childDir = System.IO.Path.GetDirectoryName(full);
+            var spec = new LayerCreateSpec(full, parent.Capacity)
+            {
+                BlockSize = options.BlockSizeBytes,
+                LogicalSectorSize = parent.LogicalSectorSize,
+                PhysicalSectorSize = options.PhysicalSectorSizeBytes ?? parent.Top.PhysicalSectorSize,
+                Parent = parent.Top,
+                ParentAbsolutePath = parentFull,
+                ParentRelativePath = childDir is null ? null : PathUtil.GetRelativePath(childDir, parentFull),
+            };
+            CreateLayer(format, spec);
+        }
+        return Open(full, FileAccess.ReadWrite, new DiskOpenOptions { Format = FormatFromExtension(full) is null ? options.Format : null });
+    }
+
+    private static void CreateLayer(DiskFormat format, LayerCreateSpec spec)
+    {
+        if (spec.VirtualSize <= 0)
+            throw new ArgumentOutOfRangeException(nameof(spec), $"The virtual size must be positive, not {spec.VirtualSize}.");
+        string? dir = System.IO.Path.GetDirectoryName(spec.Path);
+        if (dir is not null && !Directory.Exists(dir))
+            throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': folder '{dir}' does not exist.");
+        if (File.Exists(spec.Path))
+            throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': the file already exists.");
+        switch (format)
+        {
+            case DiskFormat.Vhdx:
+                VhdxLayer.Create(spec);
+                break;
+            case DiskFormat.Vmdk:
+                VmdkLayer.Create(spec);
+                break;
+            default:
+                RawLayer.Create(spec);
+                break;
+        }
+    }
+
+    /// <summary>The format implied by a file name's extension, or null.</summary>
+    public static DiskFormat? FormatFromExtension(string path)
+    {
+        switch (System.IO.Path.GetExtension(path).ToLowerInvariant())
+        {
+            case ".vhdx":
+            case ".avhdx":
+                return DiskFormat.Vhdx;
+            case ".vmdk":
+                return DiskFormat.Vmdk;
+            case ".raw":
+            case ".img":
+            case ".bin":
+            case ".dd":
+                return DiskFormat.Raw;
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>Recognises a disk file by its signature (raw only by extension).</summary>
+    public static DiskFormat DetectFormat(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        byte[] head = new byte[64];
+        int n;
+        long length;
+        try
+        {
+            using var fs = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            length = fs.Length;
+            n = fs.Read(head, 0, head.Length);
+        }
+        catch (FileNotFoundException ex)
+        {
+            throw new VirtualDiskException(full, $"Disk file '{full}' does not exist.", ex);
+        }
+        catch (DirectoryNotFoundException ex)
+        {
+            throw new VirtualDiskException(full, $"Disk file '{full}' does not exist.", ex);
+        }
+        catch (UnauthorizedAccessException ex)
+        {
+            throw new VirtualDiskException(full, $"Disk file '{full}' cannot be read: access denied.", ex);
+        }
+
+        string ascii = Encoding.ASCII.GetString(head, 0, n);
+        if (ascii.StartsWith("vhdxfile", StringComparison.Ordinal))
+            return DiskFormat.Vhdx;
+        if (ascii.StartsWith("KDMV", StringComparison.Ordinal))
+            return DiskFormat.Vmdk;
+        if (ascii.StartsWith("COWD", StringComparison.Ordinal))
+            throw new DiskFormatException(full, "signature", "a VMware ESX 2/3 COWD (vmfsSparse) extent; this format is not supported");
+        if (n >= 8 && BitConverter.ToUInt64(head, 0) == 0xCAFEBABEUL)
+            throw new DiskFormatException(full, "signature", "a VMware SESparse extent (ESXi snapshot); this format is not supported");
+        if (ascii.StartsWith("conectix", StringComparison.Ordinal))
+            throw new DiskFormatException(full, "signature", "a legacy VHD (version 1) file; only VHDX is supported (convert it with Hyper-V's Convert-VHD or qemu-img)");
+        DiskFormat? byExtension = FormatFromExtension(full);
+        if (byExtension == DiskFormat.Vmdk && length <= 64 * 1024 && ascii.TrimStart().StartsWith("#", StringComparison.Ordinal))
+            return DiskFormat.Vmdk; // a text descriptor
+        if (byExtension == DiskFormat.Raw)
+            return DiskFormat.Raw;
+        if (byExtension is DiskFormat known)
+            throw new DiskFormatException(full, "signature", $"the file has a .{known.ToString().ToLowerInvariant()} name but no {known.ToString().ToUpperInvariant()} signature (truncated, encrypted or not a disk)", 0);
+        throw new DiskFormatException(full, "signature", "not a VHDX or VMDK file; open raw images with the Raw format (or a .raw/.img extension)", 0);
+    }
+
+    /// <summary>Flushes the top layer to the device.</summary>
+    public void Flush()
+    {
+        lock (SyncRoot)
+            Top.Flush();
+    }
+
+    internal void ThrowIfDisposed()
+    {
+        if (_disposed)
+            throw new ObjectDisposedException(nameof(VirtualDisk), $"The disk '{Path}' has been closed.");
+    }
+
+    public void Dispose()
+    {
+        lock (SyncRoot)
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+            List<Exception>? errors = null;
+            foreach (DiskLayer layer in _layers)
+            {
+                try
+                {
+                    layer.Dispose();
+                }
+                catch (Exception ex)
+                {
+                    (errors ??= new List<Exception>()).Add(ex);
+                }
+            }
+            if (errors is not null)
+                throw errors.Count == 1 ? errors[0] : new AggregateException(errors);
+        }
+    }
+
+    public override string ToString() => $"{Format} {Type} '{Path}' ({_layers.Count} layer(s))";
+}
