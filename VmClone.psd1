@@ -1,0 +1,33 @@
+@{
+    # The one version source: build.ps1 stamps the assemblies and the package from it.
+    RootModule           = 'VmClone.PowerShell.dll'
+    ModuleVersion        = '0.1.0'
+    GUID                 = 'da24afe3-4529-47b4-a9fb-632df589f82f'
+    Author               = 'VmClone contributors'
+    CompanyName          = 'VmClone'
+    Copyright            = '(c) VmClone contributors. MIT License.'
+    Description          = 'Bases and linked clones for VDI as VHDX/VMDK differencing-disk chains: create read-only bases, clone in milliseconds, restore, rebase whole fleets while data volumes survive. Cross-platform VHDX and VMDK engine, no hypervisor needed.'
+    PowerShellVersion    = '7.2'
+    CompatiblePSEditions = @('Core')
+    FormatsToProcess     = @('VmClone.format.ps1xml')
+    CmdletsToExport      = @(
+        'New-VmDisk'
+        'Get-VmDisk'
+        'Test-VmDisk'
+    )
+    FunctionsToExport    = @()
+    VariablesToExport    = @()
+    AliasesToExport      = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags         = @('VHDX', 'VMDK', 'VDI', 'LinkedClone', 'DifferencingDisk', 'HyperV', 'VMware', 'QEMU', 'Linux', 'MacOS', 'Windows', 'PSEdition_Core')
+            LicenseUri   = 'https://opensource.org/licenses/MIT'
+            ReleaseNotes = @'
+0.1.0
+- Managed VHDX engine (MS-VHDX v1): dynamic and differencing disks, 512/4096-byte sectors,
+  1-256 MiB blocks, parent locators with identity checks, log replay, crash-safe metadata.
+- New-VmDisk, Get-VmDisk (-Chain), Test-VmDisk.
+'@
+        }
+    }
+}

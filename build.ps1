@@ -1,0 +1,179 @@
+<#
+.SYNOPSIS
+    Builds, tests, demonstrates and packages VmClone.
+.DESCRIPTION
+    One entry point for everything:
+      Build    lays out the loadable module under out/VmClone (psd1, assemblies, formats, en-US help)
+      Test     Build, then every xunit test and every Pester test (in a child pwsh against out/VmClone)
+      Demo     Build, then a short tour on a throw-away folder
+      Package  Build, then a PowerShell-Gallery-shaped .nupkg under out/package
+      Bench    Build, then the benchmarks in bench/ (figures in bench/RESULTS.md)
+      Clean    removes out/ and the build outputs
+    Run it with `dotnet pwsh ./build.ps1 -Task <Task>` after `dotnet tool restore`.
+#>
+[CmdletBinding()]
+param(
+    [ValidateSet('Build', 'Test', 'Demo', 'Package', 'Bench', 'Clean')]
+    [string[]] $Task = 'Build',
+    [ValidateSet('Debug', 'Release')]
+    [string] $Configuration = 'Release',
+    # Test: run only the xunit tests or only the Pester tests.
+    [ValidateSet('All', 'Unit', 'Pester')]
+    [string] $TestKind = 'All'
+)
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+
+$Root = $PSScriptRoot
+$Out = Join-Path $Root 'out'
+$ModuleDir = Join-Path $Out 'VmClone'
+$Manifest = Import-PowerShellDataFile (Join-Path $Root 'VmClone.psd1')
+$Version = $Manifest.ModuleVersion
+
+function Invoke-Native {
+    param([string] $File, [string[]] $Arguments)
+    Write-Host "> $File $($Arguments -join ' ')" -ForegroundColor DarkGray
+    & $File @Arguments
+    if ($LASTEXITCODE -ne 0) { throw "$File exited with code $LASTEXITCODE" }
+}
+
+# A child pwsh of the same version as this one, whether it is installed or run as a dotnet tool.
+function Get-PwshCommand {
+    foreach ($name in 'pwsh', 'pwsh.exe') {
+        $exe = Join-Path $PSHOME $name
+        if (Test-Path -LiteralPath $exe -PathType Leaf) { return , @($exe) }
+    }
+    return , @('dotnet', (Join-Path $PSHOME 'pwsh.dll'))
+}
+
+function Invoke-ChildPwsh {
+    param([string[]] $Arguments, [switch] $NoThrow)
+    $pwsh = Get-PwshCommand
+    $all = @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive') + $Arguments
+    & $pwsh[0] @all
+    if (-not $NoThrow -and $LASTEXITCODE -ne 0) { throw "pwsh exited with code $LASTEXITCODE" }
+    return $LASTEXITCODE
+}
+
+function Invoke-Build {
+    $project = Join-Path $Root 'src/VmClone.PowerShell/VmClone.PowerShell.csproj'
+    Invoke-Native dotnet @('build', $project, '-c', $Configuration, '--nologo', '-v', 'quiet', "-p:Version=$Version")
+    $bin = Join-Path $Root "src/VmClone.PowerShell/bin/$Configuration/netstandard2.0"
+    if (Test-Path $ModuleDir) { Remove-Item $ModuleDir -Recurse -Force }
+    New-Item -ItemType Directory -Path (Join-Path $ModuleDir 'en-US') -Force | Out-Null
+    foreach ($name in 'VmClone.PowerShell', 'VmClone.Core', 'VmClone.Disks') {
+        Copy-Item (Join-Path $bin "$name.dll") $ModuleDir
+    }
+    Copy-Item (Join-Path $Root 'VmClone.psd1') $ModuleDir
+    Copy-Item (Join-Path $Root 'src/VmClone.PowerShell/VmClone.format.ps1xml') $ModuleDir
+    Copy-Item (Join-Path $Root 'en-US/*.help.txt') (Join-Path $ModuleDir 'en-US')
+    $docs = @('VmClone.PowerShell', 'VmClone.Core', 'VmClone.Disks') | ForEach-Object { Join-Path $bin "$_.xml" }
+    $helpScript = Join-Path $Root 'src/VmClone.PowerShell/Help/New-MamlHelp.ps1'
+    $helpFile = Join-Path $ModuleDir 'en-US/VmClone.PowerShell.dll-Help.xml'
+    Invoke-ChildPwsh @('-File', $helpScript, '-ModuleManifest', (Join-Path $ModuleDir 'VmClone.psd1'), '-DocumentationXml', ($docs -join ','), '-OutFile', $helpFile) | Out-Null
+    Write-Host "Built module: $ModuleDir (version $Version)" -ForegroundColor Green
+}
+
+function Get-PesterModule {
+    $restore = Join-Path $Root 'tests/Pester/Pester.Restore.csproj'
+    Invoke-Native dotnet @('restore', $restore, '--nologo', '-v', 'quiet')
+    $packages = (& dotnet nuget locals global-packages --list) -replace '^global-packages:\s*', ''
+    $psd1 = Join-Path $packages.Trim() 'pester/6.2.0/tools/Pester.psd1'
+    if (-not (Test-Path $psd1)) { throw "Pester 6.2.0 was not restored (looked for $psd1)" }
+    return $psd1
+}
+
+function Invoke-Test {
+    $results = Join-Path $Out 'test-results'
+    if (Test-Path $results) { Remove-Item $results -Recurse -Force }
+    New-Item -ItemType Directory -Path $results -Force | Out-Null
+    $passed = 0; $failed = 0; $skipped = 0
+
+    if ($TestKind -in 'All', 'Unit') {
+        $code = 0
+        & dotnet test (Join-Path $Root 'VmClone.sln') -c $Configuration --nologo `
+            --logger 'console;verbosity=normal' --logger 'trx' --results-directory $results
+        $code = $LASTEXITCODE
+        $trxFiles = @(Get-ChildItem $results -Filter *.trx)
+        if ($trxFiles.Count -eq 0) { throw "dotnet test produced no results (exit code $code)" }
+        foreach ($trx in $trxFiles) {
+            [xml] $x = Get-Content $trx.FullName -Raw
+            $c = $x.TestRun.ResultSummary.Counters
+            $passed += [int]$c.passed; $failed += [int]$c.failed + [int]$c.error + [int]$c.timeout + [int]$c.aborted
+            $skipped += [int]$c.notExecuted
+        }
+        if ($code -ne 0 -and $failed -eq 0) { $failed++ ; Write-Host "dotnet test exited with $code" -ForegroundColor Red }
+    }
+
+    if ($TestKind -in 'All', 'Pester') {
+        $pester = Get-PesterModule
+        $summary = Join-Path $results 'pester.json'
+        $script = @"
+`$ErrorActionPreference = 'Stop'
+Import-Module '$pester'
+`$env:VMCLONE_MODULE = '$(Join-Path $ModuleDir 'VmClone.psd1')'
+`$c = New-PesterConfiguration
+`$c.Run.Path = '$(Join-Path $Root 'tests/Pester')'
+`$c.Run.PassThru = `$true
+`$c.Output.Verbosity = 'Detailed'
+`$c.TestResult.Enabled = `$true
+`$c.TestResult.OutputPath = '$(Join-Path $results 'pester.xml')'
+`$r = Invoke-Pester -Configuration `$c
+@{ Passed = `$r.PassedCount; Failed = `$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount; Skipped = `$r.SkippedCount } | ConvertTo-Json | Set-Content '$summary'
+"@
+        Invoke-ChildPwsh @('-Command', $script) -NoThrow | Out-Host
+        if (-not (Test-Path $summary)) { $failed++; Write-Host 'Pester did not finish' -ForegroundColor Red }
+        else {
+            $p = Get-Content $summary -Raw | ConvertFrom-Json
+            $passed += $p.Passed; $failed += $p.Failed; $skipped += $p.Skipped
+        }
+    }
+
+    Write-Host ''
+    Write-Host "Tests: $passed passed, $failed failed, $skipped skipped"
+    if ($failed -gt 0) { throw "$failed test(s) failed" }
+}
+
+function Invoke-Demo {
+    $demo = Join-Path $Root 'src/VmClone.PowerShell/Demo/Start-Demo.ps1'
+    Invoke-ChildPwsh @('-File', $demo, '-ModuleManifest', (Join-Path $ModuleDir 'VmClone.psd1'))
+}
+
+function Invoke-Package {
+    $staging = Join-Path $Out 'package'
+    $repo = Join-Path $staging 'repository'
+    if (Test-Path $staging) { Remove-Item $staging -Recurse -Force }
+    New-Item -ItemType Directory -Path $repo -Force | Out-Null
+    $script = @"
+`$ErrorActionPreference = 'Stop'
+Test-ModuleManifest -Path '$(Join-Path $ModuleDir 'VmClone.psd1')' | Out-Null
+`$name = 'VmCloneBuild' + [guid]::NewGuid().ToString('N')
+Register-PSResourceRepository -Name `$name -Uri '$repo' -Trusted
+try { Publish-PSResource -Path '$ModuleDir' -Repository `$name -SkipDependenciesCheck }
+finally { Unregister-PSResourceRepository -Name `$name }
+"@
+    Invoke-ChildPwsh @('-Command', $script) | Out-Host
+    $nupkg = Get-ChildItem $repo -Filter '*.nupkg' | Select-Object -First 1
+    if (-not $nupkg) { throw 'No package was produced.' }
+    Write-Host "Package: $($nupkg.FullName)" -ForegroundColor Green
+}
+
+function Invoke-Bench {
+    $bench = Join-Path $Root 'bench/Invoke-Benchmarks.ps1'
+    Invoke-ChildPwsh @('-File', $bench, '-ModuleManifest', (Join-Path $ModuleDir 'VmClone.psd1'), '-Configuration', $Configuration)
+}
+
+foreach ($t in $Task) {
+    switch ($t) {
+        'Clean' {
+            foreach ($d in @($Out) + @(Get-ChildItem $Root -Recurse -Directory -Include bin, obj | Where-Object FullName -notmatch '[\\/]\.') ) {
+                if (Test-Path $d) { Remove-Item $d -Recurse -Force }
+            }
+        }
+        'Build' { Invoke-Build }
+        'Test' { Invoke-Build; Invoke-Test }
+        'Demo' { Invoke-Build; Invoke-Demo }
+        'Package' { Invoke-Build; Invoke-Package }
+        'Bench' { Invoke-Build; Invoke-Bench }
+    }
+}

@@ -1,0 +1,135 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Threading;
+using VmClone.Disks;
+
+namespace VmClone.Core.Disks;
+
+/// <summary>Disk-level operations on any file, in or out of a store: create, inspect, check.</summary>
+public static class DiskOperations
+{
+    /// <summary>Creates a dynamic disk (no parent) or a differencing disk over <paramref name="parentPath"/>.</summary>
+    public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options)
+    {
+        if (parentPath is null && virtualSize is null)
+            throw new ArgumentException("A new disk needs either a size or a parent.", nameof(virtualSize));
+        VirtualDisk disk = parentPath is null
+            ? VirtualDisk.CreateDynamic(path, virtualSize!.Value, options)
+            : VirtualDisk.CreateDifferencing(path, parentPath, options);
+        using (disk)
+        {
+            if (parentPath is not null && virtualSize is long size && size != disk.Capacity)
+            {
+                disk.Dispose();
+                File.Delete(path);
+                throw new ArgumentException($"A differencing disk has its parent's size ({disk.Capacity} bytes); {size} was asked for.", nameof(virtualSize));
+            }
+            return Describe(disk.Top, 0, disk.Layers.Count, null);
+        }
+    }
+
+    /// <summary>
+    /// Describes a disk and, when <paramref name="wholeChain"/>, every layer below it. A broken
+    /// chain does not stop the description: the layers that open are described, and the break
+    /// is reported in <see cref="VmDiskInfo.ChainProblem"/> of the layer whose parent failed.
+    /// </summary>
+    public static IReadOnlyList<VmDiskInfo> Inspect(string path, bool wholeChain, DiskOpenOptions? options = null)
+    {
+        options ??= new DiskOpenOptions();
+        var result = new List<VmDiskInfo>();
+        var walk = ChainWalk.Start(path, options);
+        try
+        {
+            if (walk.Layers.Count == 0)
+                throw walk.Problem!;
+            int depth = walk.Layers.Count;
+            int count = wholeChain ? depth : 1;
+            string? problem = walk.Problem?.Message;
+            for (int i = 0; i < count; i++)
+            {
+                // The break is reported on the layer whose parent could not be opened (or on the
+                // only layer shown).
+                bool carriesBreak = problem is not null && (i == depth - 1 || !wholeChain);
+                result.Add(Describe(walk.Layers[i], i, problem is null ? depth - i : null, carriesBreak ? problem : null));
+            }
+            return result;
+        }
+        finally
+        {
+            walk.Dispose();
+        }
+    }
+
+    /// <summary>Checks a disk and its whole chain: structures, parent links, identities.</summary>
+    public static VmDiskCheckResult Check(string path, DiskOpenOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new DiskOpenOptions();
+        string full = System.IO.Path.GetFullPath(path);
+        var problems = new List<VmDiskProblem>();
+        var checkedPaths = new List<string>();
+        // Keep walking below a modified parent: its own structure is still worth checking.
+        var walk = ChainWalk.Start(full, new DiskOpenOptions
+        {
+            AllowedParentRoot = options.AllowedParentRoot,
+            MaxChainDepth = options.MaxChainDepth,
+            Format = options.Format,
+            IgnoreParentIdentityMismatch = true,
+        }, reportMismatches: !options.IgnoreParentIdentityMismatch);
+        try
+        {
+            foreach (VirtualDiskException mismatch in walk.Mismatches)
+                problems.Add(new VmDiskProblem(mismatch.Path, mismatch.Message));
+            if (walk.Problem is VirtualDiskException broken)
+                problems.Add(new VmDiskProblem(broken.Path, broken.Message));
+            foreach (DiskLayer layer in walk.Layers)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                checkedPaths.Add(layer.Path);
+                IReadOnlyList<string> found;
+                try
+                {
+                    found = layer.Check();
+                }
+                catch (VirtualDiskException ex)
+                {
+                    found = new[] { ex.Message };
+                }
+                foreach (string description in found)
+                    problems.Add(new VmDiskProblem(layer.Path, description));
+            }
+        }
+        finally
+        {
+            walk.Dispose();
+        }
+        return new VmDiskCheckResult(full, checkedPaths, problems);
+    }
+
+    internal static VmDiskInfo Describe(DiskLayer layer, int level, int? chainDepth, string? chainProblem)
+    {
+        ParentReference? reference = layer.ParentReference;
+        string? parentPath = layer.Parent?.Path;
+        if (parentPath is null && reference is not null && reference.Candidates.Count > 0)
+            parentPath = reference.Candidates[0].StoredPath;
+        return new VmDiskInfo
+        {
+            Path = layer.Path,
+            Format = layer.Format,
+            Type = layer.Type,
+            VirtualSize = layer.VirtualSize,
+            FileSize = layer.FileSize,
+            AllocatedSize = layer.AllocatedBytes,
+            BlockSize = layer.BlockSize,
+            LogicalSectorSize = layer.LogicalSectorSize,
+            PhysicalSectorSize = layer.PhysicalSectorSize,
+            ParentPath = parentPath,
+            ChainDepth = chainDepth,
+            Level = level,
+            Identity = layer.Identity,
+            ParentIdentity = reference?.ExpectedIdentity,
+            ChainProblem = chainProblem,
+            Details = layer.Details,
+        };
+    }
+}

@@ -1,0 +1,105 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Management.Automation;
+using System.Threading;
+using VmClone.Disks;
+
+namespace VmClone.PowerShell;
+
+/// <summary>
+/// Base of every VmClone cmdlet: cancellation on Ctrl+C (StopProcessing), one mapping from our
+/// exceptions to error records with a stable id, a category and the input as target, path
+/// resolution, and progress records that are always completed.
+/// </summary>
+public abstract class VmCloneCmdlet : PSCmdlet
+{
+    private readonly CancellationTokenSource _cancellation = new();
+
+    /// <summary>Cancelled when the user presses Ctrl+C or the pipeline stops.</summary>
+    protected CancellationToken CancellationToken => _cancellation.Token;
+
+    protected override void StopProcessing() => _cancellation.Cancel();
+
+    protected override void EndProcessing() => _cancellation.Dispose();
+
+    /// <summary>
+    /// Runs one unit of work for one input; a failure becomes a non-terminating error for that
+    /// input, so the rest of the pipeline goes on (PowerShell convention).
+    /// </summary>
+    protected void Try(object target, Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (Exception ex) when (IsExpected(ex))
+        {
+            WriteError(ToErrorRecord(ex, target));
+        }
+    }
+
+    /// <summary>Exceptions that are the user's input or environment, not a defect of ours.</summary>
+    protected static bool IsExpected(Exception ex) =>
+        ex is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException or NotSupportedException
+            && ex is not PipelineStoppedException;
+
+    /// <summary>An error record with a stable id, a category and the offending input as target.</summary>
+    protected static ErrorRecord ToErrorRecord(Exception ex, object target)
+    {
+        (string id, ErrorCategory category) = ex switch
+        {
+            DiskChainException { Problem: ChainProblem.ParentMissing } => ("DiskParentMissing", ErrorCategory.ObjectNotFound),
+            DiskChainException { Problem: ChainProblem.ParentModified } => ("DiskParentModified", ErrorCategory.InvalidData),
+            DiskChainException { Problem: ChainProblem.Loop } => ("DiskChainLoop", ErrorCategory.InvalidData),
+            DiskChainException { Problem: ChainProblem.TooDeep } => ("DiskChainTooDeep", ErrorCategory.LimitsExceeded),
+            DiskChainException { Problem: ChainProblem.OutsideAllowedRoot } => ("DiskParentOutsideRoot", ErrorCategory.SecurityError),
+            DiskChainException => ("DiskChainIncompatible", ErrorCategory.InvalidArgument),
+            DiskFormatException => ("DiskFormatInvalid", ErrorCategory.InvalidData),
+            VirtualDiskException v when v.InnerException is FileNotFoundException or DirectoryNotFoundException => ("DiskNotFound", ErrorCategory.ObjectNotFound),
+            VirtualDiskException v when v.InnerException is UnauthorizedAccessException => ("DiskAccessDenied", ErrorCategory.PermissionDenied),
+            VirtualDiskException => ("DiskOperationFailed", ErrorCategory.WriteError),
+            FileNotFoundException or DirectoryNotFoundException => ("PathNotFound", ErrorCategory.ObjectNotFound),
+            UnauthorizedAccessException => ("AccessDenied", ErrorCategory.PermissionDenied),
+            ArgumentException => ("InvalidArgument", ErrorCategory.InvalidArgument),
+            OperationCanceledException => ("OperationStopped", ErrorCategory.OperationStopped),
+            _ => ("OperationFailed", ErrorCategory.NotSpecified),
+        };
+        return new ErrorRecord(ex, id, category, target);
+    }
+
+    /// <summary>Resolves -Path (wildcards allowed) to existing file system paths; unmatched input is an error for that input.</summary>
+    protected IEnumerable<string> ResolveExistingPaths(IEnumerable<string> paths, bool literal)
+    {
+        foreach (string path in paths)
+        {
+            List<string> resolved = new();
+            try
+            {
+                if (literal)
+                {
+                    string full = GetUnresolvedProviderPathFromPSPath(path);
+                    if (!File.Exists(full))
+                        throw new ItemNotFoundException($"Cannot find the disk file '{full}' because it does not exist.");
+                    resolved.Add(full);
+                }
+                else
+                {
+                    resolved.AddRange(GetResolvedProviderPathFromPSPath(path, out ProviderInfo provider));
+                    if (provider.ImplementingType != typeof(Microsoft.PowerShell.Commands.FileSystemProvider))
+                        throw new ArgumentException($"'{path}' is not a file system path.");
+                }
+            }
+            catch (Exception ex) when (ex is ItemNotFoundException or ArgumentException or System.Management.Automation.DriveNotFoundException or ProviderNotFoundException)
+            {
+                WriteError(new ErrorRecord(ex, "PathNotFound", ErrorCategory.ObjectNotFound, path));
+                continue;
+            }
+            foreach (string r in resolved)
+                yield return r;
+        }
+    }
+
+    /// <summary>A file system path for something that may not exist yet (no wildcards).</summary>
+    protected string ResolveNewPath(string path) => GetUnresolvedProviderPathFromPSPath(path);
+}
