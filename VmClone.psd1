@@ -14,6 +14,9 @@
         'New-VmDisk'
         'Get-VmDisk'
         'Test-VmDisk'
+        'Convert-VmDisk'
+        'Merge-VmDisk'
+        'Set-VmDisk'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -81,6 +81,14 @@ public abstract class DiskLayer : IDisposable
     /// </summary>
     public abstract IReadOnlyList<string> Check();
 
+    /// <summary>
+    /// Rewrites what this layer records about its parent (stored paths and expected identity)
+    /// without touching its content, crash-safely. The caller has checked that the new parent is
+    /// acceptable; this only writes the link.
+    /// </summary>
+    public virtual void SetParent(ParentLink link) =>
+        throw new NotSupportedException($"{Format} {Type} disk '{Path}' cannot be re-pointed at another parent.");
+
     /// <summary>Reads what lies beneath this layer: the parent chain's content, or zeros.</summary>
     protected void ReadBelow(long position, byte[] buffer, int offset, int count) =>
         ChainReader.Read(Parent, position, buffer, offset, count);

@@ -92,6 +92,9 @@ public sealed class VirtualDisk : IDisposable
         }
     }
 
+    /// <summary>A disk over layers the caller opened and linked (Parent set), top first; it owns them from now on.</summary>
+    internal static VirtualDisk FromLayers(List<DiskLayer> layers) => new(layers);
+
     /// <summary>Opens one file as a layer, without following its parent.</summary>
     public static DiskLayer OpenLayer(string path, FileAccess access, DiskFormat? format = null)
     {
@@ -246,6 +249,24 @@ public sealed class VirtualDisk : IDisposable
         if (byExtension is DiskFormat known)
             throw new DiskFormatException(full, "signature", $"the file has a .{known.ToString().ToLowerInvariant()} name but no {known.ToString().ToUpperInvariant()} signature (truncated, encrypted or not a disk)", 0);
         throw new DiskFormatException(full, "signature", "not a VHDX or VMDK file; open raw images with the Raw format (or a .raw/.img extension)", 0);
+    }
+
+    /// <summary>
+    /// Where each run of [<paramref name="position"/>, +<paramref name="length"/>) comes from in
+    /// the chain, adjacent runs from the same source merged. Callers walking a large disk go
+    /// window by window to keep the list small.
+    /// </summary>
+    public IReadOnlyList<ChainExtent> MapExtents(long position, long length)
+    {
+        if (position < 0 || length < 0 || position > Capacity - length)
+            throw new ArgumentOutOfRangeException(nameof(position), $"Range {position}+{length} is outside the {Capacity}-byte disk '{Path}'.");
+        var result = new List<ChainExtent>();
+        lock (SyncRoot)
+        {
+            ThrowIfDisposed();
+            ChainMapper.Map(Top, 0, position, length, result);
+        }
+        return result;
     }
 
     /// <summary>Flushes the top layer to the device.</summary>

@@ -41,7 +41,7 @@ public abstract class VmCloneCmdlet : PSCmdlet
 
     /// <summary>Exceptions that are the user's input or environment, not a defect of ours.</summary>
     protected static bool IsExpected(Exception ex) =>
-        ex is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException or NotSupportedException
+        ex is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException or NotSupportedException or ItemNotFoundException
             && ex is not PipelineStoppedException;
 
     /// <summary>An error record with a stable id, a category and the offending input as target.</summary>
@@ -61,7 +61,9 @@ public abstract class VmCloneCmdlet : PSCmdlet
             VirtualDiskException => ("DiskOperationFailed", ErrorCategory.WriteError),
             FileNotFoundException or DirectoryNotFoundException => ("PathNotFound", ErrorCategory.ObjectNotFound),
             UnauthorizedAccessException => ("AccessDenied", ErrorCategory.PermissionDenied),
+            ItemNotFoundException => ("PathNotFound", ErrorCategory.ObjectNotFound),
             ArgumentException => ("InvalidArgument", ErrorCategory.InvalidArgument),
+            InvalidOperationException => ("InvalidOperation", ErrorCategory.InvalidOperation),
             OperationCanceledException => ("OperationStopped", ErrorCategory.OperationStopped),
             _ => ("OperationFailed", ErrorCategory.NotSpecified),
         };
@@ -99,6 +101,20 @@ public abstract class VmCloneCmdlet : PSCmdlet
                 yield return r;
         }
     }
+
+    /// <summary>Resolves a path that must name exactly one existing file (wildcards allowed if they match one).</summary>
+    protected string ResolveSinglePath(string path)
+    {
+        var resolved = GetResolvedProviderPathFromPSPath(path, out ProviderInfo provider);
+        if (provider.ImplementingType != typeof(Microsoft.PowerShell.Commands.FileSystemProvider))
+            throw new ArgumentException($"'{path}' is not a file system path.");
+        if (resolved.Count != 1)
+            throw new ArgumentException($"'{path}' matches {resolved.Count} files; name exactly one.");
+        return resolved[0];
+    }
+
+    /// <summary>True when the user gave the parameter.</summary>
+    protected bool IsBound(string parameterName) => MyInvocation.BoundParameters.ContainsKey(parameterName);
 
     /// <summary>A file system path for something that may not exist yet (no wildcards).</summary>
     protected string ResolveNewPath(string path) => GetUnresolvedProviderPathFromPSPath(path);

@@ -7,7 +7,7 @@ using VmClone.Disks;
 namespace VmClone.Core.Disks;
 
 /// <summary>Disk-level operations on any file, in or out of a store: create, inspect, check.</summary>
-public static class DiskOperations
+public static partial class DiskOperations
 {
     /// <summary>Creates a dynamic disk (no parent) or a differencing disk over <paramref name="parentPath"/>.</summary>
     public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options)

@@ -1,0 +1,125 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmClone.Disks;
+
+namespace VmClone.Core.Disks;
+
+public static partial class DiskOperations
+{
+    private const string MergeMarkerSuffix = ".vmclone-merging";
+
+    /// <summary>
+    /// Commits a child's content into its parent (or a further ancestor), like Hyper-V's
+    /// Merge-VHD: afterwards the ancestor reads exactly what the child showed, and the child and
+    /// any layers between are deleted. Refused when the ancestor has other children (they would
+    /// be corrupted) unless <paramref name="force"/>.
+    /// </summary>
+    /// <remarks>
+    /// While the merge runs, every range written into the ancestor is still hidden by the layers
+    /// above it, so what the child shows never changes: a merge cut off at any point is finished
+    /// by running it again. A marker file next to the child records the merge in progress, so the
+    /// rerun accepts the ancestor's changed identity.
+    /// </remarks>
+    public static VmDiskInfo Merge(string childPath, string? destinationPath, bool force, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+    {
+        string child = Path.GetFullPath(childPath);
+        string marker = child + MergeMarkerSuffix;
+        string? resumedTarget = File.Exists(marker) ? File.ReadAllText(marker).Trim() : null;
+
+        List<string> chain;
+        using (VirtualDisk view = VirtualDisk.Open(child, FileAccess.Read, new DiskOpenOptions { IgnoreParentIdentityMismatch = resumedTarget is not null }))
+            chain = view.Layers.Select(l => l.Path).ToList();
+        if (chain.Count < 2)
+            throw new ArgumentException($"'{child}' has no parent to merge into.", nameof(childPath));
+
+        int t = 1;
+        if (destinationPath is not null)
+        {
+            string destination = Path.GetFullPath(destinationPath);
+            t = chain.FindIndex(p => PathUtil.SamePath(p, destination));
+            if (t <= 0)
+                throw new ArgumentException($"'{destination}' is not an ancestor of '{child}'. Its chain is: {string.Join(" -> ", chain)}.", nameof(destinationPath));
+        }
+        string targetPath = chain[t];
+        if (resumedTarget is not null && !PathUtil.SamePath(resumedTarget, targetPath))
+            throw new InvalidOperationException($"A merge of '{child}' into '{resumedTarget}' was cut off; finish it first (Merge-VmDisk -Path '{child}' -DestinationPath '{resumedTarget}').");
+
+        if (!force)
+        {
+            var others = FindChildren(targetPath, chain.Take(t + 1).Select(p => Path.GetDirectoryName(p)!).Distinct(), exclude: chain.Take(t));
+            if (others.Count > 0)
+                throw new InvalidOperationException(
+                    $"'{targetPath}' has other children that merging would corrupt: {string.Join(", ", others.Select(o => $"'{o}'"))}. " +
+                    "Merge into a disk nothing else depends on, or use -Force if those children are to be discarded.");
+        }
+
+        File.WriteAllText(marker, targetPath);
+        using (VirtualDisk target = VirtualDisk.Open(targetPath, FileAccess.ReadWrite))
+        {
+            var upper = new List<DiskLayer>();
+            try
+            {
+                for (int i = 0; i < t; i++)
+                    upper.Add(VirtualDisk.OpenLayer(chain[i], FileAccess.Read));
+                for (int i = 0; i < t; i++)
+                    upper[i].Parent = i + 1 < t ? upper[i + 1] : target.Top;
+                // The view shares the target's open layers, so it reads what is being written.
+                VirtualDisk view = VirtualDisk.FromLayers(upper.Concat(target.Layers).ToList());
+                CopyAllocated(view, target.Content, writeZeros: true, $"Merging {Path.GetFileName(child)} into {Path.GetFileName(targetPath)}",
+                    progress, cancellationToken, include: e => e.Level >= 0 && e.Level < t);
+                target.Flush();
+            }
+            finally
+            {
+                foreach (DiskLayer layer in upper)
+                    layer.Dispose();
+            }
+        }
+        for (int i = 0; i < t; i++)
+            File.Delete(chain[i]);
+        File.Delete(marker);
+
+        using VirtualDisk merged = VirtualDisk.Open(targetPath, FileAccess.Read);
+        return Describe(merged.Top, 0, merged.Layers.Count, null);
+    }
+
+    /// <summary>
+    /// Disk files in <paramref name="folders"/> whose stored parent path leads to
+    /// <paramref name="parentPath"/>. Files that cannot be read are ignored.
+    /// </summary>
+    public static IReadOnlyList<string> FindChildren(string parentPath, IEnumerable<string> folders, IEnumerable<string>? exclude = null)
+    {
+        string parent = Path.GetFullPath(parentPath);
+        var excluded = (exclude ?? Enumerable.Empty<string>()).Select(Path.GetFullPath).ToList();
+        var found = new List<string>();
+        foreach (string folder in folders.Distinct())
+        {
+            if (!Directory.Exists(folder))
+                continue;
+            foreach (string file in Directory.EnumerateFiles(folder))
+            {
+                if (VirtualDisk.FormatFromExtension(file) is not (DiskFormat.Vhdx or DiskFormat.Vmdk))
+                    continue;
+                if (PathUtil.SamePath(file, parent) || excluded.Any(e => PathUtil.SamePath(e, file)))
+                    continue;
+                try
+                {
+                    using DiskLayer layer = VirtualDisk.OpenLayer(file, FileAccess.Read);
+                    ParentReference? reference = layer.ParentReference;
+                    if (reference is null)
+                        continue;
+                    string dir = Path.GetDirectoryName(layer.Path) ?? ".";
+                    if (reference.Candidates.Any(c => PathUtil.Localize(c, dir) is string local && PathUtil.SamePath(local, parent)))
+                        found.Add(layer.Path);
+                }
+                catch (VirtualDiskException)
+                {
+                }
+            }
+        }
+        return found;
+    }
+}

@@ -1,0 +1,167 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmClone.Disks;
+
+namespace VmClone.Core.Disks;
+
+public static partial class DiskOperations
+{
+    /// <summary>
+    /// Re-points a differencing disk at another parent. Without <paramref name="preserveContent"/>
+    /// only the link is rewritten, and only when the new parent holds the very content the child
+    /// was made from (same identity) — a moved or copied parent — unless
+    /// <paramref name="ignoreIdMismatch"/>. With it, the new parent may hold different content:
+    /// every range the child does not store itself and where old and new parent differ is first
+    /// copied from the old parent into the child, so the child reads exactly as before; then the
+    /// link is switched. The old parent can be deleted afterwards.
+    /// </summary>
+    public static VmDiskInfo SetParent(string childPath, string newParentPath, bool preserveContent, bool ignoreIdMismatch,
+        IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+    {
+        string child = Path.GetFullPath(childPath);
+        string newParentFull = Path.GetFullPath(newParentPath);
+        using VirtualDisk newParent = VirtualDisk.Open(newParentFull, FileAccess.Read);
+        if (newParent.Layers.Any(l => PathUtil.SamePath(l.Path, child)))
+            throw new DiskChainException(child, ChainProblem.Loop, $"'{newParentFull}' depends on '{child}'; making it the parent would create a loop.", newParentFull);
+
+        if (!preserveContent)
+        {
+            using DiskLayer layer = VirtualDisk.OpenLayer(child, FileAccess.ReadWrite);
+            CheckReparent(layer, newParent);
+            if (!layer.ParentReference!.Accepts(newParent.Top.Identity) && !ignoreIdMismatch)
+                throw new DiskChainException(child, ChainProblem.ParentModified,
+                    $"'{newParentFull}' does not hold the content '{child}' was made from (the child expects {layer.ParentReference.ExpectedIdentity}, " +
+                    $"the new parent is {newParent.Top.Identity}). To move the child onto different content while keeping what it shows, use -PreserveContent; " +
+                    "-IgnoreIdMismatch forces the link, and the child may then show corrupted content.", newParentFull);
+            layer.SetParent(ParentLink.For(child, newParent.Top));
+            layer.Flush();
+        }
+        else
+        {
+            using VirtualDisk disk = VirtualDisk.Open(child, FileAccess.ReadWrite,
+                new DiskOpenOptions { IgnoreParentIdentityMismatch = ignoreIdMismatch });
+            CheckReparent(disk.Top, newParent);
+            CopyDifferences(disk, newParent, progress, cancellationToken);
+            disk.Top.SetParent(ParentLink.For(child, newParent.Top));
+            disk.Flush();
+        }
+
+        using VirtualDisk result = VirtualDisk.Open(child, FileAccess.Read);
+        return Describe(result.Top, 0, result.Layers.Count, null);
+    }
+
+    private static void CheckReparent(DiskLayer child, VirtualDisk newParent)
+    {
+        if (child.ParentReference is null)
+            throw new ArgumentException($"'{child.Path}' is not a differencing disk; it has no parent to change.");
+        if (child.VirtualSize != newParent.Capacity)
+            throw new DiskChainException(child.Path, ChainProblem.Incompatible,
+                $"'{newParent.Path}' is {newParent.Capacity} bytes but '{child.Path}' is {child.VirtualSize}; a parent must have its child's size.", newParent.Path);
+        if (child.LogicalSectorSize != newParent.LogicalSectorSize)
+            throw new DiskChainException(child.Path, ChainProblem.Incompatible,
+                $"'{newParent.Path}' has {newParent.LogicalSectorSize}-byte sectors but '{child.Path}' has {child.LogicalSectorSize}.", newParent.Path);
+    }
+
+    /// <summary>
+    /// Copies into the child's own layer every range it leaves to its parent where the old and
+    /// the new parent chains differ. Runs both chains take from the same file, or both read as
+    /// zeros, are equal without being read; the rest is compared sector by sector.
+    /// </summary>
+    private static void CopyDifferences(VirtualDisk disk, VirtualDisk newParent, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+    {
+        DiskLayer top = disk.Top;
+        DiskLayer oldParent = top.Parent!;
+        int sector = top.LogicalSectorSize;
+        byte[] oldBuffer = new byte[ContentCopier.ChunkSize];
+        byte[] newBuffer = new byte[ContentCopier.ChunkSize];
+        long capacity = top.VirtualSize;
+        string activity = $"Re-parenting {Path.GetFileName(top.Path)} onto {Path.GetFileName(newParent.Path)}";
+        for (long window = 0; window < capacity; window += ContentCopier.Window)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            long windowLength = Math.Min(ContentCopier.Window, capacity - window);
+            foreach ((long position, long length) in ParentRuns(top, window, windowLength))
+            {
+                var oldMap = new List<ChainExtent>();
+                ChainMapper.Map(oldParent, 1, position, length, oldMap);
+                IReadOnlyList<ChainExtent> newMap = newParent.MapExtents(position, length);
+                foreach ((long start, long count) in DifferingCandidates(oldMap, newMap))
+                {
+                    for (long p = start; p < start + count; p += oldBuffer.Length)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        int n = (int)Math.Min(oldBuffer.Length, start + count - p);
+                        ChainReader.Read(oldParent, p, oldBuffer, 0, n);
+                        newParent.Content.Position = p;
+                        ContentCopier.ReadFully(newParent.Content, newBuffer, n);
+                        WriteDifferingSectors(top, p, oldBuffer, newBuffer, n, sector);
+                    }
+                }
+            }
+            progress?.Report(new OperationProgress(activity, $"{Format.Bytes(window + windowLength)} of {Format.Bytes(capacity)}", window + windowLength, capacity));
+        }
+    }
+
+    /// <summary>Runs of [position, +length) that <paramref name="layer"/> leaves to its parent.</summary>
+    private static IEnumerable<(long, long)> ParentRuns(DiskLayer layer, long position, long length)
+    {
+        long end = position + length;
+        while (position < end)
+        {
+            LayerExtent extent = layer.GetExtent(position, end - position);
+            long run = Math.Min(extent.Length, end - position);
+            if (extent.Kind == ExtentKind.Parent)
+                yield return (position, run);
+            position += run;
+        }
+    }
+
+    /// <summary>Sub-runs where the two maps do not provably agree (same source file, or zeros on both sides).</summary>
+    private static IEnumerable<(long, long)> DifferingCandidates(IReadOnlyList<ChainExtent> a, IReadOnlyList<ChainExtent> b)
+    {
+        int i = 0, j = 0;
+        while (i < a.Count && j < b.Count)
+        {
+            long start = Math.Max(a[i].Position, b[j].Position);
+            long end = Math.Min(a[i].End, b[j].End);
+            if (end > start)
+            {
+                bool bothZero = a[i].Kind == ExtentKind.Zero && b[j].Kind == ExtentKind.Zero;
+                bool sameFile = a[i].Kind == ExtentKind.Data && b[j].Kind == ExtentKind.Data &&
+                    a[i].Layer is DiskLayer la && b[j].Layer is DiskLayer lb && PathUtil.SamePath(la.Path, lb.Path);
+                if (!bothZero && !sameFile)
+                    yield return (start, end - start);
+            }
+            if (a[i].End <= b[j].End)
+                i++;
+            else
+                j++;
+        }
+    }
+
+    private static void WriteDifferingSectors(DiskLayer layer, long position, byte[] oldData, byte[] newData, int count, int sector)
+    {
+        int offset = 0;
+        while (offset < count)
+        {
+            int len = Math.Min(sector, count - offset);
+            if (oldData.AsSpan(offset, len).SequenceEqual(newData.AsSpan(offset, len)))
+            {
+                offset += len;
+                continue;
+            }
+            int runStart = offset;
+            while (offset < count)
+            {
+                len = Math.Min(sector, count - offset);
+                if (oldData.AsSpan(offset, len).SequenceEqual(newData.AsSpan(offset, len)))
+                    break;
+                offset += len;
+            }
+            layer.Write(position + runStart, oldData, runStart, offset - runStart);
+        }
+    }
+}

@@ -1,0 +1,61 @@
+using System.Management.Automation;
+using VmClone.Core.Disks;
+
+namespace VmClone.PowerShell.Commands;
+
+/// <summary>Commits a differencing disk's content into its parent (or a further ancestor) and removes the merged child.</summary>
+/// <remarks>
+/// <para>Merge-VmDisk works like Hyper-V's Merge-VHD: afterwards the ancestor reads exactly what the child showed, and the child (and any disks between it and the ancestor) are deleted.</para>
+/// <para>Writing into the ancestor changes it, which would corrupt any other child made from it. Merge-VmDisk looks for such children in the folders of the chain and refuses, naming them, unless -Force says they may be discarded. A merge that was cut off is finished by running the same command again.</para>
+/// </remarks>
+/// <example>
+/// <summary>Merge a child into its parent</summary>
+/// <code>Merge-VmDisk -Path ./child.vhdx</code>
+/// <para>base.vhdx now holds child.vhdx's content; child.vhdx is gone.</para>
+/// </example>
+/// <example>
+/// <summary>Merge two levels at once, previewing first</summary>
+/// <code>New-VmDisk ./grandchild.vhdx -ParentPath ./child.vhdx | Out-Null
+/// Merge-VmDisk ./grandchild.vhdx -DestinationPath ./base.vhdx -WhatIf
+/// Merge-VmDisk ./grandchild.vhdx -DestinationPath ./base.vhdx -PassThru</code>
+/// <para>Commits both grandchild.vhdx and child.vhdx into base.vhdx and shows the result.</para>
+/// </example>
+[Cmdlet(VerbsData.Merge, "VmDisk", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(VmDiskInfo))]
+public sealed class MergeVmDiskCommand : VmCloneCmdlet
+{
+    /// <summary>The differencing disk to merge.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("FullName")]
+    [ValidateNotNullOrEmpty]
+    public string Path { get; set; } = null!;
+
+    /// <summary>The ancestor to merge into; by default the direct parent.</summary>
+    [Parameter(Position = 1)]
+    [ValidateNotNullOrEmpty]
+    public string DestinationPath { get; set; } = null!;
+
+    /// <summary>Merge even though the ancestor has other children, which will then show corrupted content.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    /// <summary>Write the merged ancestor's description.</summary>
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        Try(Path, () =>
+        {
+            string child = ResolveSinglePath(Path);
+            string? destination = IsBound(nameof(DestinationPath)) ? ResolveSinglePath(DestinationPath) : null;
+            if (!ShouldProcess(child, $"Merge into {(destination is null ? "its parent" : $"'{destination}'")} and delete the merged disk(s)"))
+                return;
+            using var progress = new CmdletProgress(this);
+            VmDiskInfo merged = DiskOperations.Merge(child, destination, Force.IsPresent, progress, CancellationToken);
+            WriteVerbose($"Merged '{child}' into '{merged.Path}'.");
+            if (PassThru)
+                WriteObject(merged);
+        });
+    }
+}
