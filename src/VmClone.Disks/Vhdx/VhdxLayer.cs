@@ -1,13 +1,464 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 
 namespace VmClone.Disks.Vhdx;
 
-internal abstract class VhdxLayer : DiskLayer
+/// <summary>
+/// A VHDX file ([MS-VHDX] v1) as one layer of a chain: dynamic, fixed or differencing.
+/// Opening validates every structure against the file's real length; the BAT is kept in
+/// memory; reads are dispatched on block state; writes allocate 1 MiB aligned blocks at the end
+/// of the file.
+/// </summary>
+/// <remarks>
+/// Crash safety: metadata is updated by ordered writes with flushes, not through the log.
+/// Every change is made in the order data → flush → sector bitmap → flush → (new sector
+/// bitmap block's BAT entry → flush) → payload BAT entry → flush. A crash at any point leaves
+/// each BAT entry either old or new, and a new entry is only ever durable after what it
+/// exposes, so a reader never sees garbage; the worst case is an allocated block no BAT entry
+/// points at (leaked space, reported by nothing and harmless). We chose this over the log
+/// because the log only helps multi-sector metadata updates, which we never need (every
+/// update is one BAT entry or one bitmap slice, each within one sector), and because files
+/// with an empty log read correctly in every tool, including libvhdi, which ignores the log.
+/// Headers use the two-copy protocol of 2.2.2.1.
+/// </remarks>
+internal sealed partial class VhdxLayer : DiskLayer
 {
-    public static DiskLayer Open(string path, FileAccess access) =>
-        throw new DiskFormatException(path, "signature", "Vhdx support is being written");
+    private readonly FileAccessor _file;
+    private readonly VhdxFileView _view;
+    private readonly SectorBitmapCache _bitmaps = new();
+    private readonly List<(long Start, long End, string Name)> _reserved = new();
+    private FileIdentifier _identifier = null!;
+    private VhdxHeader _header = null!;
+    private int _headerSlot; // 0: header 1 at 64 KiB is current; 1: header 2 at 128 KiB
+    private bool _otherHeaderValid;
+    private RegionTable _regions = null!;
+    private string? _regionTableProblem;
+    private FileParameters _parameters;
+    private long _virtualSize;
+    private int _logicalSectorSize;
+    private int _physicalSectorSize;
+    private Guid _page83;
+    private ParentLocator? _locator;
+    private ParentReference? _parentReference;
+    private Bat _bat = null!;
+    private long _nextFreeOffset;
+    private long _allocatedBlocks;
+    private bool _fileWriteGuidChanged;
+    private bool _dataWriteGuidChanged;
+    private bool _unflushed;
+    private string _logState = "clean";
+    private Guid _replayedLogGuid;
 
-    public static void Create(LayerCreateSpec spec) =>
-        throw new DiskFormatException(spec.Path, "signature", "Vhdx support is being written");
+    private VhdxLayer(FileAccessor file)
+    {
+        _file = file;
+        _view = new VhdxFileView(file);
+    }
+
+    /// <summary>Opens and validates a VHDX file; a read-write open replays a dirty log into the file, a read-only one in memory.</summary>
+    public static DiskLayer Open(string path, FileAccess access)
+    {
+        FileAccessor file = FileAccessor.Open(path, access);
+        var layer = new VhdxLayer(file);
+        try
+        {
+            layer.Load();
+            return layer;
+        }
+        catch (VirtualDiskException)
+        {
+            file.Dispose();
+            throw;
+        }
+        catch (Exception ex) when (ex is ArgumentException or OverflowException or IndexOutOfRangeException or InvalidOperationException or EndOfStreamException or OutOfMemoryException)
+        {
+            file.Dispose();
+            throw new DiskFormatException(file.Path, "file", $"the file is malformed ({ex.Message})", null, ex);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    public override string Path => _file.Path;
+
+    public override DiskFormat Format => DiskFormat.Vhdx;
+
+    public override DiskType Type => _parameters.HasParent ? DiskType.Differencing
+        : _parameters.LeaveBlockAllocated ? DiskType.Fixed : DiskType.Dynamic;
+
+    public override long VirtualSize => _virtualSize;
+
+    public override int LogicalSectorSize => _logicalSectorSize;
+
+    public override int PhysicalSectorSize => _physicalSectorSize;
+
+    public override long BlockSize => _parameters.BlockSize;
+
+    public override bool CanWrite => _file.CanWrite;
+
+    /// <summary>The DataWriteGuid in braces, lowercase: what a child's parent_linkage records.</summary>
+    public override string Identity => _header.DataWriteGuid.ToString("B");
+
+    public override ParentReference? ParentReference => _parentReference;
+
+    public override long AllocatedBytes => _allocatedBlocks * BlockSize;
+
+    internal Guid DataWriteGuid => _header.DataWriteGuid;
+
+    internal Guid FileWriteGuid => _header.FileWriteGuid;
+
+    internal Guid LogGuid => _header.LogGuid;
+
+    internal Guid VirtualDiskId => _page83;
+
+    internal ParentLocator? Locator => _locator;
+
+    internal Bat Bat => _bat;
+
+    public override IReadOnlyDictionary<string, string> Details => new Dictionary<string, string>
+    {
+        ["Creator"] = _identifier.Creator,
+        ["FileWriteGuid"] = _header.FileWriteGuid.ToString("B"),
+        ["DataWriteGuid"] = _header.DataWriteGuid.ToString("B"),
+        ["LogGuid"] = (_header.LogGuid == Guid.Empty ? _replayedLogGuid : _header.LogGuid).ToString("B"),
+        ["Log"] = _logState,
+        ["VirtualDiskId"] = _page83.ToString("B"),
+        ["HeaderSequenceNumber"] = _header.SequenceNumber.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["BlockSize"] = BlockSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["ChunkRatio"] = _bat.ChunkRatio.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["LogicalSectorSize"] = _logicalSectorSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["PhysicalSectorSize"] = _physicalSectorSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["LeaveBlockAllocated"] = _parameters.LeaveBlockAllocated.ToString(),
+        ["HasParent"] = _parameters.HasParent.ToString(),
+    };
+
+    // ------------------------------------------------------------------ open
+
+    private void Load()
+    {
+        long fileLength = _file.Length;
+        if (fileLength < VhdxConstants.HeaderSectionLength)
+            throw new DiskFormatException(Path, "file", $"the file is {fileLength} bytes, shorter than the 1 MiB header section every VHDX has (MS-VHDX 2.1)", 0);
+        _identifier = FileIdentifier.Parse(_file.ReadBytes(0, FileIdentifier.Length, "file type identifier"), Path);
+        LoadHeaders(fileLength);
+        _reserved.Add((0, VhdxConstants.HeaderSectionLength, "the header section"));
+        if (_header.LogLength > 0)
+            _reserved.Add(((long)_header.LogOffset, (long)_header.LogOffset + _header.LogLength, "the log"));
+        if (_header.LogGuid != Guid.Empty)
+            ReplayLog(fileLength);
+        LoadRegions();
+        LoadMetadata();
+        LoadBat();
+    }
+
+    /// <summary>2.2.2: valid = signature and checksum; the larger sequence number wins; one valid copy is enough.</summary>
+    private void LoadHeaders(long fileLength)
+    {
+        VhdxHeader? h1 = VhdxHeader.TryParse(_file.ReadBytes(VhdxConstants.Header1Offset, VhdxHeader.Length, "header 1"));
+        VhdxHeader? h2 = VhdxHeader.TryParse(_file.ReadBytes(VhdxConstants.Header2Offset, VhdxHeader.Length, "header 2"));
+        if (h1 is null && h2 is null)
+            throw new DiskFormatException(Path, "header", $"neither header copy (at {VhdxConstants.Header1Offset} and {VhdxConstants.Header2Offset}) has a valid signature and CRC-32C checksum (MS-VHDX 2.2.2)", VhdxConstants.Header1Offset);
+        if (h2 is null || (h1 is not null && h1.SequenceNumber >= h2.SequenceNumber))
+        {
+            _header = h1!;
+            _headerSlot = 0;
+            _otherHeaderValid = h2 is not null;
+        }
+        else
+        {
+            _header = h2;
+            _headerSlot = 1;
+            _otherHeaderValid = h1 is not null;
+        }
+        _header.Validate(Path, HeaderOffset(_headerSlot), fileLength);
+    }
+
+    private static long HeaderOffset(int slot) => slot == 0 ? VhdxConstants.Header1Offset : VhdxConstants.Header2Offset;
+
+    /// <summary>2.3.3: replay into the file on a read-write open, into an in-memory overlay on a read-only one.</summary>
+    private void ReplayLog(long fileLength)
+    {
+        long logOffset = (long)_header.LogOffset;
+        long logLength = _header.LogLength;
+        if (logLength > LogReplayer.MaxLogLength)
+            throw new DiskFormatException(Path, "log", $"the dirty log is {logLength} bytes; VmClone replays logs of at most {LogReplayer.MaxLogLength} bytes", logOffset);
+        byte[] log = _file.ReadBytes(logOffset, (int)logLength, "log");
+        LogReplayPlan? plan = LogReplayer.FindActiveSequence(log, _header.LogGuid, Path, logOffset, fileLength);
+        _replayedLogGuid = _header.LogGuid;
+        if (!CanWrite)
+        {
+            if (plan is null)
+            {
+                _logState = "log GUID set but no complete log sequence: nothing to replay";
+                return;
+            }
+            _view.SetOverlay(plan.Operations, plan.LastFileOffset);
+            _logState = $"replayed in memory only ({plan.EntryCount} entries; the file was not changed)";
+            return;
+        }
+
+        UpdateHeader(h => h.FileWriteGuid = Guid.NewGuid());
+        _fileWriteGuidChanged = true;
+        if (plan is not null)
+        {
+            var zeros = new byte[VhdxConstants.MiB];
+            foreach (LogOperation op in plan.Operations)
+            {
+                if (op.Data is not null)
+                {
+                    _view.Write(op.FileOffset, op.Data);
+                    continue;
+                }
+                // Zeros past the current end need no writing: extending the file zero-fills.
+                long end = Math.Min(op.End, _file.Length);
+                for (long at = op.FileOffset; at < end; at += zeros.Length)
+                    _view.Write(at, zeros, 0, (int)Math.Min(zeros.Length, end - at));
+            }
+            if (_file.Length < plan.LastFileOffset)
+                _view.SetLength(plan.LastFileOffset);
+            _view.Flush();
+        }
+        UpdateHeader(h => h.LogGuid = Guid.Empty);
+        _logState = plan is null ? "log GUID cleared (no complete log sequence)" : $"replayed into the file ({plan.EntryCount} entries)";
+    }
+
+    /// <summary>2.2.3: region table 1, or copy 2 when copy 1 is damaged.</summary>
+    private void LoadRegions()
+    {
+        RegionTable? t1 = RegionTable.TryParse(_view.ReadBytes(VhdxConstants.RegionTable1Offset, RegionTable.Length, "region table 1"), out string? p1);
+        RegionTable? t2 = RegionTable.TryParse(_view.ReadBytes(VhdxConstants.RegionTable2Offset, RegionTable.Length, "region table 2"), out string? p2);
+        long at = t1 is not null ? VhdxConstants.RegionTable1Offset : VhdxConstants.RegionTable2Offset;
+        _regions = t1 ?? t2 ?? throw new DiskFormatException(Path, "region table",
+            $"neither copy is usable: copy 1 at {VhdxConstants.RegionTable1Offset}: {p1}; copy 2 at {VhdxConstants.RegionTable2Offset}: {p2} (MS-VHDX 2.2.3)", VhdxConstants.RegionTable1Offset);
+        if (t1 is null)
+            _regionTableProblem = $"Region table copy 1 (at {VhdxConstants.RegionTable1Offset}) is damaged ({p1}); copy 2 was used.";
+        else if (t2 is null)
+            _regionTableProblem = $"Region table copy 2 (at {VhdxConstants.RegionTable2Offset}) is damaged ({p2}); copy 1 is intact.";
+        _regions.Validate(Path, at, _view.Length, (long)_header.LogOffset, _header.LogLength);
+        foreach (RegionTableEntry e in _regions.Entries)
+            _reserved.Add((e.FileOffset, e.End, e.Id == RegionTable.BatRegion ? "the BAT" : e.Id == RegionTable.MetadataRegion ? "the metadata region" : $"region {e.Id:B}"));
+    }
+
+    private static readonly Guid[] KnownItems =
+    {
+        FileParameters.ItemId, VirtualDiskMetadata.VirtualDiskSizeId, VirtualDiskMetadata.Page83DataId,
+        VirtualDiskMetadata.LogicalSectorSizeId, VirtualDiskMetadata.PhysicalSectorSizeId, ParentLocator.ItemId,
+    };
+
+    /// <summary>2.6: the table, then every required system item (2.6.2).</summary>
+    private void LoadMetadata()
+    {
+        RegionTableEntry region = _regions.Metadata;
+        MetadataTable table = MetadataTable.Parse(_view.ReadBytes(region.FileOffset, MetadataTable.Length, "metadata table"), Path, region.FileOffset, region.Length, KnownItems);
+
+        byte[] Item(Guid id, string name, bool required)
+        {
+            MetadataTableEntry? e = table.Find(id);
+            if (e is null)
+            {
+                if (required)
+                    throw new DiskFormatException(Path, "metadata table", $"the required {name} item is missing (MS-VHDX 2.6.2)", region.FileOffset);
+                return Array.Empty<byte>();
+            }
+            return _view.ReadBytes(region.FileOffset + e.Value.Offset, (int)e.Value.Length, name);
+        }
+
+        long ItemOffset(Guid id) => region.FileOffset + (table.Find(id)?.Offset ?? 0);
+
+        _parameters = FileParameters.Parse(Item(FileParameters.ItemId, "file parameters", true), Path, ItemOffset(FileParameters.ItemId));
+        _virtualSize = VirtualDiskMetadata.ParseVirtualDiskSize(Item(VirtualDiskMetadata.VirtualDiskSizeId, "virtual disk size", true), Path, ItemOffset(VirtualDiskMetadata.VirtualDiskSizeId));
+        _page83 = VirtualDiskMetadata.ParsePage83Data(Item(VirtualDiskMetadata.Page83DataId, "page 83 data", true), Path, ItemOffset(VirtualDiskMetadata.Page83DataId));
+        _logicalSectorSize = VirtualDiskMetadata.ParseSectorSize(Item(VirtualDiskMetadata.LogicalSectorSizeId, "logical sector size", true), Path, ItemOffset(VirtualDiskMetadata.LogicalSectorSizeId), "logical sector size", "2.6.2.4");
+        _physicalSectorSize = VirtualDiskMetadata.ParseSectorSize(Item(VirtualDiskMetadata.PhysicalSectorSizeId, "physical sector size", true), Path, ItemOffset(VirtualDiskMetadata.PhysicalSectorSizeId), "physical sector size", "2.6.2.5");
+        if (_virtualSize % _logicalSectorSize != 0)
+            throw new DiskFormatException(Path, "virtual disk size", $"{_virtualSize} bytes is not a multiple of the {_logicalSectorSize}-byte logical sector (MS-VHDX 2.6.2.2)", ItemOffset(VirtualDiskMetadata.VirtualDiskSizeId));
+        if (_parameters.HasParent)
+        {
+            long at = ItemOffset(ParentLocator.ItemId);
+            _locator = ParentLocator.Parse(Item(ParentLocator.ItemId, "parent locator", true), Path, at);
+            _parentReference = _locator.ToParentReference(Path, at);
+        }
+    }
+
+    /// <summary>2.5: the BAT size implied by the geometry must fit the BAT region (which lies inside the file).</summary>
+    private void LoadBat()
+    {
+        RegionTableEntry region = _regions.Bat;
+        long entries = Bat.ComputeEntryCount(_virtualSize, BlockSize, _logicalSectorSize, _parameters.HasParent);
+        if (entries * BatEntry.Size > region.Length)
+            throw new DiskFormatException(Path, "BAT", $"a {_virtualSize}-byte disk with {BlockSize}-byte blocks needs {entries} BAT entries ({entries * BatEntry.Size} bytes) but the BAT region holds {region.Length} bytes (MS-VHDX 2.5)", region.FileOffset);
+        _bat = Bat.Load((offset, buffer, count) => _view.ReadExactly(region.FileOffset + offset, buffer, 0, count, "BAT"),
+            _virtualSize, BlockSize, _logicalSectorSize, _parameters.HasParent);
+
+        long end = _view.Length;
+        foreach (var r in _reserved)
+            end = Math.Max(end, r.End);
+        for (long i = 0; i < _bat.EntryCount; i++)
+        {
+            BatEntry e = _bat[i];
+            bool isBitmap = _bat.IsBitmapIndex(i);
+            bool stored = isBitmap ? e.State == BatState.FullyPresent
+                : e.State is BatState.FullyPresent or BatState.PartiallyPresent;
+            if (!stored || !e.FileOffsetRepresentable)
+                continue;
+            if (!isBitmap)
+                _allocatedBlocks++;
+            long length = isBitmap ? VhdxConstants.SectorBitmapBlockSize : BlockSize;
+            if (e.FileOffset <= long.MaxValue / 2)
+                end = Math.Max(end, e.FileOffset + length);
+        }
+        _nextFreeOffset = VhdxConstants.RoundUp(end, VhdxConstants.MiB);
+    }
+
+    // ------------------------------------------------------------------ read
+
+    public override LayerExtent GetExtent(long position, long maxLength)
+    {
+        CheckRange(position, 1);
+        maxLength = Math.Min(maxLength, _virtualSize - position);
+        ExtentKind? kind = null;
+        long total = 0;
+        while (total < maxLength)
+        {
+            long pos = position + total;
+            long block = pos / BlockSize;
+            long inBlock = pos % BlockSize;
+            long limit = Math.Min(BlockSize - inBlock, maxLength - total);
+            (ExtentKind k, long length) = ExtentInBlock(block, inBlock, limit);
+            if (kind is null)
+                kind = k;
+            else if (k != kind)
+                break;
+            total += length;
+            if (length < limit)
+                break;
+        }
+        return new LayerExtent(kind ?? ExtentKind.Parent, total);
+    }
+
+    private (ExtentKind Kind, long Length) ExtentInBlock(long block, long inBlock, long limit)
+    {
+        BatEntry e = _bat.Payload(block);
+        switch (e.State)
+        {
+            case BatState.NotPresent:
+                return (ExtentKind.Parent, limit);
+            case BatState.Undefined:
+            case BatState.Zero:
+            case BatState.Unmapped:
+            case BatState.UnmappedV095:
+                return (ExtentKind.Zero, limit);
+            case BatState.FullyPresent:
+                ValidatedBlockOffset(block, e);
+                return (ExtentKind.Data, limit);
+            case BatState.PartiallyPresent:
+            {
+                ValidatedBlockOffset(block, e);
+                byte[] slice = BitmapSlice(block);
+                long sector = inBlock / _logicalSectorSize;
+                long within = inBlock % _logicalSectorSize;
+                long maxSectors = (within + limit + _logicalSectorSize - 1) / _logicalSectorSize;
+                long run = SectorBitmap.RunLength(slice, sector, maxSectors, out bool set);
+                return (set ? ExtentKind.Data : ExtentKind.Parent, Math.Min(limit, run * _logicalSectorSize - within));
+            }
+            default:
+                throw BatError(_bat.PayloadIndex(block), $"payload block {block} has undefined state {e.RawState} (MS-VHDX 2.5.1.1)");
+        }
+    }
+
+    public override void ReadData(long position, byte[] buffer, int offset, int count)
+    {
+        CheckRange(position, count);
+        while (count > 0)
+        {
+            long block = position / BlockSize;
+            long inBlock = position % BlockSize;
+            long fileOffset = ValidatedBlockOffset(block, _bat.Payload(block)) + inBlock;
+            long run = Math.Min(count, BlockSize - inBlock);
+            // Blocks that follow each other in the file are read with one call.
+            for (long next = block + 1; run < count; next++)
+            {
+                BatEntry ne = _bat.Payload(next);
+                if (ne.State is not (BatState.FullyPresent or BatState.PartiallyPresent) || ValidatedBlockOffset(next, ne) != fileOffset + run)
+                    break;
+                run = Math.Min(count, run + BlockSize);
+            }
+            _view.Read(fileOffset, buffer, offset, (int)run);
+            position += run;
+            offset += (int)run;
+            count -= (int)run;
+        }
+    }
+
+    /// <summary>
+    /// The file offset of a stored payload block, after checking it may be read: inside the file,
+    /// past the header section and clear of the log and regions. Never returns garbage.
+    /// </summary>
+    private long ValidatedBlockOffset(long block, BatEntry e)
+    {
+        if (e.State is not (BatState.FullyPresent or BatState.PartiallyPresent))
+            throw BatError(_bat.PayloadIndex(block), $"payload block {block} is read as stored but its state is {e.RawState}");
+        if (e.State == BatState.PartiallyPresent && !_parameters.HasParent)
+            throw BatError(_bat.PayloadIndex(block), $"payload block {block} is PARTIALLY_PRESENT in a disk without a parent (MS-VHDX 2.5.1.1)");
+        long used = Math.Min(BlockSize, _virtualSize - block * BlockSize);
+        CheckStoredRange(_bat.PayloadIndex(block), e, used, $"payload block {block}");
+        return e.FileOffset;
+    }
+
+    private void CheckStoredRange(long index, BatEntry e, long length, string what)
+    {
+        if (!e.FileOffsetRepresentable || e.FileOffset > _view.Length - length)
+            throw BatError(index, $"{what} at file offset {(e.FileOffsetRepresentable ? e.FileOffset.ToString(System.Globalization.CultureInfo.InvariantCulture) : "(overflow)")} lies beyond the end of the file ({_view.Length} bytes)");
+        foreach (var r in _reserved)
+            if (e.FileOffset < r.End && r.Start < e.FileOffset + length)
+                throw BatError(index, $"{what} at file offset {e.FileOffset} overlaps {r.Name}");
+    }
+
+    private DiskFormatException BatError(long index, string reason) =>
+        new(Path, "BAT", reason, _regions.Bat.FileOffset + index * BatEntry.Size);
+
+    /// <summary>The bitmap bits of a partially present block (cached), after validating its sector bitmap block.</summary>
+    private byte[] BitmapSlice(long block)
+    {
+        if (_bitmaps.TryGet(block, out byte[] cached))
+            return cached;
+        long index = _bat.BitmapIndexForBlock(block) ?? throw BatError(_bat.PayloadIndex(block), $"payload block {block} has no sector bitmap entry");
+        BatEntry sb = _bat[index];
+        if (sb.State != BatState.FullyPresent)
+            throw BatError(index, $"payload block {block} is PARTIALLY_PRESENT but its sector bitmap block is not present (state {sb.RawState}; MS-VHDX 2.5.1.2)");
+        CheckStoredRange(index, sb, VhdxConstants.SectorBitmapBlockSize, $"the sector bitmap block of chunk {block / _bat.ChunkRatio}");
+        int bytes = _bat.BitmapBytesPerBlock;
+        byte[] slice = _view.ReadBytes(sb.FileOffset + (block % _bat.ChunkRatio) * bytes, bytes, "sector bitmap");
+        _bitmaps.Put(block, slice);
+        return slice;
+    }
+
+    // ------------------------------------------------------------------ misc
+
+    public override void Flush()
+    {
+        if (CanWrite && _unflushed)
+        {
+            _view.Flush();
+            _unflushed = false;
+        }
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (!disposing)
+            return;
+        try
+        {
+            Flush();
+        }
+        finally
+        {
+            _file.Dispose();
+        }
+    }
 }

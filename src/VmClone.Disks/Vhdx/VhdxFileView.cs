@@ -1,0 +1,90 @@
+using System;
+using System.Collections.Generic;
+
+namespace VmClone.Disks.Vhdx;
+
+/// <summary>
+/// The VHDX file as the engine sees it: the real file, plus (read-only opens of a file with a
+/// dirty log) the replayed log applied in memory. Every structure read goes through it, so
+/// the BAT and metadata read as they will be after replay while the file stays untouched.
+/// </summary>
+internal sealed class VhdxFileView
+{
+    private readonly FileAccessor _file;
+    private List<LogOperation>? _overlay;
+    private long _overlayStart = long.MaxValue;
+    private long _overlayEnd = long.MinValue;
+    private long _logicalLength = -1;
+
+    public VhdxFileView(FileAccessor file)
+    {
+        _file = file;
+    }
+
+    public string Path => _file.Path;
+
+    /// <summary>True when replayed log content is held in memory instead of in the file.</summary>
+    public bool HasOverlay => _overlay is not null;
+
+    /// <summary>File length as the replayed file would have it.</summary>
+    public long Length => Math.Max(_file.Length, _logicalLength);
+
+    public void SetOverlay(List<LogOperation> operations, long lastFileOffset)
+    {
+        _overlay = operations;
+        foreach (LogOperation op in operations)
+        {
+            _overlayStart = Math.Min(_overlayStart, op.FileOffset);
+            _overlayEnd = Math.Max(_overlayEnd, op.End);
+        }
+        _logicalLength = Math.Max(lastFileOffset, _overlayEnd);
+    }
+
+    /// <summary>Reads a structure; a range past the (replayed) end of the file is a format error.</summary>
+    public void ReadExactly(long position, byte[] buffer, int offset, int count, string structure)
+    {
+        if (position < 0 || position > Length - count)
+            throw new DiskFormatException(Path, structure, $"{count} bytes at {position} lie beyond the end of the file ({Length} bytes)", position);
+        Read(position, buffer, offset, count);
+    }
+
+    public byte[] ReadBytes(long position, int count, string structure)
+    {
+        var buffer = new byte[count];
+        ReadExactly(position, buffer, 0, count, structure);
+        return buffer;
+    }
+
+    /// <summary>Reads payload; bytes past the real end of the file (inside the replayed length) are zeros.</summary>
+    public void Read(long position, byte[] buffer, int offset, int count)
+    {
+        _file.ReadOrZero(position, buffer, offset, count);
+        if (_overlay is null || position >= _overlayEnd || position + count <= _overlayStart)
+            return;
+        long end = position + count;
+        foreach (LogOperation op in _overlay)
+        {
+            long from = Math.Max(position, op.FileOffset);
+            long to = Math.Min(end, op.End);
+            if (from >= to)
+                continue;
+            if (op.Data is null)
+                Array.Clear(buffer, (int)(offset + from - position), (int)(to - from));
+            else
+                Array.Copy(op.Data, from - op.FileOffset, buffer, offset + from - position, to - from);
+        }
+    }
+
+    public void Write(long position, byte[] buffer, int offset, int count)
+    {
+        if (_overlay is not null)
+            throw new InvalidOperationException("A replayed-in-memory view is read-only.");
+        _file.Write(position, buffer, offset, count);
+    }
+
+    public void Write(long position, byte[] buffer) => Write(position, buffer, 0, buffer.Length);
+
+    public void SetLength(long length) => _file.SetLength(length);
+
+    public void Flush() => _file.Flush();
+}

@@ -1,0 +1,142 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+
+namespace VmClone.Disks.Vhdx;
+
+internal sealed partial class VhdxLayer
+{
+    public const string CreatorName = "VmClone";
+
+    /// <summary>
+    /// Writes a new, empty dynamic or differencing VHDX, laid out as Hyper-V does: identifier,
+    /// headers and region tables in the first 1 MiB, a 1 MiB log at 1 MiB, the metadata region
+    /// at 2 MiB, the BAT at 3 MiB (rounded to 1 MiB); payload blocks follow when written. Only
+    /// metadata is written, so creating a child costs the same for any parent size. A failed
+    /// create deletes its partial file.
+    /// </summary>
+    public static void Create(LayerCreateSpec spec)
+    {
+        string path = System.IO.Path.GetFullPath(spec.Path);
+        bool differencing = spec.Parent is not null;
+        if (spec.Parent is not null and not VhdxLayer)
+            throw new DiskChainException(path, ChainProblem.Incompatible,
+                $"A VHDX differencing disk needs a VHDX parent; '{spec.Parent.Path}' is {spec.Parent.Format}. Convert the parent to VHDX first.", spec.Parent.Path);
+        int lss = spec.LogicalSectorSize, pss = spec.PhysicalSectorSize;
+        if (!VhdxConstants.IsValidSectorSize(lss))
+            throw new ArgumentOutOfRangeException(nameof(spec), $"Logical sector size {lss} is not 512 or 4096 ('{path}').");
+        if (!VhdxConstants.IsValidSectorSize(pss))
+            throw new ArgumentOutOfRangeException(nameof(spec), $"Physical sector size {pss} is not 512 or 4096 ('{path}').");
+        if (spec.Parent is not null && spec.Parent.LogicalSectorSize != lss)
+            throw new DiskChainException(path, ChainProblem.Incompatible,
+                $"A child of '{spec.Parent.Path}' must use its logical sector size of {spec.Parent.LogicalSectorSize} bytes, not {lss}.", spec.Parent.Path);
+        long size = spec.VirtualSize;
+        if (size <= 0 || size > VhdxConstants.MaxVirtualSize || size % lss != 0)
+            throw new ArgumentOutOfRangeException(nameof(spec), $"A VHDX virtual size must be a positive multiple of the {lss}-byte sector up to 64 TiB, not {size} ('{path}').");
+        long blockSize = spec.BlockSize ?? (differencing ? VhdxConstants.DefaultDifferencingBlockSize : VhdxConstants.DefaultDynamicBlockSize);
+        if (!VhdxConstants.IsValidBlockSize(blockSize))
+            throw new ArgumentOutOfRangeException(nameof(spec), $"A VHDX block size must be a power of two from 1 MiB to 256 MiB, not {blockSize} ('{path}').");
+
+        var items = new List<(Guid Id, byte[] Data, uint Flags)>
+        {
+            (FileParameters.ItemId, new FileParameters((uint)blockSize, false, differencing).ToBytes(), MetadataTableEntry.IsRequiredFlag),
+            (VirtualDiskMetadata.VirtualDiskSizeId, VirtualDiskMetadata.UInt64Bytes((ulong)size), MetadataTableEntry.IsRequiredFlag | MetadataTableEntry.IsVirtualDiskFlag),
+            (VirtualDiskMetadata.Page83DataId, Guid.NewGuid().ToByteArray(), MetadataTableEntry.IsRequiredFlag | MetadataTableEntry.IsVirtualDiskFlag),
+            (VirtualDiskMetadata.LogicalSectorSizeId, VirtualDiskMetadata.UInt32Bytes((uint)lss), MetadataTableEntry.IsRequiredFlag | MetadataTableEntry.IsVirtualDiskFlag),
+            (VirtualDiskMetadata.PhysicalSectorSizeId, VirtualDiskMetadata.UInt32Bytes((uint)pss), MetadataTableEntry.IsRequiredFlag | MetadataTableEntry.IsVirtualDiskFlag),
+        };
+        if (spec.Parent is not null)
+            items.Add((ParentLocator.ItemId, BuildLocator(spec).ToBytes(), MetadataTableEntry.IsRequiredFlag));
+
+        const long logOffset = VhdxConstants.MiB, logLength = VhdxConstants.MiB;
+        const long metadataOffset = 2 * VhdxConstants.MiB, metadataLength = VhdxConstants.MiB;
+        const long batOffset = 3 * VhdxConstants.MiB;
+        long batEntries = Bat.ComputeEntryCount(size, blockSize, lss, differencing);
+        long batLength = VhdxConstants.RoundUp(batEntries * BatEntry.Size, VhdxConstants.MiB);
+        if (batLength > uint.MaxValue - VhdxConstants.MiB)
+            throw new ArgumentOutOfRangeException(nameof(spec), $"A {size}-byte disk with {blockSize}-byte blocks needs a BAT larger than a region can hold; use larger blocks ('{path}').");
+
+        var metadata = new byte[metadataLength];
+        var entries = new List<MetadataTableEntry>();
+        long at = MetadataTable.Length;
+        foreach (var item in items)
+        {
+            if (at + item.Data.Length > metadataLength)
+                throw new ArgumentOutOfRangeException(nameof(spec), $"The parent locator of '{path}' is too long for the metadata region.");
+            Array.Copy(item.Data, 0, metadata, at, item.Data.Length);
+            entries.Add(new MetadataTableEntry(item.Id, (uint)at, (uint)item.Data.Length, item.Flags));
+            at = VhdxConstants.RoundUp(at + item.Data.Length, 8);
+        }
+        new MetadataTable(entries).ToBytes().CopyTo(metadata, 0);
+
+        var regions = new RegionTable(new[]
+        {
+            new RegionTableEntry(RegionTable.BatRegion, batOffset, (uint)batLength, true),
+            new RegionTableEntry(RegionTable.MetadataRegion, metadataOffset, (uint)metadataLength, true),
+        }).ToBytes();
+        var header = new VhdxHeader
+        {
+            FileWriteGuid = Guid.NewGuid(),
+            DataWriteGuid = Guid.NewGuid(),
+            LogGuid = Guid.Empty,
+            LogLength = (uint)logLength,
+            LogOffset = (ulong)logOffset,
+        };
+
+        FileAccessor file = FileAccessor.CreateNew(path);
+        try
+        {
+            file.Write(0, new FileIdentifier(CreatorName).ToBytes());
+            header.SequenceNumber = 1;
+            file.Write(VhdxConstants.Header1Offset, header.ToBytes());
+            header.SequenceNumber = 2;
+            file.Write(VhdxConstants.Header2Offset, header.ToBytes());
+            file.Write(VhdxConstants.RegionTable1Offset, regions);
+            file.Write(VhdxConstants.RegionTable2Offset, regions);
+            file.Write(metadataOffset, metadata);
+            // The log stays zeros and the BAT all NOT_PRESENT: extending the file zero-fills both.
+            file.SetLength(batOffset + batLength);
+            file.Flush();
+            file.Dispose();
+        }
+        catch
+        {
+            file.Dispose();
+            try
+            {
+                File.Delete(path);
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// 2.6.2.6.1: parent_linkage = the parent's DataWriteGuid, relative_path in Windows form
+    /// (".\name.vhdx" or "..\dir\name.vhdx"), absolute_win32_path. On Linux/macOS the absolute
+    /// path is stored as this host spells it: it resolves here, not on Windows (the relative
+    /// path is what carries across hosts).
+    /// </summary>
+    private static ParentLocator BuildLocator(LayerCreateSpec spec)
+    {
+        var entries = new List<KeyValuePair<string, string>>
+        {
+            new(ParentLocator.ParentLinkageKey, spec.Parent!.Identity),
+        };
+        if (spec.ParentRelativePath is string rel)
+        {
+            string win = PathUtil.ToWindowsSeparators(rel);
+            if (!win.StartsWith("..\\", StringComparison.Ordinal) && !win.StartsWith(".\\", StringComparison.Ordinal))
+                win = ".\\" + win;
+            entries.Add(new(ParentLocator.RelativePathKey, win));
+        }
+        if (spec.ParentAbsolutePath is string abs)
+            entries.Add(new(ParentLocator.AbsoluteWin32PathKey, abs));
+        return new ParentLocator(ParentLocator.VhdxLocatorType, entries);
+    }
+}
