@@ -52,7 +52,6 @@ function Invoke-ChildPwsh {
     $all = @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive') + $Arguments
     & $pwsh[0] @all
     if (-not $NoThrow -and $LASTEXITCODE -ne 0) { throw "pwsh exited with code $LASTEXITCODE" }
-    return $LASTEXITCODE
 }
 
 function Invoke-Build {
@@ -121,7 +120,7 @@ Import-Module '$pester'
 `$r = Invoke-Pester -Configuration `$c
 @{ Passed = `$r.PassedCount; Failed = `$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount; Skipped = `$r.SkippedCount } | ConvertTo-Json | Set-Content '$summary'
 "@
-        Invoke-ChildPwsh @('-Command', $script) -NoThrow | Out-Host
+        Invoke-ChildPwsh @('-Command', $script) -NoThrow
         if (-not (Test-Path $summary)) { $failed++; Write-Host 'Pester did not finish' -ForegroundColor Red }
         else {
             $p = Get-Content $summary -Raw | ConvertFrom-Json
@@ -152,7 +151,7 @@ Register-PSResourceRepository -Name `$name -Uri '$repo' -Trusted
 try { Publish-PSResource -Path '$ModuleDir' -Repository `$name -SkipDependenciesCheck }
 finally { Unregister-PSResourceRepository -Name `$name }
 "@
-    Invoke-ChildPwsh @('-Command', $script) | Out-Host
+    Invoke-ChildPwsh @('-Command', $script)
     $nupkg = Get-ChildItem $repo -Filter '*.nupkg' | Select-Object -First 1
     if (-not $nupkg) { throw 'No package was produced.' }
     Write-Host "Package: $($nupkg.FullName)" -ForegroundColor Green

@@ -32,7 +32,7 @@ try {
     }
 
     Write-Step "A 40 GiB dynamic base disk ($work)"
-    New-VmDisk -Path ./base.vhdx -SizeBytes 40GB | Format-Table -AutoSize
+    New-VmDisk -Path ./base.vhdx -SizeBytes 40GB | Out-Host
     Write-Text ./base.vhdx 0 'Windows 11 base image, prepared 2026-10'
     Write-Text ./base.vhdx 20GB 'a file in the middle of the disk'
 
@@ -44,23 +44,22 @@ try {
     Write-Text ./lab-01.vhdx 0 'lab-01 wrote over the start of its disk'
 
     Write-Step 'Each clone reads its own writes, and the base wherever it wrote nothing'
-    [pscustomobject]@{ Disk = 'base.vhdx';   At0 = Read-Text ./base.vhdx 0 48;   At20GB = Read-Text ./base.vhdx 20GB 32 }
-    [pscustomobject]@{ Disk = 'lab-01.vhdx'; At0 = Read-Text ./lab-01.vhdx 0 48; At20GB = Read-Text ./lab-01.vhdx 20GB 32 }
-    [pscustomobject]@{ Disk = 'lab-02.vhdx'; At0 = Read-Text ./lab-02.vhdx 0 48; At20GB = Read-Text ./lab-02.vhdx 20GB 32 } |
-        Format-Table -AutoSize
+    'base.vhdx', 'lab-01.vhdx', 'lab-02.vhdx' | ForEach-Object {
+        [pscustomobject]@{ Disk = $_; 'At 0' = Read-Text "./$_" 0 48; 'At 20 GiB' = Read-Text "./$_" 20GB 32 }
+    } | Format-Table -AutoSize | Out-Host
 
     Write-Step 'The whole chain of lab-01, layer by layer'
-    Get-VmDisk ./lab-01.vhdx -Chain | Format-Table Level, Format, Type, @{ n = 'Stored'; e = { [VmClone.PowerShell.SizeFormat]::Bytes($_.AllocatedSize) } }, Path -AutoSize
+    Get-VmDisk ./lab-01.vhdx -Chain | Format-Table Level, Format, Type, @{ n = 'Stored'; e = { [VmClone.PowerShell.SizeFormat]::Bytes($_.AllocatedSize) } }, Path -AutoSize | Out-Host
 
     Write-Step 'Every disk in the folder, from the pipeline'
-    Get-ChildItem -Filter *.vhdx | Get-VmDisk | Sort-Object FileSize -Descending
+    Get-ChildItem -Filter *.vhdx | Get-VmDisk | Sort-Object FileSize -Descending | Out-Host
 
     Write-Step 'Integrity check of every chain'
-    Get-ChildItem -Filter *.vhdx | Test-VmDisk
+    Get-ChildItem -Filter *.vhdx | Test-VmDisk | Out-Host
 
     Write-Step 'Someone writes to the base behind the clones'' back...'
     Write-Text ./base.vhdx 4096 'changed!'
-    Test-VmDisk ./lab-02.vhdx | Select-Object -ExpandProperty Problems | Format-List
+    Test-VmDisk ./lab-02.vhdx | Select-Object -ExpandProperty Problems | Format-List | Out-Host
 }
 finally {
     Pop-Location
