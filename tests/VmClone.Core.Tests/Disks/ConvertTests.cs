@@ -63,7 +63,7 @@ public class ConvertTests
         using var dir = new TempFolder();
         string top = MakeChain(dir, 3);
         File.WriteAllText(dir.File("taken.vhdx"), "precious");
-        Assert.Throws<IOException>(() => DiskOperations.Convert(top, dir.File("taken.vhdx"), null, null, null, null, CancellationToken.None));
+        Assert.Throws<VmCloneException>(() => DiskOperations.Convert(top, dir.File("taken.vhdx"), null, null, null, null, CancellationToken.None));
         Assert.Equal("precious", File.ReadAllText(dir.File("taken.vhdx")));
     }
 

@@ -66,7 +66,8 @@ public class MergeTests
         VirtualDisk.CreateDifferencing(sibling, b).Dispose();
         string before = Hashing.Sha256File(b);
 
-        var ex = Assert.Throws<InvalidOperationException>(() => DiskOperations.Merge(c, null, force: false, null, CancellationToken.None));
+        var ex = Assert.Throws<VmCloneException>(() => DiskOperations.Merge(c, null, force: false, null, CancellationToken.None));
+        Assert.Equal("MergeTargetHasChildren", ex.ErrorId);
         Assert.Contains("sibling.vhdx", ex.Message);
         Assert.Equal(before, Hashing.Sha256File(b));
         Assert.True(File.Exists(c));
