@@ -145,12 +145,14 @@ public class VmdkInteropTests
     {
         using var dir = new TempFolder();
         string raw = dir.File("source.raw");
-        // 2.5 GiB virtual so the twoGbMax types really have several extents; data in a few places.
-        long size = (5L << 29) + 3 * 512;
+        // The twoGbMax types get just over 2 GiB so they really have several extents; the others
+        // 100 MiB. Not a multiple of the grain either way. Data in a few places.
+        bool split = subformat.StartsWith("twoGb", StringComparison.Ordinal);
+        long size = (split ? (2L << 30) + (1 << 20) : 100L << 20) + 3 * 512;
         using (var fs = File.Create(raw))
         {
             fs.SetLength(size);
-            foreach (long at in new[] { 0L, 123_456_789L, (2L << 30) - 70_000, size - 300_000 })
+            foreach (long at in new[] { 0L, 12_345_678L, split ? (2L << 30) - 70_000 : 50_000_000L, size - 300_000 })
             {
                 byte[] chunk = VmdkTestData.RandomImage((int)(at % 1000) + 1, 300_000);
                 fs.Position = at;
@@ -160,13 +162,14 @@ public class VmdkInteropTests
         string vmdk = dir.File("converted.vmdk");
         VmdkOracle.QemuConvert(raw, vmdk, "vmdk", "subformat=" + subformat);
         string expected = Hashing.Sha256File(raw);
-        Assert.Equal(expected, Oracle.QemuRawSha256(vmdk, "vmdk"));
+        if (!split) // qemu's own read-back (skipped for the big ones to keep the suite fast)
+            Assert.Equal(expected, Oracle.QemuRawSha256(vmdk, "vmdk"));
         using VirtualDisk disk = VirtualDisk.Open(vmdk, FileAccess.Read);
         Assert.Equal(size, disk.Capacity);
         Assert.Equal(subformat, disk.Top.Details["CreateType"]);
         Assert.Equal(expected, Hashing.Sha256Stream(disk.Content));
         Assert.Empty(disk.Top.Check());
-        if (subformat.StartsWith("twoGb", StringComparison.Ordinal))
+        if (split)
             Assert.True(Directory.GetFiles(dir.Path, "converted-*.vmdk").Length >= 2);
         Assert.Equal(subformat.EndsWith("Flat", StringComparison.Ordinal) ? DiskType.Fixed : DiskType.Dynamic, disk.Type);
     }
@@ -179,13 +182,13 @@ public class VmdkInteropTests
     {
         using var dir = new TempFolder();
         string path = dir.File("multi.vmdk");
-        long size = (2L << 30) + (1 << 20);
+        long size = subformat.StartsWith("twoGb", StringComparison.Ordinal) ? (2L << 30) + (1 << 20) : 64L << 20;
         VmdkOracle.QemuCreate(path, size, options: "subformat=" + subformat);
         string cidBefore = VmdkOracle.QemuCid(path);
         var rng = new Random(9);
         using (VirtualDisk disk = VirtualDisk.Open(path, FileAccess.ReadWrite))
         {
-            foreach (long at in new[] { 1000L, (2L << 30) - 5000, size - 70_000 }) // across the 2 GiB extent boundary
+            foreach (long at in new[] { 1000L, size > (2L << 30) ? (2L << 30) - 5000 : 3_000_000L, size - 70_000 }) // across the 2 GiB extent boundary
             {
                 byte[] data = new byte[20_000];
                 rng.NextBytes(data);
