@@ -282,7 +282,7 @@ internal sealed class SparseExtent : VmdkExtent
         _file.ReadExactly(dataOffset, _compressedBuffer, 0, size, "compressed grain");
         _grainCache ??= new byte[_grainBytes];
         _cachedGrainSector = -1;
-        StreamMarker.Inflate(_compressedBuffer, size, _grainCache, _file.Path, dataOffset);
+        StreamMarker.Inflate(_compressedBuffer, size, _grainCache, _file.Path, dataOffset, exactLength: _header.HasMarkers);
         _cachedGrainSector = gte;
         return _grainCache;
     }

@@ -58,7 +58,10 @@ internal readonly struct StreamMarker
     /// is zero-filled; output longer than a grain, a bad zlib header or corrupt deflate data is
     /// a format error.
     /// </summary>
-    public static void Inflate(byte[] compressed, int count, byte[] grain, string path, long fileOffset)
+    /// When <paramref name="exactLength"/> is true (grain markers give the stream's exact size)
+    /// the trailing Adler-32 of RFC 1950 must match the output: a truncated or damaged stream
+    /// that still inflates to something is caught.
+    public static void Inflate(byte[] compressed, int count, byte[] grain, string path, long fileOffset, bool exactLength)
     {
         // RFC 1950: CMF (method 8 = deflate, window ≤ 32 KiB), FLG (check bits, no preset dictionary).
         if (count < 2)
@@ -94,7 +97,36 @@ internal readonly struct StreamMarker
         {
             throw new DiskFormatException(path, "compressed grain", "the deflate data cannot be inflated: " + ex.Message, fileOffset, ex);
         }
+        if (exactLength)
+        {
+            if (count < 6)
+                throw new DiskFormatException(path, "compressed grain", "too short to hold a zlib stream and its checksum", fileOffset);
+            uint stored = BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(compressed, count - 4, 4));
+            uint actual = Adler32(grain, total);
+            if (stored != actual)
+                throw new DiskFormatException(path, "compressed grain", $"the zlib checksum does not match (stored {stored:x8}, computed {actual:x8}): the grain is truncated or damaged", fileOffset);
+        }
         if (total < grain.Length)
             Array.Clear(grain, total, grain.Length - total);
+    }
+
+    /// <summary>Adler-32 (RFC 1950 §9) of the first <paramref name="count"/> bytes.</summary>
+    public static uint Adler32(byte[] data, int count)
+    {
+        const uint Mod = 65521;
+        uint a = 1, b = 0;
+        int i = 0;
+        while (i < count)
+        {
+            int block = Math.Min(count - i, 5552); // largest run without overflow before the modulo
+            for (int end = i + block; i < end; i++)
+            {
+                a += data[i];
+                b += a;
+            }
+            a %= Mod;
+            b %= Mod;
+        }
+        return (b << 16) | a;
     }
 }
