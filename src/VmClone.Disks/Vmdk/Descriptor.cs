@@ -280,7 +280,24 @@ internal sealed class Descriptor
     /// </summary>
     public void SetCid(uint cid)
     {
-        string formatted = cid.ToString("x8", CultureInfo.InvariantCulture);
+        SetHeaderValue("CID", cid.ToString("x8", CultureInfo.InvariantCulture), quote: false);
+        Cid = cid;
+    }
+
+    /// <summary>Records a new parent: its CID and where to find it (relative to the child's folder, or absolute).</summary>
+    public void SetParent(uint parentCid, string fileNameHint)
+    {
+        SetHeaderValue("parentCID", parentCid.ToString("x8", CultureInfo.InvariantCulture), quote: false);
+        SetHeaderValue("parentFileNameHint", fileNameHint, quote: true);
+        ParentCid = parentCid;
+    }
+
+    /// <summary>
+    /// Replaces the value of a header line in place (keeping its quoting, spacing and line end),
+    /// or adds the line after the first line when there is none.
+    /// </summary>
+    private void SetHeaderValue(string key, string value, bool quote)
+    {
         string[] lines = _text.Split('\n');
         bool found = false;
         for (int n = 0; n < lines.Length && !found; n++)
@@ -290,7 +307,7 @@ internal sealed class Descriptor
             if (trimmed.Length == 0 || trimmed[0] == '#')
                 continue;
             int eq = trimmed.IndexOf('=');
-            if (eq <= 0 || !string.Equals(trimmed.Substring(0, eq).Trim(' ', '\t'), "CID", StringComparison.OrdinalIgnoreCase))
+            if (eq <= 0 || !string.Equals(trimmed.Substring(0, eq).Trim(' ', '\t'), key, StringComparison.OrdinalIgnoreCase))
                 continue;
             int lead = line.Length - trimmed.Length;
             string after = trimmed.Substring(eq + 1);
@@ -298,20 +315,19 @@ internal sealed class Descriptor
             string valuePart = after.TrimEnd('\r');
             int valueStart = valuePart.Length - valuePart.TrimStart(' ', '\t').Length;
             string core = valuePart.Trim(' ', '\t');
-            bool quoted = core.Length >= 2 && core[0] == '"';
+            bool quoted = quote || (core.Length >= 2 && core[0] == '"');
             lines[n] = line.Substring(0, lead) + trimmed.Substring(0, eq + 1) + valuePart.Substring(0, valueStart) +
-                (quoted ? "\"" + formatted + "\"" : formatted) + cr;
+                (quoted ? "\"" + value + "\"" : value) + cr;
             found = true;
         }
         _text = string.Join("\n", lines);
         if (!found)
         {
-            // No CID line (hand-written descriptor): add one after the first line.
+            string entry = key + "=" + (quote ? "\"" + value + "\"" : value) + "\n";
             int nl = _text.IndexOf('\n');
-            _text = nl < 0 ? _text + "\nCID=" + formatted + "\n" : _text.Substring(0, nl + 1) + "CID=" + formatted + "\n" + _text.Substring(nl + 1);
+            _text = nl < 0 ? _text + "\n" + entry : _text.Substring(0, nl + 1) + entry + _text.Substring(nl + 1);
         }
-        _header["CID"] = formatted;
-        Cid = cid;
+        _header[key] = value;
     }
 
     /// <summary>A descriptor as qemu and VMware write one for a new monolithicSparse disk.</summary>

@@ -39,7 +39,7 @@ internal sealed class VmdkLayer : DiskLayer
     private readonly List<VmdkExtent> _extents;
     private readonly long _size;
     private readonly bool _canWrite;
-    private readonly ParentReference? _parentReference;
+    private ParentReference? _parentReference;
     private readonly List<string> _openNotes;
     private bool _cidRenewed;
 
@@ -544,12 +544,28 @@ internal sealed class VmdkLayer : DiskLayer
             return;
         uint old = _descriptor.Cid;
         _descriptor.SetCid(NewCid(old));
-        byte[] bytes = _descriptor.ToBytes();
-        if (bytes.Length > _descriptorCapacity)
+        try
+        {
+            WriteDescriptor("a new CID");
+        }
+        catch (VirtualDiskException)
         {
             _descriptor.SetCid(old);
-            throw new VirtualDiskException(_path, $"'{_path}' cannot be written: its descriptor has no room for a new CID.");
+            throw;
         }
+        _cidRenewed = true;
+    }
+
+    /// <summary>
+    /// Writes the descriptor text back (in place, within its reserved sectors for an embedded
+    /// one) and flushes. A descriptor is small and written by one call; there is no journal in
+    /// hosted sparse files, which is also how VMware and qemu update it.
+    /// </summary>
+    private void WriteDescriptor(string why)
+    {
+        byte[] bytes = _descriptor.ToBytes();
+        if (bytes.Length > _descriptorCapacity)
+            throw new VirtualDiskException(_path, $"'{_path}' cannot be written: its descriptor has no room for {why}.");
         if (_embedded)
         {
             // Rewrite the whole reserved area: the text followed by NUL padding.
@@ -564,7 +580,36 @@ internal sealed class VmdkLayer : DiskLayer
                 _descriptorFile.SetLength(bytes.Length);
         }
         _descriptorFile.Flush();
-        _cidRenewed = true;
+    }
+
+    /// <summary>
+    /// Re-points this delta disk: parentCID becomes the new parent's CID and parentFileNameHint
+    /// its path relative to this file's folder (absolute when there is no relative path). Only
+    /// a VMDK can be a VMDK's parent.
+    /// </summary>
+    public override void SetParent(ParentLink link)
+    {
+        EnsureWritable();
+        if (!_descriptor.HasParent)
+            throw new VirtualDiskException(_path, $"'{_path}' is not a delta disk; it has no parent to change.");
+        if (link.Parent is not VmdkLayer parent)
+            throw new DiskChainException(_path, ChainProblem.Incompatible,
+                $"A VMDK delta disk can only have a VMDK parent; '{link.AbsolutePath}' is {link.Parent.Format}.", link.AbsolutePath);
+        uint oldCid = _descriptor.ParentCid;
+        string oldHint = _descriptor.ParentFileNameHint ?? "";
+        string hint = link.RelativePath ?? link.AbsolutePath;
+        _descriptor.SetParent(parent._descriptor.Cid, hint);
+        try
+        {
+            WriteDescriptor("the new parent's path");
+        }
+        catch (VirtualDiskException)
+        {
+            _descriptor.SetParent(oldCid, oldHint);
+            throw;
+        }
+        var candidates = new List<ParentPathCandidate> { new(IsAbsoluteHint(hint) ? ParentPathKind.Absolute : ParentPathKind.Relative, hint) };
+        _parentReference = new ParentReference(candidates, FormatCid(parent._descriptor.Cid));
     }
 
     public override void Flush()
