@@ -102,3 +102,52 @@ internal sealed class SyncProgress : IProgress<OperationProgress>
 
     public void Report(OperationProgress value) => _report(value);
 }
+
+public class ConvertRoundTripTests
+{
+    /// <summary>VHDX → VMDK → VHDX → raw: every step byte-identical, zeros never allocated.</summary>
+    [Fact]
+    public void VhdxToVmdkToVhdxToRawIsByteIdentical()
+    {
+        using var dir = new TempFolder();
+        string src = dir.File("src.vhdx");
+        VirtualDisk.CreateDynamic(src, 2L << 30, new DiskCreateOptions { BlockSizeBytes = DiskFiles.MiB }).Dispose();
+        DiskFiles.WriteRandom(src, new Random(21), 25);
+        // A written run of zeros is content too, and must not become allocation anywhere.
+        DiskFiles.Write(src, 700L << 20, new byte[3 << 20]);
+        string expected = DiskFiles.ContentHash(src);
+
+        var oneMiB = new DiskCreateOptions { BlockSizeBytes = DiskFiles.MiB };
+        VmDiskInfo vmdk = DiskOperations.Convert(src, dir.File("a.vmdk"), null, null, null, null, CancellationToken.None);
+        VmDiskInfo back = DiskOperations.Convert(dir.File("a.vmdk"), dir.File("b.vhdx"), null, oneMiB, null, null, CancellationToken.None);
+        VmDiskInfo raw = DiskOperations.Convert(dir.File("b.vhdx"), dir.File("c.raw"), null, null, null, null, CancellationToken.None);
+
+        Assert.Equal(DiskFormat.Vmdk, vmdk.Format);
+        Assert.Equal(DiskFormat.Raw, raw.Format);
+        Assert.Equal(expected, DiskFiles.ContentHash(dir.File("a.vmdk")));
+        Assert.Equal(expected, DiskFiles.ContentHash(dir.File("b.vhdx")));
+        Assert.Equal(expected, Hashing.Sha256File(dir.File("c.raw")));
+        // 25 writes of < 300 KB touch at most 50 grains/blocks: the files show it.
+        Assert.True(vmdk.AllocatedSize <= 50 * 300 * 1024 + 50 * 64 * 1024, $"VMDK allocated {vmdk.AllocatedSize}");
+        Assert.True(back.AllocatedSize <= 50 * DiskFiles.MiB, $"VHDX allocated {back.AllocatedSize}");
+        Assert.True(new FileInfo(dir.File("a.vmdk")).Length < 40 * DiskFiles.MiB);
+    }
+
+    [OracleFact(tools: new[] { "qemu-img" })]
+    public void AVmdkChainFlattensAsQemuImgDoes()
+    {
+        using var dir = new TempFolder();
+        var rng = new Random(22);
+        string b = dir.File("b.vmdk"), m = dir.File("m.vmdk"), t = dir.File("t.vmdk");
+        VirtualDisk.CreateDynamic(b, 256L << 20).Dispose();
+        DiskFiles.WriteRandom(b, rng, 15);
+        VirtualDisk.CreateDifferencing(m, b).Dispose();
+        DiskFiles.WriteRandom(m, rng, 15);
+        VirtualDisk.CreateDifferencing(t, m).Dispose();
+        DiskFiles.WriteRandom(t, rng, 15);
+
+        DiskOperations.Convert(t, dir.File("flat.raw"), null, null, null, null, CancellationToken.None);
+
+        Assert.Equal(Oracle.QemuRawSha256(t, "vmdk"), Hashing.Sha256File(dir.File("flat.raw")));
+    }
+}
