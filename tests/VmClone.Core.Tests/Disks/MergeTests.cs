@@ -12,11 +12,11 @@ public class MergeTests
 {
     private const long Size = 256L << 20;
 
-    private static (string Base, string Child) MakePair(TempFolder dir, int seed, long size = Size)
+    private static (string Base, string Child) MakePair(TempFolder dir, int seed, long size = Size, string ext = "vhdx")
     {
         var rng = new Random(seed);
-        string b = dir.File("base.vhdx"), c = dir.File("child.vhdx");
-        VirtualDisk.CreateDynamic(b, size, new DiskCreateOptions { BlockSizeBytes = DiskFiles.MiB }).Dispose();
+        string b = dir.File($"base.{ext}"), c = dir.File($"child.{ext}");
+        VirtualDisk.CreateDynamic(b, size, new DiskCreateOptions { BlockSizeBytes = ext == "vhdx" ? DiskFiles.MiB : 64 * 1024 }).Dispose();
         DiskFiles.WriteRandom(b, rng, 30);
         VirtualDisk.CreateDifferencing(c, b).Dispose();
         DiskFiles.WriteRandom(c, rng, 30);
@@ -25,11 +25,13 @@ public class MergeTests
         return (b, c);
     }
 
-    [Fact]
-    public void TheParentReadsWhatTheChildShowedAndTheChildIsGone()
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vmdk")]
+    public void TheParentReadsWhatTheChildShowedAndTheChildIsGone(string ext)
     {
         using var dir = new TempFolder();
-        var (b, c) = MakePair(dir, 11);
+        var (b, c) = MakePair(dir, 11, Size, ext);
         string expected = DiskFiles.ContentHash(c);
 
         VmDiskInfo merged = DiskOperations.Merge(c, null, force: false, null, CancellationToken.None);
