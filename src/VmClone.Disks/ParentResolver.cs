@@ -76,11 +76,7 @@ internal static class ParentResolver
         }
 
         if (mismatchPath is not null)
-            throw new DiskChainException(child.Path, ChainProblem.ParentModified,
-                $"The parent '{mismatchPath}' of '{child.Path}' has changed since the child was created " +
-                $"(child expects {reference.ExpectedIdentity}, parent is {mismatchIdentity}): the base was modified or replaced. " +
-                "Reading the child would show corrupted content; restore the original parent, or override the check only to recover data.",
-                mismatchPath);
+            throw ModifiedParent(child, mismatchPath, mismatchIdentity!);
 
         string stored = string.Join(", ", reference.Candidates.ConvertAll(c => $"'{c.StoredPath}'"));
         string looked = tried.Count == 0 ? "no usable path on this host" : string.Join(", ", tried.ConvertAll(p => $"'{p}'"));
@@ -89,6 +85,14 @@ internal static class ParentResolver
             "Move the parent back, or re-point the child at it with Set-VmDisk -ParentPath.",
             tried.Count > 0 ? tried[0] : (reference.Candidates.Count > 0 ? reference.Candidates[0].StoredPath : null));
     }
+
+    /// <summary>The error for a parent whose identity no longer matches what the child recorded.</summary>
+    public static DiskChainException ModifiedParent(DiskLayer child, string parentPath, string parentIdentity) =>
+        new(child.Path, ChainProblem.ParentModified,
+            $"The parent '{parentPath}' of '{child.Path}' has changed since the child was created " +
+            $"(child expects {child.ParentReference?.ExpectedIdentity}, parent is {parentIdentity}): the base was modified or replaced. " +
+            "Reading the child would show corrupted content; restore the original parent, or override the check only to recover data.",
+            parentPath);
 
     private static void CheckCompatible(DiskLayer child, DiskLayer parent)
     {

@@ -66,22 +66,10 @@ public sealed class VirtualDisk : IDisposable
         options ??= DiskOpenOptions.Default;
         if (access == FileAccess.Write)
             access = FileAccess.ReadWrite;
-        DiskLayer top = OpenLayer(path, access, options.Format);
-        var layers = new List<DiskLayer> { top };
+        var layers = new List<DiskLayer> { OpenLayer(path, access, options.Format) };
         try
         {
-            DiskLayer current = top;
-            while (current.ParentReference is not null)
-            {
-                if (layers.Count >= options.MaxChainDepth)
-                    throw new DiskChainException(top.Path, ChainProblem.TooDeep,
-                        $"The chain of '{top.Path}' is deeper than {options.MaxChainDepth} layers; refusing to follow it further (a loop or a hostile file).");
-                string? overridePath = current == top ? options.ParentPathOverride : null;
-                DiskLayer parent = ParentResolver.OpenParent(current, layers, options, overridePath);
-                current.Parent = parent;
-                layers.Add(parent);
-                current = parent;
-            }
+            AppendParents(layers, options);
             return new VirtualDisk(layers);
         }
         catch
@@ -89,6 +77,30 @@ public sealed class VirtualDisk : IDisposable
             foreach (DiskLayer layer in layers)
                 layer.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Follows the parent links from the last layer of <paramref name="layers"/> down to a base,
+    /// opening each parent read-only and appending it; throws at the first broken link (the
+    /// layers opened so far stay in the list for the caller to use or dispose).
+    /// <paramref name="accepted"/> sees each (child, parent) pair as it is linked.
+    /// </summary>
+    internal static void AppendParents(List<DiskLayer> layers, DiskOpenOptions options, Action<DiskLayer, DiskLayer>? accepted = null)
+    {
+        DiskLayer top = layers[0];
+        DiskLayer current = layers[layers.Count - 1];
+        while (current.ParentReference is not null)
+        {
+            if (layers.Count >= options.MaxChainDepth)
+                throw new DiskChainException(top.Path, ChainProblem.TooDeep,
+                    $"The chain of '{top.Path}' is deeper than {options.MaxChainDepth} layers; refusing to follow it further (a loop or a hostile file).");
+            string? overridePath = current == top ? options.ParentPathOverride : null;
+            DiskLayer parent = ParentResolver.OpenParent(current, layers, options, overridePath);
+            current.Parent = parent;
+            layers.Add(parent);
+            accepted?.Invoke(current, parent);
+            current = parent;
         }
     }
 

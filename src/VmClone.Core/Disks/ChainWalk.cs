@@ -38,34 +38,19 @@ internal sealed class ChainWalk : IDisposable
             return walk;
         }
 
-        DiskLayer current = walk._layers[0];
-        while (current.ParentReference is not null)
+        try
         {
-            if (walk._layers.Count >= options.MaxChainDepth)
+            VirtualDisk.AppendParents(walk._layers, options, (child, parent) =>
             {
-                walk.Problem = new DiskChainException(walk._layers[0].Path, ChainProblem.TooDeep,
-                    $"The chain of '{walk._layers[0].Path}' is deeper than {options.MaxChainDepth} layers; not followed further.");
-                break;
-            }
-            DiskLayer parent;
-            try
-            {
-                parent = ParentResolver.OpenParent(current, walk._layers, options, current == walk._layers[0] ? options.ParentPathOverride : null);
-            }
-            catch (VirtualDiskException ex)
-            {
-                walk.Problem = ex;
-                break;
-            }
-            if (reportMismatches && !current.ParentReference.Accepts(parent.Identity))
-            {
-                walk.Mismatches.Add(new DiskChainException(current.Path, ChainProblem.ParentModified,
-                    $"The parent '{parent.Path}' of '{current.Path}' has changed since the child was created " +
-                    $"(child expects {current.ParentReference.ExpectedIdentity}, parent is {parent.Identity}): the base was modified or replaced.", parent.Path));
-            }
-            current.Parent = parent;
-            walk._layers.Add(parent);
-            current = parent;
+                if (reportMismatches && !child.ParentReference!.Accepts(parent.Identity))
+                {
+                    walk.Mismatches.Add(ParentResolver.ModifiedParent(child, parent.Path, parent.Identity));
+                }
+            });
+        }
+        catch (VirtualDiskException ex)
+        {
+            walk.Problem = ex;
         }
         return walk;
     }
