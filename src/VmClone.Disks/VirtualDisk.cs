@@ -210,7 +210,7 @@ public sealed class VirtualDisk : IDisposable
     public static DiskFormat DetectFormat(string path)
     {
         string full = System.IO.Path.GetFullPath(path);
-        byte[] head = new byte[64];
+        byte[] head = new byte[256];
         int n;
         long length;
         try
@@ -244,8 +244,8 @@ public sealed class VirtualDisk : IDisposable
         if (ascii.StartsWith("conectix", StringComparison.Ordinal))
             throw new DiskFormatException(full, "signature", "a legacy VHD (version 1) file; only VHDX is supported (convert it with Hyper-V's Convert-VHD or qemu-img)");
         DiskFormat? byExtension = FormatFromExtension(full);
-        if (byExtension == DiskFormat.Vmdk && length <= 64 * 1024 && ascii.TrimStart().StartsWith("#", StringComparison.Ordinal))
-            return DiskFormat.Vmdk; // a text descriptor
+        if (length <= 1024 * 1024 && LooksLikeDescriptor(ascii))
+            return DiskFormat.Vmdk; // a text descriptor (any extension: VMware names them .vmdk, OVA tools not always)
         if (byExtension == DiskFormat.Raw)
             return DiskFormat.Raw;
         if (byExtension is DiskFormat known)
@@ -269,6 +269,23 @@ public sealed class VirtualDisk : IDisposable
             ChainMapper.Map(Top, 0, position, length, result);
         }
         return result;
+    }
+
+    /// <summary>
+    /// A VMDK text descriptor starts with a comment ("# Disk DescriptorFile") or, when written by
+    /// hand or by some tools, directly with "version=" / "CID=" / "createType=".
+    /// </summary>
+    private static bool LooksLikeDescriptor(string head)
+    {
+        string text = head.TrimStart('\uFEFF', ' ', '\t', '\r', '\n');
+        if (text.StartsWith("# Disk DescriptorFile", StringComparison.OrdinalIgnoreCase))
+            return true;
+        foreach (string key in new[] { "version", "CID", "createType", "encoding" })
+        {
+            if (text.StartsWith(key, StringComparison.OrdinalIgnoreCase) && text.Substring(key.Length).TrimStart(' ', '\t').StartsWith("=", StringComparison.Ordinal))
+                return true;
+        }
+        return false;
     }
 
     /// <summary>Flushes the top layer to the device.</summary>

@@ -47,6 +47,16 @@ public abstract class VmCloneCmdlet : PSCmdlet
     /// <summary>An error record with a stable id, a category and the offending input as target.</summary>
     protected static ErrorRecord ToErrorRecord(Exception ex, object target)
     {
+        if (ex is VmClone.Core.VmCloneException vm)
+            return new ErrorRecord(ex, vm.ErrorId, vm.Kind switch
+            {
+                VmClone.Core.VmCloneErrorKind.NotFound => ErrorCategory.ObjectNotFound,
+                VmClone.Core.VmCloneErrorKind.InvalidArgument => ErrorCategory.InvalidArgument,
+                VmClone.Core.VmCloneErrorKind.AlreadyExists => ErrorCategory.ResourceExists,
+                VmClone.Core.VmCloneErrorKind.InUse => ErrorCategory.ResourceBusy,
+                VmClone.Core.VmCloneErrorKind.InvalidData => ErrorCategory.InvalidData,
+                _ => ErrorCategory.InvalidOperation,
+            }, vm.Target ?? target);
         (string id, ErrorCategory category) = ex switch
         {
             DiskChainException { Problem: ChainProblem.ParentMissing } => ("DiskParentMissing", ErrorCategory.ObjectNotFound),

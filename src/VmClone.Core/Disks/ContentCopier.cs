@@ -34,8 +34,15 @@ internal static class ContentCopier
     }
 
     /// <summary>
+    /// Granularity of the zero check: runs of this size that read as zeros are not written, so a
+    /// destination with small allocation units (VMDK grains, raw holes) stays as sparse as the
+    /// content.
+    /// </summary>
+    public const int ZeroGranule = 64 * 1024;
+
+    /// <summary>
     /// Copies [position, +length) of <paramref name="source"/> into <paramref name="target"/> at the
-    /// same position. Chunks that read as zeros are written only when <paramref name="writeZeros"/>
+    /// same position. Granules that read as zeros are written only when <paramref name="writeZeros"/>
     /// (a destination that starts empty needs no zeros written; a merge target does).
     /// </summary>
     public static void CopyRange(Stream source, Stream target, long position, long length, byte[] buffer, bool writeZeros, CancellationToken cancellationToken)
@@ -46,13 +53,41 @@ internal static class ContentCopier
             int n = (int)Math.Min(buffer.Length, length);
             source.Position = position;
             ReadFully(source, buffer, n);
-            if (writeZeros || !IsAllZero(buffer, 0, n))
+            if (writeZeros)
             {
                 target.Position = position;
                 target.Write(buffer, 0, n);
             }
+            else
+            {
+                WriteNonZeroRuns(target, position, buffer, n);
+            }
             position += n;
             length -= n;
+        }
+    }
+
+    /// <summary>Writes the runs of <paramref name="buffer"/> that are not all zero, coalescing neighbours into one write.</summary>
+    private static void WriteNonZeroRuns(Stream target, long position, byte[] buffer, int count)
+    {
+        int runStart = -1;
+        for (int at = 0; at < count; at += ZeroGranule)
+        {
+            int n = Math.Min(ZeroGranule, count - at);
+            bool zero = IsAllZero(buffer, at, n);
+            if (!zero && runStart < 0)
+                runStart = at;
+            if (zero && runStart >= 0)
+            {
+                target.Position = position + runStart;
+                target.Write(buffer, runStart, at - runStart);
+                runStart = -1;
+            }
+        }
+        if (runStart >= 0)
+        {
+            target.Position = position + runStart;
+            target.Write(buffer, runStart, count - runStart);
         }
     }
 

@@ -19,10 +19,10 @@ public static partial class DiskOperations
     {
         string destination = Path.GetFullPath(destinationPath);
         if (File.Exists(destination))
-            throw new IOException($"Cannot write '{destination}': the file already exists.");
+            throw new VmCloneException("DestinationExists", VmCloneErrorKind.AlreadyExists, $"Cannot write '{destination}': the file already exists.", destination);
         using VirtualDisk source = VirtualDisk.Open(sourcePath, FileAccess.Read, openOptions);
         if (source.Layers.Any(l => PathUtil.SamePath(l.Path, destination)))
-            throw new ArgumentException($"'{destination}' is part of the chain being converted.", nameof(destinationPath));
+            throw new VmCloneException("DestinationInChain", VmCloneErrorKind.InvalidArgument, $"'{destination}' is part of the chain being converted.", destination);
 
         DiskFormat targetFormat = format ?? VirtualDisk.FormatFromExtension(destination) ?? source.Format;
         var options = new DiskCreateOptions

@@ -33,7 +33,7 @@ public static partial class DiskOperations
         using (VirtualDisk view = VirtualDisk.Open(child, FileAccess.Read, new DiskOpenOptions { IgnoreParentIdentityMismatch = resumedTarget is not null }))
             chain = view.Layers.Select(l => l.Path).ToList();
         if (chain.Count < 2)
-            throw new ArgumentException($"'{child}' has no parent to merge into.", nameof(childPath));
+            throw new VmCloneException("DiskHasNoParent", VmCloneErrorKind.InvalidArgument, $"'{child}' has no parent to merge into.", child);
 
         int t = 1;
         if (destinationPath is not null)
@@ -41,19 +41,21 @@ public static partial class DiskOperations
             string destination = Path.GetFullPath(destinationPath);
             t = chain.FindIndex(p => PathUtil.SamePath(p, destination));
             if (t <= 0)
-                throw new ArgumentException($"'{destination}' is not an ancestor of '{child}'. Its chain is: {string.Join(" -> ", chain)}.", nameof(destinationPath));
+                throw new VmCloneException("NotAnAncestor", VmCloneErrorKind.InvalidArgument,
+                    $"'{destination}' is not an ancestor of '{child}'. Its chain is: {string.Join(" -> ", chain)}.", destination);
         }
         string targetPath = chain[t];
         if (resumedTarget is not null && !PathUtil.SamePath(resumedTarget, targetPath))
-            throw new InvalidOperationException($"A merge of '{child}' into '{resumedTarget}' was cut off; finish it first (Merge-VmDisk -Path '{child}' -DestinationPath '{resumedTarget}').");
+            throw new VmCloneException("MergeInProgress", VmCloneErrorKind.InvalidOperation,
+                $"A merge of '{child}' into '{resumedTarget}' was cut off; finish it first (Merge-VmDisk -Path '{child}' -DestinationPath '{resumedTarget}').", child);
 
         if (!force)
         {
             var others = FindChildren(targetPath, chain.Take(t + 1).Select(p => Path.GetDirectoryName(p)!).Distinct(), exclude: chain.Take(t));
             if (others.Count > 0)
-                throw new InvalidOperationException(
+                throw new VmCloneException("MergeTargetHasChildren", VmCloneErrorKind.InUse,
                     $"'{targetPath}' has other children that merging would corrupt: {string.Join(", ", others.Select(o => $"'{o}'"))}. " +
-                    "Merge into a disk nothing else depends on, or use -Force if those children are to be discarded.");
+                    "Merge into a disk nothing else depends on, or use -Force if those children are to be discarded.", targetPath);
         }
 
         File.WriteAllText(marker, targetPath);

@@ -56,7 +56,7 @@ public static partial class DiskOperations
     private static void CheckReparent(DiskLayer child, VirtualDisk newParent)
     {
         if (child.ParentReference is null)
-            throw new ArgumentException($"'{child.Path}' is not a differencing disk; it has no parent to change.");
+            throw new VmCloneException("DiskHasNoParent", VmCloneErrorKind.InvalidArgument, $"'{child.Path}' is not a differencing disk; it has no parent to change.", child.Path);
         if (child.VirtualSize != newParent.Capacity)
             throw new DiskChainException(child.Path, ChainProblem.Incompatible,
                 $"'{newParent.Path}' is {newParent.Capacity} bytes but '{child.Path}' is {child.VirtualSize}; a parent must have its child's size.", newParent.Path);

@@ -1,13 +1,661 @@
 using System;
+using System.Buffers.Binary;
+using System.Collections.Generic;
+using System.Globalization;
 using System.IO;
+using System.Security.Cryptography;
 
 namespace VmClone.Disks.Vmdk;
 
-internal abstract class VmdkLayer : DiskLayer
+/// <summary>
+/// A VMDK disk (one layer of a chain): a descriptor plus its extents. Two shapes exist:
+/// a single hosted sparse file with an embedded descriptor (monolithicSparse,
+/// streamOptimized; the extent file name inside is ignored because such files get renamed),
+/// or a small text descriptor naming extent files in its folder (twoGbMaxExtentSparse,
+/// monolithicFlat, twoGbMaxExtentFlat, vmfs, custom; SPARSE, FLAT/VMFS and ZERO extents).
+///
+/// Identity is the descriptor's CID (8 lowercase hex digits); a delta disk's parent is found by
+/// parentFileNameHint and must carry the CID recorded as parentCID. On the first write after
+/// each open the CID is renewed (VMware and qemu do the same), so that children made from
+/// the earlier content notice the change.
+///
+/// Written: monolithicSparse (create, write), twoGbMaxExtentSparse and the flat types (write in
+/// place). Read only: streamOptimized and layers with ZERO extents.
+/// </summary>
+internal sealed class VmdkLayer : DiskLayer
 {
-    public static DiskLayer Open(string path, FileAccess access) =>
-        throw new DiskFormatException(path, "signature", "Vmdk support is being written");
+    /// <summary>Default grain: 128 sectors (64 KiB), what VMware and qemu use.</summary>
+    public const long DefaultGrainBytes = 64 * 1024;
 
-    public static void Create(LayerCreateSpec spec) =>
-        throw new DiskFormatException(spec.Path, "signature", "Vmdk support is being written");
+    /// <summary>Sectors qemu reserves for the embedded descriptor; we do the same.</summary>
+    private const ulong DefaultDescriptorSectors = 20;
+
+    private readonly string _path;
+    private readonly FileAccessor _descriptorFile;
+    private readonly bool _embedded;
+    private readonly long _descriptorOffset;
+    private readonly long _descriptorCapacity;
+    private readonly Descriptor _descriptor;
+    private readonly List<VmdkExtent> _extents;
+    private readonly long _size;
+    private readonly bool _canWrite;
+    private ParentReference? _parentReference;
+    private readonly List<string> _openNotes;
+    private bool _cidRenewed;
+
+    private VmdkLayer(string path, FileAccessor descriptorFile, bool embedded, long descriptorOffset, long descriptorCapacity,
+        Descriptor descriptor, List<VmdkExtent> extents, bool canWrite, List<string> openNotes)
+    {
+        _path = path;
+        _descriptorFile = descriptorFile;
+        _embedded = embedded;
+        _descriptorOffset = descriptorOffset;
+        _descriptorCapacity = descriptorCapacity;
+        _descriptor = descriptor;
+        _extents = extents;
+        _canWrite = canWrite;
+        _openNotes = openNotes;
+        foreach (VmdkExtent e in extents)
+            _size += e.Length;
+        if (descriptor.HasParent)
+        {
+            var candidates = new List<ParentPathCandidate>();
+            string? hint = descriptor.ParentFileNameHint;
+            if (!string.IsNullOrEmpty(hint))
+                candidates.Add(new ParentPathCandidate(IsAbsoluteHint(hint!) ? ParentPathKind.Absolute : ParentPathKind.Relative, hint!));
+            _parentReference = new ParentReference(candidates, FormatCid(descriptor.ParentCid));
+        }
+    }
+
+    public override string Path => _path;
+
+    public override DiskFormat Format => DiskFormat.Vmdk;
+
+    public override DiskType Type
+    {
+        get
+        {
+            if (_descriptor.HasParent)
+                return DiskType.Differencing;
+            foreach (VmdkExtent e in _extents)
+            {
+                if (e is SparseExtent)
+                    return DiskType.Dynamic;
+            }
+            return DiskType.Fixed;
+        }
+    }
+
+    public override long VirtualSize => _size;
+
+    public override int LogicalSectorSize => 512;
+
+    public override long BlockSize
+    {
+        get
+        {
+            foreach (VmdkExtent e in _extents)
+            {
+                if (e is SparseExtent s)
+                    return s.Header.GrainBytes;
+            }
+            return _size;
+        }
+    }
+
+    public override bool CanWrite => _canWrite;
+
+    public override string Identity => FormatCid(_descriptor.Cid);
+
+    public override ParentReference? ParentReference => _parentReference;
+
+    public override long AllocatedBytes
+    {
+        get
+        {
+            long total = 0;
+            foreach (VmdkExtent e in _extents)
+                total += e.AllocatedBytes;
+            return total;
+        }
+    }
+
+    public override long FileSize
+    {
+        get
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            long total = 0;
+            if (seen.Add(_path))
+                total += new FileInfo(_path).Length;
+            foreach (VmdkExtent e in _extents)
+            {
+                if (e.FilePath is string f && seen.Add(f))
+                    total += new FileInfo(f).Length;
+            }
+            return total;
+        }
+    }
+
+    public override IReadOnlyDictionary<string, string> Details
+    {
+        get
+        {
+            var d = new Dictionary<string, string>
+            {
+                ["CreateType"] = _descriptor.CreateType,
+                ["CID"] = FormatCid(_descriptor.Cid),
+                ["ParentCID"] = FormatCid(_descriptor.ParentCid),
+                ["DescriptorVersion"] = _descriptor.Value("version") ?? "",
+                ["Extents"] = _extents.Count.ToString(CultureInfo.InvariantCulture),
+                ["EmbeddedDescriptor"] = _embedded ? "True" : "False",
+            };
+            if (_descriptor.ParentFileNameHint is string hint)
+                d["ParentFileNameHint"] = hint;
+            foreach (KeyValuePair<string, string> kv in _descriptor.Ddb)
+            {
+                if (string.Equals(kv.Key, "ddb.adapterType", StringComparison.OrdinalIgnoreCase))
+                    d["AdapterType"] = kv.Value;
+                else if (string.Equals(kv.Key, "ddb.virtualHWVersion", StringComparison.OrdinalIgnoreCase))
+                    d["VirtualHWVersion"] = kv.Value;
+                else if (string.Equals(kv.Key, "ddb.uuid", StringComparison.OrdinalIgnoreCase))
+                    d["Uuid"] = kv.Value;
+            }
+            foreach (VmdkExtent e in _extents)
+            {
+                if (e is SparseExtent)
+                {
+                    e.AddDetails(d);
+                    break;
+                }
+            }
+            return d;
+        }
+    }
+
+    internal Descriptor Descriptor => _descriptor;
+
+    private static string FormatCid(uint cid) => cid.ToString("x8", CultureInfo.InvariantCulture);
+
+    private static bool IsAbsoluteHint(string hint) =>
+        hint.StartsWith("/", StringComparison.Ordinal) || hint.StartsWith("\\\\", StringComparison.Ordinal) ||
+        (hint.Length >= 3 && hint[1] == ':' && (hint[2] == '\\' || hint[2] == '/'));
+
+    // ------------------------------------------------------------------ open
+
+    public static DiskLayer Open(string path, FileAccess access)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        bool write = access != FileAccess.Read;
+        FileAccessor file = FileAccessor.Open(full, write ? FileAccess.ReadWrite : FileAccess.Read);
+        var opened = new List<IDisposable>();
+        try
+        {
+            long length = file.Length;
+            byte[] head = new byte[Math.Min(512, (int)Math.Min(length, 512))];
+            file.ReadExactly(0, head, 0, head.Length, "signature");
+            if (head.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(head) == SparseExtentHeader.Magic)
+                return OpenSingleFile(full, file, write, opened);
+            RejectForeignExtent(full, head);
+            return OpenDescriptorFile(full, file, write, opened);
+        }
+        catch
+        {
+            foreach (IDisposable d in opened)
+                d.Dispose();
+            file.Dispose();
+            throw;
+        }
+    }
+
+    private static void RejectForeignExtent(string path, byte[] head)
+    {
+        if (head.Length >= 4 && head[0] == (byte)'C' && head[1] == (byte)'O' && head[2] == (byte)'W' && head[3] == (byte)'D')
+            throw new DiskFormatException(path, "signature", "a VMware ESX 2/3 COWD (vmfsSparse) extent; this format is not supported", 0);
+        if (head.Length >= 8 && BinaryPrimitives.ReadUInt64LittleEndian(head) == 0xCAFEBABEUL)
+            throw new DiskFormatException(path, "signature", "a VMware SESparse extent (ESXi snapshot); this format is not supported", 0);
+    }
+
+    /// <summary>A hosted sparse file with its descriptor inside (monolithicSparse, streamOptimized).</summary>
+    private static VmdkLayer OpenSingleFile(string path, FileAccessor file, bool write, List<IDisposable> opened)
+    {
+        long length = file.Length;
+        byte[] hb = new byte[SparseExtentHeader.Size];
+        file.ReadExactly(0, hb, 0, hb.Length, "sparse extent header");
+        SparseExtentHeader header = SparseExtentHeader.Parse(hb, path, 0, length);
+        if (header.DescriptorOffset == 0)
+            throw new DiskFormatException(path, "sparse extent header",
+                "this sparse extent has no embedded descriptor: it is one piece of a split (twoGbMaxExtentSparse) disk; open the disk's descriptor file instead", 0);
+        long descOffset = (long)header.DescriptorOffset * 512;
+        long descCapacity = (long)header.DescriptorSize * 512;
+        int descRead = (int)Math.Min(descCapacity, length - descOffset);
+        byte[] text = file.ReadBytes(descOffset, descRead, "embedded descriptor");
+        Descriptor descriptor = Descriptor.Parse(text, text.Length, path, descOffset, "embedded descriptor");
+        foreach (ExtentLine line in descriptor.Extents)
+            RejectUnsupportedType(path, line, descOffset);
+
+        var notes = new List<string>();
+        if (descriptor.Extents.Count != 1 || descriptor.TotalSectors != header.Capacity)
+            notes.Add($"'{path}': the embedded descriptor describes {descriptor.Extents.Count} extent(s) of {descriptor.TotalSectors} sectors but the sparse header holds {header.Capacity} sectors; the header is used.");
+
+        // The extent's own file name in the descriptor is ignored: single-file images are renamed.
+        SparseExtent extent = SparseExtent.Open(file, header, 0, (long)header.Capacity * 512, ownsFile: false);
+        opened.Add(extent);
+        var extents = new List<VmdkExtent> { extent };
+        if (write && extent.ReadOnlyReason is string reason)
+            throw new VirtualDiskException(path, $"'{path}' cannot be opened for writing: {reason}.");
+        return new VmdkLayer(path, file, embedded: true, descOffset, descCapacity, descriptor, extents, write, notes);
+    }
+
+    private static void RejectUnsupportedType(string path, ExtentLine line, long offset)
+    {
+        switch (line.Type)
+        {
+            case "SPARSE":
+            case "FLAT":
+            case "VMFS":
+            case "ZERO":
+                return;
+            case "SESPARSE":
+                throw new DiskFormatException(path, "descriptor", "the disk uses a SESparse extent (ESXi snapshot); this format is not supported", offset);
+            case "VMFSSPARSE":
+                throw new DiskFormatException(path, "descriptor", "the disk uses a VMFSSPARSE (COWD) extent; this format is not supported", offset);
+            case "VMFSRDM":
+            case "VMFSRAW":
+                throw new DiskFormatException(path, "descriptor", $"the disk maps a raw device ({line.Type}); this is not supported", offset);
+            default:
+                throw new DiskFormatException(path, "descriptor", $"unknown extent type '{line.Type}'", offset);
+        }
+    }
+
+    /// <summary>A text descriptor naming extent files in its folder.</summary>
+    private static VmdkLayer OpenDescriptorFile(string path, FileAccessor file, bool write, List<IDisposable> opened)
+    {
+        long length = file.Length;
+        if (length > Descriptor.MaxBytes)
+            throw new DiskFormatException(path, "descriptor", $"a {length}-byte file is too large to be a descriptor and has no KDMV signature", 0);
+        byte[] text = file.ReadBytes(0, (int)length, "descriptor");
+        Descriptor descriptor = Descriptor.Parse(text, text.Length, path, 0);
+        string folder = System.IO.Path.GetDirectoryName(path) ?? ".";
+        var extents = new List<VmdkExtent>();
+        var flatFiles = new Dictionary<string, FileAccessor>(StringComparer.Ordinal);
+        long start = 0;
+        foreach (ExtentLine line in descriptor.Extents)
+        {
+            RejectUnsupportedType(path, line, 0);
+            long size = (long)line.Sectors * 512;
+            if (line.Access == ExtentAccess.NoAccess)
+                throw new DiskFormatException(path, "descriptor", $"extent '{line.FileName}' is marked NOACCESS; such disks cannot be read", 0);
+            if (line.Type == "ZERO")
+            {
+                extents.Add(new ZeroExtent(start, size));
+                start += size;
+                continue;
+            }
+            if (write && line.Access == ExtentAccess.ReadOnly)
+                throw new VirtualDiskException(path, $"'{path}' cannot be opened for writing: its extent '{line.FileName}' is marked RDONLY.");
+            string extentPath = ResolveExtentPath(path, folder, line.FileName!);
+            if (PathUtil.SamePath(extentPath, path))
+                throw new DiskFormatException(path, "descriptor", $"extent '{line.FileName}' is the descriptor file itself", 0);
+            FileAccess access = write ? FileAccess.ReadWrite : FileAccess.Read;
+            if (line.Type == "SPARSE")
+            {
+                FileAccessor ef = FileAccessor.Open(extentPath, access);
+                opened.Add(ef);
+                byte[] hb = new byte[Math.Min(SparseExtentHeader.Size, (int)Math.Min(ef.Length, SparseExtentHeader.Size))];
+                ef.ReadExactly(0, hb, 0, hb.Length, "sparse extent header");
+                RejectForeignExtent(extentPath, hb);
+                SparseExtentHeader header = SparseExtentHeader.Parse(hb, extentPath, 0, ef.Length);
+                SparseExtent extent = SparseExtent.Open(ef, header, start, size, ownsFile: true);
+                opened.Remove(ef);
+                opened.Add(extent);
+                if (write && extent.ReadOnlyReason is string reason)
+                    throw new VirtualDiskException(path, $"'{path}' cannot be opened for writing: extent '{extentPath}' {reason}.");
+                extents.Add(extent);
+            }
+            else
+            {
+                bool owns = false;
+                if (!flatFiles.TryGetValue(extentPath, out FileAccessor? ff))
+                {
+                    ff = FileAccessor.Open(extentPath, access);
+                    flatFiles[extentPath] = ff;
+                    owns = true;
+                }
+                var extent = new FlatExtent(ff, start, size, (long)line.Offset * 512, owns);
+                opened.Add(extent);
+                extents.Add(extent);
+            }
+            start += size;
+        }
+        if (write)
+        {
+            foreach (VmdkExtent e in extents)
+            {
+                if (e.ReadOnlyReason is string reason)
+                    throw new VirtualDiskException(path, $"'{path}' cannot be opened for writing: {reason}.");
+            }
+        }
+        return new VmdkLayer(path, file, embedded: false, 0, Descriptor.MaxBytes, descriptor, extents, write, new List<string>());
+    }
+
+    /// <summary>
+    /// Extent file names are relative to the descriptor's folder. A name that leads out of that
+    /// folder (absolute, or through '..') is refused: a hostile descriptor must not make us read
+    /// or write arbitrary files.
+    /// </summary>
+    private static string ResolveExtentPath(string descriptorPath, string folder, string name)
+    {
+        string local = name.Replace('\\', '/');
+        if (System.IO.Path.DirectorySeparatorChar == '\\')
+            local = local.Replace('/', '\\');
+        if (local.IndexOf('\0') >= 0 || System.IO.Path.IsPathRooted(local) || (name.Length >= 2 && name[1] == ':'))
+            throw new DiskFormatException(descriptorPath, "descriptor", $"extent file '{name}' is an absolute path; only files beside the descriptor are opened", 0);
+        string full = System.IO.Path.GetFullPath(System.IO.Path.Combine(folder, local));
+        if (!PathUtil.IsUnder(full, folder))
+            throw new DiskFormatException(descriptorPath, "descriptor", $"extent file '{name}' lies outside the descriptor's folder", 0);
+        return full;
+    }
+
+    // ------------------------------------------------------------------ create
+
+    public static void Create(LayerCreateSpec spec)
+    {
+        uint parentCid = Descriptor.NoParentCid;
+        string? hint = null;
+        long capacityBytes = spec.VirtualSize;
+        if (spec.Parent is not null)
+        {
+            if (spec.Parent is not VmdkLayer parent)
+                throw new DiskChainException(spec.Path, ChainProblem.Incompatible,
+                    $"A VMDK child can only be created over a VMDK parent; '{spec.Parent.Path}' is {spec.Parent.Format}. " +
+                    "Create the child in the parent's format, or convert the parent to VMDK first.", spec.Parent.Path);
+            parentCid = parent._descriptor.Cid;
+            capacityBytes = parent.VirtualSize;
+            hint = spec.ParentRelativePath ?? spec.ParentAbsolutePath?.Replace('\\', '/');
+            if (hint is null)
+                throw new DiskChainException(spec.Path, ChainProblem.Incompatible, $"No path to the parent '{parent.Path}' can be recorded in '{spec.Path}'.", parent.Path);
+            if (hint.IndexOf('"') >= 0 || hint.IndexOf('\n') >= 0 || hint.IndexOf('\r') >= 0)
+                throw new DiskChainException(spec.Path, ChainProblem.Incompatible, $"The parent path '{hint}' contains a quote or line break, which a VMDK descriptor cannot hold.", parent.Path);
+        }
+        if (spec.LogicalSectorSize != 512)
+            throw new ArgumentOutOfRangeException(nameof(spec), $"VMDK disks have 512-byte sectors; {spec.LogicalSectorSize} was asked for ('{spec.Path}').");
+        if (capacityBytes <= 0 || capacityBytes % 512 != 0)
+            throw new ArgumentOutOfRangeException(nameof(spec), $"A VMDK disk's size must be a positive multiple of 512 bytes, not {capacityBytes} ('{spec.Path}').");
+        ulong capacity = (ulong)capacityBytes / 512;
+        if (capacity > SparseExtentHeader.MaxCapacitySectors)
+            throw new ArgumentOutOfRangeException(nameof(spec), $"A VMDK disk can hold at most 64 TiB, not {capacityBytes} bytes ('{spec.Path}').");
+        long grainBytes = spec.BlockSize ?? DefaultGrainBytes;
+        ulong grain = (ulong)grainBytes / 512;
+        if (grainBytes % 512 != 0 || grain <= 8 || grain > SparseExtentHeader.MaxGrainSectors || (grain & (grain - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(spec), $"A VMDK grain must be a power of two from 8 KiB to 1 MiB, not {grainBytes} bytes ('{spec.Path}').");
+
+        uint cid = NewCid(null);
+        string fileName = System.IO.Path.GetFileName(spec.Path);
+        string text = Descriptor.CreateMonolithicSparse(cid, parentCid, hint, capacity, fileName.Replace("\"", "_"));
+        byte[] textBytes = new System.Text.UTF8Encoding(false).GetBytes(text);
+
+        // Layout as qemu writes it: header, descriptor at sector 1, redundant GD and its tables,
+        // GD and its tables (all tables pre-allocated, so other tools can write the file too),
+        // overHead rounded up to the grain. The table area stays a hole in the file until used.
+        var header = new SparseExtentHeader
+        {
+            Version = 1,
+            Flags = SparseExtentHeader.FlagValidNewlineTest | SparseExtentHeader.FlagRedundantGd,
+            Capacity = capacity,
+            GrainSize = grain,
+            NumGTEsPerGT = 512,
+            DescriptorOffset = 1,
+            DescriptorSize = Math.Max(DefaultDescriptorSectors, ((ulong)textBytes.Length + 511) / 512),
+            CompressAlgorithm = SparseExtentHeader.CompressionNone,
+        };
+        ulong gdEntries = header.NumGdEntries;
+        ulong gdSectors = (gdEntries * 4 + 511) / 512;
+        ulong gtSectors = (ulong)header.GtBytes / 512;
+        header.RgdOffset = header.DescriptorOffset + header.DescriptorSize;
+        ulong rgtStart = header.RgdOffset + gdSectors;
+        header.GdOffset = rgtStart + gdEntries * gtSectors;
+        ulong gtStart = header.GdOffset + gdSectors;
+        ulong end = gtStart + gdEntries * gtSectors;
+        header.OverHead = (end + grain - 1) / grain * grain;
+        if (header.OverHead > uint.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(spec), $"The grain tables of a {capacityBytes}-byte VMDK with {grainBytes}-byte grains do not fit in a sparse extent ('{spec.Path}').");
+
+        using FileAccessor file = FileAccessor.CreateNew(spec.Path);
+        bool done = false;
+        try
+        {
+            file.SetLength((long)header.OverHead * 512);
+            file.Write(0, header.ToBytes(), 0, SparseExtentHeader.Size);
+            byte[] desc = new byte[header.DescriptorSize * 512];
+            Buffer.BlockCopy(textBytes, 0, desc, 0, textBytes.Length);
+            file.Write((long)header.DescriptorOffset * 512, desc, 0, desc.Length);
+            var rgd = new uint[gdEntries];
+            var gd = new uint[gdEntries];
+            for (ulong i = 0; i < gdEntries; i++)
+            {
+                rgd[i] = (uint)(rgtStart + i * gtSectors);
+                gd[i] = (uint)(gtStart + i * gtSectors);
+            }
+            file.Write((long)header.RgdOffset * 512, GrainTable.ToBytes(rgd, 0, rgd.Length), 0, rgd.Length * 4);
+            file.Write((long)header.GdOffset * 512, GrainTable.ToBytes(gd, 0, gd.Length), 0, gd.Length * 4);
+            file.Flush();
+            done = true;
+        }
+        finally
+        {
+            if (!done)
+            {
+                file.Dispose();
+                try
+                {
+                    File.Delete(spec.Path);
+                }
+                catch (IOException)
+                {
+                }
+                catch (UnauthorizedAccessException)
+                {
+                }
+            }
+        }
+    }
+
+    /// <summary>A random CID: never ffffffff/fffffffe (they mean "no parent"/"unset") and never the old one.</summary>
+    private static uint NewCid(uint? old)
+    {
+        byte[] b = new byte[4];
+        using var rng = RandomNumberGenerator.Create();
+        while (true)
+        {
+            rng.GetBytes(b);
+            uint v = BinaryPrimitives.ReadUInt32LittleEndian(b);
+            if (v != 0xFFFFFFFF && v != 0xFFFFFFFE && v != old)
+                return v;
+        }
+    }
+
+    // ------------------------------------------------------------------ content
+
+    private VmdkExtent ExtentAt(long position, out int index)
+    {
+        // Extents are few (one per 2 GiB at most); binary search keeps it cheap anyway.
+        int lo = 0, hi = _extents.Count - 1;
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) / 2;
+            if (_extents[mid].Start <= position)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        index = lo;
+        return _extents[lo];
+    }
+
+    public override LayerExtent GetExtent(long position, long maxLength)
+    {
+        CheckRange(position, Math.Min(maxLength, VirtualSize - position));
+        VmdkExtent e = ExtentAt(position, out _);
+        long limit = Math.Min(maxLength, e.Start + e.Length - position);
+        return e.GetExtent(position - e.Start, limit);
+    }
+
+    public override void ReadData(long position, byte[] buffer, int offset, int count)
+    {
+        CheckRange(position, count);
+        while (count > 0)
+        {
+            VmdkExtent e = ExtentAt(position, out _);
+            int n = (int)Math.Min(count, e.Start + e.Length - position);
+            e.ReadData(position - e.Start, buffer, offset, n);
+            position += n;
+            offset += n;
+            count -= n;
+        }
+    }
+
+    public override void Write(long position, byte[] buffer, int offset, int count)
+    {
+        EnsureWritable();
+        CheckRange(position, count);
+        if (count == 0)
+            return;
+        RenewCid();
+        while (count > 0)
+        {
+            VmdkExtent e = ExtentAt(position, out _);
+            int n = (int)Math.Min(count, e.Start + e.Length - position);
+            e.Write(position - e.Start, buffer, offset, n, ReadBelow);
+            position += n;
+            offset += n;
+            count -= n;
+        }
+    }
+
+    /// <summary>
+    /// First write after open: a new CID goes into the descriptor (in place, same length, within
+    /// the sectors reserved for it) and is flushed before any content changes, so a crash can
+    /// never leave changed content under the old CID that children still trust.
+    /// </summary>
+    private void RenewCid()
+    {
+        if (_cidRenewed)
+            return;
+        uint old = _descriptor.Cid;
+        _descriptor.SetCid(NewCid(old));
+        try
+        {
+            WriteDescriptor("a new CID");
+        }
+        catch (VirtualDiskException)
+        {
+            _descriptor.SetCid(old);
+            throw;
+        }
+        _cidRenewed = true;
+    }
+
+    /// <summary>
+    /// Writes the descriptor text back (in place, within its reserved sectors for an embedded
+    /// one) and flushes. A descriptor is small and written by one call; there is no journal in
+    /// hosted sparse files, which is also how VMware and qemu update it.
+    /// </summary>
+    private void WriteDescriptor(string why)
+    {
+        byte[] bytes = _descriptor.ToBytes();
+        if (bytes.Length > _descriptorCapacity)
+            throw new VirtualDiskException(_path, $"'{_path}' cannot be written: its descriptor has no room for {why}.");
+        if (_embedded)
+        {
+            // Rewrite the whole reserved area: the text followed by NUL padding.
+            byte[] area = new byte[Math.Min(_descriptorCapacity, Math.Max(bytes.Length, _descriptorFile.Length - _descriptorOffset))];
+            Buffer.BlockCopy(bytes, 0, area, 0, bytes.Length);
+            _descriptorFile.Write(_descriptorOffset, area, 0, area.Length);
+        }
+        else
+        {
+            _descriptorFile.Write(0, bytes, 0, bytes.Length);
+            if (_descriptorFile.Length != bytes.Length)
+                _descriptorFile.SetLength(bytes.Length);
+        }
+        _descriptorFile.Flush();
+    }
+
+    /// <summary>
+    /// Re-points this delta disk: parentCID becomes the new parent's CID and parentFileNameHint
+    /// its path relative to this file's folder (absolute when there is no relative path). Only
+    /// a VMDK can be a VMDK's parent.
+    /// </summary>
+    public override void SetParent(ParentLink link)
+    {
+        EnsureWritable();
+        if (!_descriptor.HasParent)
+            throw new VirtualDiskException(_path, $"'{_path}' is not a delta disk; it has no parent to change.");
+        if (link.Parent is not VmdkLayer parent)
+            throw new DiskChainException(_path, ChainProblem.Incompatible,
+                $"A VMDK delta disk can only have a VMDK parent; '{link.AbsolutePath}' is {link.Parent.Format}.", link.AbsolutePath);
+        uint oldCid = _descriptor.ParentCid;
+        string oldHint = _descriptor.ParentFileNameHint ?? "";
+        string hint = link.RelativePath ?? link.AbsolutePath;
+        _descriptor.SetParent(parent._descriptor.Cid, hint);
+        try
+        {
+            WriteDescriptor("the new parent's path");
+        }
+        catch (VirtualDiskException)
+        {
+            _descriptor.SetParent(oldCid, oldHint);
+            throw;
+        }
+        var candidates = new List<ParentPathCandidate> { new(IsAbsoluteHint(hint) ? ParentPathKind.Absolute : ParentPathKind.Relative, hint) };
+        _parentReference = new ParentReference(candidates, FormatCid(parent._descriptor.Cid));
+    }
+
+    public override void Flush()
+    {
+        if (!_canWrite)
+            return;
+        foreach (VmdkExtent e in _extents)
+            e.Flush();
+        _descriptorFile.Flush();
+    }
+
+    public override IReadOnlyList<string> Check()
+    {
+        var problems = new List<string>(_openNotes);
+        foreach (VmdkExtent e in _extents)
+        {
+            try
+            {
+                e.Check(problems);
+            }
+            catch (DiskFormatException ex)
+            {
+                problems.Add($"'{ex.Path}': {ex.Structure}: {ex.Reason}.");
+            }
+        }
+        return problems;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (!disposing)
+            return;
+        List<Exception>? errors = null;
+        foreach (VmdkExtent e in _extents)
+        {
+            try
+            {
+                e.Dispose();
+            }
+            catch (Exception ex)
+            {
+                (errors ??= new List<Exception>()).Add(ex);
+            }
+        }
+        _descriptorFile.Dispose();
+        if (errors is not null)
+            throw errors.Count == 1 ? errors[0] : new AggregateException(errors);
+    }
 }

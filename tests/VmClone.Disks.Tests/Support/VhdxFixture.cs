@@ -62,7 +62,7 @@ public static class VhdxFixture
     internal static MetadataTable ReadMetadataTable(string path)
     {
         long at = MetadataOffset(path);
-        return MetadataTable.Parse(ReadAt(path, at, MetadataTable.Length), path, at, MiB, new List<Guid>());
+        return MetadataTable.Parse(ReadAt(path, at, MetadataTable.Length), path, at, MiB, new AnyGuid());
     }
 
     /// <summary>Replaces a metadata item's bytes (placed where it was, or at a free offset when longer).</summary>
@@ -91,6 +91,12 @@ public static class VhdxFixture
         var entries = locator.Entries.Where(kv => kv.Key != key).ToList();
         entries.Add(new KeyValuePair<string, string>(key, value));
         ReplaceMetadataItem(path, ParentLocator.ItemId, new ParentLocator(locator.LocatorType, entries).ToBytes());
+    }
+
+    /// <summary>Treats every item as known, so fixtures can read tables holding the items under test.</summary>
+    private sealed class AnyGuid : List<Guid>, ICollection<Guid>
+    {
+        bool ICollection<Guid>.Contains(Guid item) => true;
     }
 
     public static byte[] ReadAt(string path, long offset, int count)

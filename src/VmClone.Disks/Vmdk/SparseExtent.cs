@@ -1,0 +1,640 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+
+namespace VmClone.Disks.Vmdk;
+
+/// <summary>
+/// A hosted sparse extent (<c>KDMV</c> file): monolithicSparse, one piece of
+/// twoGbMaxExtentSparse, or streamOptimized (compressed grains behind markers, read-only).
+///
+/// Crash safety of writes (the file has no journal, spec B.2): every Write call
+///   1. sets uncleanShutdown in the header (first write of the session only) and flushes;
+///   2. writes whole new grains at the end of the file (grain aligned) and flushes, so no
+///      table can ever point at a grain whose data is not on the device;
+///   3. writes the grain tables holding the new entries (primary and redundant copy; a new
+///      table is written complete at the end of the file) and flushes;
+///   4. only if a table was new, writes the GD entries pointing at it (both copies) and flushes.
+/// A crash between steps leaks the space appended so far but never exposes stale or foreign
+/// data; a crash inside 3 or 4 can leave the two copies disagreeing, which Check reports.
+/// Rewrites of an already allocated grain go in place and need no metadata.
+/// uncleanShutdown is cleared again (and flushed) when the layer is disposed, as VMware does.
+/// </summary>
+internal sealed class SparseExtent : VmdkExtent
+{
+    private const int MaxCachedTables = 4096; // 8 MiB of 512-entry tables
+    private const int MaxProblemsPerKind = 10;
+
+    private readonly FileAccessor _file;
+    private readonly bool _ownsFile;
+    private readonly SparseExtentHeader _header;
+    private readonly long _headerOffset;
+    private readonly uint[] _gd;
+    private readonly uint[]? _rgd;
+    private readonly long _grainBytes;
+    private readonly int _gtes;
+    private readonly Dictionary<int, uint[]> _tables = new();
+    private readonly bool _uncleanAtOpen;
+    private long _nextFree;
+    private bool _markedUnclean;
+    private long _cachedGrainSector = -1;
+    private byte[]? _grainCache;
+    private byte[]? _compressedBuffer;
+    private long? _allocatedBytes;
+
+    private enum GrainKind
+    {
+        Unallocated,
+        Zeroed,
+        Data,
+        Compressed,
+    }
+
+    private SparseExtent(FileAccessor file, bool ownsFile, SparseExtentHeader header, long headerOffset, uint[] gd, uint[]? rgd, long start, long length, bool uncleanAtOpen)
+        : base(start, length)
+    {
+        _file = file;
+        _ownsFile = ownsFile;
+        _header = header;
+        _headerOffset = headerOffset;
+        _gd = gd;
+        _rgd = rgd;
+        _grainBytes = header.GrainBytes;
+        _gtes = (int)header.NumGTEsPerGT;
+        _uncleanAtOpen = uncleanAtOpen;
+        long metadataEnd = (long)Math.Min(header.OverHead, (ulong)long.MaxValue / 1024) * 512;
+        _nextFree = RoundUp(Math.Max(file.Length, metadataEnd), _grainBytes);
+    }
+
+    public SparseExtentHeader Header => _header;
+
+    public override string? FilePath => _file.Path;
+
+    public override bool CanWrite => _file.CanWrite && ReadOnlyReason is null;
+
+    public override string? ReadOnlyReason =>
+        _header.IsCompressed || _header.HasMarkers
+            ? "it is streamOptimized (compressed grains); VmClone reads such images but does not write them — convert to monolithicSparse first"
+            : null;
+
+    /// <summary>
+    /// Opens the sparse extent in <paramref name="file"/>, whose header is <paramref name="header"/>
+    /// (already parsed and checked against the file length), covering <paramref name="length"/>
+    /// virtual bytes from <paramref name="start"/>.
+    /// </summary>
+    public static SparseExtent Open(FileAccessor file, SparseExtentHeader header, long start, long length, bool ownsFile)
+    {
+        string path = file.Path;
+        long fileLength = file.Length;
+        SparseExtentHeader effective = header;
+        long headerOffset = 0;
+        if (header.GdOffset == SparseExtentHeader.GdAtEnd)
+        {
+            // streamOptimized written in one pass: the footer (a copy of the header with the real
+            // gdOffset) sits in the last 1536 bytes as [footer marker][footer][end-of-stream marker].
+            if (fileLength < 4 * 512)
+                throw new DiskFormatException(path, "footer", "gdOffset is GD_AT_END but the file is too short to hold a footer", 0);
+            long markerOffset = (fileLength / 512) * 512 - 1536;
+            byte[] marker = file.ReadBytes(markerOffset, 512, "footer marker");
+            StreamMarker m = StreamMarker.Parse(marker);
+            if (!m.IsMetadata || m.Type != (uint)MarkerType.Footer)
+                throw new DiskFormatException(path, "footer marker", $"expected a footer marker (type 3) before the last two sectors, found size {m.Size} type {m.Type}", markerOffset);
+            headerOffset = markerOffset + 512;
+            byte[] footer = file.ReadBytes(headerOffset, 512, "footer");
+            effective = SparseExtentHeader.Parse(footer, path, headerOffset, fileLength, "footer");
+            if (effective.GdOffset == SparseExtentHeader.GdAtEnd)
+                throw new DiskFormatException(path, "footer", "the footer's gdOffset is GD_AT_END too", headerOffset);
+            if (effective.Capacity != header.Capacity || effective.GrainSize != header.GrainSize || effective.NumGTEsPerGT != header.NumGTEsPerGT)
+                throw new DiskFormatException(path, "footer", "capacity, grain size or table size differ from the header", headerOffset);
+        }
+        effective.ValidateDirectories(path, headerOffset, fileLength, headerOffset == 0 ? "sparse extent header" : "footer");
+        if ((ulong)length > effective.Capacity * 512)
+            throw new DiskFormatException(path, "sparse extent header", $"the descriptor gives the extent {length / 512} sectors but the sparse extent holds only {effective.Capacity}", headerOffset);
+
+        int entries = (int)effective.NumGdEntries;
+        uint[] gd = GrainTable.Parse(file.ReadBytes((long)effective.GdOffset * 512, entries * 4, "grain directory"), entries);
+        uint[]? rgd = null;
+        if (effective.HasRedundantGd)
+            rgd = GrainTable.Parse(file.ReadBytes((long)effective.RgdOffset * 512, entries * 4, "redundant grain directory"), entries);
+        return new SparseExtent(file, ownsFile, effective, headerOffset, gd, rgd, start, length, header.UncleanShutdown);
+    }
+
+    private static long RoundUp(long value, long unit) => (value + unit - 1) / unit * unit;
+
+    private long GdEntryOffset(int index) => (long)_header.GdOffset * 512 + index * 4L;
+
+    /// <summary>The primary grain table for a GD index, or null when unallocated. Cached.</summary>
+    private uint[]? Table(int gdIndex)
+    {
+        if (_tables.TryGetValue(gdIndex, out uint[]? cached))
+            return cached;
+        uint sector = _gd[gdIndex];
+        if (sector == GrainTable.Unallocated)
+            return null;
+        uint[] table = ReadTable(sector, "grain table", () =>
+            new DiskFormatException(_file.Path, "grain directory", $"entry {gdIndex} points to a grain table at sector {sector}, beyond the end of the file ({_file.Length} bytes)", GdEntryOffset(gdIndex)));
+        if (_tables.Count >= MaxCachedTables)
+            _tables.Clear();
+        _tables[gdIndex] = table;
+        return table;
+    }
+
+    private uint[] ReadTable(uint sector, string structure, Func<Exception> outside)
+    {
+        long offset = (long)sector * 512;
+        if (offset + _header.GtBytes > _file.Length)
+            throw outside();
+        return GrainTable.Parse(_file.ReadBytes(offset, _header.GtBytes, structure), _gtes);
+    }
+
+    private uint Gte(long grain)
+    {
+        long gdIndex = grain / _gtes;
+        if (gdIndex >= _gd.Length)
+            return GrainTable.Unallocated;
+        uint[]? table = Table((int)gdIndex);
+        return table is null ? GrainTable.Unallocated : table[grain % _gtes];
+    }
+
+    private GrainKind Classify(long grain, uint gte)
+    {
+        if (gte == GrainTable.Unallocated)
+            return GrainKind.Unallocated;
+        if (gte == GrainTable.Zeroed && _header.HasZeroedGrainGtes)
+            return GrainKind.Zeroed;
+        if ((long)gte * 512 >= _file.Length)
+        {
+            long gdIndex = grain / _gtes;
+            long entryOffset = (long)_gd[gdIndex] * 512 + (grain % _gtes) * 4;
+            throw new DiskFormatException(_file.Path, "grain table",
+                $"the entry for grain {grain} points to sector {gte}, beyond the end of the file ({_file.Length} bytes)", entryOffset);
+        }
+        return _header.IsCompressed ? GrainKind.Compressed : GrainKind.Data;
+    }
+
+    public override LayerExtent GetExtent(long position, long maxLength)
+    {
+        maxLength = Math.Min(maxLength, Length - position);
+        long grain = position / _grainBytes;
+        uint gte = Gte(grain);
+        GrainKind kind = Classify(grain, gte);
+        long run = Math.Min((grain + 1) * _grainBytes - position, maxLength);
+        if (kind != GrainKind.Compressed)
+        {
+            uint previous = gte;
+            long next = grain + 1;
+            while (run < maxLength)
+            {
+                long gdIndex = next / _gtes;
+                if (kind == GrainKind.Unallocated && gdIndex < _gd.Length && _gd[gdIndex] == GrainTable.Unallocated)
+                {
+                    // A whole missing grain table: skip to its end at once.
+                    long tableEnd = (gdIndex + 1) * _gtes;
+                    run += (tableEnd - next) * _grainBytes;
+                    next = tableEnd;
+                    continue;
+                }
+                uint g = Gte(next);
+                GrainKind k = Classify(next, g);
+                if (k != kind || (kind == GrainKind.Data && g != previous + (uint)_header.GrainSize))
+                    break;
+                previous = g;
+                run += _grainBytes;
+                next++;
+            }
+        }
+        run = Math.Min(run, maxLength);
+        return kind switch
+        {
+            GrainKind.Unallocated => new LayerExtent(ExtentKind.Parent, run),
+            GrainKind.Zeroed => new LayerExtent(ExtentKind.Zero, run),
+            _ => new LayerExtent(ExtentKind.Data, run),
+        };
+    }
+
+    public override void ReadData(long position, byte[] buffer, int offset, int count)
+    {
+        while (count > 0)
+        {
+            long grain = position / _grainBytes;
+            long inGrain = position % _grainBytes;
+            uint gte = Gte(grain);
+            GrainKind kind = Classify(grain, gte);
+            int n = (int)Math.Min(count, _grainBytes - inGrain);
+            switch (kind)
+            {
+                case GrainKind.Compressed:
+                    byte[] data = LoadCompressedGrain(grain, gte);
+                    Buffer.BlockCopy(data, (int)inGrain, buffer, offset, n);
+                    break;
+                case GrainKind.Data:
+                    // Extend over following grains that continue contiguously in the file: one read.
+                    uint previous = gte;
+                    long next = grain + 1;
+                    while (n < count)
+                    {
+                        uint g = Gte(next);
+                        if (Classify(next, g) != GrainKind.Data || g != previous + (uint)_header.GrainSize)
+                            break;
+                        n = (int)Math.Min(count, n + _grainBytes);
+                        previous = g;
+                        next++;
+                    }
+                    // The grain starts inside the file (checked); a tail past the end reads as zeros.
+                    _file.ReadOrZero((long)gte * 512 + inGrain, buffer, offset, n);
+                    break;
+                default:
+                    Array.Clear(buffer, offset, n);
+                    break;
+            }
+            position += n;
+            offset += n;
+            count -= n;
+        }
+    }
+
+    private byte[] LoadCompressedGrain(long grain, uint gte)
+    {
+        if (_cachedGrainSector == gte && _grainCache is not null)
+            return _grainCache;
+        long offset = (long)gte * 512;
+        int max = StreamMarker.MaxCompressedBytes(_grainBytes);
+        long dataOffset;
+        int size;
+        if (_header.HasMarkers)
+        {
+            byte[] head = _file.ReadBytes(offset, StreamMarker.GrainHeaderBytes, "grain marker");
+            StreamMarker marker = StreamMarker.Parse(head);
+            if (marker.IsMetadata)
+                throw new DiskFormatException(_file.Path, "grain marker", $"the grain table entry of grain {grain} points to a metadata marker, not a grain", offset);
+            if (marker.Size > (uint)max)
+                throw new DiskFormatException(_file.Path, "grain marker", $"compressed size {marker.Size} exceeds the {max} bytes a {_grainBytes}-byte grain can take", offset);
+            dataOffset = offset + StreamMarker.GrainHeaderBytes;
+            size = (int)marker.Size;
+        }
+        else
+        {
+            dataOffset = offset;
+            size = (int)Math.Min(max, _file.Length - offset);
+        }
+        _compressedBuffer ??= new byte[max];
+        _file.ReadExactly(dataOffset, _compressedBuffer, 0, size, "compressed grain");
+        _grainCache ??= new byte[_grainBytes];
+        _cachedGrainSector = -1;
+        StreamMarker.Inflate(_compressedBuffer, size, _grainCache, _file.Path, dataOffset, exactLength: _header.HasMarkers);
+        _cachedGrainSector = gte;
+        return _grainCache;
+    }
+
+    public override void Write(long position, byte[] buffer, int offset, int count, BelowReader below)
+    {
+        if (ReadOnlyReason is string reason)
+            throw new VirtualDiskException(_file.Path, $"'{_file.Path}' cannot be written: {reason}.");
+        MarkUnclean();
+        _allocatedBytes = null;
+        var pending = new List<KeyValuePair<long, uint>>();
+        byte[]? grainBuffer = null;
+        try
+        {
+            while (count > 0)
+            {
+                long grain = position / _grainBytes;
+                long inGrain = position % _grainBytes;
+                int n = (int)Math.Min(count, _grainBytes - inGrain);
+                uint gte = Gte(grain);
+                GrainKind kind = Classify(grain, gte);
+                if (kind == GrainKind.Data)
+                {
+                    _file.Write((long)gte * 512 + inGrain, buffer, offset, n);
+                }
+                else
+                {
+                    // A new grain: complete it (parent content for an unallocated grain, zeros for a
+                    // zeroed one; nothing past the extent's end) and append it whole.
+                    grainBuffer ??= new byte[_grainBytes];
+                    long grainStart = grain * _grainBytes;
+                    int valid = (int)Math.Min(_grainBytes, Length - grainStart);
+                    Array.Clear(grainBuffer, 0, grainBuffer.Length);
+                    if (kind == GrainKind.Unallocated)
+                    {
+                        if (inGrain > 0)
+                            below(Start + grainStart, grainBuffer, 0, (int)inGrain);
+                        int tail = (int)(inGrain + n);
+                        if (tail < valid)
+                            below(Start + grainStart + tail, grainBuffer, tail, valid - tail);
+                    }
+                    Buffer.BlockCopy(buffer, offset, grainBuffer, (int)inGrain, n);
+                    uint sector = Allocate(_grainBytes, _grainBytes);
+                    _file.Write((long)sector * 512, grainBuffer, 0, grainBuffer.Length);
+                    pending.Add(new KeyValuePair<long, uint>(grain, sector));
+                }
+                position += n;
+                offset += n;
+                count -= n;
+            }
+            if (pending.Count > 0)
+                CommitGrains(pending);
+        }
+        catch
+        {
+            // Whatever failed, the cached tables may no longer match the file: reload them.
+            _tables.Clear();
+            throw;
+        }
+    }
+
+    /// <summary>Steps 2–4 of the write protocol (see the class comment).</summary>
+    private void CommitGrains(List<KeyValuePair<long, uint>> pending)
+    {
+        _file.Flush(); // grain data on the device before any table references it
+
+        var touched = new SortedDictionary<int, uint[]>();
+        var fresh = new HashSet<int>();
+        foreach (KeyValuePair<long, uint> p in pending)
+        {
+            int gdIndex = (int)(p.Key / _gtes);
+            if (!touched.TryGetValue(gdIndex, out uint[]? table))
+            {
+                table = Table(gdIndex);
+                if (table is null)
+                {
+                    table = new uint[_gtes];
+                    fresh.Add(gdIndex);
+                }
+                touched[gdIndex] = table;
+            }
+            table[p.Key % _gtes] = p.Value;
+        }
+
+        var newPrimary = new Dictionary<int, uint>();
+        var newRedundant = new Dictionary<int, uint>();
+        foreach (KeyValuePair<int, uint[]> t in touched)
+        {
+            byte[] bytes = GrainTable.ToBytes(t.Value, 0, _gtes);
+            uint primary, redundant;
+            if (fresh.Contains(t.Key))
+            {
+                primary = Allocate(bytes.Length, 512);
+                newPrimary[t.Key] = primary;
+                redundant = 0;
+                if (_rgd is not null)
+                {
+                    redundant = Allocate(bytes.Length, 512);
+                    newRedundant[t.Key] = redundant;
+                }
+            }
+            else
+            {
+                primary = _gd[t.Key];
+                redundant = _rgd is null ? 0 : _rgd[t.Key];
+            }
+            // The redundant copy first, then the primary: readers use the primary.
+            if (redundant != 0)
+                _file.Write((long)redundant * 512, bytes, 0, bytes.Length);
+            _file.Write((long)primary * 512, bytes, 0, bytes.Length);
+            if (_tables.Count >= MaxCachedTables)
+                _tables.Clear();
+            _tables[t.Key] = t.Value;
+        }
+        _file.Flush(); // tables on the device before a directory entry points at a new one
+
+        if (newPrimary.Count == 0)
+            return;
+        foreach (KeyValuePair<int, uint> e in newRedundant)
+        {
+            _rgd![e.Key] = e.Value;
+            _file.Write((long)_header.RgdOffset * 512 + e.Key * 4L, GrainTable.ToBytes(_rgd, e.Key, 1), 0, 4);
+        }
+        foreach (KeyValuePair<int, uint> e in newPrimary)
+        {
+            _gd[e.Key] = e.Value;
+            _file.Write(GdEntryOffset(e.Key), GrainTable.ToBytes(_gd, e.Key, 1), 0, 4);
+        }
+        _file.Flush();
+    }
+
+    /// <summary>Reserves <paramref name="bytes"/> at the end of the file, aligned; returns its sector.</summary>
+    private uint Allocate(long bytes, long alignment)
+    {
+        long offset = RoundUp(_nextFree, alignment);
+        long end = offset + bytes;
+        if (end / 512 > uint.MaxValue)
+            throw new VirtualDiskException(_file.Path,
+                $"'{_file.Path}' is full: a sparse extent cannot grow beyond 2 TiB (32-bit sector numbers).");
+        _nextFree = end;
+        return (uint)(offset / 512);
+    }
+
+    private void MarkUnclean()
+    {
+        if (_markedUnclean)
+            return;
+        _file.Write(_headerOffset + SparseExtentHeader.OffUncleanShutdown, new byte[] { 1 }, 0, 1);
+        if (_headerOffset != 0)
+            _file.Write(SparseExtentHeader.OffUncleanShutdown, new byte[] { 1 }, 0, 1);
+        _file.Flush();
+        _markedUnclean = true;
+    }
+
+    public override long AllocatedBytes
+    {
+        get
+        {
+            if (_allocatedBytes is long known)
+                return known;
+            long total = 0;
+            for (int i = 0; i < _gd.Length; i++)
+            {
+                uint[]? table = Table(i);
+                if (table is null)
+                    continue;
+                for (int j = 0; j < table.Length; j++)
+                {
+                    uint g = table[j];
+                    if (g == GrainTable.Unallocated || (g == GrainTable.Zeroed && _header.HasZeroedGrainGtes))
+                        continue;
+                    long start = ((long)i * _gtes + j) * _grainBytes;
+                    if (start < Length)
+                        total += Math.Min(_grainBytes, Length - start);
+                }
+            }
+            _allocatedBytes = total;
+            return total;
+        }
+    }
+
+    public override void Flush()
+    {
+        if (_file.CanWrite)
+            _file.Flush();
+    }
+
+    public override void AddDetails(Dictionary<string, string> details)
+    {
+        details["GrainSize"] = _grainBytes.ToString(CultureInfo.InvariantCulture);
+        details["HeaderVersion"] = _header.Version.ToString(CultureInfo.InvariantCulture);
+        details["HeaderFlags"] = "0x" + _header.Flags.ToString("x", CultureInfo.InvariantCulture);
+        details["RedundantGrainDirectory"] = _header.HasRedundantGd ? "True" : "False";
+        details["Compression"] = _header.IsCompressed ? "deflate" : "none";
+        details["UncleanShutdown"] = _uncleanAtOpen ? "True" : "False";
+    }
+
+    public override void Check(List<string> problems)
+    {
+        string p = $"'{_file.Path}'";
+        long fileLength = _file.Length;
+        if (_uncleanAtOpen)
+            problems.Add($"{p} was not closed cleanly (uncleanShutdown is set): the program that last wrote it stopped before closing it, so its most recent writes may be missing.");
+
+        // Metadata the grains must not overlap, in sectors [start, end).
+        var metadata = new List<KeyValuePair<long, long>> { new(0, 1) };
+        if (_header.DescriptorOffset != 0)
+            metadata.Add(new((long)_header.DescriptorOffset, (long)(_header.DescriptorOffset + _header.DescriptorSize)));
+        long gdSectors = (_gd.Length * 4L + 511) / 512;
+        long gtSectors = (_header.GtBytes + 511) / 512;
+        metadata.Add(new((long)_header.GdOffset, (long)_header.GdOffset + gdSectors));
+        if (_rgd is not null)
+            metadata.Add(new((long)_header.RgdOffset, (long)_header.RgdOffset + gdSectors));
+
+        var counts = new Dictionary<string, int>();
+        void Report(string kind, string sentence)
+        {
+            counts.TryGetValue(kind, out int c);
+            counts[kind] = c + 1;
+            if (c < MaxProblemsPerKind)
+                problems.Add(sentence);
+        }
+
+        var grains = new List<KeyValuePair<long, long>>(); // (start sector, grain index)
+        bool compressed = _header.IsCompressed;
+        for (int i = 0; i < _gd.Length; i++)
+        {
+            uint ps = _gd[i];
+            uint rs = _rgd is null ? 0 : _rgd[i];
+            uint[]? primary = null, redundant = null;
+            if (ps != 0)
+            {
+                if ((long)ps * 512 + _header.GtBytes > fileLength)
+                    Report("gd", $"{p}: grain directory entry {i} points to sector {ps}, beyond the end of the file; grains {(long)i * _gtes} to {(long)(i + 1) * _gtes - 1} are unreadable.");
+                else
+                {
+                    primary = GrainTable.Parse(_file.ReadBytes((long)ps * 512, _header.GtBytes, "grain table"), _gtes);
+                    metadata.Add(new(ps, ps + gtSectors));
+                }
+            }
+            if (_rgd is not null)
+            {
+                if ((ps == 0) != (rs == 0))
+                    Report("gdmismatch", $"{p}: the grain directory and the redundant grain directory disagree at entry {i} (sector {ps} vs {rs}).");
+                if (rs != 0)
+                {
+                    if ((long)rs * 512 + _header.GtBytes > fileLength)
+                        Report("rgd", $"{p}: redundant grain directory entry {i} points to sector {rs}, beyond the end of the file.");
+                    else
+                    {
+                        redundant = GrainTable.Parse(_file.ReadBytes((long)rs * 512, _header.GtBytes, "redundant grain table"), _gtes);
+                        metadata.Add(new(rs, rs + gtSectors));
+                    }
+                }
+            }
+            if (primary is null)
+                continue;
+            for (int j = 0; j < _gtes; j++)
+            {
+                long grain = (long)i * _gtes + j;
+                uint g = primary[j];
+                if (redundant is not null && redundant[j] != g)
+                    Report("gtmismatch", $"{p}: the grain table and its redundant copy disagree for grain {grain} (sector {g} vs {redundant[j]}).");
+                if (g == GrainTable.Unallocated || (g == GrainTable.Zeroed && _header.HasZeroedGrainGtes))
+                    continue;
+                if (grain * _grainBytes >= Length)
+                {
+                    Report("beyond", $"{p}: grain {grain} lies past the end of the virtual disk but is allocated (sector {g}).");
+                    continue;
+                }
+                if ((long)g * 512 >= fileLength)
+                {
+                    Report("eof", $"{p}: the grain table entry for grain {grain} points to sector {g}, beyond the end of the file ({fileLength} bytes).");
+                    continue;
+                }
+                if (compressed)
+                    CheckCompressedGrain(grain, g, Report, p);
+                else
+                    grains.Add(new(g, grain));
+            }
+        }
+
+        if (!compressed)
+        {
+            grains.Sort((a, b) => a.Key.CompareTo(b.Key));
+            long grainSectors = (long)_header.GrainSize;
+            for (int k = 1; k < grains.Count; k++)
+            {
+                if (grains[k - 1].Key + grainSectors > grains[k].Key)
+                    Report("overlap", $"{p}: grains {grains[k - 1].Value} and {grains[k].Value} overlap in the file (sectors {grains[k - 1].Key} and {grains[k].Key}); writing one corrupts the other.");
+            }
+            metadata.Sort((a, b) => a.Key.CompareTo(b.Key));
+            int m = 0;
+            foreach (KeyValuePair<long, long> gr in grains)
+            {
+                long gStart = gr.Key, gEnd = gr.Key + grainSectors;
+                while (m < metadata.Count && metadata[m].Value <= gStart)
+                    m++;
+                for (int k = m; k < metadata.Count && metadata[k].Key < gEnd; k++)
+                {
+                    if (metadata[k].Value > gStart)
+                    {
+                        Report("meta", $"{p}: grain {gr.Value} at sector {gStart} overlaps the file's metadata (header, descriptor, grain directory or a grain table at sectors {metadata[k].Key}–{metadata[k].Value - 1}).");
+                        break;
+                    }
+                }
+            }
+        }
+
+        foreach (KeyValuePair<string, int> c in counts)
+        {
+            if (c.Value > MaxProblemsPerKind)
+                problems.Add($"{p}: … and {c.Value - MaxProblemsPerKind} more problems of the same kind.");
+        }
+    }
+
+    private void CheckCompressedGrain(long grain, uint gte, Action<string, string> report, string p)
+    {
+        try
+        {
+            if (_header.HasMarkers)
+            {
+                StreamMarker marker = StreamMarker.Parse(_file.ReadBytes((long)gte * 512, StreamMarker.GrainHeaderBytes, "grain marker"));
+                if (!marker.IsMetadata && marker.Value != (ulong)grain * _header.GrainSize)
+                    report("lba", $"{p}: the marker of grain {grain} (sector {gte}) names virtual sector {marker.Value} instead of {(ulong)grain * _header.GrainSize}.");
+            }
+            LoadCompressedGrain(grain, gte);
+        }
+        catch (DiskFormatException ex)
+        {
+            report("compressed", $"{p}: grain {grain} cannot be read: {ex.Reason}.");
+        }
+    }
+
+    public override void Dispose()
+    {
+        try
+        {
+            if (_markedUnclean && _file.CanWrite)
+            {
+                // Clean close: everything written is flushed, then the flag goes back to 0.
+                _file.Flush();
+                _file.Write(_headerOffset + SparseExtentHeader.OffUncleanShutdown, new byte[] { 0 }, 0, 1);
+                if (_headerOffset != 0)
+                    _file.Write(SparseExtentHeader.OffUncleanShutdown, new byte[] { 0 }, 0, 1);
+                _file.Flush();
+            }
+        }
+        finally
+        {
+            if (_ownsFile)
+                _file.Dispose();
+        }
+    }
+}

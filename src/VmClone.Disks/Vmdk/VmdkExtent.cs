@@ -1,0 +1,142 @@
+using System;
+using System.Collections.Generic;
+
+namespace VmClone.Disks.Vmdk;
+
+/// <summary>Reads what lies beneath a layer at a virtual position (parent content or zeros).</summary>
+internal delegate void BelowReader(long virtualPosition, byte[] buffer, int offset, int count);
+
+/// <summary>
+/// One extent of a VMDK layer: a run of the virtual disk stored by one extent line
+/// (sparse file, flat file or ZERO). Positions passed in are relative to the extent's start.
+/// </summary>
+internal abstract class VmdkExtent : IDisposable
+{
+    protected VmdkExtent(long start, long length)
+    {
+        Start = start;
+        Length = length;
+    }
+
+    /// <summary>First virtual byte of the extent.</summary>
+    public long Start { get; }
+
+    /// <summary>Bytes of the virtual disk the extent covers.</summary>
+    public long Length { get; }
+
+    /// <summary>The extent's file, or null for a ZERO extent.</summary>
+    public abstract string? FilePath { get; }
+
+    public abstract bool CanWrite { get; }
+
+    /// <summary>Why the extent cannot be written, or null when it can.</summary>
+    public abstract string? ReadOnlyReason { get; }
+
+    public abstract long AllocatedBytes { get; }
+
+    public abstract LayerExtent GetExtent(long position, long maxLength);
+
+    public abstract void ReadData(long position, byte[] buffer, int offset, int count);
+
+    /// <summary>Writes at <paramref name="position"/> (extent relative); new allocation units are completed from <paramref name="below"/> (virtual positions).</summary>
+    public abstract void Write(long position, byte[] buffer, int offset, int count, BelowReader below);
+
+    public virtual void Flush()
+    {
+    }
+
+    public abstract void Check(List<string> problems);
+
+    /// <summary>Facts for the layer's details (only the first sparse extent's are shown).</summary>
+    public virtual void AddDetails(Dictionary<string, string> details)
+    {
+    }
+
+    public abstract void Dispose();
+}
+
+/// <summary>A FLAT (or VMFS) extent: virtual byte n of the extent is byte OFFSET×512 + n of its file.</summary>
+internal sealed class FlatExtent : VmdkExtent
+{
+    private readonly FileAccessor _file;
+    private readonly long _fileOffset;
+    private readonly bool _ownsFile;
+
+    public FlatExtent(FileAccessor file, long start, long length, long fileOffset, bool ownsFile)
+        : base(start, length)
+    {
+        _file = file;
+        _fileOffset = fileOffset;
+        _ownsFile = ownsFile;
+    }
+
+    public override string? FilePath => _file.Path;
+
+    public override bool CanWrite => _file.CanWrite;
+
+    public override string? ReadOnlyReason => null;
+
+    public override long AllocatedBytes => Length;
+
+    public override LayerExtent GetExtent(long position, long maxLength) =>
+        new(ExtentKind.Data, Math.Min(maxLength, Length - position));
+
+    /// <summary>A flat file shorter than its extent reads as zeros past its end (as qemu does for sparse files).</summary>
+    public override void ReadData(long position, byte[] buffer, int offset, int count) =>
+        _file.ReadOrZero(_fileOffset + position, buffer, offset, count);
+
+    public override void Write(long position, byte[] buffer, int offset, int count, BelowReader below) =>
+        _file.Write(_fileOffset + position, buffer, offset, count);
+
+    public override void Flush()
+    {
+        if (_file.CanWrite)
+            _file.Flush();
+    }
+
+    public override void Check(List<string> problems)
+    {
+        if (_file.Length < _fileOffset + Length)
+            problems.Add($"Flat extent file '{_file.Path}' is {_file.Length} bytes, shorter than the {_fileOffset + Length} bytes its extent line needs; the missing part reads as zeros.");
+    }
+
+    public override void Dispose()
+    {
+        if (_ownsFile)
+            _file.Dispose();
+    }
+}
+
+/// <summary>A ZERO extent: reads as zeros, stores nothing, hides any parent.</summary>
+internal sealed class ZeroExtent : VmdkExtent
+{
+    public ZeroExtent(long start, long length)
+        : base(start, length)
+    {
+    }
+
+    public override string? FilePath => null;
+
+    public override bool CanWrite => false;
+
+    public override string? ReadOnlyReason => "it contains a ZERO extent, which stores no data";
+
+    public override long AllocatedBytes => 0;
+
+    public override LayerExtent GetExtent(long position, long maxLength) =>
+        new(ExtentKind.Zero, Math.Min(maxLength, Length - position));
+
+    public override void ReadData(long position, byte[] buffer, int offset, int count) =>
+        Array.Clear(buffer, offset, count);
+
+    public override void Write(long position, byte[] buffer, int offset, int count, BelowReader below) =>
+        throw new InvalidOperationException("A ZERO extent cannot be written.");
+
+    public override void Check(List<string> problems)
+    {
+    }
+
+    public override void Dispose()
+    {
+    }
+}

@@ -1,0 +1,158 @@
+using System;
+using System.IO;
+using System.Threading;
+using CsCheck;
+using VmClone.Core.Disks;
+using VmClone.Disks;
+using VmClone.Disks.Tests.Support;
+using Xunit;
+
+namespace VmClone.Core.Tests.Disks;
+
+public class ReparentTests
+{
+    private const long Size = 48L << 20;
+
+    private static DiskCreateOptions Small(string ext) =>
+        new() { BlockSizeBytes = ext == "vhdx" ? DiskFiles.MiB : 64 * 1024 };
+
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vmdk")]
+    public void AMovedParentIsFollowedByRewritingTheLinkOnly(string ext)
+    {
+        using var dir = new TempFolder();
+        string b = dir.File($"base.{ext}"), c = dir.File($"child.{ext}");
+        VirtualDisk.CreateDynamic(b, Size, Small(ext)).Dispose();
+        DiskFiles.WriteRandom(b, new Random(1), 10);
+        VirtualDisk.CreateDifferencing(c, b).Dispose();
+        DiskFiles.WriteRandom(c, new Random(2), 10);
+        string expected = DiskFiles.ContentHash(c);
+        long allocated;
+        using (DiskLayer l = VirtualDisk.OpenLayer(c, FileAccess.Read))
+            allocated = l.AllocatedBytes;
+
+        Directory.CreateDirectory(dir.File("moved"));
+        string moved = Path.Combine(dir.File("moved"), $"base.{ext}");
+        File.Move(b, moved);
+        var missing = Assert.Throws<DiskChainException>(() => VirtualDisk.Open(c, FileAccess.Read));
+        Assert.Equal(ChainProblem.ParentMissing, missing.Problem);
+
+        VmDiskInfo info = DiskOperations.SetParent(c, moved, preserveContent: false, ignoreIdMismatch: false, null, CancellationToken.None);
+
+        Assert.Equal(moved, info.ParentPath);
+        Assert.Equal(expected, DiskFiles.ContentHash(c));
+        Assert.Equal(allocated, info.AllocatedSize);
+        Assert.True(DiskOperations.Check(c).IsHealthy);
+    }
+
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vmdk")]
+    public void ADifferentParentIsRefusedWithoutPreserveContent(string ext)
+    {
+        using var dir = new TempFolder();
+        string b = dir.File($"base.{ext}"), other = dir.File($"other.{ext}"), c = dir.File($"child.{ext}");
+        VirtualDisk.CreateDynamic(b, Size, Small(ext)).Dispose();
+        VirtualDisk.CreateDynamic(other, Size, Small(ext)).Dispose();
+        VirtualDisk.CreateDifferencing(c, b).Dispose();
+        string before = Hashing.Sha256File(c);
+
+        var ex = Assert.Throws<DiskChainException>(() => DiskOperations.SetParent(c, other, false, false, null, CancellationToken.None));
+
+        Assert.Equal(ChainProblem.ParentModified, ex.Problem);
+        Assert.Equal(before, Hashing.Sha256File(c));
+    }
+
+    /// <summary>
+    /// The content-preserving rebase, randomized: old parent chain, new parent (unrelated, or
+    /// derived from the old base as a new VDI base is) and the child's own writes all random.
+    /// The child hashes the same before, after, and after the old parent is deleted.
+    /// </summary>
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vmdk")]
+    public void PreservingContentKeepsEveryByteForRandomParents(string ext)
+    {
+        Gen.Select(Gen.Int[0, 1_000_000], Gen.Bool).Sample((seed, derived) =>
+        {
+            using var dir = new TempFolder();
+            var rng = new Random(seed);
+            string oldBase = dir.File($"old.{ext}"), newBase = dir.File($"new.{ext}"), c = dir.File($"clone.{ext}");
+            VirtualDisk.CreateDynamic(oldBase, Size, Small(ext)).Dispose();
+            DiskFiles.WriteRandom(oldBase, rng, rng.Next(0, 12));
+            if (derived)
+            {
+                // A new base made the usual way: a child of the old one, changed, then used as is.
+                VirtualDisk.CreateDifferencing(newBase, oldBase).Dispose();
+            }
+            else
+            {
+                VirtualDisk.CreateDynamic(newBase, Size, Small(ext)).Dispose();
+            }
+            DiskFiles.WriteRandom(newBase, rng, rng.Next(0, 12));
+            VirtualDisk.CreateDifferencing(c, oldBase).Dispose();
+            DiskFiles.WriteRandom(c, rng, rng.Next(0, 12));
+            string expected = DiskFiles.ContentHash(c);
+
+            DiskOperations.SetParent(c, newBase, preserveContent: true, ignoreIdMismatch: false, null, CancellationToken.None);
+
+            Assert.Equal(expected, DiskFiles.ContentHash(c));
+            using (VirtualDisk reopened = VirtualDisk.Open(c, FileAccess.Read))
+                Assert.Equal(newBase, reopened.Layers[1].Path);
+            if (!derived)
+            {
+                File.Delete(oldBase);
+                Assert.Equal(expected, DiskFiles.ContentHash(c));
+            }
+            Assert.True(DiskOperations.Check(c).IsHealthy);
+        }, iter: 6, threads: 1);
+    }
+
+    [OracleFact(tools: new[] { "qemu-img" })]
+    public void QemuReadsARebasedVmdkChildAsBefore()
+    {
+        using var dir = new TempFolder();
+        var rng = new Random(5);
+        string oldBase = dir.File("old.vmdk"), newBase = dir.File("new.vmdk"), c = dir.File("clone.vmdk");
+        VirtualDisk.CreateDynamic(oldBase, Size).Dispose();
+        DiskFiles.WriteRandom(oldBase, rng, 10);
+        VirtualDisk.CreateDynamic(newBase, Size).Dispose();
+        DiskFiles.WriteRandom(newBase, rng, 10);
+        VirtualDisk.CreateDifferencing(c, oldBase).Dispose();
+        DiskFiles.WriteRandom(c, rng, 10);
+        string before = Oracle.QemuRawSha256(c, "vmdk");
+
+        DiskOperations.SetParent(c, newBase, true, false, null, CancellationToken.None);
+        File.Delete(oldBase);
+
+        Oracle.Run("qemu-img", $"check -f vmdk \"{c}\"");
+        Assert.Equal(before, Oracle.QemuRawSha256(c, "vmdk"));
+    }
+
+    [OracleFact(python: new[] { "pyvhdi" })]
+    public void LibvhdiFollowsARepointedVhdxLocator()
+    {
+        using var dir = new TempFolder();
+        string b = dir.File("base.vhdx"), c = dir.File("child.vhdx");
+        VirtualDisk.CreateDynamic(b, Size, Small("vhdx")).Dispose();
+        DiskFiles.WriteRandom(b, new Random(6), 10);
+        VirtualDisk.CreateDifferencing(c, b).Dispose();
+        DiskFiles.WriteRandom(c, new Random(7), 10);
+        Directory.CreateDirectory(dir.File("moved"));
+        string moved = Path.Combine(dir.File("moved"), "base.vhdx");
+        File.Move(b, moved);
+
+        DiskOperations.SetParent(c, moved, false, false, null, CancellationToken.None);
+
+        string info = Oracle.Run("vhdiinfo", $"\"{c}\"").StdOut;
+        Assert.Contains("moved", info);
+        string script = "import sys, pyvhdi, hashlib\n" +
+            "p = pyvhdi.file(); p.open(sys.argv[2])\n" +
+            "c = pyvhdi.file(); c.open(sys.argv[1]); c.set_parent(p)\n" +
+            "h = hashlib.sha256(); n = c.get_media_size(); o = 0\n" +
+            "while o < n:\n  d = c.read_buffer(min(1 << 22, n - o)); h.update(d); o += len(d)\n" +
+            "print(h.hexdigest())\n";
+        Assert.Equal(DiskFiles.ContentHash(c), Oracle.RunPython(script, c, moved));
+    }
+}
