@@ -93,7 +93,7 @@ public sealed partial class VmStore
     private void ExecuteNewClone(StorePlan plan, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         if (CloneExists(plan.Subject) || Directory.Exists(plan.Folder))
-            throw new StoreException("CloneExists", StoreErrorKind.AlreadyExists, $"A clone named '{plan.Subject}' already exists in store '{Root}'.", plan.Subject);
+            throw new StoreException("CloneExists", VmCloneErrorKind.AlreadyExists, $"A clone named '{plan.Subject}' already exists in store '{Root}'.", plan.Subject);
         string staging = NewStagingFolder(plan.Folder);
         try
         {
@@ -117,7 +117,7 @@ public sealed partial class VmStore
     {
         string manifestPath = Path.Combine(plan.Folder, CloneFile);
         if (!File.Exists(manifestPath) || (plan.ManifestDigest is not null && ManifestDigest(manifestPath) != plan.ManifestDigest))
-            throw new StoreException("CloneChanged", StoreErrorKind.Busy,
+            throw new StoreException("CloneChanged", VmCloneErrorKind.InUse,
                 $"Clone '{plan.Subject}' was changed or removed since this operation was planned; nothing was done. Run the command again.", plan.Subject);
         if (!plan.Changes.Any())
             return;
@@ -170,14 +170,14 @@ public sealed partial class VmStore
     private void ExecuteRemove(StorePlan plan)
     {
         if (!Directory.Exists(plan.Folder))
-            throw new StoreException(plan.SubjectKind == "base" ? "BaseNotFound" : "CloneNotFound", StoreErrorKind.NotFound,
+            throw new StoreException(plan.SubjectKind == "base" ? "BaseNotFound" : "CloneNotFound", VmCloneErrorKind.NotFound,
                 $"There is no {plan.SubjectKind} '{plan.Subject}' in store '{Root}'.", plan.Subject);
         if (plan.Operation == StoreOperation.RemoveBase)
         {
             // Checked again under the lock: a clone may have been made since the plan.
             IReadOnlyList<string> dependents = FindDependents(plan.Subject);
             if (dependents.Count > 0)
-                throw new StoreException("BaseInUse", StoreErrorKind.InUse,
+                throw new StoreException("BaseInUse", VmCloneErrorKind.InUse,
                     $"Base '{plan.Subject}' cannot be removed: {string.Join("; ", dependents)} depend(s) on it.", plan.Subject);
         }
         // The subject disappears in one step (a rename); deleting the renamed folder may then take

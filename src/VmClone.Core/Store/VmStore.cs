@@ -62,7 +62,7 @@ public sealed partial class VmStore
                 return Path.GetFullPath(fromEnv);
             string data = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData);
             if (string.IsNullOrEmpty(data))
-                throw new StoreException("StoreNotConfigured", StoreErrorKind.InvalidArgument,
+                throw new StoreException("StoreNotConfigured", VmCloneErrorKind.InvalidArgument,
                     $"There is no per-user data folder on this system; set ${StoreVariable} or pass -Store.");
             return Path.Combine(data, "VmClone");
         }
@@ -115,7 +115,7 @@ public sealed partial class VmStore
         }
         if (Directory.Exists(Root) && Directory.EnumerateFileSystemEntries(Root).Any(e =>
                 Path.GetFileName(e) is not ("bases" or "clones" or LockFile)))
-            throw new StoreException("NotAStore", StoreErrorKind.InvalidArgument,
+            throw new StoreException("NotAStore", VmCloneErrorKind.InvalidArgument,
                 $"'{Root}' is not empty and is not a VmClone store (it has no {StoreFile}); choose an empty or new folder for -Store.", Root);
         Directory.CreateDirectory(BasesFolder);
         Directory.CreateDirectory(ClonesFolder);
@@ -149,7 +149,7 @@ public sealed partial class VmStore
     {
         StoreNames.Validate(name, "base");
         if (!BaseExists(name))
-            throw new StoreException("BaseNotFound", StoreErrorKind.NotFound,
+            throw new StoreException("BaseNotFound", VmCloneErrorKind.NotFound,
                 $"There is no base '{name}' in store '{Root}'." + Suggest(BaseNames()), name);
         return Manifest.Read<BaseManifest>(Path.Combine(BaseFolder(name), BaseFile));
     }
@@ -159,7 +159,7 @@ public sealed partial class VmStore
     {
         StoreNames.Validate(name, "clone");
         if (!CloneExists(name))
-            throw new StoreException("CloneNotFound", StoreErrorKind.NotFound,
+            throw new StoreException("CloneNotFound", VmCloneErrorKind.NotFound,
                 $"There is no clone '{name}' in store '{Root}'." + Suggest(CloneNames()), name);
         return Manifest.Read<CloneManifest>(Path.Combine(CloneFolder(name), CloneFile));
     }
@@ -212,7 +212,7 @@ public sealed partial class VmStore
             }
             catch (IOException ex)
             {
-                throw new StoreException("StoreBusy", StoreErrorKind.Busy,
+                throw new StoreException("StoreBusy", VmCloneErrorKind.InUse,
                     $"Another VmClone command is changing store '{Root}'; try again when it has finished.", Root, ex);
             }
         }
