@@ -1,3 +1,6 @@
+using System;
+using System.Collections;
+using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using VmClone.Core.Store;
@@ -45,7 +48,7 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
     /// <summary>The volumes, in order: hashtables or objects with Name, Type (System, Temporary or Data) and either Path (a file to copy) or SizeBytes (a new empty volume).</summary>
     [Parameter(Mandatory = true, Position = 1, ParameterSetName = FilesSet)]
     [ValidateNotNullOrEmpty]
-    public VolumeSpec[] Volume { get; set; } = null!;
+    public PSObject[] Volume { get; set; } = null!;
 
     /// <summary>The clone whose current content becomes the base (a name, or a clone piped from Get-VmClone).</summary>
     [Parameter(Mandatory = true, ParameterSetName = CloneSet, ValueFromPipeline = true)]
@@ -71,13 +74,7 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
             }
             else
             {
-                var specs = Volume.Select(v => new VolumeSpec
-                {
-                    Name = v?.Name ?? "",
-                    Type = v?.Type ?? VolumeType.System,
-                    Path = v?.Path is null ? null : ResolveSinglePath(v.Path),
-                    SizeBytes = v?.SizeBytes,
-                }).ToList();
+                var specs = Volume.Select(ToSpec).ToList();
                 plan = store.PlanNewBase(Name, specs, Format);
             }
             if (!ShouldRun(plan, $"Create base '{Name}'"))
@@ -86,4 +83,46 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
             WriteObject(store.Execute(plan, progress, CancellationToken));
         });
     }
+
+    private static readonly string[] SpecKeys = { "Name", "Type", "Path", "SizeBytes" };
+
+    /// <summary>A hashtable, an object with the same properties, or a VolumeSpec, as a VolumeSpec with its path resolved.</summary>
+    private VolumeSpec ToSpec(PSObject? input)
+    {
+        var values = new Dictionary<string, object?>(StringComparer.OrdinalIgnoreCase);
+        object? baseObject = input?.BaseObject;
+        if (baseObject is IDictionary dictionary)
+        {
+            foreach (DictionaryEntry e in dictionary)
+                values[e.Key?.ToString() ?? ""] = e.Value;
+        }
+        else if (input is not null)
+        {
+            foreach (PSPropertyInfo p in input.Properties)
+                values[p.Name] = p.Value;
+        }
+        string? unknown = values.Keys.FirstOrDefault(k => !SpecKeys.Contains(k, StringComparer.OrdinalIgnoreCase));
+        if (unknown is not null)
+            throw Invalid($"'{unknown}' is not part of a volume specification; use Name, Type (System, Temporary or Data), and Path or SizeBytes.");
+        var spec = new VolumeSpec { Name = Value(values, "Name")?.ToString() ?? "" };
+        object? type = Value(values, "Type");
+        if (type is null || !LanguagePrimitives.TryConvertTo(type, out VolumeType parsed) || !Enum.IsDefined(typeof(VolumeType), parsed))
+            throw Invalid($"Volume '{spec.Name}': Type must be System, Temporary or Data, not '{type}'.");
+        spec.Type = parsed;
+        if (Value(values, "Path") is object path)
+            spec.Path = ResolveSinglePath(path.ToString()!);
+        if (Value(values, "SizeBytes") is object size)
+        {
+            if (!LanguagePrimitives.TryConvertTo(size, out long bytes))
+                throw Invalid($"Volume '{spec.Name}': SizeBytes must be a number of bytes (64MB works), not '{size}'.");
+            spec.SizeBytes = bytes;
+        }
+        return spec;
+    }
+
+    private static object? Value(Dictionary<string, object?> values, string key) =>
+        values.TryGetValue(key, out object? v) ? (v is PSObject pso ? pso.BaseObject : v) : null;
+
+    private static StoreException Invalid(string message) =>
+        new("InvalidVolumeSpec", VmClone.Core.VmCloneErrorKind.InvalidArgument, message);
 }
