@@ -74,22 +74,32 @@ public sealed class PlannedVolume
     public bool IsStaged => Action is VolumeAction.Import or VolumeAction.CreateEmpty or VolumeAction.CreateChild
         or VolumeAction.Replace or VolumeAction.Reset or VolumeAction.Flatten;
 
-    public string Describe()
+    /// <summary>One line; paths inside <paramref name="storeRoot"/> are shown relative to it.</summary>
+    public string Describe(string? storeRoot = null)
     {
+        string source = Source is null ? "" : Shorten(Source, storeRoot);
         string what = Action switch
         {
-            VolumeAction.Import => $"import from '{Source}'",
+            VolumeAction.Import => $"import from '{source}'",
             VolumeAction.CreateEmpty => $"create empty ({Core.Format.Bytes(VirtualSize)})",
-            VolumeAction.CreateChild => $"create as a child of '{Source}'",
-            VolumeAction.Replace => $"replace by a child of '{Source}'",
-            VolumeAction.Reset => $"reset to a child of '{Source}'",
-            VolumeAction.Flatten => $"flatten '{Source}' into a standalone file",
-            VolumeAction.Reparent => $"re-parent onto '{Source}', keeping its content",
+            VolumeAction.CreateChild => $"create as a child of '{source}'",
+            VolumeAction.Replace => $"replace by a child of '{source}'",
+            VolumeAction.Reset => $"reset to a child of '{source}'",
+            VolumeAction.Flatten => $"flatten '{source}' into a standalone file",
+            VolumeAction.Reparent => $"re-parent onto '{source}', keeping its content",
             VolumeAction.Keep => "keep",
             VolumeAction.Delete => "delete",
             _ => Action.ToString(),
         };
         return $"{Volume} ({Type}): {what}" + (Reason.Length > 0 ? $" — {Reason}" : "");
+    }
+
+    internal static string Shorten(string path, string? root)
+    {
+        if (root is null)
+            return path;
+        string prefix = root.TrimEnd(System.IO.Path.DirectorySeparatorChar) + System.IO.Path.DirectorySeparatorChar;
+        return path.StartsWith(prefix, StringComparison.Ordinal) ? path.Substring(prefix.Length).Replace('\\', '/') : path;
     }
 
     public override string ToString() => Describe();
@@ -152,9 +162,9 @@ public sealed class StorePlan
             StoreOperation.RemoveBase => $"Remove base '{Subject}'",
             _ => Operation.ToString(),
         });
-        sb.Append(" (").Append(Folder).Append(')');
+        sb.Append(" in ").Append(Store);
         foreach (PlannedVolume v in Volumes)
-            sb.Append(Environment.NewLine).Append("  ").Append(v.Describe());
+            sb.Append(Environment.NewLine).Append("  ").Append(v.Describe(Store));
         return sb.ToString();
     }
 
