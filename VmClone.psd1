@@ -17,6 +17,17 @@
         'Convert-VmDisk'
         'Merge-VmDisk'
         'Set-VmDisk'
+        'New-VmBase'
+        'Get-VmBase'
+        'Remove-VmBase'
+        'New-VmClone'
+        'Get-VmClone'
+        'Remove-VmClone'
+        'Get-VmVolume'
+        'Restore-VmClone'
+        'Clear-VmTemporaryVolume'
+        'Invoke-VmRebase'
+        'Test-VmStore'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

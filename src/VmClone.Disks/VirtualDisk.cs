@@ -107,13 +107,15 @@ public sealed class VirtualDisk : IDisposable
     /// <summary>A disk over layers the caller opened and linked (Parent set), top first; it owns them from now on.</summary>
     internal static VirtualDisk FromLayers(List<DiskLayer> layers) => new(layers);
 
-    /// <summary>Opens one file as a layer, without following its parent.</summary>
+    /// <summary>Opens one file as a layer, without following its parent. A file marked read-only is never opened for writing, even by root.</summary>
     public static DiskLayer OpenLayer(string path, FileAccess access, DiskFormat? format = null)
     {
         if (access == FileAccess.Write)
             access = FileAccess.ReadWrite;
         string full = System.IO.Path.GetFullPath(path);
         DiskFormat actual = format ?? DetectFormat(full);
+        if (access != FileAccess.Read)
+            ReadOnlyFile.RefuseWrite(full);
         return actual switch
         {
             DiskFormat.Vhdx => VhdxLayer.Open(full, access),

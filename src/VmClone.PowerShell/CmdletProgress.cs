@@ -14,13 +14,15 @@ internal sealed class CmdletProgress : IProgress<OperationProgress>, IDisposable
 {
     private readonly Cmdlet _cmdlet;
     private readonly int _activityId;
+    private readonly int _parentActivityId;
     private readonly Stopwatch _sinceLast = Stopwatch.StartNew();
     private ProgressRecord? _last;
 
-    public CmdletProgress(Cmdlet cmdlet, int activityId = 1)
+    public CmdletProgress(Cmdlet cmdlet, int activityId = 1, int parentActivityId = -1)
     {
         _cmdlet = cmdlet;
         _activityId = activityId;
+        _parentActivityId = parentActivityId;
     }
 
     public void Report(OperationProgress value)
@@ -29,7 +31,7 @@ internal sealed class CmdletProgress : IProgress<OperationProgress>, IDisposable
         if (_last is not null && !final && _sinceLast.ElapsedMilliseconds < 200)
             return;
         _sinceLast.Restart();
-        _last = new ProgressRecord(_activityId, value.Activity, value.Status) { PercentComplete = value.Percent };
+        _last = new ProgressRecord(_activityId, value.Activity, value.Status) { PercentComplete = value.Percent, ParentActivityId = _parentActivityId };
         _cmdlet.WriteProgress(_last);
     }
 

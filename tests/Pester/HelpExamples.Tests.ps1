@@ -1,6 +1,8 @@
 # Every example in every cmdlet's help is run, as a user would paste it, in a fresh folder
 # holding base.vhdx and child.vhdx (an empty folder for New-VmDisk, whose examples make their
-# own). An example that fails, or writes an error, fails here.
+# own). The default store ($env:VMCLONE_STORE) is a store in that folder; for the store cmdlets it
+# holds a base win11 (system, temp, data) and its clones lab-01 and lab-02. An example that
+# fails, or writes an error, fails here.
 BeforeDiscovery {
     Import-Module $env:VMCLONE_MODULE -Force
     $script:examples = foreach ($command in Get-Command -Module VmClone -CommandType Cmdlet) {
@@ -20,12 +22,21 @@ BeforeAll {
 Describe 'Help example <Number> of <Command>' -ForEach $examples {
     BeforeEach {
         $dir = New-TestFolder; Push-Location $dir
+        $savedStore = $env:VMCLONE_STORE
+        $env:VMCLONE_STORE = Join-Path $dir 'store'
         if ($Command -ne 'New-VmDisk') {
             New-VmDisk ./base.vhdx 1GB | Out-Null
             New-VmDisk ./child.vhdx -ParentPath ./base.vhdx | Out-Null
         }
+        if ((Get-Command $Command).ImplementingType.IsSubclassOf([VmClone.PowerShell.VmStoreCmdlet])) {
+            New-VmBase win11 -Volume @(
+                @{ Name = 'system'; Type = 'System'; Path = './base.vhdx' }
+                @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = 64MB }
+                @{ Name = 'data'; Type = 'Data'; SizeBytes = 64MB }) | Out-Null
+            New-VmClone lab-01, lab-02 -Base win11 | Out-Null
+        }
     }
-    AfterEach { Pop-Location; Remove-TestFolder $dir }
+    AfterEach { $env:VMCLONE_STORE = $savedStore; Pop-Location; Remove-TestFolder $dir }
 
     It 'runs without error' {
         $errors = $null

@@ -128,6 +128,8 @@ foreach ($command in (Get-Command -Module $module.Name -CommandType Cmdlet | Sor
     $describe = @{}
     foreach ($p in $parameters) {
         $pd = $members["P:$($type.FullName).$($p.Name)"]
+        $declared = $type.GetProperty($p.Name)
+        if ($null -eq $pd -and $declared) { $pd = $members["P:$($declared.DeclaringType.FullName).$($p.Name)"] }
         if ($standard.ContainsKey($p.Name)) { $describe[$p.Name] = $standard[$p.Name]; continue }
         if ($null -eq $pd) { $missing += "$($command.Name) -$($p.Name): no /// documentation" }
         $describe[$p.Name] = if ($pd) { Get-Text $pd.SelectSingleNode("summary") } else { "" }

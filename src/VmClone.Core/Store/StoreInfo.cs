@@ -1,0 +1,184 @@
+using System;
+using System.Collections.Generic;
+using VmClone.Disks;
+
+namespace VmClone.Core.Store;
+
+/// <summary>Whether a clone can be used as it is.</summary>
+public enum CloneState
+{
+    /// <summary>Every volume's chain opens and its base is as it was made.</summary>
+    Ready,
+    /// <summary>A base file the clone depends on was modified after the clone was made: its content may be corrupted.</summary>
+    BaseModified,
+    /// <summary>A volume file or a parent is missing, damaged or outside the store.</summary>
+    Broken,
+    /// <summary>An operation on the clone was cut off; Test-VmStore -Repair tidies it up.</summary>
+    Interrupted,
+}
+
+/// <summary>One volume of a base or a clone, as Get-VmVolume shows it.</summary>
+public sealed class VmVolumeInfo
+{
+    /// <summary>Name of the base or clone the volume belongs to.</summary>
+    public string Owner { get; set; } = "";
+
+    /// <summary>"Base" or "Clone".</summary>
+    public string OwnerKind { get; set; } = "";
+
+    public string Name { get; set; } = "";
+
+    public VolumeType Type { get; set; }
+
+    public DiskFormat Format { get; set; }
+
+    /// <summary>Full path of the volume file.</summary>
+    public string Path { get; set; } = "";
+
+    /// <summary>Full path of the parent the file links to (what the disk says), or null for a standalone volume.</summary>
+    public string? ParentPath { get; set; }
+
+    public long VirtualSize { get; set; }
+
+    /// <summary>Size of the file on disk.</summary>
+    public long SizeOnDisk { get; set; }
+
+    /// <summary>Bytes of virtual content stored in the volume's own file (allocated blocks or grains).</summary>
+    public long OwnedBytes { get; set; }
+
+    /// <summary>Bytes of the virtual disk that no longer read from the base: written (or zeroed) by the clone, sector-exact; for a standalone volume, every byte it holds.</summary>
+    public long DivergedBytes { get; set; }
+
+    /// <summary>Why the volume's chain does not open cleanly, or null.</summary>
+    public string? Problem { get; set; }
+
+    public override string ToString() => $"{Owner}/{Name}";
+}
+
+/// <summary>A base as Get-VmBase shows it.</summary>
+public sealed class VmBaseInfo
+{
+    public string Name { get; set; } = "";
+
+    /// <summary>The store the base is in (lets piped objects find it).</summary>
+    public string Store { get; set; } = "";
+
+    /// <summary>Full path of the base's folder.</summary>
+    public string Path { get; set; } = "";
+
+    public DateTimeOffset Created { get; set; }
+
+    /// <summary>Where the content came from ("files", or "clone NAME").</summary>
+    public string? Source { get; set; }
+
+    public IReadOnlyList<VmVolumeInfo> Volumes { get; set; } = Array.Empty<VmVolumeInfo>();
+
+    /// <summary>Number of clones whose manifest names this base.</summary>
+    public int CloneCount { get; set; }
+
+    /// <summary>Total size of the base's volume files.</summary>
+    public long SizeOnDisk { get; set; }
+
+    /// <summary>True when a volume's identity differs from the one recorded when the base was made.</summary>
+    public bool IsModified { get; set; }
+
+    public override string ToString() => Name;
+}
+
+/// <summary>A clone as Get-VmClone shows it.</summary>
+public sealed class VmCloneInfo
+{
+    public string Name { get; set; } = "";
+
+    /// <summary>The base the clone's manifest names.</summary>
+    public string Base { get; set; } = "";
+
+    /// <summary>The store the clone is in (lets piped objects find it).</summary>
+    public string Store { get; set; } = "";
+
+    /// <summary>Full path of the clone's folder.</summary>
+    public string Path { get; set; } = "";
+
+    public CloneState State { get; set; }
+
+    public DateTimeOffset Created { get; set; }
+
+    public DateTimeOffset? LastRestored { get; set; }
+
+    public DateTimeOffset? LastRebased { get; set; }
+
+    public IReadOnlyList<VmVolumeInfo> Volumes { get; set; } = Array.Empty<VmVolumeInfo>();
+
+    /// <summary>Total size of the clone's volume files.</summary>
+    public long SizeOnDisk { get; set; }
+
+    /// <summary>Bytes of virtual content the clone's files store themselves.</summary>
+    public long OwnedBytes { get; set; }
+
+    /// <summary>Bytes of its system and temporary volumes that differ from the base: what a restore would discard.</summary>
+    public long DivergedBytes { get; set; }
+
+    public override string ToString() => Name;
+}
+
+/// <summary>What kind of problem Test-VmStore found.</summary>
+public enum StoreProblemKind
+{
+    /// <summary>store.json, base.json or clone.json is missing, unreadable or too new.</summary>
+    ManifestInvalid,
+    /// <summary>A base volume's content changed after the base was made.</summary>
+    BaseModified,
+    /// <summary>A base volume file is not marked read-only.</summary>
+    BaseNotReadOnly,
+    /// <summary>A volume file named by a manifest does not exist.</summary>
+    VolumeMissing,
+    /// <summary>A volume's parent is missing, modified, outside the store, or the file is damaged.</summary>
+    ChainBroken,
+    /// <summary>A volume's parent link (the truth) differs from what the manifest says.</summary>
+    ManifestMismatch,
+    /// <summary>A clone names a base that does not exist.</summary>
+    BaseMissing,
+    /// <summary>A file or folder in the store that no manifest accounts for.</summary>
+    OrphanedFile,
+    /// <summary>An operation was cut off and left its staging folder.</summary>
+    InterruptedOperation,
+}
+
+/// <summary>One problem Test-VmStore found, naming the base, clone or file.</summary>
+public sealed class VmStoreProblem
+{
+    public StoreProblemKind Kind { get; set; }
+
+    /// <summary>"base NAME", "clone NAME" or "store".</summary>
+    public string Subject { get; set; } = "";
+
+    /// <summary>The file or folder concerned.</summary>
+    public string Path { get; set; } = "";
+
+    public string Description { get; set; } = "";
+
+    /// <summary>True when -Repair fixed it.</summary>
+    public bool Repaired { get; set; }
+
+    /// <summary>What -Repair did, or why it could not fix it safely.</summary>
+    public string? Repair { get; set; }
+
+    public override string ToString() => $"{Subject}: {Description}";
+}
+
+/// <summary>The outcome of Test-VmStore.</summary>
+public sealed class VmStoreReport
+{
+    public string Store { get; set; } = "";
+
+    /// <summary>True when nothing is wrong (after repairs, when -Repair fixed everything).</summary>
+    public bool IsHealthy { get; set; }
+
+    public int BaseCount { get; set; }
+
+    public int CloneCount { get; set; }
+
+    public IReadOnlyList<VmStoreProblem> Problems { get; set; } = Array.Empty<VmStoreProblem>();
+
+    public override string ToString() => IsHealthy ? $"{Store}: healthy" : $"{Store}: {Problems.Count} problem(s)";
+}

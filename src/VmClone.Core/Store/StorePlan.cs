@@ -1,0 +1,175 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Text;
+using VmClone.Disks;
+
+namespace VmClone.Core.Store;
+
+/// <summary>The operations a plan can describe.</summary>
+public enum StoreOperation
+{
+    NewBase,
+    NewClone,
+    Restore,
+    ClearTemporary,
+    Rebase,
+    RemoveClone,
+    RemoveBase,
+}
+
+/// <summary>What happens to one volume.</summary>
+public enum VolumeAction
+{
+    /// <summary>Copy a file's (or chain's) content, sparse, into a new standalone volume.</summary>
+    Import,
+    /// <summary>Create an empty dynamic volume.</summary>
+    CreateEmpty,
+    /// <summary>Create a child of a base volume (metadata only).</summary>
+    CreateChild,
+    /// <summary>Replace the system volume by a fresh child of a base volume: the base's content shows again.</summary>
+    Replace,
+    /// <summary>Replace a temporary volume by a fresh child of a base volume: its initial state.</summary>
+    Reset,
+    /// <summary>Copy the volume's whole content into a new standalone file that replaces it (content unchanged).</summary>
+    Flatten,
+    /// <summary>Re-parent the volume in place onto another base volume, copying what differs first (content unchanged).</summary>
+    Reparent,
+    /// <summary>Leave the volume as it is.</summary>
+    Keep,
+    /// <summary>Delete the volume file.</summary>
+    Delete,
+}
+
+/// <summary>One volume's step of a plan.</summary>
+public sealed class PlannedVolume
+{
+    public string Volume { get; set; } = "";
+
+    public VolumeType Type { get; set; }
+
+    public VolumeAction Action { get; set; }
+
+    public DiskFormat Format { get; set; }
+
+    /// <summary>Full path the volume file has when the operation is done.</summary>
+    public string Path { get; set; } = "";
+
+    /// <summary>The file copied from (Import, Flatten) or the parent (CreateChild, Replace, Reset, Reparent), or null.</summary>
+    public string? Source { get; set; }
+
+    /// <summary>The file this step supersedes when its name differs from <see cref="Path"/> (a format change), or null.</summary>
+    public string? Supersedes { get; set; }
+
+    /// <summary>Virtual size of a new empty volume.</summary>
+    public long VirtualSize { get; set; }
+
+    /// <summary>Logical sector size of a new empty volume.</summary>
+    public int LogicalSectorSize { get; set; } = 512;
+
+    /// <summary>Why this action was chosen, in words.</summary>
+    public string Reason { get; set; } = "";
+
+    /// <summary>True when the step builds a new file under a staging name that is then moved over the volume.</summary>
+    public bool IsStaged => Action is VolumeAction.Import or VolumeAction.CreateEmpty or VolumeAction.CreateChild
+        or VolumeAction.Replace or VolumeAction.Reset or VolumeAction.Flatten;
+
+    /// <summary>One line; paths inside <paramref name="storeRoot"/> are shown relative to it.</summary>
+    public string Describe(string? storeRoot = null)
+    {
+        string source = Source is null ? "" : Shorten(Source, storeRoot);
+        string what = Action switch
+        {
+            VolumeAction.Import => $"import from '{source}'",
+            VolumeAction.CreateEmpty => $"create empty ({Core.Format.Bytes(VirtualSize)})",
+            VolumeAction.CreateChild => $"create as a child of '{source}'",
+            VolumeAction.Replace => $"replace by a child of '{source}'",
+            VolumeAction.Reset => $"reset to a child of '{source}'",
+            VolumeAction.Flatten => $"flatten '{source}' into a standalone file",
+            VolumeAction.Reparent => $"re-parent onto '{source}', keeping its content",
+            VolumeAction.Keep => "keep",
+            VolumeAction.Delete => "delete",
+            _ => Action.ToString(),
+        };
+        return $"{Volume} ({Type}): {what}" + (Reason.Length > 0 ? $" — {Reason}" : "");
+    }
+
+    internal static string Shorten(string path, string? root)
+    {
+        if (root is null)
+            return path;
+        string prefix = root.TrimEnd(System.IO.Path.DirectorySeparatorChar) + System.IO.Path.DirectorySeparatorChar;
+        return path.StartsWith(prefix, StringComparison.Ordinal) ? path.Substring(prefix.Length).Replace('\\', '/') : path;
+    }
+
+    public override string ToString() => Describe();
+}
+
+/// <summary>
+/// A side-effect-free description of one operation on one base or clone: every file it creates,
+/// replaces, re-parents or deletes, and the manifest it writes last. -WhatIf prints it; executing
+/// it does exactly this. It is also what a staging folder records (plan.json) so that a cut-off
+/// operation can be finished or undone.
+/// </summary>
+public sealed class StorePlan
+{
+    public StoreOperation Operation { get; set; }
+
+    /// <summary>Full path of the store.</summary>
+    public string Store { get; set; } = "";
+
+    /// <summary>The base or clone the plan changes.</summary>
+    public string Subject { get; set; } = "";
+
+    /// <summary>"base" or "clone".</summary>
+    public string SubjectKind { get; set; } = "";
+
+    /// <summary>Full path of the subject's folder.</summary>
+    public string Folder { get; set; } = "";
+
+    /// <summary>The base the clone is on before the operation (clone operations).</summary>
+    public string? FromBase { get; set; }
+
+    /// <summary>The base the clone is on afterwards, or the source of a new base.</summary>
+    public string? ToBase { get; set; }
+
+    public List<PlannedVolume> Volumes { get; set; } = new();
+
+    /// <summary>The base manifest to write last (NewBase), without identities yet.</summary>
+    public BaseManifest? BaseManifest { get; set; }
+
+    /// <summary>The clone manifest to write last (NewClone, Restore, ClearTemporary, Rebase).</summary>
+    public CloneManifest? CloneManifest { get; set; }
+
+    /// <summary>Digest of the subject's manifest when the plan was made; the operation is refused if it changed since.</summary>
+    public string? ManifestDigest { get; set; }
+
+    /// <summary>"Preparing" while new files are built; "Committing" once they are complete and are being moved into place.</summary>
+    public string Phase { get; set; } = "Preparing";
+
+    /// <summary>One line per step, for -WhatIf and verbose output.</summary>
+    public string Describe()
+    {
+        var sb = new StringBuilder();
+        sb.Append(Operation switch
+        {
+            StoreOperation.NewBase => $"New base '{Subject}'" + (ToBase is not null ? $" from clone '{ToBase}'" : ""),
+            StoreOperation.NewClone => $"New clone '{Subject}' of base '{ToBase}'",
+            StoreOperation.Restore => $"Restore clone '{Subject}' to base '{ToBase}'",
+            StoreOperation.ClearTemporary => $"Clear the temporary volumes of clone '{Subject}'",
+            StoreOperation.Rebase => $"Rebase clone '{Subject}' from base '{FromBase}' onto '{ToBase}'",
+            StoreOperation.RemoveClone => $"Remove clone '{Subject}'",
+            StoreOperation.RemoveBase => $"Remove base '{Subject}'",
+            _ => Operation.ToString(),
+        });
+        sb.Append(" in ").Append(Store);
+        foreach (PlannedVolume v in Volumes)
+            sb.Append(Environment.NewLine).Append("  ").Append(v.Describe(Store));
+        return sb.ToString();
+    }
+
+    /// <summary>Steps that actually change a file.</summary>
+    public IEnumerable<PlannedVolume> Changes => Volumes.Where(v => v.Action != VolumeAction.Keep);
+
+    public override string ToString() => Describe();
+}

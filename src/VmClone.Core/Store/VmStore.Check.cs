@@ -1,0 +1,358 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmClone.Core.Disks;
+using VmClone.Disks;
+
+namespace VmClone.Core.Store;
+
+// Test-VmStore: every manifest, chain and link, and what -Repair can fix without risking data.
+public sealed partial class VmStore
+{
+    /// <summary>
+    /// Checks the whole store. With <paramref name="repair"/>, fixes what is safe to fix and says
+    /// what it did: re-marks base files read-only, finishes or undoes cut-off operations, rewrites
+    /// a clone manifest from what its disks say, recreates a lost store.json. Modified bases,
+    /// missing files and damaged disks are reported, never "repaired".
+    /// </summary>
+    public VmStoreReport Check(bool repair, CancellationToken cancellationToken = default)
+    {
+        var problems = new List<VmStoreProblem>();
+        var report = new VmStoreReport { Store = Root };
+        if (!Directory.Exists(Root))
+        {
+            report.IsHealthy = true;
+            return report;
+        }
+        IDisposable? held = repair ? Lock(cancellationToken) : null;
+        try
+        {
+            CheckStoreManifest(problems, repair);
+            CheckWorkFolders(problems, repair);
+            var bases = CheckBases(problems, repair, cancellationToken);
+            var clones = CheckClones(problems, repair, bases, cancellationToken);
+            CheckOrphans(problems);
+            report.BaseCount = bases.Count;
+            report.CloneCount = clones;
+        }
+        finally
+        {
+            held?.Dispose();
+        }
+        report.Problems = problems;
+        report.IsHealthy = problems.All(p => p.Repaired);
+        return report;
+    }
+
+    private static VmStoreProblem Add(List<VmStoreProblem> problems, StoreProblemKind kind, string subject, string path, string description, string? cannotRepair = null)
+    {
+        var p = new VmStoreProblem { Kind = kind, Subject = subject, Path = path, Description = description, Repair = cannotRepair };
+        problems.Add(p);
+        return p;
+    }
+
+    private static void Repaired(VmStoreProblem p, string what)
+    {
+        p.Repaired = true;
+        p.Repair = what;
+    }
+
+    private void CheckStoreManifest(List<VmStoreProblem> problems, bool repair)
+    {
+        string path = Path.Combine(Root, StoreFile);
+        try
+        {
+            Manifest.Read<StoreManifest>(path);
+        }
+        catch (StoreException ex)
+        {
+            VmStoreProblem p = Add(problems, StoreProblemKind.ManifestInvalid, "store", path, ex.Message,
+                ex.ErrorId == "StoreFormatUnsupported" ? "not repaired: the store was written by a newer VmClone" : null);
+            if (repair && ex.ErrorId != "StoreFormatUnsupported")
+            {
+                Manifest.Write(path, new StoreManifest { Created = DateTimeOffset.UtcNow });
+                Repaired(p, $"wrote a new {StoreFile}");
+            }
+        }
+    }
+
+    /// <summary>Staging and removal folders: operations that were cut off.</summary>
+    private void CheckWorkFolders(List<VmStoreProblem> problems, bool repair)
+    {
+        foreach (string top in new[] { BasesFolder, ClonesFolder })
+        {
+            if (!Directory.Exists(top))
+                continue;
+            foreach (string dir in Directory.EnumerateDirectories(top, ".*"))
+            {
+                string name = Path.GetFileName(dir);
+                string? subject = SubjectOfWorkFolder(name);
+                if (subject is null)
+                    continue;
+                string kind = top == BasesFolder ? "base" : "clone";
+                if (name.StartsWith(RemovingPrefix, StringComparison.Ordinal))
+                {
+                    VmStoreProblem r = Add(problems, StoreProblemKind.InterruptedOperation, $"{kind} {subject}", dir,
+                        $"removing {kind} '{subject}' was cut off; its files are left in '{dir}'");
+                    if (repair)
+                    {
+                        DeleteFolder(dir);
+                        Repaired(r, "finished the removal");
+                    }
+                    continue;
+                }
+                StorePlan? plan = null;
+                try
+                {
+                    string planPath = Path.Combine(dir, PlanFile);
+                    if (File.Exists(planPath))
+                        plan = Manifest.Deserialize<StorePlan>(File.ReadAllText(planPath));
+                }
+                catch (System.Text.Json.JsonException)
+                {
+                }
+                string what = plan is null ? $"an operation on {kind} '{subject}'" : $"'{plan.Describe().Split('\n')[0].Trim()}'";
+                bool committing = plan is { Phase: "Committing", CloneManifest: not null } && CloneExists(subject);
+                VmStoreProblem p = Add(problems, StoreProblemKind.InterruptedOperation, $"{kind} {subject}", dir,
+                    committing
+                        ? $"{what} was cut off while moving its new files into place"
+                        : $"{what} was cut off before it was committed; its unfinished files are in '{dir}'");
+                if (!repair)
+                    continue;
+                if (committing)
+                {
+                    // Every new file was complete before the first move: finishing is safe.
+                    plan!.Folder = CloneFolder(subject);
+                    foreach (PlannedVolume v in plan.Volumes)
+                    {
+                        v.Path = Path.Combine(plan.Folder, Path.GetFileName(v.Path));
+                        if (v.Supersedes is not null)
+                            v.Supersedes = Path.Combine(plan.Folder, Path.GetFileName(v.Supersedes));
+                    }
+                    Commit(plan, dir);
+                    Repaired(p, "finished the operation (moved the new files into place, wrote the manifest)");
+                }
+                else
+                {
+                    DeleteFolder(dir);
+                    Repaired(p, "undid the operation (deleted its unfinished files)");
+                }
+            }
+        }
+    }
+
+
+    private Dictionary<string, BaseManifest> CheckBases(List<VmStoreProblem> problems, bool repair, CancellationToken cancellationToken)
+    {
+        var bases = new Dictionary<string, BaseManifest>(StringComparer.OrdinalIgnoreCase);
+        if (!Directory.Exists(BasesFolder))
+            return bases;
+        foreach (string dir in Directory.EnumerateDirectories(BasesFolder))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            string name = Path.GetFileName(dir);
+            if (name.StartsWith(".", StringComparison.Ordinal))
+                continue;
+            string subject = $"base {name}";
+            string manifestPath = Path.Combine(dir, BaseFile);
+            BaseManifest manifest;
+            try
+            {
+                manifest = Manifest.Read<BaseManifest>(manifestPath);
+            }
+            catch (StoreException ex)
+            {
+                Add(problems, File.Exists(manifestPath) ? StoreProblemKind.ManifestInvalid : StoreProblemKind.OrphanedFile, subject, File.Exists(manifestPath) ? manifestPath : dir,
+                    File.Exists(manifestPath) ? ex.Message : $"the folder '{dir}' has no {BaseFile}: it is not a base",
+                    "not repaired: restore the manifest from a backup, or remove the folder if nothing depends on it");
+                continue;
+            }
+            if (!string.Equals(manifest.Name, name, StringComparison.Ordinal))
+                Add(problems, StoreProblemKind.ManifestInvalid, subject, manifestPath, $"the manifest names the base '{manifest.Name}' but its folder is '{name}'", "not repaired: rename the folder or fix the manifest");
+            bases[name] = manifest;
+            var known = new HashSet<string>(StringComparer.Ordinal) { BaseFile };
+            foreach (BaseVolumeManifest v in manifest.Volumes)
+            {
+                string path = Path.Combine(dir, v.File);
+                known.Add(v.File);
+                if (!File.Exists(path))
+                {
+                    Add(problems, StoreProblemKind.VolumeMissing, subject, path, $"volume '{v.Name}' ({path}) is missing", "not repaired: restore the file from a backup");
+                    continue;
+                }
+                try
+                {
+                    using DiskLayer layer = VirtualDisk.OpenLayer(path, FileAccess.Read);
+                    if (!string.Equals(layer.Identity, v.Identity, StringComparison.OrdinalIgnoreCase))
+                        Add(problems, StoreProblemKind.BaseModified, subject, path,
+                            $"volume '{v.Name}' was modified after the base was made (identity {layer.Identity}, recorded {v.Identity}); clones that depend on it may show corrupted content",
+                            "not repaired: restore the base's file from a backup, or rebase its clones onto another base and remove it");
+                    foreach (string issue in layer.Check())
+                        Add(problems, StoreProblemKind.ChainBroken, subject, path, $"volume '{v.Name}': {issue}", "not repaired: the file is damaged");
+                }
+                catch (VirtualDiskException ex)
+                {
+                    Add(problems, StoreProblemKind.ChainBroken, subject, path, $"volume '{v.Name}': {ex.Message}", "not repaired: the file is damaged");
+                    continue;
+                }
+                if (!ReadOnlyFile.IsMarked(path))
+                {
+                    VmStoreProblem p = Add(problems, StoreProblemKind.BaseNotReadOnly, subject, path, $"volume '{v.Name}' is not marked read-only");
+                    if (repair)
+                    {
+                        ReadOnlyFile.Mark(path, readOnly: true);
+                        Repaired(p, "marked it read-only");
+                    }
+                }
+            }
+            ReportUnknownFiles(problems, subject, dir, known);
+        }
+        return bases;
+    }
+
+    private int CheckClones(List<VmStoreProblem> problems, bool repair, Dictionary<string, BaseManifest> bases, CancellationToken cancellationToken)
+    {
+        int count = 0;
+        if (!Directory.Exists(ClonesFolder))
+            return 0;
+        foreach (string dir in Directory.EnumerateDirectories(ClonesFolder))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            string name = Path.GetFileName(dir);
+            if (name.StartsWith(".", StringComparison.Ordinal))
+                continue;
+            string subject = $"clone {name}";
+            string manifestPath = Path.Combine(dir, CloneFile);
+            CloneManifest manifest;
+            try
+            {
+                manifest = Manifest.Read<CloneManifest>(manifestPath);
+            }
+            catch (StoreException ex)
+            {
+                Add(problems, File.Exists(manifestPath) ? StoreProblemKind.ManifestInvalid : StoreProblemKind.OrphanedFile, subject, File.Exists(manifestPath) ? manifestPath : dir,
+                    File.Exists(manifestPath) ? ex.Message : $"the folder '{dir}' has no {CloneFile}: it is not a clone",
+                    "not repaired: remove the folder (Remove-VmClone works on it) if it is not needed");
+                continue;
+            }
+            count++;
+            if (!bases.ContainsKey(manifest.Base))
+                Add(problems, StoreProblemKind.BaseMissing, subject, manifestPath, $"its base '{manifest.Base}' does not exist", "not repaired");
+            var known = new HashSet<string>(StringComparer.Ordinal) { CloneFile };
+            bool changed = false;
+            var parentBases = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            foreach (CloneVolumeManifest v in manifest.Volumes)
+            {
+                string path = Path.Combine(dir, v.File);
+                known.Add(v.File);
+                if (!File.Exists(path))
+                {
+                    Add(problems, StoreProblemKind.VolumeMissing, subject, path, $"volume '{v.Name}' ({path}) is missing",
+                        v.Type == VolumeType.Data ? "not repaired: the data volume's content is lost unless you have a backup"
+                            : "not repaired: Restore-VmClone recreates system and temporary volumes");
+                    continue;
+                }
+                VmCheckedLink link = CheckLink(path);
+                if (link.Problem is not null)
+                {
+                    bool modified = link.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0;
+                    Add(problems, modified ? StoreProblemKind.BaseModified : StoreProblemKind.ChainBroken, subject, path, $"volume '{v.Name}': {link.Problem}",
+                        modified ? "not repaired: the base it depends on was modified; restore the base's file, or Restore-VmClone to drop the clone's changes" : "not repaired");
+                }
+                foreach (string issue in link.FileIssues)
+                    Add(problems, StoreProblemKind.ChainBroken, subject, path, $"volume '{v.Name}': {issue}", "not repaired: the file is damaged");
+                if (link.ParentPath is not null && IsUnder(link.ParentPath, BasesFolder))
+                    parentBases.Add(Path.GetFileName(Path.GetDirectoryName(link.ParentPath)!));
+                string? actual = link.ParentPath is null ? null : ToStoreRelative(link.ParentPath);
+                if (link.Problem is null && !string.Equals(actual, v.Parent, StringComparison.Ordinal))
+                {
+                    VmStoreProblem p = Add(problems, StoreProblemKind.ManifestMismatch, subject, path,
+                        $"volume '{v.Name}': the manifest says its parent is {(v.Parent is null ? "none" : $"'{v.Parent}'")}, the disk says {(actual is null ? "none" : $"'{actual}'")}");
+                    if (repair)
+                    {
+                        v.Parent = actual;
+                        changed = true;
+                        Repaired(p, "wrote what the disk says into the manifest");
+                    }
+                }
+            }
+            if (parentBases.Count == 1 && !parentBases.Contains(manifest.Base) && bases.ContainsKey(parentBases.First()))
+            {
+                string actualBase = parentBases.First();
+                VmStoreProblem p = Add(problems, StoreProblemKind.ManifestMismatch, subject, manifestPath,
+                    $"the manifest names base '{manifest.Base}' but its volumes depend on base '{actualBase}'");
+                if (repair)
+                {
+                    manifest.Base = actualBase;
+                    changed = true;
+                    Repaired(p, $"set the manifest's base to '{actualBase}'");
+                }
+            }
+            if (changed)
+                Manifest.Write(manifestPath, manifest);
+            ReportUnknownFiles(problems, subject, dir, known);
+        }
+        return count;
+    }
+
+    private sealed class VmCheckedLink
+    {
+        public string? ParentPath;
+        public string? Problem;
+        public List<string> FileIssues = new();
+    }
+
+    private VmCheckedLink CheckLink(string path)
+    {
+        var result = new VmCheckedLink();
+        DiskOpenOptions options = OpenOptions;
+        using ChainWalk walk = ChainWalk.Start(path, new DiskOpenOptions { AllowedParentRoot = Root, IgnoreParentIdentityMismatch = true }, reportMismatches: true);
+        if (walk.Layers.Count == 0)
+        {
+            result.Problem = walk.Problem?.Message ?? "cannot be opened";
+            return result;
+        }
+        if (walk.Layers.Count > 1)
+            result.ParentPath = walk.Layers[1].Path;
+        else if (walk.Problem is DiskChainException chain)
+            result.ParentPath = chain.ParentPath;
+        if (walk.Mismatches.Count > 0)
+            result.Problem = walk.Mismatches[0].Message;
+        else if (walk.Problem is not null)
+            result.Problem = walk.Problem.Message;
+        try
+        {
+            result.FileIssues.AddRange(walk.Layers[0].Check());
+        }
+        catch (VirtualDiskException ex)
+        {
+            result.FileIssues.Add(ex.Message);
+        }
+        return result;
+    }
+
+    private static void ReportUnknownFiles(List<VmStoreProblem> problems, string subject, string dir, HashSet<string> known)
+    {
+        foreach (string file in Directory.EnumerateFileSystemEntries(dir))
+        {
+            string name = Path.GetFileName(file);
+            if (known.Contains(name))
+                continue;
+            Add(problems, StoreProblemKind.OrphanedFile, subject, file, $"'{file}' is not part of the {subject.Split(' ')[0]}",
+                "not repaired: delete it if you do not need it");
+        }
+    }
+
+    private void CheckOrphans(List<VmStoreProblem> problems)
+    {
+        foreach (string entry in Directory.EnumerateFileSystemEntries(Root))
+        {
+            string name = Path.GetFileName(entry);
+            if (name is StoreFile or LockFile or "bases" or "clones")
+                continue;
+            Add(problems, StoreProblemKind.OrphanedFile, "store", entry, $"'{entry}' is not part of the store", "not repaired: delete it if you do not need it");
+        }
+    }
+}

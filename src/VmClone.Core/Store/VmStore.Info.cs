@@ -1,0 +1,196 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using VmClone.Disks;
+
+namespace VmClone.Core.Store;
+
+public sealed partial class VmStore
+{
+    /// <summary>Bases whose names match <paramref name="match"/> (all when null).</summary>
+    public IReadOnlyList<VmBaseInfo> GetBases(Func<string, bool>? match = null)
+    {
+        var clones = ReadableClones().Values.ToList();
+        var result = new List<VmBaseInfo>();
+        foreach (string name in BaseNames())
+        {
+            if (match is not null && !match(name))
+                continue;
+            BaseManifest manifest;
+            try
+            {
+                manifest = Manifest.Read<BaseManifest>(Path.Combine(BaseFolder(name), BaseFile));
+            }
+            catch (StoreException)
+            {
+                continue; // Test-VmStore reports it
+            }
+            result.Add(DescribeBase(manifest, clones.Count(c => string.Equals(c.Base, name, StringComparison.OrdinalIgnoreCase))));
+        }
+        return result;
+    }
+
+    /// <summary>One base, described; BaseNotFound when it does not exist.</summary>
+    public VmBaseInfo GetBase(string name)
+    {
+        BaseManifest manifest = LoadBase(name);
+        int count = ReadableClones().Values.Count(c => string.Equals(c.Base, manifest.Name, StringComparison.OrdinalIgnoreCase));
+        return DescribeBase(manifest, count);
+    }
+
+    /// <summary>Clones whose names match <paramref name="match"/> (all when null), optionally only those on <paramref name="baseName"/>.</summary>
+    public IReadOnlyList<VmCloneInfo> GetClones(Func<string, bool>? match = null, string? baseName = null)
+    {
+        if (baseName is not null)
+            LoadBase(baseName);
+        var result = new List<VmCloneInfo>();
+        foreach (KeyValuePair<string, CloneManifest> pair in ReadableClones().OrderBy(p => p.Key, StringComparer.OrdinalIgnoreCase))
+        {
+            if (match is not null && !match(pair.Key))
+                continue;
+            if (baseName is not null && !string.Equals(pair.Value.Base, baseName, StringComparison.OrdinalIgnoreCase))
+                continue;
+            result.Add(DescribeClone(pair.Value));
+        }
+        return result;
+    }
+
+    /// <summary>One clone, described; CloneNotFound when it does not exist.</summary>
+    public VmCloneInfo GetClone(string name) => DescribeClone(LoadClone(name));
+
+    internal VmBaseInfo DescribeBase(BaseManifest manifest, int cloneCount)
+    {
+        string folder = BaseFolder(manifest.Name);
+        var volumes = new List<VmVolumeInfo>();
+        bool modified = false;
+        foreach (BaseVolumeManifest v in manifest.Volumes)
+        {
+            VmVolumeInfo info = DescribeVolume(manifest.Name, "Base", v.Name, v.Type, Path.Combine(folder, v.File), out string? identity);
+            if (identity is not null && !string.Equals(identity, v.Identity, StringComparison.OrdinalIgnoreCase))
+            {
+                modified = true;
+                info.Problem ??= $"modified after the base was made (identity {identity}, recorded {v.Identity})";
+            }
+            volumes.Add(info);
+        }
+        return new VmBaseInfo
+        {
+            Name = manifest.Name,
+            Store = Root,
+            Path = folder,
+            Created = manifest.Created,
+            Source = manifest.Source,
+            Volumes = volumes,
+            CloneCount = cloneCount,
+            SizeOnDisk = volumes.Sum(v => v.SizeOnDisk),
+            IsModified = modified,
+        };
+    }
+
+    internal VmCloneInfo DescribeClone(CloneManifest manifest)
+    {
+        string folder = CloneFolder(manifest.Name);
+        var volumes = new List<VmVolumeInfo>();
+        CloneState state = CloneState.Ready;
+        foreach (CloneVolumeManifest v in manifest.Volumes)
+        {
+            VmVolumeInfo info = DescribeVolume(manifest.Name, "Clone", v.Name, v.Type, Path.Combine(folder, v.File), out _);
+            if (info.Problem is not null)
+            {
+                CloneState s = info.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0 ? CloneState.BaseModified : CloneState.Broken;
+                if (state == CloneState.Ready || s == CloneState.Broken)
+                    state = s;
+            }
+            volumes.Add(info);
+        }
+        if (state == CloneState.Ready && BaseExists(manifest.Base))
+        {
+            // A child accepts its parent by identity; a base modified with a tool that keeps the
+            // identity is still caught by the identity the base recorded when it was made.
+            VmBaseInfo b = DescribeBase(Manifest.Read<BaseManifest>(Path.Combine(BaseFolder(manifest.Base), BaseFile)), 0);
+            if (b.IsModified && manifest.Volumes.Any(v => v.Parent is not null))
+                state = CloneState.BaseModified;
+        }
+        if (state == CloneState.Ready && HasWorkFolder(ClonesFolder, manifest.Name))
+            state = CloneState.Interrupted;
+        return new VmCloneInfo
+        {
+            Name = manifest.Name,
+            Base = manifest.Base,
+            Store = Root,
+            Path = folder,
+            State = state,
+            Created = manifest.Created,
+            LastRestored = manifest.LastRestored,
+            LastRebased = manifest.LastRebased,
+            Volumes = volumes,
+            SizeOnDisk = volumes.Sum(v => v.SizeOnDisk),
+            OwnedBytes = volumes.Sum(v => v.OwnedBytes),
+            DivergedBytes = volumes.Where(v => v.Type != VolumeType.Data).Sum(v => v.DivergedBytes),
+        };
+    }
+
+    private static bool HasWorkFolder(string parent, string name) =>
+        Directory.Exists(parent) && Directory.EnumerateDirectories(parent, ".*")
+            .Any(d => string.Equals(SubjectOfWorkFolder(Path.GetFileName(d)), name, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Sizes, divergence and chain state of one volume file; never throws for a damaged file (the problem is reported).</summary>
+    internal VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity)
+    {
+        identity = null;
+        var info = new VmVolumeInfo { Owner = owner, OwnerKind = ownerKind, Name = name, Type = type, Path = path };
+        if (!File.Exists(path))
+        {
+            info.Problem = $"the volume file '{path}' is missing";
+            return info;
+        }
+        try
+        {
+            using DiskLayer layer = VirtualDisk.OpenLayer(path, FileAccess.Read);
+            identity = layer.Identity;
+            info.Format = layer.Format;
+            info.VirtualSize = layer.VirtualSize;
+            info.SizeOnDisk = layer.FileSize;
+            info.OwnedBytes = layer.AllocatedBytes;
+            info.DivergedBytes = DivergedBytes(layer);
+        }
+        catch (VirtualDiskException ex)
+        {
+            info.Problem = ex.Message;
+            return info;
+        }
+        try
+        {
+            using VirtualDisk chain = VirtualDisk.Open(path, FileAccess.Read, OpenOptions);
+            info.ParentPath = chain.Layers.Count > 1 ? chain.Layers[1].Path : null;
+        }
+        catch (VirtualDiskException ex)
+        {
+            info.ParentPath = (ex as DiskChainException)?.ParentPath;
+            info.Problem = ex.Message;
+        }
+        return info;
+    }
+
+    /// <summary>
+    /// Bytes of the virtual disk this layer answers itself instead of its parent (sector-exact
+    /// for VHDX children); for a standalone layer, the bytes it stores.
+    /// </summary>
+    internal static long DivergedBytes(DiskLayer layer)
+    {
+        bool child = layer.ParentReference is not null;
+        long total = 0;
+        long position = 0;
+        long size = layer.VirtualSize;
+        while (position < size)
+        {
+            LayerExtent extent = layer.GetExtent(position, size - position);
+            long length = Math.Max(1, Math.Min(extent.Length, size - position));
+            if (child ? extent.Kind != ExtentKind.Parent : extent.Kind == ExtentKind.Data)
+                total += length;
+            position += length;
+        }
+        return total;
+    }
+}

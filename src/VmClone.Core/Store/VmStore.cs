@@ -1,0 +1,254 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Security.Cryptography;
+using System.Text;
+using System.Threading;
+using VmClone.Core.Disks;
+using VmClone.Disks;
+
+namespace VmClone.Core.Store;
+
+/// <summary>
+/// A folder holding bases, clones, their volume files and manifests:
+/// <code>
+/// store.json                       format version
+/// bases/NAME/base.json + VOLUME.vhdx|.vmdk     (files read only)
+/// clones/NAME/clone.json + VOLUME.vhdx|.vmdk   (children of ../../bases/BASE/VOLUME.*)
+/// </code>
+/// Chains use relative parent paths and are opened with the store as the only place parents
+/// may be, so the whole folder can be moved. The disks' own parent links are the truth; the
+/// manifests say what should be, and Test-VmStore reports where they disagree.
+/// </summary>
+public sealed partial class VmStore
+{
+    /// <summary>Environment variable that names the default store.</summary>
+    public const string StoreVariable = "VMCLONE_STORE";
+
+    internal const string StoreFile = "store.json";
+    internal const string BaseFile = "base.json";
+    internal const string CloneFile = "clone.json";
+    internal const string PlanFile = "plan.json";
+    internal const string LockFile = ".lock";
+    internal const string StagingPrefix = ".staging-";
+    internal const string RemovingPrefix = ".removing-";
+
+    private VmStore(string root)
+    {
+        Root = root;
+    }
+
+    /// <summary>Full path of the store folder.</summary>
+    public string Root { get; }
+
+    public string BasesFolder => Path.Combine(Root, "bases");
+
+    public string ClonesFolder => Path.Combine(Root, "clones");
+
+    /// <summary>True when the folder has been made a store (store.json exists).</summary>
+    public bool Exists => File.Exists(Path.Combine(Root, StoreFile));
+
+    /// <summary>
+    /// The store used when none is given: $env:VMCLONE_STORE, else VmClone in the per-user
+    /// local data folder (%LOCALAPPDATA% on Windows, ~/.local/share on Linux).
+    /// </summary>
+    public static string DefaultRoot
+    {
+        get
+        {
+            string? fromEnv = Environment.GetEnvironmentVariable(StoreVariable);
+            if (!string.IsNullOrWhiteSpace(fromEnv))
+                return Path.GetFullPath(fromEnv);
+            string data = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData);
+            if (string.IsNullOrEmpty(data))
+                throw new StoreException("StoreNotConfigured", VmCloneErrorKind.InvalidArgument,
+                    $"There is no per-user data folder on this system; set ${StoreVariable} or pass -Store.");
+            return Path.Combine(data, "VmClone");
+        }
+    }
+
+    /// <summary>The store at <paramref name="root"/> (default: <see cref="DefaultRoot"/>); nothing is created until something is written.</summary>
+    public static VmStore At(string? root)
+    {
+        string full = Path.GetFullPath(string.IsNullOrEmpty(root) ? DefaultRoot : root!);
+        string trimmed = full.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
+        return new VmStore(trimmed.Length == 0 || trimmed.EndsWith(":", StringComparison.Ordinal) ? full : trimmed);
+    }
+
+    /// <summary>How every chain in the store is opened: parents only inside the store.</summary>
+    public DiskOpenOptions OpenOptions => new() { AllowedParentRoot = Root };
+
+    public string BaseFolder(string name) => Path.Combine(BasesFolder, name);
+
+    public string CloneFolder(string name) => Path.Combine(ClonesFolder, name);
+
+    internal static string Extension(DiskFormat format) => format switch
+    {
+        DiskFormat.Vhdx => ".vhdx",
+        DiskFormat.Vmdk => ".vmdk",
+        _ => ".raw",
+    };
+
+    /// <summary>A path inside the store as stored in manifests: relative, '/' separators.</summary>
+    internal string ToStoreRelative(string fullPath)
+    {
+        string full = Path.GetFullPath(fullPath);
+        string prefix = Root.TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+        if (!full.StartsWith(prefix, StringComparison.Ordinal))
+            return full.Replace('\\', '/');
+        return full.Substring(prefix.Length).Replace('\\', '/');
+    }
+
+    internal string FromStoreRelative(string relative) =>
+        Path.GetFullPath(Path.Combine(Root, relative.Replace('/', Path.DirectorySeparatorChar)));
+
+    /// <summary>Makes the folder a store if it is not one yet. A non-empty folder that is not a store is refused.</summary>
+    internal void EnsureCreated()
+    {
+        if (Exists)
+        {
+            Manifest.Read<StoreManifest>(Path.Combine(Root, StoreFile));
+            Directory.CreateDirectory(BasesFolder);
+            Directory.CreateDirectory(ClonesFolder);
+            return;
+        }
+        if (Directory.Exists(Root) && Directory.EnumerateFileSystemEntries(Root).Any(e =>
+                Path.GetFileName(e) is not ("bases" or "clones" or LockFile)))
+            throw new StoreException("NotAStore", VmCloneErrorKind.InvalidArgument,
+                $"'{Root}' is not empty and is not a VmClone store (it has no {StoreFile}); choose an empty or new folder for -Store.", Root);
+        Directory.CreateDirectory(BasesFolder);
+        Directory.CreateDirectory(ClonesFolder);
+        Manifest.Write(Path.Combine(Root, StoreFile), new StoreManifest { Created = DateTimeOffset.UtcNow });
+    }
+
+    /// <summary>Names of the bases (folders with a manifest), sorted.</summary>
+    public IReadOnlyList<string> BaseNames() => Names(BasesFolder, BaseFile);
+
+    /// <summary>Names of the clones (folders with a manifest), sorted.</summary>
+    public IReadOnlyList<string> CloneNames() => Names(ClonesFolder, CloneFile);
+
+    private static IReadOnlyList<string> Names(string folder, string manifest)
+    {
+        if (!Directory.Exists(folder))
+            return Array.Empty<string>();
+        return Directory.EnumerateDirectories(folder)
+            .Select(Path.GetFileName)
+            .Where(n => n is not null && StoreNames.Problem(n) is null && File.Exists(Path.Combine(folder, n, manifest)))
+            .Select(n => n!)
+            .OrderBy(n => n, StringComparer.OrdinalIgnoreCase)
+            .ToList();
+    }
+
+    public bool BaseExists(string name) => StoreNames.Problem(name) is null && File.Exists(Path.Combine(BaseFolder(name), BaseFile));
+
+    public bool CloneExists(string name) => StoreNames.Problem(name) is null && File.Exists(Path.Combine(CloneFolder(name), CloneFile));
+
+    /// <summary>The base's manifest; BaseNotFound when there is none.</summary>
+    public BaseManifest LoadBase(string name)
+    {
+        StoreNames.Validate(name, "base");
+        if (!BaseExists(name))
+            throw new StoreException("BaseNotFound", VmCloneErrorKind.NotFound,
+                $"There is no base '{name}' in store '{Root}'." + Suggest(BaseNames()), name);
+        return Manifest.Read<BaseManifest>(Path.Combine(BaseFolder(name), BaseFile));
+    }
+
+    /// <summary>The clone's manifest; CloneNotFound when there is none.</summary>
+    public CloneManifest LoadClone(string name)
+    {
+        StoreNames.Validate(name, "clone");
+        if (!CloneExists(name))
+            throw new StoreException("CloneNotFound", VmCloneErrorKind.NotFound,
+                $"There is no clone '{name}' in store '{Root}'." + Suggest(CloneNames()), name);
+        return Manifest.Read<CloneManifest>(Path.Combine(CloneFolder(name), CloneFile));
+    }
+
+    private static string Suggest(IReadOnlyList<string> names) =>
+        names.Count == 0 ? "" : names.Count <= 10 ? $" It has: {string.Join(", ", names)}." : $" It has {names.Count}, e.g. {string.Join(", ", names.Take(10))}.";
+
+    internal string ManifestDigest(string manifestPath)
+    {
+        using SHA256 sha = SHA256.Create();
+        return BitConverter.ToString(sha.ComputeHash(File.ReadAllBytes(manifestPath))).Replace("-", "");
+    }
+
+    /// <summary>Every clone manifest that can be read, by name.</summary>
+    internal Dictionary<string, CloneManifest> ReadableClones()
+    {
+        var result = new Dictionary<string, CloneManifest>(StringComparer.OrdinalIgnoreCase);
+        foreach (string name in CloneNames())
+        {
+            try
+            {
+                result[name] = Manifest.Read<CloneManifest>(Path.Combine(CloneFolder(name), CloneFile));
+            }
+            catch (StoreException)
+            {
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Takes the store's write lock: one changing command at a time per store (across processes).
+    /// Readers do not take it. Waits up to <paramref name="timeout"/>, then refuses with StoreBusy.
+    /// </summary>
+    internal IDisposable Lock(CancellationToken cancellationToken, TimeSpan? timeout = null)
+    {
+        EnsureCreated();
+        string path = Path.Combine(Root, LockFile);
+        DateTime until = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            try
+            {
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
+            }
+            catch (IOException) when (DateTime.UtcNow < until)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                Thread.Sleep(100);
+            }
+            catch (IOException ex)
+            {
+                throw new StoreException("StoreBusy", VmCloneErrorKind.InUse,
+                    $"Another VmClone command is changing store '{Root}'; try again when it has finished.", Root, ex);
+            }
+        }
+    }
+
+    /// <summary>A fresh staging folder beside <paramref name="finalFolder"/> (same depth, so relative parent paths stay right).</summary>
+    internal static string NewStagingFolder(string finalFolder)
+    {
+        string parent = Path.GetDirectoryName(finalFolder)!;
+        string staging = Path.Combine(parent, StagingPrefix + Path.GetFileName(finalFolder) + "-" + Guid.NewGuid().ToString("N").Substring(0, 8));
+        Directory.CreateDirectory(staging);
+        return staging;
+    }
+
+    /// <summary>The subject a staging or removal folder belongs to, or null.</summary>
+    internal static string? SubjectOfWorkFolder(string folderName)
+    {
+        string? rest = folderName.StartsWith(StagingPrefix, StringComparison.Ordinal) ? folderName.Substring(StagingPrefix.Length)
+            : folderName.StartsWith(RemovingPrefix, StringComparison.Ordinal) ? folderName.Substring(RemovingPrefix.Length) : null;
+        if (rest is null)
+            return null;
+        int dash = rest.LastIndexOf('-');
+        return dash > 0 ? rest.Substring(0, dash) : null;
+    }
+
+    /// <summary>Deletes a folder and everything in it, read-only files included.</summary>
+    internal static void DeleteFolder(string folder)
+    {
+        if (!Directory.Exists(folder))
+            return;
+        foreach (string f in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories))
+            File.SetAttributes(f, FileAttributes.Normal);
+        Directory.Delete(folder, recursive: true);
+    }
+
+    internal static bool IsDiskFile(string path) => VirtualDisk.FormatFromExtension(path) is DiskFormat;
+
+    public override string ToString() => Root;
+}

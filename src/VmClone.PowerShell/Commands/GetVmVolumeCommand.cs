@@ -1,0 +1,75 @@
+using System.Management.Automation;
+using VmClone.Core.Store;
+
+namespace VmClone.PowerShell.Commands;
+
+/// <summary>Shows the volumes of clones or bases: type, format, file, parent, sizes and drift.</summary>
+/// <remarks>
+/// <para>Each volume shows its file and the parent file it links to (what the disk itself says), its virtual size, its size on disk, the bytes its own file stores (OwnedBytes) and, for a clone, how much of it no longer reads as the base (DivergedBytes, sector-exact).</para>
+/// <para>Pipe clones from Get-VmClone or bases from Get-VmBase, or name them with -Clone or -Base.</para>
+/// </remarks>
+/// <example>
+/// <summary>The volumes of one clone</summary>
+/// <code>Get-VmVolume -Clone lab-01</code>
+/// <para>One row per volume.</para>
+/// </example>
+/// <example>
+/// <summary>Data volumes of every clone, largest first</summary>
+/// <code>Get-VmClone | Get-VmVolume | Where-Object Type -eq Data | Sort-Object OwnedBytes -Descending</code>
+/// <para>Objects from Get-VmClone and Get-VmBase can be piped.</para>
+/// </example>
+[Cmdlet(VerbsCommon.Get, "VmVolume", DefaultParameterSetName = CloneSet)]
+[OutputType(typeof(VmVolumeInfo))]
+public sealed class GetVmVolumeCommand : VmStoreCmdlet
+{
+    private const string CloneSet = "Clone";
+    private const string BaseSet = "Base";
+    private const string InputSet = "InputObject";
+
+    /// <summary>Names of the clones whose volumes to show.</summary>
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = CloneSet)]
+    [ArgumentCompleter(typeof(CloneNameCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string[] Clone { get; set; } = null!;
+
+    /// <summary>Names of the bases whose volumes to show.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = BaseSet)]
+    [ArgumentCompleter(typeof(BaseNameCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string[] Base { get; set; } = null!;
+
+    /// <summary>A clone from Get-VmClone or a base from Get-VmBase.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = InputSet, ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public PSObject InputObject { get; set; } = null!;
+
+    protected override void ProcessRecord()
+    {
+        if (ParameterSetName == InputSet)
+        {
+            switch (InputObject.BaseObject)
+            {
+                case VmCloneInfo c:
+                    Try(c.Name, () => WriteObject(VmStore.At(c.Store).GetClone(c.Name).Volumes, enumerateCollection: true));
+                    break;
+                case VmBaseInfo b:
+                    Try(b.Name, () => WriteObject(VmStore.At(b.Store).GetBase(b.Name).Volumes, enumerateCollection: true));
+                    break;
+                default:
+                    WriteError(new ErrorRecord(new System.ArgumentException($"Get-VmVolume takes clones (Get-VmClone) and bases (Get-VmBase), not {InputObject.BaseObject.GetType().Name}."),
+                        "InvalidInputObject", ErrorCategory.InvalidArgument, InputObject));
+                    break;
+            }
+            return;
+        }
+        bool clones = ParameterSetName == CloneSet;
+        foreach (string name in clones ? Clone : Base)
+        {
+            Try(name, () =>
+            {
+                VmStore store = OpenStore();
+                WriteObject(clones ? store.GetClone(name).Volumes : store.GetBase(name).Volumes, enumerateCollection: true);
+            });
+        }
+    }
+}

@@ -1,0 +1,98 @@
+using System.Collections.Generic;
+using System.Management.Automation;
+using VmClone.Core;
+using VmClone.Core.Store;
+
+namespace VmClone.PowerShell.Commands;
+
+/// <summary>Moves clones onto a new base: system replaced, temporary reset, data kept byte for byte.</summary>
+/// <remarks>
+/// <para>The new base must have the clone's storage outline: the same volume names, types, order and sizes. A clone whose outline differs is refused with an OutlineMismatch error that names the differences; the other clones go on.</para>
+/// <para>For each clone: every system volume becomes a fresh child of the new base's, every temporary volume the new base's initial state, and every data volume keeps exactly its content while it stops depending on the old base — re-parented onto the new base's data volume after copying in whatever differs, or, when the new base's data volume is empty, flattened into a standalone disk. New files are built beside the clone and moved into place together; the manifest is written last.</para>
+/// <para>Rebase one clone, several, the clones piped from Get-VmClone, or with -Base every clone of a base. Once every clone has left the old base, Remove-VmBase can delete it. Progress is shown per clone and overall; the rebased clones are written out. The command asks for confirmation; -Force skips it, and -WhatIf shows the plan of every clone and volume.</para>
+/// </remarks>
+/// <example>
+/// <summary>Every clone of last month's base onto this month's</summary>
+/// <code>Get-VmClone lab-01 | New-VmBase -Name win11-v2 | Out-Null
+/// Get-VmClone -Base win11 | Invoke-VmRebase -NewBase win11-v2 -Confirm:$false</code>
+/// <para>The usual monthly update: lab-01 was updated and made the new base; every clone follows, keeping its data.</para>
+/// </example>
+/// <example>
+/// <summary>Preview, then rebase all clones of a base</summary>
+/// <code>Get-VmClone lab-02 | New-VmBase -Name win11-v3 | Out-Null
+/// Invoke-VmRebase -Base win11 -NewBase win11-v3 -WhatIf
+/// Invoke-VmRebase -Base win11 -NewBase win11-v3 -Force</code>
+/// <para>-WhatIf lists, per clone and volume, what would be replaced, reset, re-parented or kept.</para>
+/// </example>
+[Cmdlet(VerbsLifecycle.Invoke, "VmRebase", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
+[OutputType(typeof(VmCloneInfo))]
+public sealed class InvokeVmRebaseCommand : VmStoreCmdlet
+{
+    private const string NameSet = "Name";
+    private const string BaseSet = "Base";
+
+    private readonly List<(string Store, string Clone)> _work = new();
+
+    /// <summary>Names of the clones to rebase.</summary>
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(CloneNameCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string[] Name { get; set; } = null!;
+
+    /// <summary>Rebase every clone of this base.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = BaseSet)]
+    [ArgumentCompleter(typeof(BaseNameCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string Base { get; set; } = null!;
+
+    /// <summary>The base the clones are to depend on from now on.</summary>
+    [Parameter(Mandatory = true)]
+    [ArgumentCompleter(typeof(BaseNameCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string NewBase { get; set; } = null!;
+
+    /// <summary>Do not ask for confirmation.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        // Collected first, so that overall progress knows how many clones there are.
+        Try(ParameterSetName == BaseSet ? Base : string.Join(",", Name), () =>
+        {
+            VmStore store = OpenStore();
+            if (ParameterSetName == BaseSet)
+            {
+                foreach (VmCloneInfo c in store.GetClones(null, Base))
+                    _work.Add((store.Root, c.Name));
+            }
+            else
+            {
+                foreach (string name in Name)
+                    _work.Add((store.Root, name));
+            }
+        });
+    }
+
+    protected override void EndProcessing()
+    {
+        using (var overall = new CmdletProgress(this, 1))
+        {
+            for (int i = 0; i < _work.Count; i++)
+            {
+                (string root, string name) = _work[i];
+                overall.Report(new OperationProgress($"Rebasing onto {NewBase}", $"clone {name} ({i + 1} of {_work.Count})", i, _work.Count));
+                Try(name, () =>
+                {
+                    VmStore store = VmStore.At(root);
+                    StorePlan plan = store.PlanRebase(name, NewBase);
+                    if (!ShouldRun(plan, $"Rebase clone '{name}' onto '{NewBase}' (system replaced, temporary reset, data kept)", Force))
+                        return;
+                    using var progress = new CmdletProgress(this, 2, 1);
+                    WriteObject(store.Execute(plan, progress, CancellationToken));
+                });
+            }
+        }
+        base.EndProcessing();
+    }
+}

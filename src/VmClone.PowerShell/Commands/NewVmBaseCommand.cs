@@ -1,0 +1,128 @@
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using VmClone.Core.Store;
+using VmClone.Disks;
+
+namespace VmClone.PowerShell.Commands;
+
+/// <summary>Creates a read-only base in the store from disk files, empty volumes, or a clone's current content.</summary>
+/// <remarks>
+/// <para>A base is a prepared machine's set of volumes, its storage outline: each volume has a name, a type (System, Temporary or Data), a format and a size. With -Volume, each volume is either copied from an existing VHDX, VMDK or raw file (sparse: zero runs are not stored; a differencing file is flattened with its chain) or created empty with SizeBytes. With -FromClone (or a clone piped in), the clone's current content becomes the new base, each volume flattened into a standalone file; temporary volumes take the clone's initial state, never its scratch content.</para>
+/// <para>From then on the base's files are read only: marked read-only on disk, and refused for writing by VmClone itself, because every clone depends on them. The store is created on first use.</para>
+/// <para>The usual way to update a fleet: clone the old base, change that clone (install updates), make it the new base with New-VmBase -FromClone, then move the clones with Invoke-VmRebase.</para>
+/// </remarks>
+/// <example>
+/// <summary>A base with a system, a temporary and a data volume</summary>
+/// <code>New-VmDisk ./system.vhdx -SizeBytes 256MB | Out-Null
+/// New-VmBase -Name win11-lab -Volume @(
+///     @{ Name = 'system'; Type = 'System'; Path = './system.vhdx' }
+///     @{ Name = 'pagefile'; Type = 'Temporary'; SizeBytes = 64MB }
+///     @{ Name = 'users'; Type = 'Data'; SizeBytes = 128MB })</code>
+/// <para>system.vhdx is copied into the store; the other two volumes are created empty. The source file is not changed.</para>
+/// </example>
+/// <example>
+/// <summary>A new base from a clone that was updated</summary>
+/// <code>Get-VmClone lab-01 | New-VmBase -Name win11-v2</code>
+/// <para>win11-v2 has the same storage outline as lab-01's base, so every clone of that base can be rebased onto it.</para>
+/// </example>
+/// <example>
+/// <summary>Store the base as VMDK, and preview first</summary>
+/// <code>New-VmBase -Name win11-vmware -FromClone lab-02 -Format Vmdk -WhatIf</code>
+/// <para>-WhatIf prints every file that would be written.</para>
+/// </example>
+[Cmdlet(VerbsCommon.New, "VmBase", SupportsShouldProcess = true, DefaultParameterSetName = FilesSet)]
+[OutputType(typeof(VmBaseInfo))]
+public sealed class NewVmBaseCommand : VmStoreCmdlet
+{
+    private const string FilesSet = "Files";
+    private const string CloneSet = "FromClone";
+
+    /// <summary>Name of the new base: letters, digits, '.', '_' and '-', at most 64 characters.</summary>
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNullOrEmpty]
+    public string Name { get; set; } = null!;
+
+    /// <summary>The volumes, in order: hashtables or objects with Name, Type (System, Temporary or Data) and either Path (a file to copy) or SizeBytes (a new empty volume).</summary>
+    [Parameter(Mandatory = true, Position = 1, ParameterSetName = FilesSet)]
+    [ValidateNotNullOrEmpty]
+    public PSObject[] Volume { get; set; } = null!;
+
+    /// <summary>The clone whose current content becomes the base (a name, or a clone piped from Get-VmClone).</summary>
+    [Parameter(Mandatory = true, ParameterSetName = CloneSet, ValueFromPipeline = true)]
+    [ArgumentCompleter(typeof(CloneNameCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string FromClone { get; set; } = null!;
+
+    /// <summary>Format of the base's files: Vhdx (default for -Volume) or Vmdk. With -FromClone, by default each volume keeps the clone's format.</summary>
+    [Parameter]
+    [ValidateSet("Vhdx", "Vmdk")]
+    public DiskFormat Format { get; set; } = DiskFormat.Vhdx;
+
+    protected override void ProcessRecord()
+    {
+        object target = ParameterSetName == CloneSet ? FromClone : Name;
+        Try(target, () =>
+        {
+            VmStore store = OpenStore();
+            StorePlan plan;
+            if (ParameterSetName == CloneSet)
+            {
+                plan = store.PlanNewBaseFromClone(Name, FromClone, IsBound(nameof(Format)) ? Format : null);
+            }
+            else
+            {
+                var specs = Volume.Select(ToSpec).ToList();
+                plan = store.PlanNewBase(Name, specs, Format);
+            }
+            if (!ShouldRun(plan, $"Create base '{Name}'"))
+                return;
+            using var progress = new CmdletProgress(this);
+            WriteObject(store.Execute(plan, progress, CancellationToken));
+        });
+    }
+
+    private static readonly string[] SpecKeys = { "Name", "Type", "Path", "SizeBytes" };
+
+    /// <summary>A hashtable, an object with the same properties, or a VolumeSpec, as a VolumeSpec with its path resolved.</summary>
+    private VolumeSpec ToSpec(PSObject? input)
+    {
+        var values = new Dictionary<string, object?>(StringComparer.OrdinalIgnoreCase);
+        object? baseObject = input?.BaseObject;
+        if (baseObject is IDictionary dictionary)
+        {
+            foreach (DictionaryEntry e in dictionary)
+                values[e.Key?.ToString() ?? ""] = e.Value;
+        }
+        else if (input is not null)
+        {
+            foreach (PSPropertyInfo p in input.Properties)
+                values[p.Name] = p.Value;
+        }
+        string? unknown = values.Keys.FirstOrDefault(k => !SpecKeys.Contains(k, StringComparer.OrdinalIgnoreCase));
+        if (unknown is not null)
+            throw Invalid($"'{unknown}' is not part of a volume specification; use Name, Type (System, Temporary or Data), and Path or SizeBytes.");
+        var spec = new VolumeSpec { Name = Value(values, "Name")?.ToString() ?? "" };
+        object? type = Value(values, "Type");
+        if (type is null || !LanguagePrimitives.TryConvertTo(type, out VolumeType parsed) || !Enum.IsDefined(typeof(VolumeType), parsed))
+            throw Invalid($"Volume '{spec.Name}': Type must be System, Temporary or Data, not '{type}'.");
+        spec.Type = parsed;
+        if (Value(values, "Path") is object path)
+            spec.Path = ResolveSinglePath(path.ToString()!);
+        if (Value(values, "SizeBytes") is object size)
+        {
+            if (!LanguagePrimitives.TryConvertTo(size, out long bytes))
+                throw Invalid($"Volume '{spec.Name}': SizeBytes must be a number of bytes (64MB works), not '{size}'.");
+            spec.SizeBytes = bytes;
+        }
+        return spec;
+    }
+
+    private static object? Value(Dictionary<string, object?> values, string key) =>
+        values.TryGetValue(key, out object? v) ? (v is PSObject pso ? pso.BaseObject : v) : null;
+
+    private static StoreException Invalid(string message) =>
+        new("InvalidVolumeSpec", VmClone.Core.VmCloneErrorKind.InvalidArgument, message);
+}

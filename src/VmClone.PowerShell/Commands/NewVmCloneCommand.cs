@@ -1,0 +1,49 @@
+using System.Management.Automation;
+using VmClone.Core.Store;
+
+namespace VmClone.PowerShell.Commands;
+
+/// <summary>Creates linked clones of a base; no data is copied.</summary>
+/// <remarks>
+/// <para>Each clone gets one volume per volume of the base: a differencing disk over the base's file, so creating it writes only metadata and takes milliseconds whatever the base's size. A data volume is a child of the base's data volume only when that holds data; an empty one gives the clone a standalone empty disk, so nothing of the clone's data ever depends on the base.</para>
+/// <para>Names come from the parameter or the pipeline. A name already in use is an error for that name; the others are still created.</para>
+/// </remarks>
+/// <example>
+/// <summary>A classroom of clones</summary>
+/// <code>New-VmClone -Name lab-03, lab-04, lab-05 -Base win11</code>
+/// <para>Three clones, each a few MiB on disk.</para>
+/// </example>
+/// <example>
+/// <summary>Names from the pipeline</summary>
+/// <code>1..3 | ForEach-Object { 'kiosk-{0:d2}' -f $_ } | New-VmClone -Base win11</code>
+/// <para>Creates kiosk-01, kiosk-02 and kiosk-03.</para>
+/// </example>
+[Cmdlet(VerbsCommon.New, "VmClone", SupportsShouldProcess = true)]
+[OutputType(typeof(VmCloneInfo))]
+public sealed class NewVmCloneCommand : VmStoreCmdlet
+{
+    /// <summary>Names of the new clones: letters, digits, '.', '_' and '-', at most 64 characters.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string[] Name { get; set; } = null!;
+
+    /// <summary>The base the clones are made from.</summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    [ArgumentCompleter(typeof(BaseNameCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string Base { get; set; } = null!;
+
+    protected override void ProcessRecord()
+    {
+        foreach (string name in Name)
+        {
+            Try(name, () =>
+            {
+                VmStore store = OpenStore();
+                StorePlan plan = store.PlanNewClone(name, Base);
+                if (ShouldRun(plan, $"Create clone '{name}'"))
+                    WriteObject(store.Execute(plan, null, CancellationToken));
+            });
+        }
+    }
+}

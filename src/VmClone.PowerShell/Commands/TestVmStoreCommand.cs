@@ -1,0 +1,43 @@
+using System.Linq;
+using System.Management.Automation;
+using VmClone.Core.Store;
+
+namespace VmClone.PowerShell.Commands;
+
+/// <summary>Checks every chain, manifest and link in the store; -Repair fixes what is safe to fix.</summary>
+/// <remarks>
+/// <para>Test-VmStore reports, as one object with IsHealthy and Problems, everything that is wrong: bases modified after they were made, base files no longer marked read-only, missing volume files, broken, missing or outside parents, damaged disk structures, manifests that disagree with what the disks say (the disks are the truth), clones whose base is gone, orphaned files, and operations that were cut off.</para>
+/// <para>With -Repair it fixes what it can without risking data and says what it did in each problem's Repair: base files marked read-only again, cut-off operations finished (when every new file was complete) or undone, manifests rewritten from the disks' own links, a lost store.json recreated. A modified base or a missing data file cannot be repaired safely and is only reported.</para>
+/// </remarks>
+/// <example>
+/// <summary>Is the store healthy?</summary>
+/// <code>(Test-VmStore).IsHealthy</code>
+/// <para>True when nothing is wrong.</para>
+/// </example>
+/// <example>
+/// <summary>Repair and show what was done</summary>
+/// <code>Test-VmStore -Repair | Select-Object -ExpandProperty Problems | Format-List Subject, Description, Repair</code>
+/// <para>Each problem says whether and how it was repaired.</para>
+/// </example>
+[Cmdlet(VerbsDiagnostic.Test, "VmStore", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(VmStoreReport))]
+public sealed class TestVmStoreCommand : VmStoreCmdlet
+{
+    /// <summary>Fix what can be fixed safely.</summary>
+    [Parameter]
+    public SwitchParameter Repair { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        VmStore store = null!;
+        Try(Store ?? "(default store)", () =>
+        {
+            store = OpenStore();
+            bool repair = Repair.IsPresent && ShouldProcess(store.Root, "Repair what can be fixed safely");
+            VmStoreReport report = store.Check(repair, CancellationToken);
+            foreach (VmStoreProblem p in report.Problems.Where(p => p.Repaired))
+                WriteVerbose($"{p.Subject}: {p.Repair}");
+            WriteObject(report);
+        });
+    }
+}

@@ -1,0 +1,111 @@
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using System.Management.Automation.Language;
+using VmClone.Core;
+using VmClone.Core.Store;
+
+namespace VmClone.PowerShell;
+
+/// <summary>
+/// Base of the cmdlets that work on a store: the -Store parameter (also taken from piped bases
+/// and clones), name wildcards, and running a Core plan behind ShouldProcess.
+/// </summary>
+public abstract class VmStoreCmdlet : VmCloneCmdlet
+{
+    /// <summary>The store folder. By default $env:VMCLONE_STORE, else VmClone in the per-user local data folder; objects from Get-VmBase and Get-VmClone bring their own. A store is created by the first command that writes to it.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string Store { get; set; } = null!;
+
+    /// <summary>The store this record works on.</summary>
+    protected VmStore OpenStore() => VmStore.At(IsBound(nameof(Store)) && !string.IsNullOrEmpty(Store) ? ResolveNewPath(Store) : null);
+
+    /// <summary>True when -WhatIf (or $WhatIfPreference) is in force.</summary>
+    protected bool IsWhatIf =>
+        (MyInvocation.BoundParameters.TryGetValue("WhatIf", out object? w) && w is SwitchParameter s && s.IsPresent)
+        || (!MyInvocation.BoundParameters.ContainsKey("WhatIf") && LanguagePrimitives.IsTrue(GetVariableValue("WhatIfPreference")));
+
+    /// <summary>
+    /// ShouldProcess with the whole plan as the description (what -WhatIf prints). -Force skips
+    /// the confirmation a high-impact command asks for, but never -WhatIf or an explicit -Confirm.
+    /// </summary>
+    protected bool ShouldRun(StorePlan plan, string caption, bool force = false)
+    {
+        string description = plan.Describe();
+        if (force && !IsWhatIf && !IsBound("Confirm"))
+        {
+            WriteVerbose(description);
+            return true;
+        }
+        return ShouldProcess(description, $"{caption}?", "Confirm");
+    }
+
+    /// <summary>
+    /// Names matching <paramref name="patterns"/> among <paramref name="names"/>; a pattern without
+    /// wildcards that matches nothing is a NotFound error for that pattern (Get-Item convention).
+    /// </summary>
+    protected IEnumerable<string> Match(IEnumerable<string>? patterns, IReadOnlyList<string> names, string kind, string storeRoot)
+    {
+        if (patterns is null)
+        {
+            foreach (string n in names)
+                yield return n;
+            yield break;
+        }
+        var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (string pattern in patterns)
+        {
+            var wildcard = WildcardPattern.Get(pattern, WildcardOptions.IgnoreCase);
+            bool any = false;
+            foreach (string n in names.Where(n => wildcard.IsMatch(n)))
+            {
+                any = true;
+                if (seen.Add(n))
+                    yield return n;
+            }
+            if (!any && !WildcardPattern.ContainsWildcardCharacters(pattern))
+            {
+                string id = kind == "base" ? "BaseNotFound" : "CloneNotFound";
+                WriteError(ToErrorRecord(new StoreException(id, VmCloneErrorKind.NotFound, $"There is no {kind} '{pattern}' in store '{storeRoot}'.", pattern), pattern));
+            }
+        }
+    }
+}
+
+/// <summary>Completes base names from the store given by -Store (else the default store).</summary>
+public sealed class BaseNameCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete, CommandAst commandAst, IDictionary fakeBoundParameters) =>
+        StoreNameCompletion.Complete(fakeBoundParameters, wordToComplete, s => s.BaseNames(), "base");
+}
+
+/// <summary>Completes clone names from the store given by -Store (else the default store).</summary>
+public sealed class CloneNameCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete, CommandAst commandAst, IDictionary fakeBoundParameters) =>
+        StoreNameCompletion.Complete(fakeBoundParameters, wordToComplete, s => s.CloneNames(), "clone");
+}
+
+internal static class StoreNameCompletion
+{
+    public static IEnumerable<CompletionResult> Complete(IDictionary fakeBoundParameters, string wordToComplete, Func<VmStore, IReadOnlyList<string>> names, string kind)
+    {
+        IReadOnlyList<string> all;
+        try
+        {
+            string? root = fakeBoundParameters?["Store"]?.ToString();
+            all = names(VmStore.At(string.IsNullOrEmpty(root) ? null : root));
+        }
+        catch (Exception)
+        {
+            // Completion must never throw at the prompt.
+            return Array.Empty<CompletionResult>();
+        }
+        string word = (wordToComplete ?? "").Trim('\'', '"');
+        var wildcard = WildcardPattern.Get(word + "*", WildcardOptions.IgnoreCase);
+        return all.Where(n => wildcard.IsMatch(n)).Select(n => new CompletionResult(n, n, CompletionResultType.ParameterValue, $"{kind} {n}")).ToList();
+    }
+}
