@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Threading;
 
 namespace VmClone.Disks;
 
@@ -10,6 +11,16 @@ namespace VmClone.Disks;
 internal sealed class FileAccessor : IDisposable
 {
     private readonly FileStream _stream;
+
+    // The crash tests' seam: sees every write, resize and flush of this flow's files before it
+    // happens, and may throw to cut the operation off there. Null (the normal case) costs nothing.
+    private static readonly AsyncLocal<IFileWriteObserver?> CurrentObserver = new();
+
+    internal static IFileWriteObserver? Observer
+    {
+        get => CurrentObserver.Value;
+        set => CurrentObserver.Value = value;
+    }
 
     private FileAccessor(string path, FileStream stream)
     {
@@ -114,6 +125,7 @@ internal sealed class FileAccessor : IDisposable
 
     public void Write(long position, byte[] buffer, int offset, int count)
     {
+        CurrentObserver.Value?.BeforeWrite(Path, position, count);
         _stream.Position = position;
         _stream.Write(buffer, offset, count);
     }
@@ -124,10 +136,31 @@ internal sealed class FileAccessor : IDisposable
         Write(position, copy, 0, copy.Length);
     }
 
-    public void SetLength(long length) => _stream.SetLength(length);
+    public void SetLength(long length)
+    {
+        CurrentObserver.Value?.BeforeSetLength(Path, length);
+        _stream.SetLength(length);
+    }
 
     /// <summary>Flushes to the device, not just to the OS: the ordering points of our crash safety.</summary>
-    public void Flush() => _stream.Flush(flushToDisk: true);
+    public void Flush()
+    {
+        CurrentObserver.Value?.BeforeFlush(Path);
+        _stream.Flush(flushToDisk: true);
+        CurrentObserver.Value?.AfterFlush(Path);
+    }
 
     public void Dispose() => _stream.Dispose();
+}
+
+/// <summary>Sees the writes, resizes and flushes of disk files (crash and fault-injection tests).</summary>
+internal interface IFileWriteObserver
+{
+    void BeforeWrite(string path, long position, int count);
+
+    void BeforeSetLength(string path, long length);
+
+    void BeforeFlush(string path);
+
+    void AfterFlush(string path);
 }

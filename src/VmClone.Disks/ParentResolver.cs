@@ -41,6 +41,10 @@ internal static class ParentResolver
             if (options.AllowedParentRoot is string root && !PathUtil.IsUnder(candidate, root))
                 throw new DiskChainException(child.Path, ChainProblem.OutsideAllowedRoot,
                     $"The parent of '{child.Path}' is '{candidate}', outside '{root}' where parents may be; it was not opened.", candidate);
+            // A symbolic link inside the root may lead outside it: the real path must be inside too.
+            if (options.AllowedParentRoot is string realRoot && !PathUtil.IsReallyUnder(candidate, realRoot))
+                throw new DiskChainException(child.Path, ChainProblem.OutsideAllowedRoot,
+                    $"The parent of '{child.Path}' is '{candidate}', which is a symbolic link (or lies in a linked folder) leading to '{PathUtil.RealPath(candidate) ?? "a link loop"}', outside '{realRoot}' where parents may be; it was not opened.", candidate);
             foreach (DiskLayer layer in chainSoFar)
             {
                 if (PathUtil.SamePath(layer.Path, candidate))

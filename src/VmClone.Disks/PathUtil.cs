@@ -22,6 +22,56 @@ internal static class PathUtil
         return full.StartsWith(r, Comparison) || SamePath(full, root);
     }
 
+    private static readonly System.Reflection.PropertyInfo? LinkTargetProperty = typeof(FileSystemInfo).GetProperty("LinkTarget");
+
+    /// <summary>Most symbolic links followed while resolving one path (Linux's own limit is 40).</summary>
+    private const int MaxLinkHops = 40;
+
+    /// <summary>
+    /// The full path with every symbolic link (or junction) along it resolved, as far as the path
+    /// exists; null when the links loop. Where the runtime cannot tell links (before .NET 6) the
+    /// path is returned as given.
+    /// </summary>
+    /// <remarks>netstandard2.0 has no FileSystemInfo.LinkTarget; every PowerShell 7 runtime has it, so it is read by reflection.</remarks>
+    public static string? RealPath(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (LinkTargetProperty is null)
+            return full;
+        char[] separators = { Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar };
+        string current = Path.GetPathRoot(full) ?? "";
+        var rest = new System.Collections.Generic.List<string>(full.Substring(current.Length).Split(separators, StringSplitOptions.RemoveEmptyEntries));
+        int hops = 0;
+        while (rest.Count > 0)
+        {
+            string next = Path.Combine(current, rest[0]);
+            rest.RemoveAt(0);
+            string? target = LinkTargetProperty.GetValue(new FileInfo(next)) as string;
+            if (string.IsNullOrEmpty(target))
+            {
+                current = next;
+                continue;
+            }
+            if (++hops > MaxLinkHops)
+                return null;
+            string resolved = Path.GetFullPath(Path.IsPathRooted(target) ? target! : Path.Combine(current, target!));
+            current = Path.GetPathRoot(resolved) ?? "";
+            rest.InsertRange(0, resolved.Substring(current.Length).Split(separators, StringSplitOptions.RemoveEmptyEntries));
+        }
+        return current;
+    }
+
+    /// <summary>
+    /// True when <paramref name="path"/> really lies under <paramref name="root"/>: symbolic links
+    /// in either are resolved first, so a link inside the root that points outside it is outside.
+    /// </summary>
+    public static bool IsReallyUnder(string path, string root)
+    {
+        string? realPath = RealPath(path);
+        string? realRoot = RealPath(root);
+        return realPath is not null && realRoot is not null && IsUnder(realPath, realRoot);
+    }
+
     /// <summary>Relative path from folder <paramref name="fromDirectory"/> to <paramref name="toPath"/>, or null when they share no root.</summary>
     public static string? GetRelativePath(string fromDirectory, string toPath)
     {

@@ -26,7 +26,7 @@ public sealed partial class VmStore
             report.IsHealthy = true;
             return report;
         }
-        IDisposable? held = repair ? Lock(cancellationToken) : null;
+        IDisposable? held = repair ? StoreLock(exclusive: true, cancellationToken) : null;
         try
         {
             CheckStoreManifest(problems, repair);
@@ -92,57 +92,20 @@ public sealed partial class VmStore
                 if (subject is null)
                     continue;
                 string kind = top == BasesFolder ? "base" : "clone";
-                if (name.StartsWith(RemovingPrefix, StringComparison.Ordinal))
-                {
-                    VmStoreProblem r = Add(problems, StoreProblemKind.InterruptedOperation, $"{kind} {subject}", dir,
-                        $"removing {kind} '{subject}' was cut off; its files are left in '{dir}'");
-                    if (repair)
-                    {
-                        DeleteFolder(dir);
-                        Repaired(r, "finished the removal");
-                    }
+                // An operation still running in another process or runspace holds the subject's
+                // lock: its work folder is not a problem. (A repair holds the store exclusive, so
+                // nothing can be running then.)
+                if (!repair && !StoreLocks.IsFree(Root, kind, subject))
                     continue;
-                }
-                StorePlan? plan = null;
-                try
-                {
-                    string planPath = Path.Combine(dir, PlanFile);
-                    if (File.Exists(planPath))
-                        plan = Manifest.Deserialize<StorePlan>(File.ReadAllText(planPath));
-                }
-                catch (System.Text.Json.JsonException)
-                {
-                }
-                string what = plan is null ? $"an operation on {kind} '{subject}'" : $"'{plan.Describe().Split('\n')[0].Trim()}'";
-                bool committing = plan is { Phase: "Committing", CloneManifest: not null } && CloneExists(subject);
-                VmStoreProblem p = Add(problems, StoreProblemKind.InterruptedOperation, $"{kind} {subject}", dir,
-                    committing
-                        ? $"{what} was cut off while moving its new files into place"
-                        : $"{what} was cut off before it was committed; its unfinished files are in '{dir}'");
+                Recovery r = RecoverWorkFolder(dir, kind, subject, apply: false, CancellationToken.None);
+                VmStoreProblem p = Add(problems, StoreProblemKind.InterruptedOperation, $"{kind} {subject}", dir, r.Description);
                 if (!repair)
                     continue;
-                if (committing)
-                {
-                    // Every new file was complete before the first move: finishing is safe.
-                    plan!.Folder = CloneFolder(subject);
-                    foreach (PlannedVolume v in plan.Volumes)
-                    {
-                        v.Path = Path.Combine(plan.Folder, Path.GetFileName(v.Path));
-                        if (v.Supersedes is not null)
-                            v.Supersedes = Path.Combine(plan.Folder, Path.GetFileName(v.Supersedes));
-                    }
-                    Commit(plan, dir);
-                    Repaired(p, "finished the operation (moved the new files into place, wrote the manifest)");
-                }
-                else
-                {
-                    DeleteFolder(dir);
-                    Repaired(p, "undid the operation (deleted its unfinished files)");
-                }
+                RecoverWorkFolder(dir, kind, subject, apply: true, CancellationToken.None);
+                Repaired(p, r.Action);
             }
         }
     }
-
 
     private Dictionary<string, BaseManifest> CheckBases(List<VmStoreProblem> problems, bool repair, CancellationToken cancellationToken)
     {
@@ -350,7 +313,7 @@ public sealed partial class VmStore
         foreach (string entry in Directory.EnumerateFileSystemEntries(Root))
         {
             string name = Path.GetFileName(entry);
-            if (name is StoreFile or LockFile or "bases" or "clones")
+            if (name is StoreFile or LockFile or StoreLocks.FolderName or "bases" or "clones")
                 continue;
             Add(problems, StoreProblemKind.OrphanedFile, "store", entry, $"'{entry}' is not part of the store", "not repaired: delete it if you do not need it");
         }

@@ -17,33 +17,96 @@ public sealed partial class VmStore
     /// Carries out a plan. Returns the new or changed base (<see cref="VmBaseInfo"/>) or clone
     /// (<see cref="VmCloneInfo"/>), or null for a removal.
     /// </summary>
+    /// <remarks>
+    /// Takes the store's lock shared (Test-VmStore -Repair takes it exclusive) and the subject's
+    /// lock exclusive, with shared locks on the bases and clones it reads: operations on
+    /// different clones run in parallel, operations on one clone or base one after the other.
+    /// Under those locks it first finishes or undoes whatever an earlier, cut-off operation left
+    /// of the subject; if that changed the clone, the plan is made again for what is there now.
+    /// </remarks>
     public object? Execute(StorePlan plan, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (!string.Equals(Path.GetFullPath(plan.Store), Root, StringComparison.Ordinal))
             throw new ArgumentException($"The plan is for store '{plan.Store}', not '{Root}'.", nameof(plan));
-        using (Lock(cancellationToken))
+        EnsureCreated();
+        using (StoreLock(exclusive: false, cancellationToken))
+        using (StoreLocks.Acquire(Root, LocksFor(plan), plan.Describe().Split('\n')[0].Trim(), cancellationToken))
         {
-            switch (plan.Operation)
+            bool recovered = RecoverSubject(plan.SubjectKind, plan.Subject, cancellationToken);
+            if (recovered && plan.Operation is StoreOperation.Restore or StoreOperation.ClearTemporary or StoreOperation.Rebase
+                && File.Exists(Path.Combine(plan.Folder, CloneFile)) && ManifestDigest(Path.Combine(plan.Folder, CloneFile)) != plan.ManifestDigest)
+                plan = Replan(plan);
+            try
             {
-                case StoreOperation.NewBase:
-                    ExecuteNewBase(plan, progress, cancellationToken);
-                    return GetBase(plan.Subject);
-                case StoreOperation.NewClone:
-                    ExecuteNewClone(plan, progress, cancellationToken);
-                    return GetClone(plan.Subject);
-                case StoreOperation.Restore:
-                case StoreOperation.ClearTemporary:
-                case StoreOperation.Rebase:
-                    ExecuteCloneChange(plan, progress, cancellationToken);
-                    return GetClone(plan.Subject);
-                case StoreOperation.RemoveClone:
-                case StoreOperation.RemoveBase:
-                    ExecuteRemove(plan);
-                    return null;
-                default:
-                    throw new ArgumentException($"Unknown operation {plan.Operation}.", nameof(plan));
+                switch (plan.Operation)
+                {
+                    case StoreOperation.NewBase:
+                        ExecuteNewBase(plan, progress, cancellationToken);
+                        return GetBase(plan.Subject);
+                    case StoreOperation.NewClone:
+                        ExecuteNewClone(plan, progress, cancellationToken);
+                        return GetClone(plan.Subject);
+                    case StoreOperation.Restore:
+                    case StoreOperation.ClearTemporary:
+                    case StoreOperation.Rebase:
+                        ExecuteCloneChange(plan, progress, cancellationToken);
+                        return GetClone(plan.Subject);
+                    case StoreOperation.RemoveClone:
+                    case StoreOperation.RemoveBase:
+                        ExecuteRemove(plan);
+                        return null;
+                    default:
+                        throw new ArgumentException($"Unknown operation {plan.Operation}.", nameof(plan));
+                }
+            }
+            catch (IOException ex) when (IsDiskFull(ex))
+            {
+                throw new StoreException("DiskFull", VmCloneErrorKind.InvalidOperation,
+                    $"There is not enough free space in '{Root}' for: {plan.Describe().Split('\n')[0].Trim()}. " +
+                    "Nothing of it was kept (its unfinished files were deleted, the originals are untouched); free some space and run the command again.", plan.Subject, ex);
             }
         }
+    }
+
+    /// <summary>The same operation planned again, for what the subject is now.</summary>
+    private StorePlan Replan(StorePlan plan) => plan.Operation switch
+    {
+        StoreOperation.Restore => PlanRestore(plan.Subject),
+        StoreOperation.ClearTemporary => PlanClearTemporary(plan.Subject),
+        StoreOperation.Rebase => PlanRebase(plan.Subject, plan.ToBase!),
+        _ => plan,
+    };
+
+    /// <summary>The subject exclusive; what the operation reads shared.</summary>
+    private IEnumerable<LockRequest> LocksFor(StorePlan plan)
+    {
+        yield return new LockRequest(plan.SubjectKind, plan.Subject, exclusive: true);
+        if (plan.FromBase is not null)
+            yield return new LockRequest("base", plan.FromBase, exclusive: false);
+        if (plan.Operation == StoreOperation.NewBase && plan.ToBase is string sourceClone)
+        {
+            yield return new LockRequest("clone", sourceClone, exclusive: false);
+            string? itsBase = null;
+            try { itsBase = LoadClone(sourceClone).Base; } catch (StoreException) { }
+            if (itsBase is not null)
+                yield return new LockRequest("base", itsBase, exclusive: false);
+        }
+        else if (plan.ToBase is not null)
+        {
+            yield return new LockRequest("base", plan.ToBase, exclusive: false);
+        }
+    }
+
+    /// <summary>ENOSPC (Unix), ERROR_DISK_FULL / ERROR_HANDLE_DISK_FULL (Windows).</summary>
+    internal static bool IsDiskFull(Exception ex)
+    {
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+        {
+            int code = e.HResult & 0xFFFF;
+            if (e is IOException && (e.HResult == 28 || code == 0x70 || code == 0x27 || e.Message.IndexOf("No space left", StringComparison.OrdinalIgnoreCase) >= 0))
+                return true;
+        }
+        return false;
     }
 
     private void ExecuteNewBase(StorePlan plan, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
@@ -52,7 +115,9 @@ public sealed partial class VmStore
         string staging = NewStagingFolder(plan.Folder);
         try
         {
+            FaultPoint.Hit("staging created");
             Manifest.Write(Path.Combine(staging, PlanFile), plan);
+            FaultPoint.Hit("plan written");
             var manifest = new BaseManifest
             {
                 Name = plan.Subject,
@@ -79,11 +144,14 @@ public sealed partial class VmStore
             foreach (PlannedVolume step in plan.Volumes)
                 ReadOnlyFile.Mark(Path.Combine(staging, Path.GetFileName(step.Path)), readOnly: true);
             Manifest.Write(Path.Combine(staging, BaseFile), manifest);
+            FaultPoint.Hit("manifest written");
             File.Delete(Path.Combine(staging, PlanFile));
+            FaultPoint.Hit("plan deleted");
             // The base appears in one step: a folder rename.
             Directory.Move(staging, plan.Folder);
+            FaultPoint.Hit("moved into place");
         }
-        catch
+        catch (Exception ex) when (!FaultPoint.IsCrash(ex))
         {
             TryDeleteFolder(staging);
             throw;
@@ -97,16 +165,21 @@ public sealed partial class VmStore
         string staging = NewStagingFolder(plan.Folder);
         try
         {
+            FaultPoint.Hit("staging created");
             Manifest.Write(Path.Combine(staging, PlanFile), plan);
+            FaultPoint.Hit("plan written");
             foreach (PlannedVolume step in plan.Volumes)
                 BuildStaged(step, Path.Combine(staging, Path.GetFileName(step.Path)), progress, cancellationToken);
             CloneManifest manifest = plan.CloneManifest!;
             manifest.Created = DateTimeOffset.UtcNow;
             Manifest.Write(Path.Combine(staging, CloneFile), manifest);
+            FaultPoint.Hit("manifest written");
             File.Delete(Path.Combine(staging, PlanFile));
+            FaultPoint.Hit("plan deleted");
             Directory.Move(staging, plan.Folder);
+            FaultPoint.Hit("moved into place");
         }
-        catch
+        catch (Exception ex) when (!FaultPoint.IsCrash(ex))
         {
             TryDeleteFolder(staging);
             throw;
@@ -121,49 +194,77 @@ public sealed partial class VmStore
                 $"Clone '{plan.Subject}' was changed or removed since this operation was planned; nothing was done. Run the command again.", plan.Subject);
         if (!plan.Changes.Any())
             return;
+        RefuseInUse(TouchedFiles(plan), "clone", plan.Subject);
         string staging = NewStagingFolder(plan.Folder);
         try
         {
+            FaultPoint.Hit("staging created");
+            plan.Phase = PhasePreparing;
             Manifest.Write(Path.Combine(staging, PlanFile), plan);
+            FaultPoint.Hit("plan written");
             foreach (PlannedVolume step in plan.Volumes.Where(v => v.IsStaged))
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 // Flattening reads the volume in place and writes the standalone copy beside it.
                 BuildStaged(step, Path.Combine(staging, Path.GetFileName(step.Path)), progress, cancellationToken);
             }
-            foreach (PlannedVolume step in plan.Volumes.Where(v => v.Action == VolumeAction.Reparent))
-            {
-                // In place and safe at any point: every range copied in shows what it showed
-                // already, and the link switch is one crash-safe header update.
-                progress?.Report(new OperationProgress($"Clone {plan.Subject}", $"re-parenting {step.Volume}", 0, 1));
-                DiskOperations.SetParent(step.Path, step.Source!, preserveContent: true, ignoreIdMismatch: false, progress, cancellationToken);
-            }
         }
-        catch
+        catch (Exception ex) when (!FaultPoint.IsCrash(ex))
         {
             TryDeleteFolder(staging);
             throw;
         }
-        plan.Phase = "Committing";
+        if (plan.Volumes.Any(v => v.Action == VolumeAction.Reparent))
+        {
+            // From here on the journal rolls forward: the new files are complete, and each
+            // re-parenting step keeps the data volume's content and can be repeated.
+            plan.Phase = PhaseReparenting;
+            Manifest.Write(Path.Combine(staging, PlanFile), plan);
+            FaultPoint.Hit("reparenting");
+            try
+            {
+                Reparent(plan, progress, cancellationToken);
+            }
+            catch (Exception ex) when (!FaultPoint.IsCrash(ex) && !AnyLinkSwitched(plan))
+            {
+                // No link was switched yet: the clone still reads exactly as before, so the
+                // operation can be undone instead (what was copied in shows what it showed).
+                TryDeleteFolder(staging);
+                throw;
+            }
+        }
+        plan.Phase = PhaseCommitting;
         Manifest.Write(Path.Combine(staging, PlanFile), plan);
+        FaultPoint.Hit("committing");
         Commit(plan, staging);
     }
 
-    /// <summary>Moves every staged file over its volume, deletes superseded files, writes the manifest, drops the staging folder. Also finishes a cut-off commit.</summary>
+    /// <summary>Moves every staged file over its volume, deletes superseded files, writes the manifest, drops the staging folder. Also finishes a cut-off commit; every step may be repeated.</summary>
     internal void Commit(StorePlan plan, string staging)
     {
         foreach (PlannedVolume step in plan.Volumes.Where(v => v.IsStaged))
         {
             string staged = Path.Combine(staging, Path.GetFileName(step.Path));
             if (File.Exists(staged))
+            {
                 AtomicFile.MoveOver(staged, step.Path);
+                FaultPoint.Hit("moved " + step.Volume);
+            }
         }
         foreach (PlannedVolume step in plan.Volumes)
         {
             if (step.Supersedes is not null && File.Exists(step.Supersedes) && !string.Equals(step.Supersedes, step.Path, StringComparison.Ordinal))
+            {
                 File.Delete(step.Supersedes);
+                FaultPoint.Hit("deleted superseded " + step.Volume);
+            }
         }
         Manifest.Write(Path.Combine(plan.Folder, CloneFile), plan.CloneManifest!);
+        FaultPoint.Hit("manifest written");
+        // plan.json goes first: a folder left with files but no plan is an undo, and by now
+        // everything the plan did is in place.
+        File.Delete(Path.Combine(staging, PlanFile));
+        FaultPoint.Hit("plan deleted");
         TryDeleteFolder(staging);
     }
 
@@ -180,11 +281,14 @@ public sealed partial class VmStore
                 throw new StoreException("BaseInUse", VmCloneErrorKind.InUse,
                     $"Base '{plan.Subject}' cannot be removed: {string.Join("; ", dependents)} depend(s) on it.", plan.Subject);
         }
+        RefuseInUse(Directory.EnumerateFiles(plan.Folder).Where(IsDiskFile), plan.SubjectKind, plan.Subject);
         // The subject disappears in one step (a rename); deleting the renamed folder may then take
-        // its time, and a cut-off deletion is finished by Test-VmStore -Repair.
+        // its time, and a cut-off deletion is finished by the next command on that name or by
+        // Test-VmStore -Repair.
         string parent = Path.GetDirectoryName(plan.Folder)!;
         string removing = Path.Combine(parent, RemovingPrefix + plan.Subject + "-" + Guid.NewGuid().ToString("N").Substring(0, 8));
         Directory.Move(plan.Folder, removing);
+        FaultPoint.Hit("renamed away");
         DeleteFolder(removing);
     }
 

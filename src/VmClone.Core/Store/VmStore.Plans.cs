@@ -188,6 +188,15 @@ public sealed partial class VmStore
         plan.FromBase = clone.Base;
         plan.ToBase = nb.Name;
         plan.ManifestDigest = ManifestDigest(Path.Combine(folder, CloneFile));
+        if (string.Equals(clone.Base, nb.Name, StringComparison.OrdinalIgnoreCase))
+        {
+            // Already there (an earlier run finished this clone): running a rebase again redoes
+            // nothing that is done. Restore-VmClone is what starts a clone afresh.
+            foreach (CloneVolumeManifest v in clone.Volumes)
+                plan.Volumes.Add(Keep(folder, v, $"already on base '{nb.Name}'"));
+            plan.CloneManifest = clone;
+            return plan;
+        }
         var manifest = CopyOf(clone);
         manifest.Base = nb.Name;
         manifest.LastRebased = DateTimeOffset.UtcNow;

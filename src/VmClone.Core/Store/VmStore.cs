@@ -114,7 +114,7 @@ public sealed partial class VmStore
             return;
         }
         if (Directory.Exists(Root) && Directory.EnumerateFileSystemEntries(Root).Any(e =>
-                Path.GetFileName(e) is not ("bases" or "clones" or LockFile)))
+                Path.GetFileName(e) is not ("bases" or "clones" or LockFile or StoreLocks.FolderName)))
             throw new StoreException("NotAStore", VmCloneErrorKind.InvalidArgument,
                 $"'{Root}' is not empty and is not a VmClone store (it has no {StoreFile}); choose an empty or new folder for -Store.", Root);
         Directory.CreateDirectory(BasesFolder);
@@ -191,31 +191,22 @@ public sealed partial class VmStore
     }
 
     /// <summary>
-    /// Takes the store's write lock: one changing command at a time per store (across processes).
-    /// Readers do not take it. Waits up to <paramref name="timeout"/>, then refuses with StoreBusy.
+    /// The store-wide lock (store/.lock): every changing command holds it shared for its whole
+    /// length, Test-VmStore -Repair holds it exclusive, so a repair never runs beside an operation
+    /// (and VmClone versions that took it exclusive for every command still exclude this one).
+    /// Waits up to the lock timeout, then refuses with StoreBusy.
     /// </summary>
-    internal IDisposable Lock(CancellationToken cancellationToken, TimeSpan? timeout = null)
+    internal IDisposable StoreLock(bool exclusive, CancellationToken cancellationToken, TimeSpan? timeout = null)
     {
         EnsureCreated();
         string path = Path.Combine(Root, LockFile);
-        DateTime until = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
-        while (true)
-        {
-            try
-            {
-                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
-            }
-            catch (IOException) when (DateTime.UtcNow < until)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                Thread.Sleep(100);
-            }
-            catch (IOException ex)
-            {
-                throw new StoreException("StoreBusy", VmCloneErrorKind.InUse,
-                    $"Another VmClone command is changing store '{Root}'; try again when it has finished.", Root, ex);
-            }
-        }
+        FileStream? held = StoreLocks.Take(path, exclusive, timeout ?? StoreLocks.DefaultTimeout, cancellationToken);
+        if (held is null)
+            throw new StoreException("StoreBusy", VmCloneErrorKind.InUse,
+                exclusive
+                    ? $"Other VmClone commands are changing store '{Root}'; try again when they have finished."
+                    : $"Store '{Root}' is being repaired (Test-VmStore -Repair); try again when it has finished.", Root);
+        return held;
     }
 
     /// <summary>A fresh staging folder beside <paramref name="finalFolder"/> (same depth, so relative parent paths stay right).</summary>

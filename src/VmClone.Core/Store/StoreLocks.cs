@@ -1,0 +1,234 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Threading;
+
+namespace VmClone.Core.Store;
+
+/// <summary>One lock an operation needs: a base or a clone, shared (read) or exclusive (change).</summary>
+internal readonly struct LockRequest
+{
+    public LockRequest(string kind, string name, bool exclusive)
+    {
+        Kind = kind;
+        Name = name;
+        Exclusive = exclusive;
+    }
+
+    /// <summary>"base" or "clone".</summary>
+    public string Kind { get; }
+
+    public string Name { get; }
+
+    public bool Exclusive { get; }
+}
+
+/// <summary>
+/// Operating-system file locks on a store's bases and clones, held for the length of an
+/// operation. One lock file per name under &lt;store&gt;/.locks (never deleted: deleting a lock file
+/// someone waits on splits the lock). Exclusive means FileShare.None (Windows share modes;
+/// flock(LOCK_EX) on Linux and macOS), shared means a read open that shares reading
+/// (flock(LOCK_SH)). Both kinds of lock die with the process that holds them, so a killed
+/// command never blocks the next one. Because every open file description takes its own lock,
+/// two runspaces of one process exclude each other just as two processes do.
+/// Beside each held lock an owner file (&lt;name&gt;@&lt;pid&gt;-&lt;id&gt;.owner) says who holds it, so that a
+/// refusal can name the process and host; owner files of dead processes are ignored and removed.
+/// </summary>
+internal sealed class StoreLocks : IDisposable
+{
+    internal const string FolderName = ".locks";
+
+    /// <summary>Environment variable: seconds a command waits for a lock before it is refused (default 30).</summary>
+    internal const string TimeoutVariable = "VMCLONE_LOCK_TIMEOUT_SECONDS";
+
+    private readonly List<(FileStream Lock, string Owner)> _held = new();
+
+    private StoreLocks()
+    {
+    }
+
+    internal static TimeSpan DefaultTimeout
+    {
+        get
+        {
+            string? s = Environment.GetEnvironmentVariable(TimeoutVariable);
+            return double.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double seconds) && seconds >= 0
+                ? TimeSpan.FromSeconds(seconds)
+                : TimeSpan.FromSeconds(30);
+        }
+    }
+
+    /// <summary>
+    /// Takes every lock in a fixed order (clones before bases, by name; a name asked for both
+    /// shared and exclusive is taken exclusive), so two commands never wait on each other in a
+    /// cycle. Waits up to <paramref name="timeout"/> for each, then refuses with CloneBusy or
+    /// BaseBusy naming the holder; locks already taken are released.
+    /// </summary>
+    public static StoreLocks Acquire(string storeRoot, IEnumerable<LockRequest> requests, string purpose, CancellationToken cancellationToken, TimeSpan? timeout = null)
+    {
+        var wanted = requests
+            .GroupBy(r => (r.Kind, Key: r.Name.ToLowerInvariant()))
+            .Select(g => new LockRequest(g.Key.Kind, g.First().Name, g.Any(r => r.Exclusive)))
+            .OrderBy(r => r.Kind == "clone" ? 0 : 1)
+            .ThenBy(r => r.Name.ToLowerInvariant(), StringComparer.Ordinal)
+            .ToList();
+        string folder = Path.Combine(storeRoot, FolderName);
+        Directory.CreateDirectory(folder);
+        var locks = new StoreLocks();
+        try
+        {
+            foreach (LockRequest r in wanted)
+            {
+                string stem = $"{r.Kind}-{r.Name.ToLowerInvariant()}";
+                FileStream? held = Take(Path.Combine(folder, stem + ".lock"), r.Exclusive, timeout ?? DefaultTimeout, cancellationToken);
+                if (held is null)
+                {
+                    string holders = DescribeHolders(folder, stem);
+                    string kind = r.Kind == "base" ? "Base" : "Clone";
+                    throw new StoreException(kind + "Busy", VmCloneErrorKind.InUse,
+                        $"{kind} '{r.Name}' is in use by {holders}; nothing was changed. Try again when that command has finished.", r.Name);
+                }
+                locks._held.Add((held, WriteOwner(folder, stem, purpose)));
+            }
+            return locks;
+        }
+        catch
+        {
+            locks.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>True when nobody holds the lock of this base or clone (a cut-off operation on it is not running any more).</summary>
+    public static bool IsFree(string storeRoot, string kind, string name)
+    {
+        string path = Path.Combine(storeRoot, FolderName, $"{kind}-{name.ToLowerInvariant()}.lock");
+        if (!File.Exists(path))
+            return true;
+        using FileStream? probe = Take(path, exclusive: true, TimeSpan.Zero, CancellationToken.None);
+        return probe is not null;
+    }
+
+    /// <summary>Opens the lock file with the sharing that makes it a lock; null when it is still held by someone else after <paramref name="timeout"/>.</summary>
+    internal static FileStream? Take(string path, bool exclusive, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        DateTime until = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            try
+            {
+                return exclusive
+                    ? new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None)
+                    : new FileStream(path, FileMode.OpenOrCreate, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.None);
+            }
+            catch (IOException ex) when (ex is not (DirectoryNotFoundException or FileNotFoundException or PathTooLongException))
+            {
+                if (DateTime.UtcNow >= until)
+                    return null;
+                cancellationToken.ThrowIfCancellationRequested();
+                Thread.Sleep(50);
+            }
+        }
+    }
+
+    private static string WriteOwner(string folder, string stem, string purpose)
+    {
+        string path = Path.Combine(folder, $"{stem}@{Process.GetCurrentProcess().Id}-{Guid.NewGuid().ToString("N").Substring(0, 8)}.owner");
+        try
+        {
+            string text = string.Join("\n", Process.GetCurrentProcess().Id, Environment.MachineName, ProcessName(), DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss zzz"), purpose.Replace('\n', ' '));
+            File.WriteAllText(path, text + "\n");
+        }
+        catch (IOException)
+        {
+            // Who holds a lock is a courtesy for error messages; the lock itself is what counts.
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return path;
+    }
+
+    /// <summary>The holders named by owner files, e.g. "process 1234 (pwsh) on host lab: Rebase clone 'lab-01' …, since …".</summary>
+    internal static string DescribeHolders(string folder, string stem)
+    {
+        var parts = new List<string>();
+        foreach (string file in Directory.EnumerateFiles(folder, stem + "@*.owner"))
+        {
+            string[] lines;
+            try
+            {
+                lines = File.ReadAllLines(file);
+            }
+            catch (IOException)
+            {
+                continue;
+            }
+            if (lines.Length < 5 || !int.TryParse(lines[0], out int pid))
+                continue;
+            bool sameHost = string.Equals(lines[1], Environment.MachineName, StringComparison.OrdinalIgnoreCase);
+            if (sameHost && !IsAlive(pid))
+            {
+                TryDelete(file);
+                continue;
+            }
+            parts.Add($"process {pid} ({lines[2]}) on host {lines[1]}: {lines[4]}, since {lines[3]}");
+        }
+        return parts.Count == 0 ? "another VmClone command" : "another VmClone command — " + string.Join("; ", parts);
+    }
+
+    private static bool IsAlive(int pid)
+    {
+        try
+        {
+            using Process p = Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    private static string ProcessName()
+    {
+        try
+        {
+            return Process.GetCurrentProcess().ProcessName;
+        }
+        catch (InvalidOperationException)
+        {
+            return "?";
+        }
+    }
+
+    private static void TryDelete(string file)
+    {
+        try
+        {
+            File.Delete(file);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+
+    public void Dispose()
+    {
+        for (int i = _held.Count - 1; i >= 0; i--)
+        {
+            TryDelete(_held[i].Owner);
+            _held[i].Lock.Dispose();
+        }
+        _held.Clear();
+    }
+}

@@ -1,0 +1,222 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmClone.Core.Disks;
+using VmClone.Disks;
+
+namespace VmClone.Core.Store;
+
+// The journal: a staging folder's plan.json records how far an operation got. Recovery reads it
+// and finishes or undoes the operation, never anything in between:
+//   no plan.json, or Phase Preparing   new files were still being built beside the subject;
+//                                     nothing of the subject was touched  -> undo (delete them)
+//   Phase Reparenting                 every new file is complete; data volumes are being
+//                                     re-parented in place (each step keeps the content and can
+//                                     be repeated)                        -> finish
+//   Phase Committing                  new files are being moved into place -> finish
+//   .removing-* folder                the subject was renamed away         -> finish the deletion
+// Recovery of a subject runs under that subject's exclusive lock: at the start of every changing
+// command on it, and for the whole store in Test-VmStore -Repair.
+public sealed partial class VmStore
+{
+    internal const string PhasePreparing = "Preparing";
+    internal const string PhaseReparenting = "Reparenting";
+    internal const string PhaseCommitting = "Committing";
+
+    /// <summary>What recovery did with one work folder, or would do.</summary>
+    internal sealed class Recovery
+    {
+        public string Description { get; set; } = "";
+
+        public string Action { get; set; } = "";
+
+        public bool Finished { get; set; }
+    }
+
+    /// <summary>The work folders (staging, removal) of one base or clone.</summary>
+    internal IEnumerable<string> WorkFolders(string kind, string subject)
+    {
+        string top = kind == "base" ? BasesFolder : ClonesFolder;
+        if (!Directory.Exists(top))
+            return Array.Empty<string>();
+        return Directory.EnumerateDirectories(top, ".*")
+            .Where(d => string.Equals(SubjectOfWorkFolder(Path.GetFileName(d)), subject, StringComparison.OrdinalIgnoreCase))
+            .OrderBy(d => d, StringComparer.Ordinal)
+            .ToList();
+    }
+
+    /// <summary>
+    /// Finishes or undoes every cut-off operation on one subject. The caller holds the subject's
+    /// exclusive lock. Returns true when anything was done.
+    /// </summary>
+    internal bool RecoverSubject(string kind, string subject, CancellationToken cancellationToken)
+    {
+        bool any = false;
+        foreach (string dir in WorkFolders(kind, subject))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            RecoverWorkFolder(dir, kind, subject, apply: true, cancellationToken);
+            any = true;
+        }
+        return any;
+    }
+
+    /// <summary>Describes (and with <paramref name="apply"/> carries out) the recovery of one work folder.</summary>
+    internal Recovery RecoverWorkFolder(string dir, string kind, string subject, bool apply, CancellationToken cancellationToken)
+    {
+        string name = Path.GetFileName(dir);
+        if (name.StartsWith(RemovingPrefix, StringComparison.Ordinal))
+        {
+            if (apply)
+                DeleteFolder(dir);
+            return new Recovery
+            {
+                Description = $"removing {kind} '{subject}' was cut off; its files are left in '{dir}'",
+                Action = "finished the removal",
+                Finished = true,
+            };
+        }
+        StorePlan? plan = ReadPlan(dir);
+        string what = plan is null ? $"an operation on {kind} '{subject}'" : $"'{plan.Describe().Split('\n')[0].Trim()}'";
+        bool forward = plan is { CloneManifest: not null } && plan.Phase is PhaseCommitting or PhaseReparenting
+            && kind == "clone" && CloneExists(subject);
+        if (!forward)
+        {
+            if (apply)
+                DeleteFolder(dir);
+            return new Recovery
+            {
+                Description = $"{what} was cut off before it was committed; its unfinished files are in '{dir}'",
+                Action = "undid the operation (deleted its unfinished files; nothing else had been changed)",
+            };
+        }
+        var result = new Recovery
+        {
+            Description = plan!.Phase == PhaseReparenting
+                ? $"{what} was cut off while re-parenting its data volumes in place"
+                : $"{what} was cut off while moving its new files into place",
+            Action = "finished the operation (completed every step recorded in its plan, wrote the manifest)",
+            Finished = true,
+        };
+        if (apply)
+        {
+            Relocate(plan, subject);
+            if (plan.Phase == PhaseReparenting)
+            {
+                Reparent(plan, null, cancellationToken);
+                plan.Phase = PhaseCommitting;
+                Manifest.Write(Path.Combine(dir, PlanFile), plan);
+            }
+            Commit(plan, dir);
+        }
+        return result;
+    }
+
+    private static StorePlan? ReadPlan(string dir)
+    {
+        string planPath = Path.Combine(dir, PlanFile);
+        try
+        {
+            return File.Exists(planPath) ? Manifest.Deserialize<StorePlan>(File.ReadAllText(planPath)) : null;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            // plan.json is written atomically: a damaged one was never a committed intent.
+            return null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Maps every path of a recorded plan into this store (it may have been moved since).</summary>
+    private void Relocate(StorePlan plan, string subject)
+    {
+        string oldRoot = plan.Store;
+        string Map(string p)
+        {
+            string prefix = oldRoot.TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+            return p.StartsWith(prefix, StringComparison.Ordinal) ? Path.Combine(Root, p.Substring(prefix.Length)) : p;
+        }
+        plan.Store = Root;
+        plan.Folder = CloneFolder(subject);
+        foreach (PlannedVolume v in plan.Volumes)
+        {
+            v.Path = Path.Combine(plan.Folder, Path.GetFileName(v.Path));
+            if (v.Supersedes is not null)
+                v.Supersedes = Path.Combine(plan.Folder, Path.GetFileName(v.Supersedes));
+            if (v.Source is not null)
+                v.Source = Map(v.Source);
+        }
+    }
+
+    /// <summary>
+    /// Re-parents every data volume the plan re-parents. Each step copies what differs between
+    /// the old and the new parent into the volume, then switches the link: the content is the same
+    /// before, during and after, and a step that was cut off (or already done) can be repeated.
+    /// </summary>
+    private void Reparent(StorePlan plan, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+    {
+        foreach (PlannedVolume step in plan.Volumes.Where(v => v.Action == VolumeAction.Reparent))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            progress?.Report(new OperationProgress($"Clone {plan.Subject}", $"re-parenting {step.Volume}", 0, 1));
+            FaultPoint.Hit("reparent");
+            DiskOperations.SetParent(step.Path, step.Source!, preserveContent: true, ignoreIdMismatch: false, progress, cancellationToken);
+        }
+    }
+
+    /// <summary>True when some re-parented volume's link already points at its new parent.</summary>
+    private bool AnyLinkSwitched(StorePlan plan)
+    {
+        foreach (PlannedVolume step in plan.Volumes.Where(v => v.Action == VolumeAction.Reparent))
+        {
+            try
+            {
+                using DiskLayer layer = VirtualDisk.OpenLayer(step.Path, FileAccess.Read);
+                using DiskLayer parent = VirtualDisk.OpenLayer(step.Source!, FileAccess.Read);
+                if (layer.ParentReference?.Accepts(parent.Identity) == true)
+                    return true;
+            }
+            catch (VirtualDiskException)
+            {
+                return true; // unsure: finish rather than undo
+            }
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// Refuses (VolumeInUse, naming the file) when another program has a file open: a running
+    /// virtual machine's disk is never replaced, re-parented or deleted under it. The probe is an
+    /// exclusive open (share modes on Windows, flock on Linux and macOS), released at once.
+    /// </summary>
+    internal static void RefuseInUse(IEnumerable<string> files, string subjectKind, string subject)
+    {
+        foreach (string file in files.Distinct(StringComparer.Ordinal))
+        {
+            if (!File.Exists(file))
+                continue;
+            string? holder = FileInUse.Holder(file);
+            if (holder is null)
+                continue;
+            throw new StoreException("VolumeInUse", VmCloneErrorKind.InUse,
+                $"The {subjectKind} '{subject}' was not changed: its file '{file}' is open in another program ({holder}). " +
+                "Stop the virtual machine (or the program) that uses it, then run the command again.", subject);
+        }
+    }
+
+    /// <summary>The files of a clone that an operation changes in place, replaces or deletes.</summary>
+    private static IEnumerable<string> TouchedFiles(StorePlan plan)
+    {
+        foreach (PlannedVolume step in plan.Changes)
+        {
+            yield return step.Path;
+            if (step.Supersedes is not null)
+                yield return step.Supersedes;
+        }
+    }
+}
