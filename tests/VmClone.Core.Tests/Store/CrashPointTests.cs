@@ -1,0 +1,271 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using VmClone.Core.Store;
+using VmClone.Disks;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace VmClone.Core.Tests.Store;
+
+/// <summary>
+/// Every store operation cut off at its crash points — each named step between file-system
+/// changes, and disk-file writes, resizes and flushes — as a killed process would leave it. After
+/// each cut: Test-VmStore -Repair (or the next command) leaves the clone as before or as after,
+/// never in between; running the operation again completes it; every data volume hashes as before.
+/// The default run tries an evenly spread sample of the disk-write points of each operation; with
+/// VMCLONE_STRESS=1 it tries every one.
+/// </summary>
+public class CrashPointTests : IClassFixture<CrashPointTests.Template>
+{
+    /// <summary>One template store for every scenario; each cut works on a copy of it.</summary>
+    public sealed class Template : IDisposable
+    {
+        public Template()
+        {
+            Store = new TestStore();
+            Root = Path.Combine(Store.Folder, "template");
+            BuildTemplate(VmStore.At(Root), Store);
+        }
+
+        public TestStore Store { get; }
+
+        public string Root { get; }
+
+        public void Dispose() => Store.Dispose();
+    }
+
+    private const long Size = 8L << 20;
+    private static readonly bool Stress = Environment.GetEnvironmentVariable("VMCLONE_STRESS") == "1";
+    private readonly ITestOutputHelper _output;
+
+    private readonly Template _template;
+
+    public CrashPointTests(Template template, ITestOutputHelper output)
+    {
+        _template = template;
+        _output = output;
+    }
+
+    /// <summary>Counts hits, and throws <see cref="SimulatedCrash"/> at the chosen one.</summary>
+    private sealed class Cutter : IFileWriteObserver
+    {
+        public int Hits;
+        public int CrashAt = -1;
+        public List<string> Names = new();
+
+        public void Hit(string what)
+        {
+            Hits++;
+            Names.Add(what);
+            if (Hits == CrashAt)
+                throw new SimulatedCrash(what);
+        }
+
+        public void BeforeWrite(string path, long position, int count) => Hit($"write {Path.GetFileName(path)}@{position}");
+
+        public void BeforeSetLength(string path, long length) => Hit($"resize {Path.GetFileName(path)}");
+
+        public void BeforeFlush(string path) => Hit($"flush {Path.GetFileName(path)}");
+
+        public void AfterFlush(string path)
+        {
+        }
+    }
+
+    private sealed class Scenario
+    {
+        public string Name = "";
+        public Func<VmStore, StorePlan> Plan = null!;
+        /// <summary>The base the clone is on afterwards (null: the subject is gone / is a base).</summary>
+        public string? CloneAfter;
+        public string? CloneBefore;
+        public string Clone = "lab";
+    }
+
+    private static IEnumerable<Scenario> Scenarios() => new[]
+    {
+        new Scenario { Name = "NewClone", Clone = "lab-new", Plan = s => s.PlanNewClone("lab-new", "v1"), CloneBefore = null, CloneAfter = "v1" },
+        new Scenario { Name = "Restore", Plan = s => s.PlanRestore("lab"), CloneBefore = "v1", CloneAfter = "v1" },
+        new Scenario { Name = "ClearTemporary", Plan = s => s.PlanClearTemporary("lab"), CloneBefore = "v1", CloneAfter = "v1" },
+        new Scenario { Name = "Rebase (re-parent data)", Plan = s => s.PlanRebase("lab", "v2"), CloneBefore = "v1", CloneAfter = "v2" },
+        new Scenario { Name = "Rebase (flatten data)", Plan = s => s.PlanRebase("lab", "empty"), CloneBefore = "v1", CloneAfter = "empty" },
+        new Scenario { Name = "RemoveClone", Plan = s => s.PlanRemoveClone("lab"), CloneBefore = "v1", CloneAfter = null },
+        new Scenario { Name = "NewBaseFromClone", Plan = s => s.PlanNewBaseFromClone("v3", "lab"), CloneBefore = "v1", CloneAfter = "v1" },
+        new Scenario { Name = "RemoveBase", Clone = "lab", Plan = s => s.PlanRemoveBase("unused"), CloneBefore = "v1", CloneAfter = "v1" },
+    };
+
+    public static IEnumerable<object[]> ScenarioNames() => Scenarios().Select(s => new object[] { s.Name });
+
+    [Theory]
+    [MemberData(nameof(ScenarioNames))]
+    public void CutOffAtEveryCrashPointIsFinishedOrUndone(string scenarioName)
+    {
+        Scenario scenario = Scenarios().Single(s => s.Name == scenarioName);
+        using var t = new TestStore();
+        string template = _template.Root;
+
+        // A clean run counts the crash points.
+        var counter = new Cutter();
+        string dataBefore;
+        {
+            VmStore s = CopyStore(template, Path.Combine(t.Folder, "count"));
+            dataBefore = DataHash(s, "lab");
+            RunCut(s, scenario, counter);
+            Assert.Equal(-1, counter.CrashAt);
+        }
+        int total = counter.Hits;
+        List<int> points = Enumerable.Range(1, total)
+            .Where(i => Stress || !counter.Names[i - 1].StartsWith("write", StringComparison.Ordinal) && !counter.Names[i - 1].StartsWith("resize", StringComparison.Ordinal)
+                || i % Math.Max(1, total / 3) == 0)
+            .ToList();
+        foreach (int k in points)
+        {
+            VmStore s = CopyStore(template, Path.Combine(t.Folder, $"cut-{k}"));
+            var cutter = new Cutter { CrashAt = k };
+            bool crashed = RunCut(s, scenario, cutter);
+            Assert.True(crashed, $"{scenario.Name}: no crash at point {k} of {total}");
+            string what = $"{scenario.Name}, cut at {k}/{total} ({counter.Names[k - 1]})";
+
+            // Test-VmStore -Repair: as before or as after, nothing in between.
+            VmStoreReport repaired = s.Check(repair: true);
+            Assert.True(repaired.IsHealthy, $"{what}: repair left {string.Join("; ", repaired.Problems.Where(p => !p.Repaired).Select(p => p.Description))}");
+            VmStoreReport clean = s.Check(repair: false);
+            Assert.True(clean.IsHealthy && clean.Problems.Count == 0, $"{what}: after repair {string.Join("; ", clean.Problems.Select(p => p.Description))}");
+            string? on = s.CloneExists(scenario.Clone) ? s.LoadClone(scenario.Clone).Base : null;
+            Assert.True(on == scenario.CloneBefore || on == scenario.CloneAfter, $"{what}: clone on '{on}'");
+            if (s.CloneExists("lab"))
+                Assert.Equal(dataBefore, DataHash(s, "lab"));
+            AssertOnOneBase(s);
+
+            // Running the operation again completes it.
+            if (scenario.Name != "RemoveBase" || s.BaseExists("unused"))
+            {
+                if (!(scenario.Name == "RemoveClone" && !s.CloneExists("lab"))
+                    && !(scenario.Name == "NewClone" && s.CloneExists("lab-new"))
+                    && !(scenario.Name == "NewBaseFromClone" && s.BaseExists("v3")))
+                    s.Execute(scenario.Plan(s));
+            }
+            Assert.Equal(scenario.CloneAfter, s.CloneExists(scenario.Clone) ? s.LoadClone(scenario.Clone).Base : null);
+            Assert.True(s.Check(repair: false).IsHealthy, $"{what}: rerun left an unhealthy store");
+            if (s.CloneExists("lab"))
+                Assert.Equal(dataBefore, DataHash(s, "lab"));
+            AssertOnOneBase(s);
+            VmStore.DeleteFolder(s.Root);
+        }
+        _output.WriteLine($"{scenario.Name}: {total} crash points, {points.Count} cut off there, each repaired to before or after and completed by running it again");
+    }
+
+    [Fact]
+    public void TheNextCommandOnTheCloneFinishesACutOffRebaseAndRedoesNothing()
+    {
+        using var t = new TestStore();
+        VmStore s = CopyStore(_template.Root, t.Root);
+        string data = DataHash(s, "lab");
+        // Cut off while moving the new files into place.
+        FaultPoint.Hook = p => { if (p == "committing") throw new SimulatedCrash(p); };
+        try
+        {
+            Assert.ThrowsAny<SimulatedCrash>(() => s.Execute(s.PlanRebase("lab", "v2")));
+        }
+        finally
+        {
+            FaultPoint.Hook = null;
+        }
+        Assert.Single(s.WorkFolders("clone", "lab"));
+        // The same command again: recovery finishes the rebase; the re-made plan has nothing left to do.
+        StorePlan again = s.PlanRebase("lab", "v2");
+        var info = (VmCloneInfo)s.Execute(again)!;
+        Assert.Equal("v2", info.Base);
+        Assert.Empty(s.WorkFolders("clone", "lab"));
+        Assert.Equal(data, DataHash(s, "lab"));
+        Assert.All(s.PlanRebase("lab", "v2").Volumes, v => Assert.Equal(VolumeAction.Keep, v.Action));
+        Assert.True(s.Check(repair: false).IsHealthy);
+    }
+
+    private static bool RunCut(VmStore s, Scenario scenario, Cutter cutter)
+    {
+        StorePlan plan = scenario.Plan(s);
+        FaultPoint.Hook = cutter.Hit;
+        FileAccessor.Observer = cutter;
+        try
+        {
+            s.Execute(plan);
+            return false;
+        }
+        catch (Exception ex) when (FaultPoint.IsCrash(ex))
+        {
+            return true;
+        }
+        finally
+        {
+            FaultPoint.Hook = null;
+            FileAccessor.Observer = null;
+        }
+    }
+
+    /// <summary>
+    /// v1 (system, temp, data with content); lab on v1 with its own system and data writes;
+    /// v2 made from another clone (its data holds data: lab's data is re-parented onto it);
+    /// "empty" with an empty data volume (lab's data is flattened); "unused", a base nothing uses.
+    /// </summary>
+    private static void BuildTemplate(VmStore s, TestStore t)
+    {
+        VolumeSpec[] Specs(string prefix, bool data) => new[]
+        {
+            new VolumeSpec { Name = "system", Type = VolumeType.System, Path = t.SourceDisk($"{prefix}-system.vhdx", $"{prefix} system", Size) },
+            new VolumeSpec { Name = "temp", Type = VolumeType.Temporary, SizeBytes = Size },
+            new VolumeSpec { Name = "data", Type = VolumeType.Data, Path = t.SourceDisk($"{prefix}-data.vhdx", data ? $"{prefix} data" : null, Size) },
+        };
+        s.Execute(s.PlanNewBase("v1", Specs("v1", true)));
+        s.Execute(s.PlanNewBase("empty", Specs("empty", false)));
+        s.Execute(s.PlanNewBase("unused", Specs("unused", true)));
+        s.Execute(s.PlanNewClone("build", "v1"));
+        TestStore.Write(Volume(s, "build", "system"), 1 << 20, "updated system");
+        TestStore.Write(Volume(s, "build", "data"), 2 << 20, "build data");
+        s.Execute(s.PlanNewBaseFromClone("v2", "build"));
+        s.Execute(s.PlanRemoveClone("build"));
+        s.Execute(s.PlanNewClone("lab", "v1"));
+        TestStore.Write(Volume(s, "lab", "system"), 3 << 20, "lab system change");
+        TestStore.Write(Volume(s, "lab", "temp"), 0, "scratch");
+        TestStore.Write(Volume(s, "lab", "data"), 2 << 20, "lab's own data, over what build wrote in v2");
+        TestStore.Write(Volume(s, "lab", "data"), 5 << 20, "lab's data");
+    }
+
+    private static string Volume(VmStore s, string clone, string volume) => s.GetClone(clone).Volumes.Single(v => v.Name == volume).Path;
+
+    private static string DataHash(VmStore s, string clone) => TestStore.Hash(Volume(s, clone, "data"), s.OpenOptions);
+
+    /// <summary>Every clone's volumes lead into exactly one base: the one its manifest names (or none).</summary>
+    private static void AssertOnOneBase(VmStore s)
+    {
+        foreach (string c in s.CloneNames())
+        {
+            CloneManifest m = s.LoadClone(c);
+            var bases = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            foreach (CloneVolumeManifest v in m.Volumes)
+            {
+                using VirtualDisk disk = VirtualDisk.Open(Path.Combine(s.CloneFolder(c), v.File), FileAccess.Read, s.OpenOptions);
+                foreach (DiskLayer l in disk.Layers.Skip(1))
+                    bases.Add(Path.GetFileName(Path.GetDirectoryName(l.Path)!));
+            }
+            Assert.True(bases.Count == 0 || (bases.Count == 1 && bases.Contains(m.Base)), $"clone {c} on {m.Base} depends on {string.Join(", ", bases)}");
+        }
+    }
+
+    private static VmStore CopyStore(string from, string to)
+    {
+        foreach (string dir in Directory.EnumerateDirectories(from, "*", SearchOption.AllDirectories))
+            Directory.CreateDirectory(dir.Replace(from, to));
+        Directory.CreateDirectory(to);
+        foreach (string file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+        {
+            string target = file.Replace(from, to);
+            File.Copy(file, target);
+            if (ReadOnlyFile.IsMarked(file))
+                ReadOnlyFile.Mark(target, readOnly: true);
+        }
+        return VmStore.At(to);
+    }
+}
