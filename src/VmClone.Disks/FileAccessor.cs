@@ -125,7 +125,7 @@ internal sealed class FileAccessor : IDisposable
 
     public void Write(long position, byte[] buffer, int offset, int count)
     {
-        CurrentObserver.Value?.BeforeWrite(Path, position, count);
+        CurrentObserver.Value?.BeforeWrite(Path, position, buffer, offset, count);
         _stream.Position = position;
         _stream.Write(buffer, offset, count);
     }
@@ -156,7 +156,7 @@ internal sealed class FileAccessor : IDisposable
 /// <summary>Sees the writes, resizes and flushes of disk files (crash and fault-injection tests).</summary>
 internal interface IFileWriteObserver
 {
-    void BeforeWrite(string path, long position, int count);
+    void BeforeWrite(string path, long position, byte[] buffer, int offset, int count);
 
     void BeforeSetLength(string path, long length);
 

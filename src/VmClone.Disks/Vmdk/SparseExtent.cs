@@ -506,6 +506,14 @@ internal sealed class SparseExtent : VmdkExtent
                 problems.Add(sentence);
         }
 
+        // After a write that was cut off (uncleanShutdown set) the two copies may disagree: both
+        // are written only after the grains they point at are on the device, the redundant copy
+        // first, so either one is consistent; readers use the primary. In a cleanly closed file a
+        // disagreement means damage.
+        string CopyMismatch(string sentence) => _uncleanAtOpen
+            ? $"Warning: {sentence}, left by a write that was cut off between the two copies; the primary copy is used and is consistent."
+            : sentence + ".";
+
         var grains = new List<KeyValuePair<long, long>>(); // (start sector, grain index)
         bool compressed = _header.IsCompressed;
         for (int i = 0; i < _gd.Length; i++)
@@ -526,7 +534,7 @@ internal sealed class SparseExtent : VmdkExtent
             if (_rgd is not null)
             {
                 if ((ps == 0) != (rs == 0))
-                    Report("gdmismatch", $"{p}: the grain directory and the redundant grain directory disagree at entry {i} (sector {ps} vs {rs}).");
+                    Report("gdmismatch", CopyMismatch($"{p}: the grain directory and the redundant grain directory disagree at entry {i} (sector {ps} vs {rs})"));
                 if (rs != 0)
                 {
                     if ((long)rs * 512 + _header.GtBytes > fileLength)
@@ -545,7 +553,7 @@ internal sealed class SparseExtent : VmdkExtent
                 long grain = (long)i * _gtes + j;
                 uint g = primary[j];
                 if (redundant is not null && redundant[j] != g)
-                    Report("gtmismatch", $"{p}: the grain table and its redundant copy disagree for grain {grain} (sector {g} vs {redundant[j]}).");
+                    Report("gtmismatch", CopyMismatch($"{p}: the grain table and its redundant copy disagree for grain {grain} (sector {g} vs {redundant[j]})"));
                 if (g == GrainTable.Unallocated || (g == GrainTable.Zeroed && _header.HasZeroedGrainGtes))
                     continue;
                 if (grain * _grainBytes >= Length)

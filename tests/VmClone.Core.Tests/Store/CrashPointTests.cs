@@ -63,7 +63,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
                 throw new SimulatedCrash(what);
         }
 
-        public void BeforeWrite(string path, long position, int count) => Hit($"write {Path.GetFileName(path)}@{position}");
+        public void BeforeWrite(string path, long position, byte[] buffer, int offset, int count) => Hit($"write {Path.GetFileName(path)}@{position}");
 
         public void BeforeSetLength(string path, long length) => Hit($"resize {Path.GetFileName(path)}");
 
