@@ -1,0 +1,297 @@
+# Crash safety and concurrent use against the built module, in real processes:
+# - a child pwsh running Invoke-VmRebase over 20 clones, Restore-VmClone over them, or
+#   New-VmClone, killed at random instants; after each kill the same command run again
+#   completes it, Test-VmStore is clean, every data volume hashes as before, every clone is on
+#   exactly one base (50 kills by default, VMCLONE_STRESS=1 for 200);
+# - several processes and runspaces changing overlapping clones at once;
+# - a volume another process holds open is never replaced;
+# - a full disk (a small tmpfs, when running as root) leaves nothing half-made.
+BeforeAll {
+    Import-Module $env:VMCLONE_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+
+    function Get-PwshCommand {
+        foreach ($name in 'pwsh', 'pwsh.exe') {
+            $exe = Join-Path $PSHOME $name
+            if (Test-Path -LiteralPath $exe -PathType Leaf) { return , @($exe) }
+        }
+        , @('dotnet', (Join-Path $PSHOME 'pwsh.dll'))
+    }
+
+    # A child pwsh that imports the module and then waits for its command in $Folder/go.ps1,
+    # so that its start-up overlaps the previous round's checks. It touches $Folder/started
+    # just before running the command.
+    function Start-Victim([string] $Folder) {
+        New-Item -ItemType Directory -Path $Folder -Force | Out-Null
+        $script = @"
+`$ErrorActionPreference = 'Continue'
+Import-Module '$env:VMCLONE_MODULE'
+while (-not (Test-Path '$Folder/go.ps1')) { Start-Sleep -Milliseconds 20 }
+Start-Sleep -Milliseconds 20
+Set-Content '$Folder/started' 'x'
+. '$Folder/go.ps1'
+Set-Content '$Folder/done' 'x'
+"@
+        Set-Content (Join-Path $Folder 'victim.ps1') $script
+        $pwsh = Get-PwshCommand
+        $arguments = @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-File', (Join-Path $Folder 'victim.ps1'))
+        $psi = [Diagnostics.ProcessStartInfo]::new($pwsh[0])
+        foreach ($a in $arguments) { $psi.ArgumentList.Add($a) }
+        $psi.RedirectStandardOutput = $true
+        $psi.RedirectStandardError = $true
+        $psi.UseShellExecute = $false
+        $p = [Diagnostics.Process]::Start($psi)
+        $p.BeginOutputReadLine(); $p.BeginErrorReadLine()
+        [pscustomobject]@{ Process = $p; Folder = $Folder }
+    }
+
+    function Get-DataHashes([string] $Store) {
+        $h = @{}
+        foreach ($c in Get-VmClone -Store $Store) {
+            $h[$c.Name] = Get-DiskContentHash ($c.Volumes | Where-Object Type -eq 'Data').Path
+        }
+        $h
+    }
+
+    # Every clone's volumes lead into exactly one base, the one its manifest names (as the disks say).
+    function Assert-OneBase([string] $Store) {
+        foreach ($c in Get-VmClone -Store $Store) {
+            $bases = @($c.Volumes | Where-Object ParentPath | ForEach-Object { Split-Path (Split-Path $_.ParentPath -Parent) -Leaf } | Sort-Object -Unique)
+            if ($bases.Count -gt 1 -or ($bases.Count -eq 1 -and $bases[0] -ne $c.Base)) {
+                throw "clone $($c.Name) on $($c.Base) depends on $($bases -join ', ')"
+            }
+        }
+    }
+
+    function New-Fleet([string] $Folder, [int] $Count) {
+        $store = Join-Path $Folder 'store'
+        $sys = Join-Path $Folder 'system.vhdx'; $data = Join-Path $Folder 'data.vhdx'
+        ([VmClone.Disks.VirtualDisk]::CreateDynamic($sys, 4MB)).Dispose()
+        ([VmClone.Disks.VirtualDisk]::CreateDynamic($data, 4MB)).Dispose()
+        Write-DiskBytes $sys 0 (Get-RandomBytes 200KB 1)
+        Write-DiskBytes $data 1MB (Get-RandomBytes 200KB 2)
+        New-VmBase -Name A -Store $store -Volume @(
+            @{ Name = 'system'; Type = 'System'; Path = $sys }
+            @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = 4MB }
+            @{ Name = 'data'; Type = 'Data'; Path = $data }) | Out-Null
+        New-VmClone -Name build -Base A -Store $store | Out-Null
+        $bv = Get-VmVolume -Clone build -Store $store
+        Write-DiskBytes ($bv | Where-Object Name -eq system).Path 2MB (Get-RandomBytes 100KB 3)
+        Write-DiskBytes ($bv | Where-Object Name -eq data).Path 3MB (Get-RandomBytes 64KB 4)
+        Get-VmClone build -Store $store | New-VmBase -Name B | Out-Null
+        Remove-VmClone build -Store $store -Force
+        $names = 1..$Count | ForEach-Object { 'lab-{0:d2}' -f $_ }
+        New-VmClone -Name $names -Base A -Store $store | Out-Null
+        $i = 10
+        foreach ($n in $names) {
+            $vols = Get-VmVolume -Clone $n -Store $store
+            Write-DiskBytes ($vols | Where-Object Name -eq data).Path (($i % 3) * 1MB) (Get-RandomBytes 64KB $i)
+            Write-DiskBytes ($vols | Where-Object Name -eq system).Path 3MB (Get-RandomBytes 16KB $i)
+            $i++
+        }
+        $store
+    }
+}
+
+Describe 'A command killed at any instant' {
+    BeforeAll {
+        $folder = New-TestFolder
+        $store = New-Fleet $folder 20
+        $hashes = Get-DataHashes $store
+        $stress = $env:VMCLONE_STRESS -eq '1'
+        $plan = @(
+            @{ Kind = 'Rebase'; Kills = $(if ($stress) { 80 } else { 16 }) }
+            @{ Kind = 'Restore'; Kills = $(if ($stress) { 60 } else { 17 }) }
+            @{ Kind = 'NewClone'; Kills = $(if ($stress) { 60 } else { 17 }) }
+        )
+    }
+    AfterAll { Remove-TestFolder $folder }
+
+    It 'is completed by running it again, with every data volume intact' {
+        $rng = [Random]::new(20261101)
+        $victims = [Collections.Generic.Queue[object]]::new()
+        $n = 0
+        $victims.Enqueue((Start-Victim (Join-Path $folder "victim-$n"))); $n++
+        $on = 'A'
+        $killed = 0; $finishedBeforeKill = 0; $newRound = 0
+        $estimate = @{ Rebase = 3000; Restore = 1500; NewClone = 800 }
+        $restoreNames = ((1..$(if ($stress) { 20 } else { 5 })) | ForEach-Object { "'lab-{0:d2}'" -f $_ }) -join ','
+        foreach ($round in $plan) {
+            for ($k = 0; $k -lt $round.Kills; $k++) {
+                $victim = $victims.Dequeue()
+                $victims.Enqueue((Start-Victim (Join-Path $folder "victim-$n"))); $n++
+                switch ($round.Kind) {
+                    'Rebase' {
+                        $to = if ($on -eq 'A') { 'B' } else { 'A' }
+                        $command = "Invoke-VmRebase -Base $on -NewBase $to -Store '$store' -Force"
+                    }
+                    # Every clone under stress; five by default, to keep the suite short.
+                    'Restore' { $command = "Restore-VmClone -Name $restoreNames -Store '$store' -Force" }
+                    'NewClone' {
+                        $newRound++
+                        $names = (1..4 | ForEach-Object { "'new-$newRound-$_'" }) -join ','
+                        $command = "New-VmClone -Name $names -Base $on -Store '$store'"
+                    }
+                }
+                Set-Content (Join-Path $victim.Folder 'go.ps1') $command
+                $sw = [Diagnostics.Stopwatch]::StartNew()
+                while (-not (Test-Path (Join-Path $victim.Folder 'started')) -and -not $victim.Process.HasExited -and $sw.ElapsedMilliseconds -lt 60000) { Start-Sleep -Milliseconds 5 }
+                $delay = $rng.Next(0, $estimate[$round.Kind])
+                Start-Sleep -Milliseconds $delay
+                if ($victim.Process.HasExited) { $finishedBeforeKill++ } else { $victim.Process.Kill(); $killed++ }
+                $victim.Process.WaitForExit()
+                $ran = [Diagnostics.Stopwatch]::StartNew()
+                # The same command again, here: it finishes what is left.
+                $errs = @()
+                Invoke-Expression $command -ErrorVariable errs -ErrorAction SilentlyContinue | Out-Null
+                $unexpected = @($errs | Where-Object { $_.FullyQualifiedErrorId -notlike 'CloneExists*' })
+                $unexpected | Should -BeNullOrEmpty -Because "rerunning '$command' after a kill at $delay ms"
+                $rerunMs = $ran.ElapsedMilliseconds
+                if ($round.Kind -eq 'Rebase') { $on = $to }
+                # Kill within the time the command takes (a rerun that had everything left to do).
+                $estimate[$round.Kind] = [int][Math]::Max($estimate[$round.Kind] * 0.8, [Math]::Max(300, $rerunMs * 1.2))
+                $report = Test-VmStore -Store $store
+                $report.Problems | ForEach-Object Description | Should -BeNullOrEmpty -Because "after '$command' was killed at $delay ms and run again"
+                @(Get-VmClone -Store $store | Where-Object Base -ne $on) | Should -BeNullOrEmpty
+                Assert-OneBase $store
+                $now = Get-DataHashes $store
+                foreach ($c in $hashes.Keys) { $now[$c] | Should -Be $hashes[$c] -Because "data of $c after a kill at $delay ms" }
+                Write-Host ("    {0} #{1}: {2} after {3} ms, rerun {4} ms, checked {5} ms" -f $round.Kind, $k, $(if ($victim.Process.ExitCode -eq 0 -and (Test-Path (Join-Path $victim.Folder 'done'))) { 'finished' } else { 'killed' }), $delay, $rerunMs, $ran.ElapsedMilliseconds)
+            }
+        }
+        while ($victims.Count) { $v = $victims.Dequeue(); if (-not $v.Process.HasExited) { $v.Process.Kill() }; $v.Process.WaitForExit() }
+        Write-Host "  killed $killed commands at random instants ($finishedBeforeKill more had finished before their kill); each completed by running it again"
+        $killed | Should -BeGreaterOrEqual ([int](($plan | Measure-Object -Property Kills -Sum).Sum * 0.6))
+    }
+}
+
+Describe 'Concurrent use of one store' {
+    BeforeAll {
+        $folder = New-TestFolder
+        $store = New-Fleet $folder 6
+        $hashes = Get-DataHashes $store
+    }
+    AfterAll { Remove-TestFolder $folder }
+
+    It 'serializes processes changing overlapping clones, and nothing is corrupted' {
+        $pwsh = Get-PwshCommand
+        $procs = foreach ($p in 1..3) {
+            $script = @"
+`$ErrorActionPreference = 'Continue'
+Import-Module '$env:VMCLONE_MODULE'
+`$r = [Random]::new($p)
+`$errors = @()
+foreach (`$i in 1..6) {
+    `$clones = 'lab-01', 'lab-02', 'lab-03', 'lab-04', 'lab-05', 'lab-06' | Get-Random -Count 3 -SetSeed (`$r.Next())
+    switch (`$r.Next(3)) {
+        0 { Restore-VmClone -Name `$clones -Store '$store' -Force -ErrorVariable +errors -ErrorAction SilentlyContinue | Out-Null }
+        1 { Clear-VmTemporaryVolume -Name `$clones -Store '$store' -ErrorVariable +errors -ErrorAction SilentlyContinue | Out-Null }
+        2 { `$base = (Get-VmClone `$clones[0] -Store '$store').Base; `$to = if (`$base -eq 'A') { 'B' } else { 'A' }
+            Invoke-VmRebase -Name `$clones -NewBase `$to -Store '$store' -Force -ErrorVariable +errors -ErrorAction SilentlyContinue | Out-Null }
+    }
+}
+`$errors | ForEach-Object { "`$(`$_.FullyQualifiedErrorId): `$(`$_.Exception.Message)" } | Set-Content '$folder/errors-$p.txt'
+"@
+            Set-Content (Join-Path $folder "worker-$p.ps1") $script
+            $arguments = @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-File', (Join-Path $folder "worker-$p.ps1"))
+            Start-Process -FilePath $pwsh[0] -ArgumentList $arguments -PassThru -NoNewWindow -RedirectStandardOutput (Join-Path $folder "out-$p.txt")
+        }
+        # Runspaces of this process at the same time, on the same clones.
+        $module = $env:VMCLONE_MODULE
+        1..4 | ForEach-Object -ThrottleLimit 4 -Parallel {
+            Import-Module $using:module
+            Restore-VmClone -Name ('lab-0{0}' -f (($_ % 3) + 1)) -Store $using:store -Force -ErrorAction SilentlyContinue | Out-Null
+        }
+        $procs | ForEach-Object { $_.WaitForExit() }
+        $errors = @(Get-Content (Join-Path $folder 'errors-*.txt') -ErrorAction SilentlyContinue | Where-Object { $_ })
+        # Only refusals that say why are allowed: a rebase planned against a clone another process just moved.
+        $errors | Where-Object { $_ -notmatch '^(CloneChanged|CloneBusy|OutlineMismatch)' } | Should -BeNullOrEmpty
+        Write-Host "  3 processes x 6 operations on 3 of 6 clones each, plus 4 runspaces: $($errors.Count) refusal(s), each with a reason"
+        (Test-VmStore -Store $store).Problems | ForEach-Object Description | Should -BeNullOrEmpty
+        Assert-OneBase $store
+        $now = Get-DataHashes $store
+        foreach ($c in $hashes.Keys) { $now[$c] | Should -Be $hashes[$c] }
+    }
+
+    It 'refuses a clone another command holds, naming the process' {
+        $holder = [VmClone.Core.Store.VmStore]::At($store)
+        $pwsh = Get-PwshCommand
+        $script = "Import-Module '$env:VMCLONE_MODULE'; `$f = [IO.File]::Open('$store/.locks/clone-lab-04.lock', 'OpenOrCreate', 'ReadWrite', 'None'); Set-Content '$folder/held' x; Start-Sleep 60"
+        $arguments = @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-Command', $script)
+        $p = Start-Process -FilePath $pwsh[0] -ArgumentList $arguments -PassThru -NoNewWindow
+        try {
+            $sw = [Diagnostics.Stopwatch]::StartNew()
+            while (-not (Test-Path "$folder/held") -and $sw.ElapsedMilliseconds -lt 60000) { Start-Sleep -Milliseconds 20 }
+            $env:VMCLONE_LOCK_TIMEOUT_SECONDS = '1'
+            $err = $null
+            Restore-VmClone lab-04 -Store $store -Force -ErrorVariable err -ErrorAction SilentlyContinue
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'CloneBusy*'
+            $err[0].Exception.Message | Should -BeLike "*lab-04*in use*"
+            Restore-VmClone lab-05 -Store $store -Force -PassThru | Should -Not -BeNullOrEmpty
+        }
+        finally {
+            Remove-Item Env:VMCLONE_LOCK_TIMEOUT_SECONDS -ErrorAction SilentlyContinue
+            $p.Kill(); $p.WaitForExit()
+        }
+        # The lock died with its process.
+        Restore-VmClone lab-04 -Store $store -Force -PassThru | Should -Not -BeNullOrEmpty
+    }
+
+    It 'never replaces a volume another program holds open, and names the file' -Skip:(-not (Get-Command flock -CommandType Application -ErrorAction SilentlyContinue)) {
+        $system = (Get-VmVolume -Clone lab-06 -Store $store | Where-Object Name -eq system).Path
+        $before = Get-Item $system | ForEach-Object { "$($_.Length) $($_.LastWriteTimeUtc.Ticks)" }
+        $p = Start-Process -FilePath 'flock' -ArgumentList @($system, 'sleep', '60') -PassThru
+        try {
+            Start-Sleep -Milliseconds 300
+            $err = $null
+            Restore-VmClone lab-06 -Store $store -Force -ErrorVariable err -ErrorAction SilentlyContinue
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'VolumeInUse*'
+            $err[0].Exception.Message | Should -BeLike "*$system*"
+            Get-Item $system | ForEach-Object { "$($_.Length) $($_.LastWriteTimeUtc.Ticks)" } | Should -Be $before
+        }
+        finally { $p.Kill(); $p.WaitForExit() }
+        Restore-VmClone lab-06 -Store $store -Force -PassThru | Should -Not -BeNullOrEmpty
+    }
+}
+
+BeforeDiscovery {
+    $isRoot = $IsLinux -and ((& id -u) -eq '0')
+}
+
+Describe 'A full disk' {
+    BeforeAll {
+        $isRoot = $IsLinux -and ((& id -u) -eq '0')
+        $folder = New-TestFolder
+        $mounted = $false
+        if ($isRoot) {
+            $mount = Join-Path $folder 'small'
+            New-Item -ItemType Directory $mount | Out-Null
+            & mount -t tmpfs -o size=24m tmpfs $mount 2>$null
+            $mounted = $LASTEXITCODE -eq 0
+        }
+        $skip = -not $mounted -and $env:CI -ne 'true'
+    }
+    AfterAll {
+        if ($mounted) { & umount $mount }
+        Remove-TestFolder $folder
+    }
+
+    It 'fails with DiskFull and leaves nothing half-made' -Skip:(-not $isRoot -and $env:CI -ne 'true') {
+        $mounted | Should -BeTrue -Because 'a small tmpfs is needed (root, mount -t tmpfs)'
+        $store = Join-Path $mount 'store'
+        $src = Join-Path $folder 'big.vhdx'
+        ([VmClone.Disks.VirtualDisk]::CreateDynamic($src, 64MB)).Dispose()
+        Write-DiskBytes $src 0 (Get-RandomBytes 9MB 5)
+        New-VmBase -Name A -Store $store -Volume @{ Name = 'system'; Type = 'System'; Path = $src } | Out-Null
+        New-VmClone c1 -Base A -Store $store | Out-Null
+        Write-DiskBytes (Get-VmVolume -Clone c1 -Store $store).Path 16MB (Get-RandomBytes 6MB 6)
+        $before = Get-ChildItem $store -Recurse -File | Where-Object FullName -notlike '*/.locks/*' | ForEach-Object { "$($_.FullName) $($_.Length)" }
+        $err = $null
+        Get-VmClone c1 -Store $store | New-VmBase -Name B -ErrorVariable err -ErrorAction SilentlyContinue | Out-Null
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'DiskFull*'
+        $err[0].Exception.Message | Should -BeLike '*not enough free space*'
+        Get-ChildItem (Join-Path $store 'bases') -Force | ForEach-Object Name | Should -Be @('A')
+        Get-ChildItem $store -Recurse -File | Where-Object FullName -notlike '*/.locks/*' | ForEach-Object { "$($_.FullName) $($_.Length)" } | Should -Be $before
+        (Test-VmStore -Store $store).IsHealthy | Should -BeTrue
+    }
+}
