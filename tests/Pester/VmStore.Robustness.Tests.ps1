@@ -26,7 +26,11 @@ BeforeAll {
         $script = @"
 `$ErrorActionPreference = 'Continue'
 Import-Module '$env:VMCLONE_MODULE'
-while (-not (Test-Path '$Folder/go.ps1')) { Start-Sleep -Milliseconds 20 }
+`$wait = [Diagnostics.Stopwatch]::StartNew()
+while (-not (Test-Path '$Folder/go.ps1')) {
+    if (`$wait.Elapsed.TotalMinutes -gt 10 -or -not (Test-Path '$Folder')) { exit 3 }
+    Start-Sleep -Milliseconds 20
+}
 Start-Sleep -Milliseconds 20
 Set-Content '$Folder/started' 'x'
 . '$Folder/go.ps1'
@@ -108,6 +112,7 @@ Describe 'A command killed at any instant' {
     AfterAll { Remove-TestFolder $folder }
 
     It 'is completed by running it again, with every data volume intact' {
+        try {
         $rng = [Random]::new(20261101)
         $victims = [Collections.Generic.Queue[object]]::new()
         $n = 0
@@ -159,7 +164,10 @@ Describe 'A command killed at any instant' {
                 Write-Host ("    {0} #{1}: {2} after {3} ms, rerun {4} ms, checked {5} ms" -f $round.Kind, $k, $(if ($victim.Process.ExitCode -eq 0 -and (Test-Path (Join-Path $victim.Folder 'done'))) { 'finished' } else { 'killed' }), $delay, $rerunMs, $ran.ElapsedMilliseconds)
             }
         }
-        while ($victims.Count) { $v = $victims.Dequeue(); if (-not $v.Process.HasExited) { $v.Process.Kill() }; $v.Process.WaitForExit() }
+        }
+        finally {
+            while ($victims.Count) { $v = $victims.Dequeue(); if (-not $v.Process.HasExited) { $v.Process.Kill() }; $v.Process.WaitForExit() }
+        }
         Write-Host "  killed $killed commands at random instants ($finishedBeforeKill more had finished before their kill); each completed by running it again"
         $killed | Should -BeGreaterOrEqual ([int](($plan | Measure-Object -Property Kills -Sum).Sum * 0.6))
     }
