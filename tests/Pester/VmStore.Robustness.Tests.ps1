@@ -148,7 +148,7 @@ Describe 'A command killed at any instant' {
                 $ran = [Diagnostics.Stopwatch]::StartNew()
                 # The same command again, here: it finishes what is left.
                 $errs = @()
-                Invoke-Expression $command -ErrorVariable errs -ErrorAction SilentlyContinue | Out-Null
+                Invoke-Expression "$command -ErrorAction SilentlyContinue -ErrorVariable +errs" | Out-Null
                 $unexpected = @($errs | Where-Object { $_.FullyQualifiedErrorId -notlike 'CloneExists*' })
                 $unexpected | Should -BeNullOrEmpty -Because "rerunning '$command' after a kill at $delay ms"
                 $rerunMs = $ran.ElapsedMilliseconds
@@ -257,7 +257,7 @@ foreach (`$i in 1..6) {
             $err[0].Exception.Message | Should -BeLike "*$system*"
             Get-Item $system | ForEach-Object { "$($_.Length) $($_.LastWriteTimeUtc.Ticks)" } | Should -Be $before
         }
-        finally { $p.Kill(); $p.WaitForExit() }
+        finally { $p.Kill($true); $p.WaitForExit() }  # flock and the sleep that inherited its lock
         Restore-VmClone lab-06 -Store $store -Force -PassThru | Should -Not -BeNullOrEmpty
     }
 }
