@@ -1,6 +1,5 @@
 using System.Collections.Generic;
 using System.Management.Automation;
-using VmClone.Core;
 using VmClone.Core.Store;
 
 namespace VmClone.PowerShell.Commands;
@@ -55,6 +54,11 @@ public sealed class InvokeVmRebaseCommand : VmStoreCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>How many clones are rebased at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
+    [Parameter]
+    [ValidateRange(1, 64)]
+    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+
     protected override void ProcessRecord()
     {
         // Collected first, so that overall progress knows how many clones there are.
@@ -76,22 +80,17 @@ public sealed class InvokeVmRebaseCommand : VmStoreCmdlet
 
     protected override void EndProcessing()
     {
-        using (var overall = new CmdletProgress(this, 1))
+        foreach ((string root, string name) in _work)
         {
-            for (int i = 0; i < _work.Count; i++)
+            Try(name, () =>
             {
-                (string root, string name) = _work[i];
-                overall.Report(new OperationProgress($"Rebasing onto {NewBase}", $"clone {name} ({i + 1} of {_work.Count})", i, _work.Count));
-                Try(name, () =>
-                {
-                    VmStore store = VmStore.At(root);
-                    StorePlan plan = store.PlanRebase(name, NewBase);
-                    if (!ShouldRun(plan, $"Rebase clone '{name}' onto '{NewBase}' (system replaced, temporary reset, data kept)", Force))
-                        return;
-                    using var progress = new CmdletProgress(this, 2, 1);
-                    WriteObject(store.Execute(plan, progress, CancellationToken));
-                });
-            }
+                VmStore store = VmStore.At(root);
+                StorePlan plan = store.PlanRebase(name, NewBase);
+                if (!FirstTime(store, name) || !ShouldRun(plan, $"Rebase clone '{name}' onto '{NewBase}' (system replaced, temporary reset, data kept)", Force))
+                    return;
+                Fleet(ThrottleLimit, $"Rebasing onto {NewBase}").Run(store, name, $"Rebase clone '{name}' onto '{NewBase}'",
+                    (progress, cancel) => store.Execute(plan, progress, cancel), writeResult: true);
+            });
         }
         base.EndProcessing();
     }

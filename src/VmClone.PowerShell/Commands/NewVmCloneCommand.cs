@@ -33,6 +33,11 @@ public sealed class NewVmCloneCommand : VmStoreCmdlet
     [ValidateNotNullOrEmpty]
     public string Base { get; set; } = null!;
 
+    /// <summary>How many clones are worked on at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
+    [Parameter]
+    [ValidateRange(1, 64)]
+    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+
     protected override void ProcessRecord()
     {
         foreach (string name in Name)
@@ -42,7 +47,7 @@ public sealed class NewVmCloneCommand : VmStoreCmdlet
                 VmStore store = OpenStore();
                 StorePlan plan = store.PlanNewClone(name, Base);
                 if (ShouldRun(plan, $"Create clone '{name}'"))
-                    WriteObject(store.Execute(plan, null, CancellationToken));
+                    Fleet(ThrottleLimit, $"Creating clones of {Base}").Run(store, name, $"Create clone '{name}'", (progress, cancel) => store.Execute(plan, progress, cancel), writeResult: true);
             });
         }
     }
