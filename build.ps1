@@ -65,6 +65,8 @@ function Invoke-Build {
     }
     Copy-Item (Join-Path $Root 'VmClone.psd1') $ModuleDir
     Copy-Item (Join-Path $Root 'src/VmClone.PowerShell/VmClone.format.ps1xml') $ModuleDir
+    Copy-Item (Join-Path $Root 'src/VmClone.PowerShell/Dsc/VmClone.Dsc.psm1') $ModuleDir
+    Copy-Item (Join-Path $Root 'src/VmClone.PowerShell/Samples') $ModuleDir -Recurse
     Copy-Item (Join-Path $Root 'en-US/*.help.txt') (Join-Path $ModuleDir 'en-US')
     $docs = @('VmClone.PowerShell', 'VmClone.Core', 'VmClone.Disks') | ForEach-Object { Join-Path $bin "$_.xml" }
     $helpScript = Join-Path $Root 'src/VmClone.PowerShell/Help/New-MamlHelp.ps1'

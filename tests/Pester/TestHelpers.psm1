@@ -65,4 +65,44 @@ function Get-OracleSkip([string] $Tool) {
     ($env:CI -ne 'true') -and -not (Test-Oracle $Tool)
 }
 
+# A child pwsh of this one's version (installed, or run as a dotnet tool), -NoProfile
+# -NonInteractive, with stdin closed, killed after -TimeoutSeconds. Returns its exit code,
+# its output lines (stdout and stderr) and whether it had to be killed.
+function Invoke-TestPwsh {
+    param([string[]] $Arguments, [int] $TimeoutSeconds = 120, [hashtable] $Environment = @{})
+    $exe = foreach ($name in 'pwsh', 'pwsh.exe') {
+        $candidate = Join-Path $PSHOME $name
+        if (Test-Path -LiteralPath $candidate -PathType Leaf) { $candidate; break }
+    }
+    $psi = [Diagnostics.ProcessStartInfo]::new()
+    if ($exe) { $psi.FileName = $exe } else { $psi.FileName = 'dotnet'; $psi.ArgumentList.Add((Join-Path $PSHOME 'pwsh.dll')) }
+    foreach ($a in @('-NoProfile', '-NonInteractive') + $Arguments) { $psi.ArgumentList.Add($a) }
+    $psi.RedirectStandardOutput = $true; $psi.RedirectStandardError = $true; $psi.RedirectStandardInput = $true
+    $psi.UseShellExecute = $false
+    $psi.Environment['NO_COLOR'] = '1'
+    foreach ($k in $Environment.Keys) { $psi.Environment[$k] = $Environment[$k] }
+    $p = [Diagnostics.Process]::Start($psi)
+    $p.StandardInput.Close()
+    $stdout = $p.StandardOutput.ReadToEndAsync(); $stderr = $p.StandardError.ReadToEndAsync()
+    $timedOut = -not $p.WaitForExit($TimeoutSeconds * 1000)
+    if ($timedOut) { $p.Kill($true); $p.WaitForExit() }
+    [pscustomobject]@{
+        ExitCode = $p.ExitCode
+        TimedOut = $timedOut
+        Output   = @(($stdout.Result + $stderr.Result) -split '\r?\n' | Where-Object { $_ })
+    }
+}
+
+# A store at $Root with base win11 (system with content, temp, data) and the given clones.
+function New-TestFleet([string] $Root, [string[]] $Clone = @('lab-01', 'lab-02'), [string] $Folder) {
+    $system = Join-Path $Folder ('system-' + [guid]::NewGuid().ToString('N').Substring(0, 6) + '.vhdx')
+    New-VmDisk $system 64MB | Out-Null
+    Write-DiskBytes $system 0 ([Text.Encoding]::UTF8.GetBytes('win11 system'))
+    New-VmBase win11 -Store $Root -Volume @(
+        @{ Name = 'system'; Type = 'System'; Path = $system }
+        @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = 32MB }
+        @{ Name = 'data'; Type = 'Data'; SizeBytes = 32MB }) | Out-Null
+    if ($Clone) { New-VmClone $Clone -Base win11 -Store $Root | Out-Null }
+}
+
 Export-ModuleMember -Function *
