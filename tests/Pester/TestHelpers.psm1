@@ -94,15 +94,23 @@ function Invoke-TestPwsh {
 }
 
 # A store at $Root with base win11 (system with content, temp, data) and the given clones.
-function New-TestFleet([string] $Root, [string[]] $Clone = @('lab-01', 'lab-02'), [string] $Folder) {
-    $system = Join-Path $Folder ('system-' + [guid]::NewGuid().ToString('N').Substring(0, 6) + '.vhdx')
+# With -DataInBase the base's data volume holds data, so the clones' data volumes are its children.
+function New-TestFleet([string] $Root, [string[]] $Clone = @('lab-01', 'lab-02'), [string] $Folder, [string] $Base = 'win11', [switch] $DataInBase) {
+    $tag = [guid]::NewGuid().ToString('N').Substring(0, 6)
+    $system = Join-Path $Folder "system-$tag.vhdx"
     New-VmDisk $system 64MB | Out-Null
-    Write-DiskBytes $system 0 ([Text.Encoding]::UTF8.GetBytes('win11 system'))
-    New-VmBase win11 -Store $Root -Volume @(
+    Write-DiskBytes $system 0 ([Text.Encoding]::UTF8.GetBytes("$Base system"))
+    $data = @{ Name = 'data'; Type = 'Data'; SizeBytes = 32MB }
+    if ($DataInBase) {
+        $data = @{ Name = 'data'; Type = 'Data'; Path = (Join-Path $Folder "data-$tag.vhdx") }
+        New-VmDisk $data.Path 32MB | Out-Null
+        Write-DiskBytes $data.Path 1MB (Get-RandomBytes 65536 7)
+    }
+    New-VmBase $Base -Store $Root -Volume @(
         @{ Name = 'system'; Type = 'System'; Path = $system }
         @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = 32MB }
-        @{ Name = 'data'; Type = 'Data'; SizeBytes = 32MB }) | Out-Null
-    if ($Clone) { New-VmClone $Clone -Base win11 -Store $Root | Out-Null }
+        $data) | Out-Null
+    if ($Clone) { New-VmClone $Clone -Base $Base -Store $Root | Out-Null }
 }
 
 Export-ModuleMember -Function *
