@@ -8,7 +8,7 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>The new base must have the clone's storage outline: the same volume names, types, order and sizes. A clone whose outline differs is refused with an OutlineMismatch error that names the differences; the other clones go on.</para>
 /// <para>For each clone: every system volume becomes a fresh child of the new base's, every temporary volume the new base's initial state, and every data volume keeps exactly its content while it stops depending on the old base — re-parented onto the new base's data volume after copying in whatever differs, or, when the new base's data volume is empty, flattened into a standalone disk. New files are built beside the clone and moved into place together; the manifest is written last.</para>
-/// <para>Rebase one clone, several, the clones piped from Get-VmClone, or with -Base every clone of a base. Once every clone has left the old base, Remove-VmBase can delete it. Progress is shown per clone and overall; the rebased clones are written out. The command asks for confirmation; -Force skips it, and -WhatIf shows the plan of every clone and volume.</para>
+/// <para>Rebase one clone, several, the clones piped from Get-VmClone, or with -Base every clone of a base. Once every clone has left the old base, Remove-VmBase can delete it. Progress is shown per clone and overall; the rebased clones are written out, in input order. -ThrottleLimit clones are rebased at the same time. The command asks for confirmation; -Force skips it, and -WhatIf shows the plan of every clone and volume. about_VmClone_Rebase explains how to plan and order a fleet rebase and how to go back.</para>
 /// </remarks>
 /// <example>
 /// <summary>Every clone of last month's base onto this month's</summary>
@@ -22,6 +22,13 @@ namespace VmClone.PowerShell.Commands;
 /// Invoke-VmRebase -Base win11 -NewBase win11-v3 -WhatIf
 /// Invoke-VmRebase -Base win11 -NewBase win11-v3 -Force</code>
 /// <para>-WhatIf lists, per clone and volume, what would be replaced, reset, re-parented or kept.</para>
+/// </example>
+/// <example>
+/// <summary>Unattended, four clones at a time, keeping the failures</summary>
+/// <code>Get-VmClone lab-01 | New-VmBase -Name win11-v4 | Out-Null
+/// Get-VmClone -Base win11 | Invoke-VmRebase -NewBase win11-v4 -Force -ThrottleLimit 4 -ErrorVariable failed -ErrorAction SilentlyContinue
+/// $failed | ForEach-Object { '{0}: {1}' -f $_.TargetObject, $_.Exception.Message }</code>
+/// <para>No prompt (-Force), each failure collected for its clone while the others go on. A scheduled script ends with exit 1 when $failed is not empty; the module ships a complete one as Samples/Invoke-ScheduledRebase.ps1 (see about_VmClone_Scheduling).</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Invoke, "VmRebase", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
 [OutputType(typeof(VmCloneInfo))]
