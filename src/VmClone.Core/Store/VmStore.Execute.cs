@@ -8,7 +8,7 @@ using VmClone.Disks;
 
 namespace VmClone.Core.Store;
 
-// Execution: exactly what a plan says, under the store's lock. New files are built in a staging
+// Execution: exactly what a plan says, under the store's lock (or an open batch's, see VmStore.Batch.cs). New files are built in a staging
 // folder beside the subject's (same depth, so relative parent paths are already right) and only
 // moved into place when all of them are complete; the manifest is written last.
 public sealed partial class VmStore
@@ -21,7 +21,7 @@ public sealed partial class VmStore
     {
         if (!string.Equals(Path.GetFullPath(plan.Store), Root, StringComparison.Ordinal))
             throw new ArgumentException($"The plan is for store '{plan.Store}', not '{Root}'.", nameof(plan));
-        using (Lock(cancellationToken))
+        using (EnterExecution(plan, cancellationToken))
         {
             switch (plan.Operation)
             {
