@@ -6,7 +6,8 @@
       Build    lays out the loadable module under out/VmClone (psd1, assemblies, formats, en-US help)
       Test     Build, then every xunit test and every Pester test (in a child pwsh against out/VmClone)
       Demo     Build, then a short tour on a throw-away folder
-      Package  Build, then a PowerShell-Gallery-shaped .nupkg under out/package
+      Package  Build, then a PowerShell-Gallery-shaped .nupkg under out/package/repository,
+               installed from there into out/package/VmClone/<version> and checked
       Bench    Build, then the benchmarks in bench/ (figures in bench/RESULTS.md)
       Clean    removes out/ and the build outputs
     Run it with `dotnet pwsh ./build.ps1 -Task <Task>` after `dotnet tool restore`.
@@ -65,6 +66,8 @@ function Invoke-Build {
     }
     Copy-Item (Join-Path $Root 'VmClone.psd1') $ModuleDir
     Copy-Item (Join-Path $Root 'src/VmClone.PowerShell/VmClone.format.ps1xml') $ModuleDir
+    Copy-Item (Join-Path $Root 'src/VmClone.PowerShell/Dsc/VmClone.Dsc.psm1') $ModuleDir
+    Copy-Item (Join-Path $Root 'src/VmClone.PowerShell/Samples') $ModuleDir -Recurse
     Copy-Item (Join-Path $Root 'en-US/*.help.txt') (Join-Path $ModuleDir 'en-US')
     $docs = @('VmClone.PowerShell', 'VmClone.Core', 'VmClone.Disks') | ForEach-Object { Join-Path $bin "$_.xml" }
     $helpScript = Join-Path $Root 'src/VmClone.PowerShell/Help/New-MamlHelp.ps1'
@@ -139,6 +142,9 @@ function Invoke-Demo {
 }
 
 function Invoke-Package {
+    # out/package/repository/VmClone.<version>.nupkg: what Install-PSResource and Install-Module
+    # install from a (file or gallery) repository; out/package/VmClone/<version>: that package
+    # installed (saved) from the repository, imported in a fresh pwsh and used once.
     $staging = Join-Path $Out 'package'
     $repo = Join-Path $staging 'repository'
     if (Test-Path $staging) { Remove-Item $staging -Recurse -Force }
@@ -148,13 +154,31 @@ function Invoke-Package {
 Test-ModuleManifest -Path '$(Join-Path $ModuleDir 'VmClone.psd1')' | Out-Null
 `$name = 'VmCloneBuild' + [guid]::NewGuid().ToString('N')
 Register-PSResourceRepository -Name `$name -Uri '$repo' -Trusted
-try { Publish-PSResource -Path '$ModuleDir' -Repository `$name -SkipDependenciesCheck }
+try {
+    Publish-PSResource -Path '$ModuleDir' -Repository `$name -SkipDependenciesCheck
+    Save-PSResource -Name VmClone -Version '$Version' -Repository `$name -Path '$staging' -TrustRepository -SkipDependencyCheck
+}
 finally { Unregister-PSResourceRepository -Name `$name }
 "@
     Invoke-ChildPwsh @('-Command', $script)
     $nupkg = Get-ChildItem $repo -Filter '*.nupkg' | Select-Object -First 1
     if (-not $nupkg) { throw 'No package was produced.' }
+    $installed = Join-Path $staging "VmClone/$Version"
+    $check = @"
+`$ErrorActionPreference = 'Stop'
+`$env:PSModulePath = '$staging' + [IO.Path]::PathSeparator + `$env:PSModulePath
+`$m = Import-Module VmClone -PassThru
+if (`$m.ModuleBase -ne '$installed') { throw "Imported from `$(`$m.ModuleBase), not the installed package" }
+`$store = Join-Path ([IO.Path]::GetTempPath()) ('vmclone-package-' + [guid]::NewGuid().ToString('N'))
+try {
+    New-VmBase check -Store `$store -Volume @{ Name = 'system'; Type = 'System'; SizeBytes = 8MB } | Out-Null
+    if ((Get-VmBase -Store `$store).Name -ne 'check') { throw 'Get-VmBase did not list the base' }
+}
+finally { Get-ChildItem `$store -Recurse -File | ForEach-Object { `$_.Attributes = 'Normal' }; Remove-Item `$store -Recurse -Force }
+"@
+    Invoke-ChildPwsh @('-Command', $check)
     Write-Host "Package: $($nupkg.FullName)" -ForegroundColor Green
+    Write-Host "Installed from it and checked: $installed" -ForegroundColor Green
 }
 
 function Invoke-Bench {

@@ -74,8 +74,8 @@ public static class Program
                 Directory.Delete(dir, true);
             });
             rows.Add(Row.PerItem($"Create a differencing VHDX over a 1 GiB depth-3 chain ({children} in a row)", create, children));
-            long childSize = Fixtures.ChildFileSize(top, work);
-            rows.Add(new Row("Bytes on disk per new child", $"{childSize / 1024} KiB", "", ""));
+            (long apparent, long allocated) = Fixtures.ChildFileSize(top, work);
+            rows.Add(new Row("Bytes on disk per new VHDX child (allocated / apparent size)", $"{allocated / 1024} KiB / {apparent / 1024} KiB", "", "log, BAT and free metadata space are holes"));
             rows.AddRange(ConvertVmdkChain(work, runs));
             rows.Add(new Row("Peak working set of the benchmark process", $"{Process.GetCurrentProcess().PeakWorkingSet64 / MiB} MiB", "", "bounded: buffers of 1 MiB, BAT in memory"));
         }
@@ -327,12 +327,13 @@ internal static class Fixtures
         d.Content.CopyTo(fs, Buffer);
     }
 
-    public static long ChildFileSize(string parent, string work)
+    public static (long Apparent, long Allocated) ChildFileSize(string parent, string work)
     {
         string child = Path.Combine(work, "size-probe.vhdx");
         VirtualDisk.CreateDifferencing(child, parent).Dispose();
-        long size = new FileInfo(child).Length;
+        long apparent = new FileInfo(child).Length;
+        string[] stat = Tools.RunCapture("stat", $"-c '%b %B' '{child}'").Trim().Split(' ');
         File.Delete(child);
-        return size;
+        return (apparent, long.Parse(stat[0]) * long.Parse(stat[1]));
     }
 }

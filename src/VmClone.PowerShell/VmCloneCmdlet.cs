@@ -40,12 +40,12 @@ public abstract class VmCloneCmdlet : PSCmdlet
     }
 
     /// <summary>Exceptions that are the user's input or environment, not a defect of ours.</summary>
-    protected static bool IsExpected(Exception ex) =>
+    protected internal static bool IsExpected(Exception ex) =>
         ex is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException or NotSupportedException or ItemNotFoundException
             && ex is not PipelineStoppedException;
 
     /// <summary>An error record with a stable id, a category and the offending input as target.</summary>
-    protected static ErrorRecord ToErrorRecord(Exception ex, object target)
+    protected internal static ErrorRecord ToErrorRecord(Exception ex, object target)
     {
         if (ex is VmClone.Core.VmCloneException vm)
             return new ErrorRecord(ex, vm.ErrorId, vm.Kind switch

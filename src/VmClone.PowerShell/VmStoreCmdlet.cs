@@ -13,7 +13,7 @@ namespace VmClone.PowerShell;
 /// Base of the cmdlets that work on a store: the -Store parameter (also taken from piped bases
 /// and clones), name wildcards, and running a Core plan behind ShouldProcess.
 /// </summary>
-public abstract class VmStoreCmdlet : VmCloneCmdlet
+public abstract class VmStoreCmdlet : VmCloneCmdlet, IDisposable
 {
     /// <summary>The store folder. By default $env:VMCLONE_STORE, else VmClone in the per-user local data folder; objects from Get-VmBase and Get-VmClone bring their own. A store is created by the first command that writes to it.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
@@ -40,7 +40,54 @@ public abstract class VmStoreCmdlet : VmCloneCmdlet
             WriteVerbose(description);
             return true;
         }
-        return ShouldProcess(description, $"{caption}?", "Confirm");
+        try
+        {
+            return ShouldProcess(description, $"{caption}?", "Confirm");
+        }
+        catch (Exception ex) when (ex is PSInvalidOperationException or System.Management.Automation.Host.HostException)
+        {
+            // A host that cannot prompt (pwsh -NonInteractive, a scheduled task): stop at once
+            // rather than fail every clone with the host's message.
+            ThrowTerminatingError(new ErrorRecord(new InvalidOperationException(
+                $"{MyInvocation.MyCommand.Name} asks for confirmation before it changes anything, and this PowerShell host cannot ask ({ex.Message}) Add -Force or -Confirm:$false to run it unattended, or -WhatIf to see the plan.", ex),
+                "ConfirmationNotPossible", ErrorCategory.InvalidOperation, plan.Subject));
+            return false;
+        }
+    }
+
+    private FleetRunner? _fleet;
+    private readonly HashSet<string> _seen = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>False when this command was already given the clone (named twice): it is worked on once.</summary>
+    protected bool FirstTime(VmStore store, string name)
+    {
+        if (_seen.Add(store.Root + "|" + name))
+            return true;
+        WriteVerbose($"Clone '{name}' was given more than once; it is worked on once.");
+        return false;
+    }
+
+    /// <summary>The runner that works on clones in parallel (see FleetRunner); made on first use.</summary>
+    private protected FleetRunner Fleet(int throttleLimit, string activity) =>
+        _fleet ??= new FleetRunner(this, throttleLimit, activity, CancellationToken);
+
+    protected override void EndProcessing()
+    {
+        FleetRunner? fleet = _fleet;
+        _fleet = null;
+        if (fleet is not null)
+        {
+            using (fleet)
+                fleet.Finish();
+        }
+        base.EndProcessing();
+    }
+
+    /// <summary>Called by PowerShell when the pipeline ends, also when it was stopped: workers are stopped and the store let go.</summary>
+    public void Dispose()
+    {
+        _fleet?.Dispose();
+        _fleet = null;
     }
 
     /// <summary>

@@ -23,6 +23,12 @@ Describe 'The VmClone module' {
         $about = Get-Help about_VmClone
         ($about | Out-String) | Should -Match 'differencing'
     }
+
+    It 'has about topics for rebase planning and unattended use' {
+        (Get-Help about_VmClone_Rebase | Out-String) | Should -Match 'OUTLINE RULE'
+        (Get-Help about_VmClone_Rebase | Out-String) | Should -Match 'GOING BACK'
+        (Get-Help about_VmClone_Scheduling | Out-String) | Should -Match 'ConfirmationNotPossible'
+    }
 }
 
 Describe 'Help for <Name>' -ForEach $commands {

@@ -65,4 +65,52 @@ function Get-OracleSkip([string] $Tool) {
     ($env:CI -ne 'true') -and -not (Test-Oracle $Tool)
 }
 
+# A child pwsh of this one's version (installed, or run as a dotnet tool), -NoProfile
+# -NonInteractive, with stdin closed, killed after -TimeoutSeconds. Returns its exit code,
+# its output lines (stdout and stderr) and whether it had to be killed.
+function Invoke-TestPwsh {
+    param([string[]] $Arguments, [int] $TimeoutSeconds = 120, [hashtable] $Environment = @{})
+    $exe = foreach ($name in 'pwsh', 'pwsh.exe') {
+        $candidate = Join-Path $PSHOME $name
+        if (Test-Path -LiteralPath $candidate -PathType Leaf) { $candidate; break }
+    }
+    $psi = [Diagnostics.ProcessStartInfo]::new()
+    if ($exe) { $psi.FileName = $exe } else { $psi.FileName = 'dotnet'; $psi.ArgumentList.Add((Join-Path $PSHOME 'pwsh.dll')) }
+    foreach ($a in @('-NoProfile', '-NonInteractive') + $Arguments) { $psi.ArgumentList.Add($a) }
+    $psi.RedirectStandardOutput = $true; $psi.RedirectStandardError = $true; $psi.RedirectStandardInput = $true
+    $psi.UseShellExecute = $false
+    $psi.Environment['NO_COLOR'] = '1'
+    foreach ($k in $Environment.Keys) { $psi.Environment[$k] = $Environment[$k] }
+    $p = [Diagnostics.Process]::Start($psi)
+    $p.StandardInput.Close()
+    $stdout = $p.StandardOutput.ReadToEndAsync(); $stderr = $p.StandardError.ReadToEndAsync()
+    $timedOut = -not $p.WaitForExit($TimeoutSeconds * 1000)
+    if ($timedOut) { $p.Kill($true); $p.WaitForExit() }
+    [pscustomobject]@{
+        ExitCode = $p.ExitCode
+        TimedOut = $timedOut
+        Output   = @(($stdout.Result + $stderr.Result) -split '\r?\n' | Where-Object { $_ })
+    }
+}
+
+# A store at $Root with base win11 (system with content, temp, data) and the given clones.
+# With -DataInBase the base's data volume holds data, so the clones' data volumes are its children.
+function New-TestFleet([string] $Root, [string[]] $Clone = @('lab-01', 'lab-02'), [string] $Folder, [string] $Base = 'win11', [switch] $DataInBase) {
+    $tag = [guid]::NewGuid().ToString('N').Substring(0, 6)
+    $system = Join-Path $Folder "system-$tag.vhdx"
+    New-VmDisk $system 64MB | Out-Null
+    Write-DiskBytes $system 0 ([Text.Encoding]::UTF8.GetBytes("$Base system"))
+    $data = @{ Name = 'data'; Type = 'Data'; SizeBytes = 32MB }
+    if ($DataInBase) {
+        $data = @{ Name = 'data'; Type = 'Data'; Path = (Join-Path $Folder "data-$tag.vhdx") }
+        New-VmDisk $data.Path 32MB | Out-Null
+        Write-DiskBytes $data.Path 1MB (Get-RandomBytes 65536 7)
+    }
+    New-VmBase $Base -Store $Root -Volume @(
+        @{ Name = 'system'; Type = 'System'; Path = $system }
+        @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = 32MB }
+        $data) | Out-Null
+    if ($Clone) { New-VmClone $Clone -Base $Base -Store $Root | Out-Null }
+}
+
 Export-ModuleMember -Function *

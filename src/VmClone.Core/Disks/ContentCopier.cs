@@ -68,7 +68,7 @@ internal static class ContentCopier
     }
 
     /// <summary>Writes the runs of <paramref name="buffer"/> that are not all zero, coalescing neighbours into one write.</summary>
-    private static void WriteNonZeroRuns(Stream target, long position, byte[] buffer, int count)
+    internal static void WriteNonZeroRuns(Stream target, long position, byte[] buffer, int count)
     {
         int runStart = -1;
         for (int at = 0; at < count; at += ZeroGranule)

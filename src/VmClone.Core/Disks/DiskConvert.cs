@@ -36,7 +36,7 @@ public static partial class DiskOperations
         {
             using (VirtualDisk target = VirtualDisk.CreateDynamic(staged, source.Capacity, options))
             {
-                CopyAllocated(source, target.Content, writeZeros: false, $"Converting {Path.GetFileName(source.Path)} to {targetFormat}", progress, cancellationToken);
+                PipelinedCopy.CopyData(source, target.Content, $"Converting {Path.GetFileName(source.Path)} to {targetFormat}", progress, cancellationToken);
                 target.Flush();
             }
         }, final =>

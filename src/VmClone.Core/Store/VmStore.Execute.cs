@@ -8,7 +8,7 @@ using VmClone.Disks;
 
 namespace VmClone.Core.Store;
 
-// Execution: exactly what a plan says, under the store's lock. New files are built in a staging
+// Execution: exactly what a plan says, under the subject's lock (see StoreLocks). New files are built in a staging
 // folder beside the subject's (same depth, so relative parent paths are already right) and only
 // moved into place when all of them are complete; the manifest is written last.
 public sealed partial class VmStore

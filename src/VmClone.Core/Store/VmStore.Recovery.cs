@@ -200,7 +200,14 @@ public sealed partial class VmStore
         {
             if (!File.Exists(file))
                 continue;
+            // Readers (another command planning, Get-VmClone, Test-VmStore) hold a file for
+            // moments; a running machine holds it for hours. Only a holder that stays is refused.
             string? holder = FileInUse.Holder(file);
+            for (DateTime until = DateTime.UtcNow.AddSeconds(3); holder is not null && DateTime.UtcNow < until;)
+            {
+                System.Threading.Thread.Sleep(100);
+                holder = FileInUse.Holder(file);
+            }
             if (holder is null)
                 continue;
             throw new StoreException("VolumeInUse", VmCloneErrorKind.InUse,

@@ -68,6 +68,7 @@ internal sealed partial class VhdxLayer
             at = VhdxConstants.RoundUp(at + item.Data.Length, 8);
         }
         new MetadataTable(entries).ToBytes().CopyTo(metadata, 0);
+        long metadataUsed = at;
 
         var regions = new RegionTable(new[]
         {
@@ -93,8 +94,10 @@ internal sealed partial class VhdxLayer
             file.Write(VhdxConstants.Header2Offset, header.ToBytes());
             file.Write(VhdxConstants.RegionTable1Offset, regions);
             file.Write(VhdxConstants.RegionTable2Offset, regions);
-            file.Write(metadataOffset, metadata);
-            // The log stays zeros and the BAT all NOT_PRESENT: extending the file zero-fills both.
+            // Only the table and the items: the rest of the region, the log and the BAT (all
+            // NOT_PRESENT) are zeros, which extending the file gives for free, as holes where
+            // the file system allows. A child then occupies a few KiB whatever its size.
+            file.Write(metadataOffset, metadata, 0, (int)metadataUsed);
             file.SetLength(batOffset + batLength);
             file.Flush();
             file.Dispose();

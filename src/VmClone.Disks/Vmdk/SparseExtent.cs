@@ -35,6 +35,13 @@ internal sealed class SparseExtent : VmdkExtent
     private readonly long _grainBytes;
     private readonly int _gtes;
     private readonly Dictionary<int, uint[]> _tables = new();
+
+    /// <summary>
+    /// Per grain table: 1 when known to hold no entry, 2 when known to hold one, 0 unknown.
+    /// qemu-style files pre-allocate every table, so "no table" alone does not tell an empty
+    /// region; this lets extent mapping of a large empty disk skip 32 MiB at a time.
+    /// </summary>
+    private byte[]? _tableEmpty;
     private readonly bool _uncleanAtOpen;
     private long _nextFree;
     private bool _markedUnclean;
@@ -148,6 +155,59 @@ internal sealed class SparseExtent : VmdkExtent
         return GrainTable.Parse(_file.ReadBytes(offset, _header.GtBytes, structure), _gtes);
     }
 
+    /// <summary>True when grain table <paramref name="gdIndex"/> is missing or has no entry at all.</summary>
+    private bool TableIsEmpty(int gdIndex)
+    {
+        if (_gd[gdIndex] == GrainTable.Unallocated)
+            return true;
+        _tableEmpty ??= new byte[_gd.Length];
+        if (_tableEmpty[gdIndex] == 0)
+        {
+            if (_tables.TryGetValue(gdIndex, out uint[]? cached))
+                _tableEmpty[gdIndex] = Array.TrueForAll(cached, e => e == GrainTable.Unallocated) ? (byte)1 : (byte)2;
+            else
+                ClassifyTablesFrom(gdIndex);
+        }
+        return _tableEmpty[gdIndex] == 1;
+    }
+
+    /// <summary>
+    /// Classifies grain table <paramref name="first"/> and the tables stored right after it in
+    /// one read of up to 1 MiB: qemu and VmClone lay tables out back to back, so mapping a whole
+    /// 100 GiB disk costs a handful of reads instead of thousands.
+    /// </summary>
+    private void ClassifyTablesFrom(int first)
+    {
+        int gtBytes = _header.GtBytes;
+        int gtSectors = gtBytes / 512;
+        int count = 1;
+        int maxCount = Math.Max(1, (1 << 20) / gtBytes);
+        while (first + count < _gd.Length && count < maxCount && _tableEmpty![first + count] == 0 &&
+               _gd[first + count] == _gd[first] + (uint)(count * gtSectors))
+            count++;
+        long offset = (long)_gd[first] * 512;
+        if (offset + (long)count * gtBytes > _file.Length)
+        {
+            // Let the ordinary path raise the precise error for the table that lies outside.
+            _tableEmpty![first] = Table(first) is uint[] t && Array.TrueForAll(t, e => e == GrainTable.Unallocated) ? (byte)1 : (byte)2;
+            return;
+        }
+        byte[] bytes = _file.ReadBytes(offset, count * gtBytes, "grain table");
+        for (int i = 0; i < count; i++)
+        {
+            bool empty = true;
+            for (int b = i * gtBytes; b < (i + 1) * gtBytes; b++)
+            {
+                if (bytes[b] != 0)
+                {
+                    empty = false;
+                    break;
+                }
+            }
+            _tableEmpty![first + i] = empty ? (byte)1 : (byte)2;
+        }
+    }
+
     private uint Gte(long grain)
     {
         long gdIndex = grain / _gtes;
@@ -187,9 +247,9 @@ internal sealed class SparseExtent : VmdkExtent
             while (run < maxLength)
             {
                 long gdIndex = next / _gtes;
-                if (kind == GrainKind.Unallocated && gdIndex < _gd.Length && _gd[gdIndex] == GrainTable.Unallocated)
+                if (kind == GrainKind.Unallocated && gdIndex < _gd.Length && TableIsEmpty((int)gdIndex))
                 {
-                    // A whole missing grain table: skip to its end at once.
+                    // A missing or empty grain table: skip to its end at once.
                     long tableEnd = (gdIndex + 1) * _gtes;
                     run += (tableEnd - next) * _grainBytes;
                     next = tableEnd;
@@ -340,6 +400,7 @@ internal sealed class SparseExtent : VmdkExtent
         {
             // Whatever failed, the cached tables may no longer match the file: reload them.
             _tables.Clear();
+            _tableEmpty = null;
             throw;
         }
     }
@@ -396,6 +457,8 @@ internal sealed class SparseExtent : VmdkExtent
             if (_tables.Count >= MaxCachedTables)
                 _tables.Clear();
             _tables[t.Key] = t.Value;
+            if (_tableEmpty is not null)
+                _tableEmpty[t.Key] = 0;
         }
         _file.Flush(); // tables on the device before a directory entry points at a new one
 
@@ -446,6 +509,9 @@ internal sealed class SparseExtent : VmdkExtent
             long total = 0;
             for (int i = 0; i < _gd.Length; i++)
             {
+                // Empty tables (most of a fresh disk) are recognised in bulk, without parsing.
+                if (TableIsEmpty(i))
+                    continue;
                 uint[]? table = Table(i);
                 if (table is null)
                     continue;

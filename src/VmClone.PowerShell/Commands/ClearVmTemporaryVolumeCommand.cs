@@ -31,6 +31,11 @@ public sealed class ClearVmTemporaryVolumeCommand : VmStoreCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <summary>How many clones are worked on at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
+    [Parameter]
+    [ValidateRange(1, 64)]
+    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+
     protected override void ProcessRecord()
     {
         foreach (string name in Name)
@@ -39,11 +44,9 @@ public sealed class ClearVmTemporaryVolumeCommand : VmStoreCmdlet
             {
                 VmStore store = OpenStore();
                 StorePlan plan = store.PlanClearTemporary(name);
-                if (!ShouldRun(plan, $"Clean the temporary volumes of clone '{name}'"))
+                if (!FirstTime(store, name) || !ShouldRun(plan, $"Clean the temporary volumes of clone '{name}'"))
                     return;
-                object? result = store.Execute(plan, null, CancellationToken);
-                if (PassThru)
-                    WriteObject(result);
+                Fleet(ThrottleLimit, "Cleaning temporary volumes").Run(store, name, $"Clean the temporary volumes of clone '{name}'", (progress, cancel) => store.Execute(plan, progress, cancel), PassThru);
             });
         }
     }

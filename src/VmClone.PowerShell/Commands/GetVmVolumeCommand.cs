@@ -18,6 +18,11 @@ namespace VmClone.PowerShell.Commands;
 /// <code>Get-VmClone | Get-VmVolume | Where-Object Type -eq Data | Sort-Object OwnedBytes -Descending</code>
 /// <para>Objects from Get-VmClone and Get-VmBase can be piped.</para>
 /// </example>
+/// <example>
+/// <summary>Only the temporary volumes, then their files through Get-VmDisk</summary>
+/// <code>Get-VmVolume -Clone lab-01, lab-02 -Type Temporary | Get-VmDisk | Format-Table Type, FileSize, Path</code>
+/// <para>-Type filters by volume type; volumes bind to Get-VmDisk by their Path.</para>
+/// </example>
 [Cmdlet(VerbsCommon.Get, "VmVolume", DefaultParameterSetName = CloneSet)]
 [OutputType(typeof(VmVolumeInfo))]
 public sealed class GetVmVolumeCommand : VmStoreCmdlet
@@ -43,6 +48,19 @@ public sealed class GetVmVolumeCommand : VmStoreCmdlet
     [ValidateNotNull]
     public PSObject InputObject { get; set; } = null!;
 
+    /// <summary>Only volumes of these types: System, Temporary or Data.</summary>
+    [Parameter]
+    public VolumeType[] Type { get; set; } = null!;
+
+    private void WriteVolumes(System.Collections.Generic.IEnumerable<VmVolumeInfo> volumes)
+    {
+        foreach (VmVolumeInfo v in volumes)
+        {
+            if (Type is null || System.Array.IndexOf(Type, v.Type) >= 0)
+                WriteObject(v);
+        }
+    }
+
     protected override void ProcessRecord()
     {
         if (ParameterSetName == InputSet)
@@ -50,10 +68,10 @@ public sealed class GetVmVolumeCommand : VmStoreCmdlet
             switch (InputObject.BaseObject)
             {
                 case VmCloneInfo c:
-                    Try(c.Name, () => WriteObject(VmStore.At(c.Store).GetClone(c.Name).Volumes, enumerateCollection: true));
+                    Try(c.Name, () => WriteVolumes(VmStore.At(c.Store).GetClone(c.Name).Volumes));
                     break;
                 case VmBaseInfo b:
-                    Try(b.Name, () => WriteObject(VmStore.At(b.Store).GetBase(b.Name).Volumes, enumerateCollection: true));
+                    Try(b.Name, () => WriteVolumes(VmStore.At(b.Store).GetBase(b.Name).Volumes));
                     break;
                 default:
                     WriteError(new ErrorRecord(new System.ArgumentException($"Get-VmVolume takes clones (Get-VmClone) and bases (Get-VmBase), not {InputObject.BaseObject.GetType().Name}."),
@@ -68,7 +86,7 @@ public sealed class GetVmVolumeCommand : VmStoreCmdlet
             Try(name, () =>
             {
                 VmStore store = OpenStore();
-                WriteObject(clones ? store.GetClone(name).Volumes : store.GetBase(name).Volumes, enumerateCollection: true);
+                WriteVolumes(clones ? store.GetClone(name).Volumes : store.GetBase(name).Volumes);
             });
         }
     }

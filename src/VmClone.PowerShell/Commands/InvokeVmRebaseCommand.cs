@@ -1,6 +1,5 @@
 using System.Collections.Generic;
 using System.Management.Automation;
-using VmClone.Core;
 using VmClone.Core.Store;
 
 namespace VmClone.PowerShell.Commands;
@@ -9,7 +8,7 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>The new base must have the clone's storage outline: the same volume names, types, order and sizes. A clone whose outline differs is refused with an OutlineMismatch error that names the differences; the other clones go on.</para>
 /// <para>For each clone: every system volume becomes a fresh child of the new base's, every temporary volume the new base's initial state, and every data volume keeps exactly its content while it stops depending on the old base — re-parented onto the new base's data volume after copying in whatever differs, or, when the new base's data volume is empty, flattened into a standalone disk. New files are built beside the clone and moved into place together; the manifest is written last.</para>
-/// <para>Rebase one clone, several, the clones piped from Get-VmClone, or with -Base every clone of a base. Once every clone has left the old base, Remove-VmBase can delete it. Progress is shown per clone and overall; the rebased clones are written out. The command asks for confirmation; -Force skips it, and -WhatIf shows the plan of every clone and volume.</para>
+/// <para>Rebase one clone, several, the clones piped from Get-VmClone, or with -Base every clone of a base. Once every clone has left the old base, Remove-VmBase can delete it. Progress is shown per clone and overall; the rebased clones are written out, in input order. -ThrottleLimit clones are rebased at the same time. The command asks for confirmation; -Force skips it, and -WhatIf shows the plan of every clone and volume. about_VmClone_Rebase explains how to plan and order a fleet rebase and how to go back.</para>
 /// </remarks>
 /// <example>
 /// <summary>Every clone of last month's base onto this month's</summary>
@@ -23,6 +22,13 @@ namespace VmClone.PowerShell.Commands;
 /// Invoke-VmRebase -Base win11 -NewBase win11-v3 -WhatIf
 /// Invoke-VmRebase -Base win11 -NewBase win11-v3 -Force</code>
 /// <para>-WhatIf lists, per clone and volume, what would be replaced, reset, re-parented or kept.</para>
+/// </example>
+/// <example>
+/// <summary>Unattended, four clones at a time, keeping the failures</summary>
+/// <code>Get-VmClone lab-01 | New-VmBase -Name win11-v4 | Out-Null
+/// Get-VmClone -Base win11 | Invoke-VmRebase -NewBase win11-v4 -Force -ThrottleLimit 4 -ErrorVariable failed -ErrorAction SilentlyContinue
+/// $failed | ForEach-Object { '{0}: {1}' -f $_.TargetObject, $_.Exception.Message }</code>
+/// <para>No prompt (-Force), each failure collected for its clone while the others go on. A scheduled script ends with exit 1 when $failed is not empty; the module ships a complete one as Samples/Invoke-ScheduledRebase.ps1 (see about_VmClone_Scheduling).</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Invoke, "VmRebase", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
 [OutputType(typeof(VmCloneInfo))]
@@ -55,6 +61,11 @@ public sealed class InvokeVmRebaseCommand : VmStoreCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>How many clones are rebased at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
+    [Parameter]
+    [ValidateRange(1, 64)]
+    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+
     protected override void ProcessRecord()
     {
         // Collected first, so that overall progress knows how many clones there are.
@@ -76,22 +87,17 @@ public sealed class InvokeVmRebaseCommand : VmStoreCmdlet
 
     protected override void EndProcessing()
     {
-        using (var overall = new CmdletProgress(this, 1))
+        foreach ((string root, string name) in _work)
         {
-            for (int i = 0; i < _work.Count; i++)
+            Try(name, () =>
             {
-                (string root, string name) = _work[i];
-                overall.Report(new OperationProgress($"Rebasing onto {NewBase}", $"clone {name} ({i + 1} of {_work.Count})", i, _work.Count));
-                Try(name, () =>
-                {
-                    VmStore store = VmStore.At(root);
-                    StorePlan plan = store.PlanRebase(name, NewBase);
-                    if (!ShouldRun(plan, $"Rebase clone '{name}' onto '{NewBase}' (system replaced, temporary reset, data kept)", Force))
-                        return;
-                    using var progress = new CmdletProgress(this, 2, 1);
-                    WriteObject(store.Execute(plan, progress, CancellationToken));
-                });
-            }
+                VmStore store = VmStore.At(root);
+                StorePlan plan = store.PlanRebase(name, NewBase);
+                if (!FirstTime(store, name) || !ShouldRun(plan, $"Rebase clone '{name}' onto '{NewBase}' (system replaced, temporary reset, data kept)", Force))
+                    return;
+                Fleet(ThrottleLimit, $"Rebasing onto {NewBase}").Run(store, name, $"Rebase clone '{name}' onto '{NewBase}'",
+                    (progress, cancel) => store.Execute(plan, progress, cancel), writeResult: true);
+            });
         }
         base.EndProcessing();
     }

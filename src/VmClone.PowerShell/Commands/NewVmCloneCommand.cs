@@ -18,31 +18,51 @@ namespace VmClone.PowerShell.Commands;
 /// <code>1..3 | ForEach-Object { 'kiosk-{0:d2}' -f $_ } | New-VmClone -Base win11</code>
 /// <para>Creates kiosk-01, kiosk-02 and kiosk-03.</para>
 /// </example>
-[Cmdlet(VerbsCommon.New, "VmClone", SupportsShouldProcess = true)]
+/// <example>
+/// <summary>Clones of a base piped from Get-VmBase</summary>
+/// <code>Get-VmBase win11 | New-VmClone -Name lab-09, lab-10 | Format-Table Name, Base, State</code>
+/// <para>The piped base gives the base and its store.</para>
+/// </example>
+[Cmdlet(VerbsCommon.New, "VmClone", SupportsShouldProcess = true, DefaultParameterSetName = NameSet)]
 [OutputType(typeof(VmCloneInfo))]
 public sealed class NewVmCloneCommand : VmStoreCmdlet
 {
+    private const string NameSet = "Name";
+    private const string InputSet = "InputObject";
+
     /// <summary>Names of the new clones: letters, digits, '.', '_' and '-', at most 64 characters.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = InputSet)]
     [ValidateNotNullOrEmpty]
     public string[] Name { get; set; } = null!;
 
+    /// <summary>A base from Get-VmBase: the clones are made from it, in its store.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = InputSet, ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public VmBaseInfo InputObject { get; set; } = null!;
+
     /// <summary>The base the clones are made from.</summary>
-    [Parameter(Mandatory = true, Position = 1)]
+    [Parameter(Mandatory = true, Position = 1, ParameterSetName = NameSet)]
     [ArgumentCompleter(typeof(BaseNameCompleter))]
     [ValidateNotNullOrEmpty]
     public string Base { get; set; } = null!;
 
+    /// <summary>How many clones are worked on at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
+    [Parameter]
+    [ValidateRange(1, 64)]
+    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+
     protected override void ProcessRecord()
     {
+        string baseName = ParameterSetName == InputSet ? InputObject.Name : Base;
         foreach (string name in Name)
         {
             Try(name, () =>
             {
                 VmStore store = OpenStore();
-                StorePlan plan = store.PlanNewClone(name, Base);
+                StorePlan plan = store.PlanNewClone(name, baseName);
                 if (ShouldRun(plan, $"Create clone '{name}'"))
-                    WriteObject(store.Execute(plan, null, CancellationToken));
+                    Fleet(ThrottleLimit, $"Creating clones of {baseName}").Run(store, name, $"Create clone '{name}'", (progress, cancel) => store.Execute(plan, progress, cancel), writeResult: true);
             });
         }
     }

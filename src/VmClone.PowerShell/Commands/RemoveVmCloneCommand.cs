@@ -30,6 +30,11 @@ public sealed class RemoveVmCloneCommand : VmStoreCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>How many clones are worked on at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
+    [Parameter]
+    [ValidateRange(1, 64)]
+    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+
     protected override void ProcessRecord()
     {
         foreach (string name in Name)
@@ -38,8 +43,8 @@ public sealed class RemoveVmCloneCommand : VmStoreCmdlet
             {
                 VmStore store = OpenStore();
                 StorePlan plan = store.PlanRemoveClone(name);
-                if (ShouldRun(plan, $"Remove clone '{name}' with its volumes, data included", Force))
-                    store.Execute(plan, null, CancellationToken);
+                if (FirstTime(store, name) && ShouldRun(plan, $"Remove clone '{name}' with its volumes, data included", Force))
+                    Fleet(ThrottleLimit, "Removing clones").Run(store, name, $"Remove clone '{name}'", (progress, cancel) => store.Execute(plan, progress, cancel), writeResult: false);
             });
         }
     }

@@ -36,6 +36,11 @@ public sealed class RestoreVmCloneCommand : VmStoreCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <summary>How many clones are worked on at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
+    [Parameter]
+    [ValidateRange(1, 64)]
+    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+
     protected override void ProcessRecord()
     {
         foreach (string name in Name)
@@ -44,11 +49,9 @@ public sealed class RestoreVmCloneCommand : VmStoreCmdlet
             {
                 VmStore store = OpenStore();
                 StorePlan plan = store.PlanRestore(name);
-                if (!ShouldRun(plan, $"Restore clone '{name}' (its system and temporary content is discarded)", Force))
+                if (!FirstTime(store, name) || !ShouldRun(plan, $"Restore clone '{name}' (its system and temporary content is discarded)", Force))
                     return;
-                object? result = store.Execute(plan, null, CancellationToken);
-                if (PassThru)
-                    WriteObject(result);
+                Fleet(ThrottleLimit, "Restoring clones").Run(store, name, $"Restore clone '{name}'", (progress, cancel) => store.Execute(plan, progress, cancel), PassThru);
             });
         }
     }

@@ -384,16 +384,13 @@ public class VhdxStructureTests
             p.Content.Position = (1L << 40) + 12345;
             p.Content.Write(new byte[] { 1, 2, 3 }, 0, 3);
         }
-        var sw = Stopwatch.StartNew();
         using (VirtualDisk child = VirtualDisk.CreateDifferencing(dir.File("child.vhdx"), parent))
         {
-            sw.Stop();
             Assert.Equal(DiskType.Differencing, child.Type);
             Assert.Equal(2L << 40, child.Capacity);
             Assert.Equal(2L << 20, child.Top.BlockSize);
             Assert.Equal(0, child.Top.AllocatedBytes);
         }
-        Assert.True(sw.ElapsedMilliseconds < 2000, $"creating a child took {sw.ElapsedMilliseconds} ms");
         Assert.True(new FileInfo(dir.File("child.vhdx")).Length < 16 * MiB);
     }
 

@@ -1,0 +1,120 @@
+<#
+.SYNOPSIS
+    Fleet-scale benchmarks through the cmdlets, side by side with qemu-img, appended to RESULTS.md.
+.DESCRIPTION
+    A 3-volume base (100 GiB virtual each; System, Temporary, Data) and -Count clones:
+    New-VmClone in one call, Restore-VmClone and Invoke-VmRebase of all of them, against
+    qemu-img create -b / qemu-img rebase -u of as many VMDK children in a shell loop, and the
+    engine's own create API. Also: module import and first-command latency in a fresh pwsh.
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory)] [string] $ModuleManifest,
+    [int] $Count = 1000,
+    [string] $Results = (Join-Path $PSScriptRoot 'RESULTS.md')
+)
+$ErrorActionPreference = 'Stop'
+Import-Module $ModuleManifest -Force
+$work = Join-Path ([IO.Path]::GetTempPath()) ('vmclone-fleet-' + [guid]::NewGuid().ToString('N').Substring(0, 8))
+New-Item -ItemType Directory $work | Out-Null
+$rows = [Collections.Generic.List[object]]::new()
+function Add-Row([string] $Name, [string] $Figure, [string] $Ratio = '', [string] $Reference = '') {
+    $rows.Add([pscustomobject]@{ Name = $Name; Figure = $Figure; Ratio = $Ratio; Reference = $Reference })
+}
+function Rate([double] $seconds, [int] $n) { '{0:N0}/s ({1:N2} ms each)' -f ($n / $seconds), ($seconds * 1000 / $n) }
+function Seconds([scriptblock] $block) { (Measure-Command $block).TotalSeconds }
+function Allocated([string] $path) {
+    # Blocks really allocated (sparse files), not the apparent size.
+    [long](& stat -c '%b*%B' $path | ForEach-Object { Invoke-Expression $_ })
+}
+
+try {
+    $store = Join-Path $work 'store'
+    $size = 100GB
+    foreach ($format in 'Vhdx', 'Vmdk') {
+        $base = "base-$format".ToLowerInvariant()
+        New-VmBase -Store $store -Name $base -Format $format -Volume @(
+            @{ Name = 'system'; Type = 'System'; SizeBytes = $size }
+            @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = $size }
+            @{ Name = 'data'; Type = 'Data'; SizeBytes = $size }) | Out-Null
+        $names = 1..$Count | ForEach-Object { '{0}-{1:D4}' -f $base, $_ }
+
+        $t = Seconds { New-VmClone -Store $store -Base $base -Name $names | Out-Null }
+        $newRate = $Count / $t
+        Add-Row "New-VmClone, $Count clones of a 3 x 100 GiB $format base, one call" (Rate $t $Count)
+        $cloneDir = Join-Path $store "clones/$($names[0])"
+        $bytes = (Get-ChildItem $cloneDir -File | ForEach-Object { Allocated $_.FullName } | Measure-Object -Sum).Sum
+        Add-Row "  bytes allocated per clone ($format, 3 volumes + manifest)" ('{0:N0} KiB' -f ($bytes / 1KB))
+
+        $t = Seconds { Restore-VmClone -Store $store -Name $names -Force | Out-Null }
+        Add-Row "Restore-VmClone, $Count $format clones, one call" (Rate $t $Count)
+
+        New-VmBase -Store $store -Name "$base-v2" -Format $format -Volume @(
+            @{ Name = 'system'; Type = 'System'; SizeBytes = $size }
+            @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = $size }
+            @{ Name = 'data'; Type = 'Data'; SizeBytes = $size }) | Out-Null
+        $t = Seconds { Invoke-VmRebase -Store $store -Base $base -NewBase "$base-v2" -Force | Out-Null }
+        Add-Row "Invoke-VmRebase, $Count $format clones onto a new base, one call" (Rate $t $Count)
+    }
+
+    if (Get-Command qemu-img -ErrorAction SilentlyContinue) {
+        $q = Join-Path $work 'qemu'
+        New-Item -ItemType Directory $q | Out-Null
+        & qemu-img create -q -f vmdk (Join-Path $q 'base.vmdk') 100G
+        & qemu-img create -q -f vmdk (Join-Path $q 'base2.vmdk') 100G
+        $script = Join-Path $q 'loop.sh'
+        # One VMDK child per clone volume, as a shell script would do it (3 per clone).
+        Set-Content $script "cd '$q'; for i in `$(seq 1 $($Count * 3)); do qemu-img create -q -f vmdk -b base.vmdk -F vmdk c`$i.vmdk; done"
+        $t = Seconds { & bash $script }
+        Add-Row "qemu-img create -b, $($Count * 3) VMDK children in a shell loop ($Count clones' worth)" (Rate $t $Count) '' 'reference'
+        $qemuCreate = $Count / $t
+        $rows[0].Ratio = '{0:P0}' -f ($newRate / $qemuCreate); $rows[0].Reference = 'qemu-img create -b loop'
+        # qemu's vmdk driver cannot change a backing file (qemu 7.2: "Operation not supported"):
+        # VmClone's Set-VmDisk and Invoke-VmRebase are the only way here to re-point VMDK children.
+        & qemu-img rebase -u -f vmdk -b base2.vmdk -F vmdk (Join-Path $q 'c1.vmdk') 2>$null
+        if ($LASTEXITCODE -eq 0) {
+            Set-Content $script "cd '$q'; for i in `$(seq 1 $($Count * 3)); do qemu-img rebase -u -f vmdk -b base2.vmdk -F vmdk c`$i.vmdk; done"
+            $t = Seconds { & bash $script }
+            Add-Row "qemu-img rebase -u, $($Count * 3) VMDK children in a shell loop ($Count clones' worth)" (Rate $t $Count) '' 'reference'
+        }
+        else {
+            Add-Row 'qemu-img rebase -u of a VMDK child' 'not supported by qemu-img (vmdk driver cannot change a backing file)' '' 'reference'
+        }
+    }
+
+    $api = Join-Path $work 'api'
+    New-Item -ItemType Directory $api | Out-Null
+    $parent = Join-Path $api 'base.vhdx'
+    [VmClone.Disks.VirtualDisk]::CreateDynamic($parent, $size).Dispose()
+    $t = Seconds { for ($i = 0; $i -lt $Count; $i++) { [VmClone.Disks.VirtualDisk]::CreateDifferencing((Join-Path $api "c$i.vhdx"), $parent).Dispose() } }
+    Add-Row "VirtualDisk.CreateDifferencing (engine API), $Count VHDX children" (Rate $t $Count)
+
+    $pwsh = @('dotnet', (Join-Path $PSHOME 'pwsh.dll'))
+    if (Test-Path (Join-Path $PSHOME 'pwsh') -PathType Leaf) { $pwsh = @(Join-Path $PSHOME 'pwsh') }
+    $args0 = @($pwsh | Select-Object -Skip 1)
+    $bare = 1..5 | ForEach-Object { Seconds { & $pwsh[0] @args0 -NoProfile -NonInteractive -Command '$null' } } | Sort-Object
+    $import = 1..5 | ForEach-Object { Seconds { & $pwsh[0] @args0 -NoProfile -NonInteractive -Command "Import-Module '$ModuleManifest'" } } | Sort-Object
+    $small = Join-Path $work 'small-store'
+    New-VmBase -Store $small -Name one -Volume @{ Name = 'system'; Type = 'System'; SizeBytes = 1GB } | Out-Null
+    New-VmClone -Store $small -Base one -Name c1 | Out-Null
+    $first = 1..5 | ForEach-Object { Seconds { & $pwsh[0] @args0 -NoProfile -NonInteractive -Command "Import-Module '$ModuleManifest'; Get-VmClone -Store '$small' | Out-Null" } } | Sort-Object
+    $t = Seconds { Get-VmClone -Store $store | Out-Null }
+    Add-Row "Get-VmClone listing $($Count * 2) clones (sizes and drift of every volume)" (Rate $t ($Count * 2))
+    Add-Row 'Fresh pwsh, no module (reference)' ('{0:N0} ms' -f ($bare[2] * 1000))
+    Add-Row 'Fresh pwsh + Import-Module VmClone, added' ('{0:N0} ms' -f (($import[2] - $bare[2]) * 1000))
+    Add-Row 'Fresh pwsh + import + first Get-VmClone (1 clone), added' ('{0:N0} ms' -f (($first[2] - $bare[2]) * 1000))
+}
+finally {
+    Get-ChildItem $work -Recurse -File -ErrorAction SilentlyContinue | ForEach-Object { $_.Attributes = 'Normal' }
+    Remove-Item $work -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+$text = [Text.StringBuilder]::new()
+[void]$text.AppendLine()
+[void]$text.AppendLine("## Fleet operations through the cmdlets ($Count clones, single run each)")
+[void]$text.AppendLine()
+[void]$text.AppendLine('| benchmark | figure | ratio | reference |')
+[void]$text.AppendLine('|---|---|---|---|')
+foreach ($r in $rows) { [void]$text.AppendLine("| $($r.Name) | $($r.Figure) | $($r.Ratio) | $($r.Reference) |") }
+$text.ToString() | Write-Host
+Add-Content -Path $Results -Value $text.ToString()

@@ -1,0 +1,232 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Management.Automation;
+using System.Runtime.ExceptionServices;
+using System.Threading;
+using System.Threading.Tasks;
+using VmClone.Core;
+using VmClone.Core.Store;
+
+namespace VmClone.PowerShell;
+
+/// <summary>
+/// Runs a fleet command's per-clone operations on up to -ThrottleLimit worker threads. PowerShell
+/// allows WriteObject, WriteError, WriteProgress and WriteVerbose only on the pipeline thread, so
+/// workers never call the cmdlet: they post what is to be written to a queue that the pipeline
+/// thread drains (after each input and, at the end, until every operation has finished). Results
+/// and errors are written in input order; progress as it comes. Each store the fleet touches is
+/// held as one batch (VmStore.BeginBatch) so that the operations really run side by side.
+/// With a limit of 1 everything runs on the pipeline thread, one operation at a time.
+/// </summary>
+internal sealed class FleetRunner : IDisposable
+{
+    private readonly Cmdlet _cmdlet;
+    private readonly int _throttleLimit;
+    private readonly string _activity;
+    private readonly CancellationTokenSource _cancellation;
+    private readonly BlockingCollection<Job> _work = new();
+    private readonly BlockingCollection<Action> _toPipeline = new();
+    private readonly Dictionary<long, Action> _finished = new();
+    private readonly Dictionary<string, IDisposable> _batches = new(StringComparer.Ordinal);
+    private readonly List<Task> _workers = new();
+    private long _submitted;
+    private long _released;
+    private ProgressRecord? _overall;
+
+    public FleetRunner(Cmdlet cmdlet, int throttleLimit, string activity, CancellationToken cancellationToken)
+    {
+        _cmdlet = cmdlet;
+        _throttleLimit = Math.Max(1, throttleLimit);
+        _activity = activity;
+        _cancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+    }
+
+    private CancellationToken Token => _cancellation.Token;
+
+    /// <summary>
+    /// Runs <paramref name="work"/> for one clone (now, or on a worker) and writes its result
+    /// (when <paramref name="writeResult"/>) or its error with <paramref name="target"/> as target.
+    /// Call on the pipeline thread, after ShouldProcess.
+    /// </summary>
+    public void Run(VmStore store, object target, string label, Func<IProgress<OperationProgress>, CancellationToken, object?> work, bool writeResult)
+    {
+        long sequence = ++_submitted;
+        _cmdlet.WriteVerbose($"{label}: started.");
+        if (_throttleLimit == 1)
+        {
+            var watch = Stopwatch.StartNew();
+            try
+            {
+                object? result;
+                using (var progress = new CmdletProgress(_cmdlet, 2, 1))
+                    result = work(progress, Token);
+                Finished(label, watch, writeResult ? result : null, null);
+            }
+            catch (Exception ex) when (VmCloneCmdlet.IsExpected(ex))
+            {
+                Finished(label, watch, null, VmCloneCmdlet.ToErrorRecord(ex, target));
+            }
+            _released++;
+            ReportOverall();
+            return;
+        }
+
+        if (!_batches.ContainsKey(store.Root))
+            _batches[store.Root] = store.BeginBatch(Token);
+        while (_workers.Count < _throttleLimit && _workers.Count < _submitted)
+            _workers.Add(Task.Factory.StartNew(Work, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default));
+        _work.Add(new Job(sequence, target, label, work, writeResult));
+        Pump(block: false);
+    }
+
+    /// <summary>Writes whatever the workers have posted; with <paramref name="block"/>, until every operation has finished.</summary>
+    public void Pump(bool block)
+    {
+        while (_toPipeline.TryTake(out Action? action))
+            action();
+        while (block && _released < _submitted)
+            _toPipeline.Take(Token)();
+    }
+
+    /// <summary>Waits for every operation and writes the rest; closes the progress bars.</summary>
+    public void Finish()
+    {
+        try
+        {
+            Pump(block: true);
+        }
+        finally
+        {
+            if (_overall is not null)
+            {
+                _overall.RecordType = ProgressRecordType.Completed;
+                _cmdlet.WriteProgress(_overall);
+                _overall = null;
+            }
+        }
+    }
+
+    private void Work()
+    {
+        foreach (Job job in _work.GetConsumingEnumerable())
+        {
+            var watch = Stopwatch.StartNew();
+            var progress = new QueuedProgress(this, (int)(2 + job.Sequence % 100_000));
+            try
+            {
+                Token.ThrowIfCancellationRequested();
+                object? result = job.Work(progress, Token);
+                Post(job.Sequence, () => { progress.Close(); Finished(job.Label, watch, job.WriteResult ? result : null, null); });
+            }
+            catch (Exception ex) when (VmCloneCmdlet.IsExpected(ex) || ex is OperationCanceledException)
+            {
+                ErrorRecord? record = Token.IsCancellationRequested ? null : VmCloneCmdlet.ToErrorRecord(ex, job.Target);
+                Post(job.Sequence, () => { progress.Close(); if (record is not null) Finished(job.Label, watch, null, record); });
+            }
+            catch (Exception ex)
+            {
+                // A defect of ours: rethrown on the pipeline thread, where it stops the command.
+                var captured = ExceptionDispatchInfo.Capture(ex);
+                Post(job.Sequence, () => { progress.Close(); captured.Throw(); });
+            }
+        }
+    }
+
+    /// <summary>Queues a finished operation's output; it is written once all earlier ones are.</summary>
+    private void Post(long sequence, Action output) => _toPipeline.Add(() =>
+    {
+        _finished[sequence] = output;
+        while (_finished.TryGetValue(_released + 1, out Action? next))
+        {
+            _finished.Remove(++_released);
+            ReportOverall();
+            next();
+        }
+    });
+
+    private void Finished(string label, Stopwatch watch, object? result, ErrorRecord? error)
+    {
+        if (error is not null)
+        {
+            _cmdlet.WriteVerbose($"{label}: failed after {watch.Elapsed.TotalSeconds:0.0} s.");
+            _cmdlet.WriteError(error);
+            return;
+        }
+        _cmdlet.WriteVerbose($"{label}: done in {watch.Elapsed.TotalSeconds:0.0} s.");
+        if (result is not null)
+            _cmdlet.WriteObject(result);
+    }
+
+    private void ReportOverall()
+    {
+        if (_submitted < 2)
+            return;
+        _overall ??= new ProgressRecord(1, _activity, " ");
+        _overall.StatusDescription = $"{_released} of {_submitted} done";
+        _overall.PercentComplete = (int)(100 * _released / _submitted);
+        _cmdlet.WriteProgress(_overall);
+    }
+
+    private bool _disposed;
+
+    public void Dispose()
+    {
+        if (_disposed)
+            return;
+        _disposed = true;
+        _cancellation.Cancel();
+        _work.CompleteAdding();
+        try
+        {
+            Task.WaitAll(_workers.ToArray());
+        }
+        catch (AggregateException)
+        {
+        }
+        foreach (IDisposable batch in _batches.Values)
+            batch.Dispose();
+        _batches.Clear();
+        _work.Dispose();
+        _toPipeline.Dispose();
+        _cancellation.Dispose();
+    }
+
+    private sealed record Job(long Sequence, object Target, string Label, Func<IProgress<OperationProgress>, CancellationToken, object?> Work, bool WriteResult);
+
+    /// <summary>A worker's progress: records are posted to the pipeline thread, a few per second.</summary>
+    private sealed class QueuedProgress : IProgress<OperationProgress>
+    {
+        private readonly FleetRunner _runner;
+        private readonly int _activityId;
+        private readonly Stopwatch _sinceLast = Stopwatch.StartNew();
+        private ProgressRecord? _last;
+
+        public QueuedProgress(FleetRunner runner, int activityId)
+        {
+            _runner = runner;
+            _activityId = activityId;
+        }
+
+        public void Report(OperationProgress value)
+        {
+            if (_last is not null && value.Completed < value.Total && _sinceLast.ElapsedMilliseconds < 200)
+                return;
+            _sinceLast.Restart();
+            var record = new ProgressRecord(_activityId, value.Activity, value.Status) { PercentComplete = value.Percent, ParentActivityId = 1 };
+            _last = record;
+            if (!_runner._toPipeline.IsAddingCompleted)
+                _runner._toPipeline.Add(() => _runner._cmdlet.WriteProgress(record));
+        }
+
+        /// <summary>On the pipeline thread: closes this operation's bar.</summary>
+        public void Close()
+        {
+            if (_last is null)
+                return;
+            _last.RecordType = ProgressRecordType.Completed;
+            _runner._cmdlet.WriteProgress(_last);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Threading.Tasks;
+using VmClone.Core.Store;
+using Xunit;
+
+namespace VmClone.Core.Tests.Store;
+
+/// <summary>
+/// Parallel operations in one process: without a batch every Execute takes the store lock in
+/// turn; inside a batch the lock is held once and operations on different clones run side by
+/// side, while two on the same clone still wait for each other.
+/// </summary>
+public class BatchTests
+{
+    private static void NewFleet(TestStore t, int clones)
+    {
+        string system = t.SourceDisk("system.vhdx", "operating system");
+        var specs = new List<VolumeSpec>
+        {
+            new() { Name = "system", Type = VolumeType.System, Path = system },
+            new() { Name = "temp", Type = VolumeType.Temporary, SizeBytes = TestStore.VolumeSize },
+            new() { Name = "data", Type = VolumeType.Data, SizeBytes = TestStore.VolumeSize },
+        };
+        t.Store.Execute(t.Store.PlanNewBase("win11", specs, VmClone.Disks.DiskFormat.Vhdx));
+        for (int i = 1; i <= clones; i++)
+            t.Store.Execute(t.Store.PlanNewClone($"lab-{i:d2}", "win11"));
+    }
+
+    [Fact]
+    public void InsideABatchExecuteDoesNotWaitForTheLockTheBatchHolds()
+    {
+        using var t = new TestStore();
+        NewFleet(t, 1);
+        var watch = Stopwatch.StartNew();
+        using (t.Store.BeginBatch())
+        {
+            // Were the file lock taken again, this would wait 30 s and fail with StoreBusy.
+            t.Store.Execute(t.Store.PlanRestore("lab-01"));
+            using (VmStore.At(t.Root).BeginBatch())
+                t.Store.Execute(t.Store.PlanClearTemporary("lab-01"));
+        }
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"took {watch.Elapsed}");
+        // Released: an operation outside any batch takes the lock again.
+        t.Store.Execute(t.Store.PlanRestore("lab-01"));
+    }
+
+    [Fact]
+    public void ClonesRestoredFromManyThreadsInABatchAreAllRestoredAndHealthy()
+    {
+        using var t = new TestStore();
+        NewFleet(t, 8);
+        var names = t.Store.CloneNames();
+        foreach (string n in names)
+            TestStore.Write(t.Volume(n, "system"), 0, "scratch of " + n);
+        var plans = names.Select(n => t.Store.PlanRestore(n)).ToList();
+        using (t.Store.BeginBatch())
+            Parallel.ForEach(plans, new ParallelOptions { MaxDegreeOfParallelism = 8 }, p => t.Store.Execute(p));
+        foreach (string n in names)
+            Assert.Equal("operating system", TestStore.Read(t.Volume(n, "system"), 0, 16));
+        Assert.True(t.Store.Check(repair: false).IsHealthy);
+    }
+
+    [Fact]
+    public void WithoutABatchThreadsTakeTheStoreLockInTurn()
+    {
+        using var t = new TestStore();
+        NewFleet(t, 4);
+        var plans = t.Store.CloneNames().Select(n => t.Store.PlanClearTemporary(n)).ToList();
+        Parallel.ForEach(plans, new ParallelOptions { MaxDegreeOfParallelism = 4 }, p => VmStore.At(t.Root).Execute(p));
+        Assert.True(t.Store.Check(repair: false).IsHealthy);
+    }
+
+    [Fact]
+    public void TwoOperationsOnOneCloneInABatchWaitForEachOther()
+    {
+        using var t = new TestStore();
+        NewFleet(t, 1);
+        // Both planned before either runs: the second finds the clone changed and does nothing.
+        var plans = new[] { t.Store.PlanRestore("lab-01"), t.Store.PlanRestore("lab-01") };
+        var outcomes = new string[2];
+        using (t.Store.BeginBatch())
+        {
+            Parallel.For(0, 2, i =>
+            {
+                try
+                {
+                    t.Store.Execute(plans[i]);
+                    outcomes[i] = "done";
+                }
+                catch (StoreException ex)
+                {
+                    outcomes[i] = ex.ErrorId;
+                }
+            });
+        }
+        Assert.Equal(new[] { "CloneChanged", "done" }, outcomes.OrderBy(o => o, StringComparer.Ordinal));
+        Assert.True(t.Store.Check(repair: false).IsHealthy);
+    }
+}
