@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -161,12 +162,37 @@ public static class AtomicFile
                 fs.Write(bytes, 0, bytes.Length);
                 fs.Flush(flushToDisk: true);
             }
+            FaultPoint.Hit("temporary " + Path.GetFileName(path) + " written");
             MoveOver(temp, path);
         }
-        finally
+        catch (Exception ex) when (!FaultPoint.IsCrash(ex))
         {
             if (System.IO.File.Exists(temp))
                 System.IO.File.Delete(temp);
+            throw;
+        }
+    }
+
+    /// <summary>True for a temporary file <see cref="WriteAllText"/> leaves when it is cut off (".NAME.xxxxxxxx.tmp").</summary>
+    public static bool IsTemporary(string path)
+    {
+        string name = Path.GetFileName(path);
+        if (!name.StartsWith(".", StringComparison.Ordinal) || !name.EndsWith(".tmp", StringComparison.Ordinal))
+            return false;
+        string[] parts = name.Substring(1, name.Length - 5).Split('.');
+        return parts.Length >= 2 && parts[parts.Length - 1].Length == 8
+            && parts[parts.Length - 1].All(c => c is >= '0' and <= '9' or >= 'a' and <= 'f');
+    }
+
+    /// <summary>Deletes the temporary files of cut-off writes in <paramref name="folder"/>; only for a folder no one else is writing.</summary>
+    internal static void DeleteTemporaries(string folder)
+    {
+        if (!Directory.Exists(folder))
+            return;
+        foreach (string f in Directory.EnumerateFiles(folder, ".*.tmp"))
+        {
+            if (IsTemporary(f))
+                System.IO.File.Delete(f);
         }
     }
 

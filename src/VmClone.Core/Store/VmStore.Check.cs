@@ -170,7 +170,7 @@ public sealed partial class VmStore
                     }
                 }
             }
-            ReportUnknownFiles(problems, subject, dir, known);
+            ReportUnknownFiles(problems, subject, dir, known, repair);
         }
         return bases;
     }
@@ -255,7 +255,7 @@ public sealed partial class VmStore
             }
             if (changed)
                 Manifest.Write(manifestPath, manifest);
-            ReportUnknownFiles(problems, subject, dir, known);
+            ReportUnknownFiles(problems, subject, dir, known, repair);
         }
         return count;
     }
@@ -296,13 +296,28 @@ public sealed partial class VmStore
         return result;
     }
 
-    private static void ReportUnknownFiles(List<VmStoreProblem> problems, string subject, string dir, HashSet<string> known)
+    private void ReportUnknownFiles(List<VmStoreProblem> problems, string subject, string dir, HashSet<string> known, bool repair)
     {
         foreach (string file in Directory.EnumerateFileSystemEntries(dir))
         {
             string name = Path.GetFileName(file);
             if (known.Contains(name))
                 continue;
+            if (AtomicFile.IsTemporary(file))
+            {
+                // A manifest write cut off before its rename: the manifest itself is whole (old or new).
+                string[] parts = subject.Split(' ');
+                if (!repair && !StoreLocks.IsFree(Root, parts[0], parts[1]))
+                    continue;
+                VmStoreProblem t = Add(problems, StoreProblemKind.InterruptedOperation, subject, file,
+                    $"a manifest write was cut off before it was complete; its temporary file '{file}' is left (the manifest itself is whole)");
+                if (repair)
+                {
+                    File.Delete(file);
+                    Repaired(t, "deleted the temporary file");
+                }
+                continue;
+            }
             Add(problems, StoreProblemKind.OrphanedFile, subject, file, $"'{file}' is not part of the {subject.Split(' ')[0]}",
                 "not repaired: delete it if you do not need it");
         }

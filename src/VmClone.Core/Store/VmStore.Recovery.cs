@@ -54,6 +54,8 @@ public sealed partial class VmStore
     internal bool RecoverSubject(string kind, string subject, CancellationToken cancellationToken)
     {
         bool any = false;
+        // A manifest write cut off before its rename leaves only a temporary file beside it.
+        AtomicFile.DeleteTemporaries(kind == "base" ? BaseFolder(subject) : CloneFolder(subject));
         foreach (string dir in WorkFolders(kind, subject))
         {
             cancellationToken.ThrowIfCancellationRequested();
