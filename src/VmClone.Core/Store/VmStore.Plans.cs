@@ -140,13 +140,17 @@ public sealed partial class VmStore
 
     private StorePlan PlanReset(string cloneName, StoreOperation operation)
     {
+        // The digest before the manifest it stands for: a change between the two reads then
+        // fails the check at execution (CloneChanged) instead of passing it with a stale plan.
+        StoreNames.Validate(cloneName, "clone");
+        string digest = CloneExists(cloneName) ? ManifestDigest(Path.Combine(CloneFolder(cloneName), CloneFile)) : "";
         CloneManifest clone = LoadClone(cloneName);
         BaseManifest b = LoadBase(clone.Base);
         RequireUnmodifiedBase(b);
         string folder = CloneFolder(clone.Name);
         var plan = NewPlan(operation, clone.Name, "clone", folder);
         plan.FromBase = plan.ToBase = b.Name;
-        plan.ManifestDigest = ManifestDigest(Path.Combine(folder, CloneFile));
+        plan.ManifestDigest = digest;
         var manifest = CopyOf(clone);
         if (operation == StoreOperation.Restore)
             manifest.LastRestored = DateTimeOffset.UtcNow;
@@ -178,6 +182,10 @@ public sealed partial class VmStore
     /// </summary>
     public StorePlan PlanRebase(string cloneName, string newBaseName)
     {
+        // The digest before the manifest it stands for: a change between the two reads then
+        // fails the check at execution (CloneChanged) instead of passing it with a stale plan.
+        StoreNames.Validate(cloneName, "clone");
+        string digest = CloneExists(cloneName) ? ManifestDigest(Path.Combine(CloneFolder(cloneName), CloneFile)) : "";
         CloneManifest clone = LoadClone(cloneName);
         BaseManifest nb = LoadBase(newBaseName);
         RequireUnmodifiedBase(nb);
@@ -187,7 +195,7 @@ public sealed partial class VmStore
         var plan = NewPlan(StoreOperation.Rebase, clone.Name, "clone", folder);
         plan.FromBase = clone.Base;
         plan.ToBase = nb.Name;
-        plan.ManifestDigest = ManifestDigest(Path.Combine(folder, CloneFile));
+        plan.ManifestDigest = digest;
         if (string.Equals(clone.Base, nb.Name, StringComparison.OrdinalIgnoreCase))
         {
             // Already there (an earlier run finished this clone): running a rebase again redoes
