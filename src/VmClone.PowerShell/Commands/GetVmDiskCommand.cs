@@ -25,47 +25,21 @@ namespace VmClone.PowerShell.Commands;
 /// <code>Get-ChildItem -Path . -Filter *.vhdx | Get-VmDisk | Sort-Object FileSize -Descending</code>
 /// <para>Files are bound from the pipeline by their path.</para>
 /// </example>
-[Cmdlet(VerbsCommon.Get, "VmDisk", DefaultParameterSetName = PathSet)]
+[Cmdlet(VerbsCommon.Get, "VmDisk", DefaultParameterSetName = "Path")]
 [OutputType(typeof(VmDiskInfo))]
-public sealed class GetVmDiskCommand : VmCloneCmdlet
+public sealed class GetVmDiskCommand : DiskFileCmdlet
 {
-    private const string PathSet = "Path";
-    private const string LiteralPathSet = "LiteralPath";
-
-    /// <summary>Disk file(s) to show; wildcards are allowed.</summary>
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    public string[] Path { get; set; } = null!;
-
-    /// <summary>Disk file(s) to show, taken literally (no wildcards). Bound from the PSPath of files piped from Get-ChildItem.</summary>
-    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
-    [Alias("PSPath", "LP")]
-    [ValidateNotNullOrEmpty]
-    public string[] LiteralPath { get; set; } = null!;
-
     /// <summary>Also show every parent down to the base, one object per layer.</summary>
     [Parameter]
     public SwitchParameter Chain { get; set; }
 
-    /// <summary>Treat the file as this format instead of detecting it (for raw images without a .raw or .img extension).</summary>
-    [Parameter]
-    public DiskFormat Format { get; set; }
-
-    protected override void ProcessRecord()
+    protected override void ProcessDisk(string path, DiskOpenOptions options)
     {
-        bool literal = ParameterSetName == LiteralPathSet;
-        foreach (string path in ResolveExistingPaths(literal ? LiteralPath : Path, literal))
+        foreach (VmDiskInfo info in DiskOperations.Inspect(path, Chain.IsPresent, options))
         {
-            Try(path, () =>
-            {
-                var options = new DiskOpenOptions { Format = MyInvocation.BoundParameters.ContainsKey(nameof(Format)) ? Format : null };
-                foreach (VmDiskInfo info in DiskOperations.Inspect(path, Chain.IsPresent, options))
-                {
-                    if (info.ChainProblem is string problem)
-                        WriteWarning(problem);
-                    WriteObject(info);
-                }
-            });
+            if (info.ChainProblem is string problem)
+                WriteWarning(problem);
+            WriteObject(info);
         }
     }
 }

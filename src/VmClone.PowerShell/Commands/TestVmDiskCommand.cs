@@ -25,39 +25,13 @@ namespace VmClone.PowerShell.Commands;
 /// <code>if (-not (Test-VmDisk ./base.vhdx).IsHealthy) { throw "base.vhdx is damaged" }</code>
 /// <para>Use the IsHealthy property in scripts.</para>
 /// </example>
-[Cmdlet(VerbsDiagnostic.Test, "VmDisk", DefaultParameterSetName = PathSet)]
+[Cmdlet(VerbsDiagnostic.Test, "VmDisk", DefaultParameterSetName = "Path")]
 [OutputType(typeof(VmDiskCheckResult))]
-public sealed class TestVmDiskCommand : VmCloneCmdlet
+public sealed class TestVmDiskCommand : DiskFileCmdlet
 {
-    private const string PathSet = "Path";
-    private const string LiteralPathSet = "LiteralPath";
-
-    /// <summary>Disk file(s) to check; wildcards are allowed.</summary>
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    public string[] Path { get; set; } = null!;
-
-    /// <summary>Disk file(s) to check, taken literally (no wildcards). Bound from the PSPath of files piped from Get-ChildItem.</summary>
-    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
-    [Alias("PSPath", "LP")]
-    [ValidateNotNullOrEmpty]
-    public string[] LiteralPath { get; set; } = null!;
-
-    /// <summary>Treat the file as this format instead of detecting it (for raw images without a .raw or .img extension).</summary>
-    [Parameter]
-    public DiskFormat Format { get; set; }
-
-    protected override void ProcessRecord()
+    protected override void ProcessDisk(string path, DiskOpenOptions options)
     {
-        bool literal = ParameterSetName == LiteralPathSet;
-        foreach (string path in ResolveExistingPaths(literal ? LiteralPath : Path, literal))
-        {
-            Try(path, () =>
-            {
-                WriteVerbose($"Checking '{path}' and its chain.");
-                var options = new DiskOpenOptions { Format = MyInvocation.BoundParameters.ContainsKey(nameof(Format)) ? Format : null };
-                WriteObject(DiskOperations.Check(path, options, CancellationToken));
-            });
-        }
+        WriteVerbose($"Checking '{path}' and its chain.");
+        WriteObject(DiskOperations.Check(path, options, CancellationToken));
     }
 }

@@ -1,0 +1,42 @@
+using System.Management.Automation;
+using VmClone.Disks;
+
+namespace VmClone.PowerShell.Commands;
+
+/// <summary>
+/// Base of the cmdlets that read existing disk files: -Path (wildcards) or -LiteralPath (bound
+/// from the PSPath of files piped from Get-ChildItem), and -Format for raw images without a
+/// telling extension. Each resolved file goes to <see cref="ProcessDisk"/>; a failure is an
+/// error for that file and the others go on.
+/// </summary>
+public abstract class DiskFileCmdlet : VmCloneCmdlet
+{
+    protected const string PathSet = "Path";
+    protected const string LiteralPathSet = "LiteralPath";
+
+    /// <summary>Disk file(s); wildcards are allowed.</summary>
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string[] Path { get; set; } = null!;
+
+    /// <summary>Disk file(s), taken literally (no wildcards). Bound from the PSPath of files piped from Get-ChildItem.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+    [Alias("PSPath", "LP")]
+    [ValidateNotNullOrEmpty]
+    public string[] LiteralPath { get; set; } = null!;
+
+    /// <summary>Treat the file as this format instead of detecting it (for raw images without a .raw or .img extension).</summary>
+    [Parameter]
+    public DiskFormat Format { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        bool literal = ParameterSetName == LiteralPathSet;
+        var options = new DiskOpenOptions { Format = IsBound(nameof(Format)) ? Format : null };
+        foreach (string path in ResolveExistingPaths(literal ? LiteralPath : Path, literal))
+            Try(path, () => ProcessDisk(path, options));
+    }
+
+    /// <summary>The work for one resolved disk file.</summary>
+    protected abstract void ProcessDisk(string path, DiskOpenOptions options);
+}
