@@ -19,35 +19,17 @@ namespace VmClone.PowerShell.Commands;
 /// </example>
 [Cmdlet(VerbsCommon.Clear, "VmTemporaryVolume", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(VmCloneInfo))]
-public sealed class ClearVmTemporaryVolumeCommand : VmStoreCmdlet
+public sealed class ClearVmTemporaryVolumeCommand : CloneFleetCmdlet
 {
-    /// <summary>Names of the clones whose temporary volumes to clean.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [ArgumentCompleter(typeof(CloneNameCompleter))]
-    [ValidateNotNullOrEmpty]
-    public string[] Name { get; set; } = null!;
-
     /// <summary>Write each cleaned clone.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    /// <summary>How many clones are worked on at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
-    [Parameter]
-    [ValidateRange(1, 64)]
-    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+    private protected override StorePlan Plan(VmStore store, string name) => store.PlanClearTemporary(name);
 
-    protected override void ProcessRecord()
-    {
-        foreach (string name in Name)
-        {
-            Try(name, () =>
-            {
-                VmStore store = OpenStore();
-                StorePlan plan = store.PlanClearTemporary(name);
-                if (!FirstTime(store, name) || !ShouldRun(plan, $"Clean the temporary volumes of clone '{name}'"))
-                    return;
-                Fleet(ThrottleLimit, "Cleaning temporary volumes").Run(store, name, $"Clean the temporary volumes of clone '{name}'", (progress, cancel) => store.Execute(plan, progress, cancel), PassThru);
-            });
-        }
-    }
+    private protected override string Caption(string name) => $"Clean the temporary volumes of clone '{name}'";
+
+    private protected override (string Activity, string Description) Describe(string name) => ("Cleaning temporary volumes", $"Clean the temporary volumes of clone '{name}'");
+
+    private protected override bool WriteResult => PassThru;
 }

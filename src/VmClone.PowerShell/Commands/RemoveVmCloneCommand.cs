@@ -18,34 +18,17 @@ namespace VmClone.PowerShell.Commands;
 /// <para>-WhatIf lists every file that would be deleted.</para>
 /// </example>
 [Cmdlet(VerbsCommon.Remove, "VmClone", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-public sealed class RemoveVmCloneCommand : VmStoreCmdlet
+public sealed class RemoveVmCloneCommand : CloneFleetCmdlet
 {
-    /// <summary>Names of the clones to remove (no wildcards).</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [ArgumentCompleter(typeof(CloneNameCompleter))]
-    [ValidateNotNullOrEmpty]
-    public string[] Name { get; set; } = null!;
-
     /// <summary>Do not ask for confirmation.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
-    /// <summary>How many clones are worked on at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
-    [Parameter]
-    [ValidateRange(1, 64)]
-    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+    private protected override StorePlan Plan(VmStore store, string name) => store.PlanRemoveClone(name);
 
-    protected override void ProcessRecord()
-    {
-        foreach (string name in Name)
-        {
-            Try(name, () =>
-            {
-                VmStore store = OpenStore();
-                StorePlan plan = store.PlanRemoveClone(name);
-                if (FirstTime(store, name) && ShouldRun(plan, $"Remove clone '{name}' with its volumes, data included", Force))
-                    Fleet(ThrottleLimit, "Removing clones").Run(store, name, $"Remove clone '{name}'", (progress, cancel) => store.Execute(plan, progress, cancel), writeResult: false);
-            });
-        }
-    }
+    private protected override string Caption(string name) => $"Remove clone '{name}' with its volumes, data included";
+
+    private protected override (string Activity, string Description) Describe(string name) => ("Removing clones", $"Remove clone '{name}'");
+
+    private protected override bool SkipConfirmation => Force;
 }

@@ -20,14 +20,8 @@ namespace VmClone.PowerShell.Commands;
 /// </example>
 [Cmdlet(VerbsData.Restore, "VmClone", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(VmCloneInfo))]
-public sealed class RestoreVmCloneCommand : VmStoreCmdlet
+public sealed class RestoreVmCloneCommand : CloneFleetCmdlet
 {
-    /// <summary>Names of the clones to restore.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [ArgumentCompleter(typeof(CloneNameCompleter))]
-    [ValidateNotNullOrEmpty]
-    public string[] Name { get; set; } = null!;
-
     /// <summary>Do not ask for confirmation.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
@@ -36,23 +30,13 @@ public sealed class RestoreVmCloneCommand : VmStoreCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    /// <summary>How many clones are worked on at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
-    [Parameter]
-    [ValidateRange(1, 64)]
-    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+    private protected override StorePlan Plan(VmStore store, string name) => store.PlanRestore(name);
 
-    protected override void ProcessRecord()
-    {
-        foreach (string name in Name)
-        {
-            Try(name, () =>
-            {
-                VmStore store = OpenStore();
-                StorePlan plan = store.PlanRestore(name);
-                if (!FirstTime(store, name) || !ShouldRun(plan, $"Restore clone '{name}' (its system and temporary content is discarded)", Force))
-                    return;
-                Fleet(ThrottleLimit, "Restoring clones").Run(store, name, $"Restore clone '{name}'", (progress, cancel) => store.Execute(plan, progress, cancel), PassThru);
-            });
-        }
-    }
+    private protected override string Caption(string name) => $"Restore clone '{name}' (its system and temporary content is discarded)";
+
+    private protected override (string Activity, string Description) Describe(string name) => ("Restoring clones", $"Restore clone '{name}'");
+
+    private protected override bool SkipConfirmation => Force;
+
+    private protected override bool WriteResult => PassThru;
 }
