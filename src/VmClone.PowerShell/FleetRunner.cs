@@ -159,10 +159,14 @@ internal sealed class FleetRunner : IDisposable
             _cmdlet.WriteObject(result);
     }
 
+    private readonly Stopwatch _sinceOverall = Stopwatch.StartNew();
+
+    /// <summary>The "N of M done" bar, at most five times a second (a record per clone would cost more than the clone at fleet scale).</summary>
     private void ReportOverall()
     {
-        if (_submitted < 2)
+        if (_submitted < 2 || (_overall is not null && _released < _submitted && _sinceOverall.ElapsedMilliseconds < 200))
             return;
+        _sinceOverall.Restart();
         _overall ??= new ProgressRecord(1, _activity, " ");
         _overall.StatusDescription = $"{_released} of {_submitted} done";
         _overall.PercentComplete = (int)(100 * _released / _submitted);

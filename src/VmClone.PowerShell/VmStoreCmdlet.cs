@@ -20,8 +20,23 @@ public abstract class VmStoreCmdlet : VmCloneCmdlet, IDisposable
     [ValidateNotNullOrEmpty]
     public string Store { get; set; } = null!;
 
+    private readonly Dictionary<string, VmStore> _stores = new(StringComparer.Ordinal);
+
     /// <summary>The store this record works on.</summary>
-    protected VmStore OpenStore() => VmStore.At(IsBound(nameof(Store)) && !string.IsNullOrEmpty(Store) ? ResolveNewPath(Store) : null);
+    protected VmStore OpenStore() => StoreAt(IsBound(nameof(Store)) && !string.IsNullOrEmpty(Store) ? ResolveNewPath(Store) : null);
+
+    /// <summary>
+    /// The store at <paramref name="root"/> (null: the default store), one instance per store for
+    /// the whole command, so that a base is checked once however many clones the command works on.
+    /// </summary>
+    protected VmStore StoreAt(string? root)
+    {
+        VmStore store = VmStore.At(root, rememberBases: true);
+        if (_stores.TryGetValue(store.Root, out VmStore? known))
+            return known;
+        _stores[store.Root] = store;
+        return store;
+    }
 
     /// <summary>True when -WhatIf (or $WhatIfPreference) is in force.</summary>
     protected bool IsWhatIf =>

@@ -53,6 +53,8 @@ public sealed class VmVolumeInfo
     public string? Problem { get; set; }
 
     public override string ToString() => $"{Owner}/{Name}";
+
+    internal VmVolumeInfo Copy() => (VmVolumeInfo)MemberwiseClone();
 }
 
 /// <summary>A base as Get-VmBase shows it.</summary>

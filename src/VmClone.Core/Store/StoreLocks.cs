@@ -135,10 +135,10 @@ internal sealed class StoreLocks : IDisposable
 
     private static string WriteOwner(string folder, string stem, string purpose)
     {
-        string path = Path.Combine(folder, $"{stem}@{Process.GetCurrentProcess().Id}-{Guid.NewGuid().ToString("N").Substring(0, 8)}.owner");
+        string path = Path.Combine(folder, $"{stem}@{Self.Value.Id}-{Guid.NewGuid().ToString("N").Substring(0, 8)}.owner");
         try
         {
-            string text = string.Join("\n", Process.GetCurrentProcess().Id, Environment.MachineName, ProcessName(), DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss zzz"), purpose.Replace('\n', ' '));
+            string text = string.Join("\n", Self.Value.Id, Environment.MachineName, Self.Value.Name, DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss zzz"), purpose.Replace('\n', ' '));
             File.WriteAllText(path, text + "\n");
         }
         catch (IOException)
@@ -196,17 +196,21 @@ internal sealed class StoreLocks : IDisposable
         }
     }
 
-    private static string ProcessName()
+    /// <summary>This process's id and name, read once: asking the system for them costs more than taking a lock.</summary>
+    private static readonly Lazy<(int Id, string Name)> Self = new(() =>
     {
+        using Process self = Process.GetCurrentProcess();
+        string name;
         try
         {
-            return Process.GetCurrentProcess().ProcessName;
+            name = self.ProcessName;
         }
         catch (InvalidOperationException)
         {
-            return "?";
+            name = "?";
         }
-    }
+        return (self.Id, name);
+    });
 
     private static void TryDelete(string file)
     {

@@ -28,7 +28,6 @@ public sealed partial class VmStore
     {
         if (!string.Equals(Path.GetFullPath(plan.Store), Root, StringComparison.Ordinal))
             throw new ArgumentException($"The plan is for store '{plan.Store}', not '{Root}'.", nameof(plan));
-        EnsureCreated();
         using (StoreLock(exclusive: false, cancellationToken))
         using (StoreLocks.Acquire(Root, LocksFor(plan), plan.Describe().Split('\n')[0].Trim(), cancellationToken))
         {
@@ -162,20 +161,18 @@ public sealed partial class VmStore
     {
         if (CloneExists(plan.Subject) || Directory.Exists(plan.Folder))
             throw new StoreException("CloneExists", VmCloneErrorKind.AlreadyExists, $"A clone named '{plan.Subject}' already exists in store '{Root}'.", plan.Subject);
+        // No plan.json: until the folder is renamed into place the clone does not exist, and a
+        // staging folder without a plan is undone by recovery, which is all a new clone ever needs.
         string staging = NewStagingFolder(plan.Folder);
         try
         {
             FaultPoint.Hit("staging created");
-            Manifest.Write(Path.Combine(staging, PlanFile), plan);
-            FaultPoint.Hit("plan written");
             foreach (PlannedVolume step in plan.Volumes)
                 BuildStaged(step, Path.Combine(staging, Path.GetFileName(step.Path)), progress, cancellationToken);
             CloneManifest manifest = plan.CloneManifest!;
             manifest.Created = DateTimeOffset.UtcNow;
             Manifest.Write(Path.Combine(staging, CloneFile), manifest);
             FaultPoint.Hit("manifest written");
-            File.Delete(Path.Combine(staging, PlanFile));
-            FaultPoint.Hit("plan deleted");
             Directory.Move(staging, plan.Folder);
             FaultPoint.Hit("moved into place");
         }
@@ -195,13 +192,12 @@ public sealed partial class VmStore
         if (!plan.Changes.Any())
             return;
         RefuseInUse(TouchedFiles(plan), "clone", plan.Subject);
+        // While new files are built the staging folder has no plan.json: recovery undoes such a
+        // folder (the subject was not touched yet), as it would a plan in phase Preparing.
         string staging = NewStagingFolder(plan.Folder);
         try
         {
             FaultPoint.Hit("staging created");
-            plan.Phase = PhasePreparing;
-            Manifest.Write(Path.Combine(staging, PlanFile), plan);
-            FaultPoint.Hit("plan written");
             foreach (PlannedVolume step in plan.Volumes.Where(v => v.IsStaged))
             {
                 cancellationToken.ThrowIfCancellationRequested();

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
@@ -8,6 +9,9 @@ namespace VmClone.Core.Store;
 
 public sealed partial class VmStore
 {
+    private readonly bool _rememberBases;
+    private readonly ConcurrentDictionary<string, BaseVolumeFacts> _baseVolumes = new(StringComparer.Ordinal);
+
     /// <summary>Bases whose names match <paramref name="match"/> (all when null).</summary>
     public IReadOnlyList<VmBaseInfo> GetBases(Func<string, bool>? match = null)
     {
@@ -66,7 +70,7 @@ public sealed partial class VmStore
         bool modified = false;
         foreach (BaseVolumeManifest v in manifest.Volumes)
         {
-            VmVolumeInfo info = DescribeVolume(manifest.Name, "Base", v.Name, v.Type, Path.Combine(folder, v.File), out string? identity);
+            VmVolumeInfo info = DescribeBaseVolume(manifest.Name, v, Path.Combine(folder, v.File), out string? identity);
             if (identity is not null && !string.Equals(identity, v.Identity, StringComparison.OrdinalIgnoreCase))
             {
                 modified = true;
@@ -95,7 +99,7 @@ public sealed partial class VmStore
         CloneState state = CloneState.Ready;
         foreach (CloneVolumeManifest v in manifest.Volumes)
         {
-            VmVolumeInfo info = DescribeVolume(manifest.Name, "Clone", v.Name, v.Type, Path.Combine(folder, v.File), out _);
+            VmVolumeInfo info = DescribeCloneVolume(manifest.Name, v, folder);
             if (info.Problem is not null)
             {
                 CloneState s = info.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0 ? CloneState.BaseModified : CloneState.Broken;
@@ -135,10 +139,53 @@ public sealed partial class VmStore
         Directory.Exists(parent) && Directory.EnumerateDirectories(parent, ".*")
             .Any(d => string.Equals(SubjectOfWorkFolder(Path.GetFileName(d)), name, StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>
+    /// One base volume, described. With <see cref="At"/>'s rememberBases, a file described before
+    /// whose size and last write time are unchanged is not opened again: a fleet command checks
+    /// its base once, not once per clone.
+    /// </summary>
+    private VmVolumeInfo DescribeBaseVolume(string baseName, BaseVolumeManifest v, string path, out string? identity)
+    {
+        FileStamp? stamp = _rememberBases ? FileStamp.Of(path) : null;
+        if (stamp is not null && _baseVolumes.TryGetValue(path, out BaseVolumeFacts? known) && known.Stamp.Equals(stamp.Value)
+            && known.Info.Owner == baseName && known.Info.Name == v.Name && known.Info.Type == v.Type)
+        {
+            identity = known.Identity;
+            return known.Info.Copy();
+        }
+        VmVolumeInfo info = DescribeVolume(baseName, "Base", v.Name, v.Type, path, out identity, out int sectorSize, knownParent: null);
+        if (stamp is not null)
+            _baseVolumes[path] = new BaseVolumeFacts(stamp.Value, info.Copy(), identity, PathUtil.IsReallyUnder(path, Root), sectorSize);
+        return info;
+    }
+
+    /// <summary>
+    /// One clone volume, described. A child of a base volume this instance remembers (see
+    /// <see cref="DescribeBaseVolume"/>) is checked against what is remembered of its parent: its
+    /// link must lead to the parent its manifest names, whose identity it must accept, as opening
+    /// the chain would check. Anything else (another parent, an unknown or damaged one) is judged
+    /// by opening the whole chain, which also words the problem.
+    /// </summary>
+    private VmVolumeInfo DescribeCloneVolume(string cloneName, CloneVolumeManifest v, string folder)
+    {
+        string path = Path.Combine(folder, v.File);
+        string? parent = v.Parent is null ? null : FromStoreRelative(v.Parent);
+        BaseVolumeFacts? known = null;
+        if (parent is not null && _rememberBases && FileStamp.Of(parent) is FileStamp stamp
+            && _baseVolumes.TryGetValue(parent, out BaseVolumeFacts? facts) && facts.Stamp.Equals(stamp)
+            && facts.Info.Problem is null && facts.Identity is not null && facts.ReallyInStore)
+            known = facts;
+        return DescribeVolume(cloneName, "Clone", v.Name, v.Type, path, out _, out _, known);
+    }
+
     /// <summary>Sizes, divergence and chain state of one volume file; never throws for a damaged file (the problem is reported).</summary>
     internal VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity)
+        => DescribeVolume(owner, ownerKind, name, type, path, out identity, out _, knownParent: null);
+
+    private VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity, out int sectorSize, BaseVolumeFacts? knownParent)
     {
         identity = null;
+        sectorSize = 0;
         var info = new VmVolumeInfo { Owner = owner, OwnerKind = ownerKind, Name = name, Type = type, Path = path };
         if (!File.Exists(path))
         {
@@ -149,11 +196,19 @@ public sealed partial class VmStore
         {
             using DiskLayer layer = VirtualDisk.OpenLayer(path, FileAccess.Read);
             identity = layer.Identity;
+            sectorSize = layer.LogicalSectorSize;
             info.Format = layer.Format;
             info.VirtualSize = layer.VirtualSize;
             info.SizeOnDisk = layer.FileSize;
             info.OwnedBytes = layer.AllocatedBytes;
             info.DivergedBytes = DivergedBytes(layer);
+            if (layer.ParentReference is null)
+                return info;
+            if (knownParent is not null && LinksTo(layer, knownParent))
+            {
+                info.ParentPath = knownParent.Info.Path;
+                return info;
+            }
         }
         catch (VirtualDiskException ex)
         {
@@ -171,6 +226,52 @@ public sealed partial class VmStore
             info.Problem = ex.Message;
         }
         return info;
+    }
+
+    /// <summary>
+    /// True when opening <paramref name="child"/>'s chain would take <paramref name="parent"/> as
+    /// its parent: the first of the child's stored parent paths that exists on this host is the
+    /// parent's file (the order ParentResolver tries them in), the child accepts the parent's
+    /// identity, and the sector sizes agree. The parent's own chain is known to be sound.
+    /// </summary>
+    private static bool LinksTo(DiskLayer child, BaseVolumeFacts parent)
+    {
+        ParentReference reference = child.ParentReference!;
+        string childFolder = Path.GetDirectoryName(child.Path) ?? ".";
+        foreach (ParentPathCandidate candidate in reference.Candidates)
+        {
+            string? local = PathUtil.Localize(candidate, childFolder);
+            if (local is null || !File.Exists(local))
+                continue;
+            return PathUtil.SamePath(local, parent.Info.Path)
+                && reference.Accepts(parent.Identity!)
+                && child.LogicalSectorSize == parent.SectorSize;
+        }
+        return false;
+    }
+
+    /// <summary>What a base volume file showed, and its stamp then.</summary>
+    private sealed class BaseVolumeFacts
+    {
+        public BaseVolumeFacts(FileStamp stamp, VmVolumeInfo info, string? identity, bool reallyInStore, int sectorSize)
+        {
+            Stamp = stamp;
+            Info = info;
+            Identity = identity;
+            ReallyInStore = reallyInStore;
+            SectorSize = sectorSize;
+        }
+
+        public FileStamp Stamp { get; }
+
+        public VmVolumeInfo Info { get; }
+
+        public string? Identity { get; }
+
+        /// <summary>The file's real path (symbolic links followed) is inside the store, as parents must be.</summary>
+        public bool ReallyInStore { get; }
+
+        public int SectorSize { get; }
     }
 
     /// <summary>

@@ -415,7 +415,7 @@ public sealed partial class VmStore
         {
             if (dataOnly && v.Type != VolumeType.Data)
                 continue;
-            VmVolumeInfo info = DescribeVolume(clone.Name, "Clone", v.Name, v.Type, Path.Combine(folder, v.File), out _);
+            VmVolumeInfo info = DescribeCloneVolume(clone.Name, v, folder);
             if (info.Problem is null)
                 continue;
             bool modified = info.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0;

@@ -34,9 +34,10 @@ public sealed partial class VmStore
     internal const string StagingPrefix = ".staging-";
     internal const string RemovingPrefix = ".removing-";
 
-    private VmStore(string root)
+    private VmStore(string root, bool rememberBases)
     {
         Root = root;
+        _rememberBases = rememberBases;
     }
 
     /// <summary>Full path of the store folder.</summary>
@@ -69,11 +70,17 @@ public sealed partial class VmStore
     }
 
     /// <summary>The store at <paramref name="root"/> (default: <see cref="DefaultRoot"/>); nothing is created until something is written.</summary>
-    public static VmStore At(string? root)
+    /// <param name="root">The store folder; null for <see cref="DefaultRoot"/>.</param>
+    /// <param name="rememberBases">
+    /// For one command working on many clones: each base volume file is checked (opened, its
+    /// identity compared with the base's manifest) once, and again only when its size or last
+    /// write time changes, instead of once per clone. Leave it off for a long-lived instance.
+    /// </param>
+    public static VmStore At(string? root, bool rememberBases = false)
     {
         string full = Path.GetFullPath(string.IsNullOrEmpty(root) ? DefaultRoot : root!);
         string trimmed = full.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
-        return new VmStore(trimmed.Length == 0 || trimmed.EndsWith(":", StringComparison.Ordinal) ? full : trimmed);
+        return new VmStore(trimmed.Length == 0 || trimmed.EndsWith(":", StringComparison.Ordinal) ? full : trimmed, rememberBases);
     }
 
     /// <summary>How every chain in the store is opened: parents only inside the store.</summary>
@@ -106,11 +113,15 @@ public sealed partial class VmStore
     /// <summary>Makes the folder a store if it is not one yet. A non-empty folder that is not a store is refused.</summary>
     internal void EnsureCreated()
     {
+        // Once per instance: a fleet command would otherwise read store.json for every clone.
+        if (_created)
+            return;
         if (Exists)
         {
             Manifest.Read<StoreManifest>(Path.Combine(Root, StoreFile));
             Directory.CreateDirectory(BasesFolder);
             Directory.CreateDirectory(ClonesFolder);
+            _created = true;
             return;
         }
         if (Directory.Exists(Root) && Directory.EnumerateFileSystemEntries(Root).Any(e =>
@@ -120,7 +131,10 @@ public sealed partial class VmStore
         Directory.CreateDirectory(BasesFolder);
         Directory.CreateDirectory(ClonesFolder);
         Manifest.Write(Path.Combine(Root, StoreFile), new StoreManifest { Created = DateTimeOffset.UtcNow });
+        _created = true;
     }
+
+    private volatile bool _created;
 
     /// <summary>Names of the bases (folders with a manifest), sorted.</summary>
     public IReadOnlyList<string> BaseNames() => Names(BasesFolder, BaseFile);

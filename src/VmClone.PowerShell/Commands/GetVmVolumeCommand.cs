@@ -68,10 +68,10 @@ public sealed class GetVmVolumeCommand : VmStoreCmdlet
             switch (InputObject.BaseObject)
             {
                 case VmCloneInfo c:
-                    Try(c.Name, () => WriteVolumes(VmStore.At(c.Store).GetClone(c.Name).Volumes));
+                    Try(c.Name, () => WriteVolumes(StoreAt(c.Store).GetClone(c.Name).Volumes));
                     break;
                 case VmBaseInfo b:
-                    Try(b.Name, () => WriteVolumes(VmStore.At(b.Store).GetBase(b.Name).Volumes));
+                    Try(b.Name, () => WriteVolumes(StoreAt(b.Store).GetBase(b.Name).Volumes));
                     break;
                 default:
                     WriteError(new ErrorRecord(new System.ArgumentException($"Get-VmVolume takes clones (Get-VmClone) and bases (Get-VmBase), not {InputObject.BaseObject.GetType().Name}."),

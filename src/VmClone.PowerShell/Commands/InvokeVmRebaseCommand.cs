@@ -91,7 +91,7 @@ public sealed class InvokeVmRebaseCommand : VmStoreCmdlet
         {
             Try(name, () =>
             {
-                VmStore store = VmStore.At(root);
+                VmStore store = StoreAt(root);
                 StorePlan plan = store.PlanRebase(name, NewBase);
                 if (!FirstTime(store, name) || !ShouldRun(plan, $"Rebase clone '{name}' onto '{NewBase}' (system replaced, temporary reset, data kept)", Force))
                     return;

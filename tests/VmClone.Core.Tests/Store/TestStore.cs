@@ -12,13 +12,17 @@ public sealed class TestStore : IDisposable
 {
     public const long VolumeSize = 64L << 20;
 
-    public TestStore()
+    /// <param name="rememberBases">Open the store as a fleet command does (see <see cref="VmStore.At"/>).</param>
+    public TestStore(bool rememberBases = false)
     {
         Folder = Path.Combine(Path.GetTempPath(), "vmclone-core-" + Guid.NewGuid().ToString("N").Substring(0, 12));
         Directory.CreateDirectory(Folder);
         Root = Path.Combine(Folder, "store");
-        Store = VmStore.At(Root);
+        RememberBases = rememberBases;
+        Store = VmStore.At(Root, rememberBases);
     }
+
+    public bool RememberBases { get; }
 
     /// <summary>The temp folder (the store is its "store" subfolder; sources live beside it).</summary>
     public string Folder { get; }
@@ -33,7 +37,7 @@ public sealed class TestStore : IDisposable
     public void Moved(string newRoot)
     {
         Root = newRoot;
-        Store = VmStore.At(newRoot);
+        Store = VmStore.At(newRoot, RememberBases);
     }
 
     /// <summary>A dynamic VHDX (or VMDK) source disk with <paramref name="text"/> written at a few offsets.</summary>
