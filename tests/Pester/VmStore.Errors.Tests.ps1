@@ -232,7 +232,7 @@ Describe 'Store errors and conventions' {
     }
 
     It 'repairs an operation that was cut off' {
-        $staging = Join-Path $store 'clones/.staging-lab-01-0badf00d'
+        $staging = Join-Path $store 'clones/.staging-lab-01'
         New-Item -ItemType Directory $staging | Out-Null
         Set-Content (Join-Path $staging 'system.vhdx') 'half written'
         (Get-VmClone lab-01 -Store $store).State | Should -Be 'Interrupted'

@@ -144,7 +144,7 @@ public sealed class StorePlan
     /// <summary>Digest of the subject's manifest when the plan was made; the operation is refused if it changed since.</summary>
     public string? ManifestDigest { get; set; }
 
-    /// <summary>"Preparing" while new files are built; "Committing" once they are complete and are being moved into place.</summary>
+    /// <summary>The journal phase: "Reparenting" or "Committing" once the new files are complete ("Preparing", the default, is never written: a staging folder without plan.json is one being prepared).</summary>
     public string Phase { get; set; } = "Preparing";
 
     /// <summary>One line per step, for -WhatIf and verbose output.</summary>

@@ -281,8 +281,8 @@ public sealed partial class VmStore
         // The subject disappears in one step (a rename); deleting the renamed folder may then take
         // its time, and a cut-off deletion is finished by the next command on that name or by
         // Test-VmStore -Repair.
-        string parent = Path.GetDirectoryName(plan.Folder)!;
-        string removing = Path.Combine(parent, RemovingPrefix + plan.Subject + "-" + Guid.NewGuid().ToString("N").Substring(0, 8));
+        string removing = WorkFolder(plan.Folder, RemovingPrefix);
+        DeleteFolder(removing);
         Directory.Move(plan.Folder, removing);
         FaultPoint.Hit("renamed away");
         DeleteFolder(removing);

@@ -136,8 +136,7 @@ public sealed partial class VmStore
     }
 
     private static bool HasWorkFolder(string parent, string name) =>
-        Directory.Exists(parent) && Directory.EnumerateDirectories(parent, ".*")
-            .Any(d => string.Equals(SubjectOfWorkFolder(Path.GetFileName(d)), name, StringComparison.OrdinalIgnoreCase));
+        Directory.Exists(Path.Combine(parent, StagingPrefix + name)) || Directory.Exists(Path.Combine(parent, RemovingPrefix + name));
 
     /// <summary>
     /// One base volume, described. With <see cref="At"/>'s rememberBases, a file described before

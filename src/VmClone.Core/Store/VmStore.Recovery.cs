@@ -38,13 +38,8 @@ public sealed partial class VmStore
     /// <summary>The work folders (staging, removal) of one base or clone.</summary>
     internal IEnumerable<string> WorkFolders(string kind, string subject)
     {
-        string top = kind == "base" ? BasesFolder : ClonesFolder;
-        if (!Directory.Exists(top))
-            return Array.Empty<string>();
-        return Directory.EnumerateDirectories(top, ".*")
-            .Where(d => string.Equals(SubjectOfWorkFolder(Path.GetFileName(d)), subject, StringComparison.OrdinalIgnoreCase))
-            .OrderBy(d => d, StringComparer.Ordinal)
-            .ToList();
+        string folder = kind == "base" ? BaseFolder(subject) : CloneFolder(subject);
+        return new[] { WorkFolder(folder, RemovingPrefix), WorkFolder(folder, StagingPrefix) }.Where(Directory.Exists).ToList();
     }
 
     /// <summary>

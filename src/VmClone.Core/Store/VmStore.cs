@@ -223,24 +223,31 @@ public sealed partial class VmStore
         return held;
     }
 
-    /// <summary>A fresh staging folder beside <paramref name="finalFolder"/> (same depth, so relative parent paths stay right).</summary>
+    /// <summary>
+    /// A fresh, empty staging folder beside <paramref name="finalFolder"/> (same depth, so
+    /// relative parent paths stay right). Work folders have fixed names (.staging-NAME,
+    /// .removing-NAME): whether a subject has one is then one lookup, not a listing of every clone.
+    /// The caller holds the subject's lock and recovery has run, so a folder still there is a
+    /// leftover nobody needs.
+    /// </summary>
     internal static string NewStagingFolder(string finalFolder)
     {
-        string parent = Path.GetDirectoryName(finalFolder)!;
-        string staging = Path.Combine(parent, StagingPrefix + Path.GetFileName(finalFolder) + "-" + Guid.NewGuid().ToString("N").Substring(0, 8));
+        string staging = WorkFolder(finalFolder, StagingPrefix);
+        DeleteFolder(staging);
         Directory.CreateDirectory(staging);
         return staging;
     }
+
+    /// <summary>The staging (<see cref="StagingPrefix"/>) or removal (<see cref="RemovingPrefix"/>) folder of a subject's folder.</summary>
+    internal static string WorkFolder(string subjectFolder, string prefix) =>
+        Path.Combine(Path.GetDirectoryName(subjectFolder)!, prefix + Path.GetFileName(subjectFolder));
 
     /// <summary>The subject a staging or removal folder belongs to, or null.</summary>
     internal static string? SubjectOfWorkFolder(string folderName)
     {
         string? rest = folderName.StartsWith(StagingPrefix, StringComparison.Ordinal) ? folderName.Substring(StagingPrefix.Length)
             : folderName.StartsWith(RemovingPrefix, StringComparison.Ordinal) ? folderName.Substring(RemovingPrefix.Length) : null;
-        if (rest is null)
-            return null;
-        int dash = rest.LastIndexOf('-');
-        return dash > 0 ? rest.Substring(0, dash) : null;
+        return rest is not null && StoreNames.Problem(rest) is null ? rest : null;
     }
 
     /// <summary>Deletes a folder and everything in it, read-only files included.</summary>

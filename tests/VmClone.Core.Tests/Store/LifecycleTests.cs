@@ -263,7 +263,7 @@ public class LifecycleTests
         NewClone(t, "lab", "v1");
         TestStore.Write(t.Volume("lab", "system"), 0, "changed");
         // An operation cut off while building: only its staging folder exists.
-        string stale = Path.Combine(t.Store.ClonesFolder, ".staging-lab-0badf00d");
+        string stale = Path.Combine(t.Store.ClonesFolder, ".staging-lab");
         Directory.CreateDirectory(stale);
         File.WriteAllText(Path.Combine(stale, "system.vhdx"), "half written");
         Assert.Equal(CloneState.Interrupted, t.Store.GetClone("lab").State);
@@ -274,7 +274,7 @@ public class LifecycleTests
         Assert.Equal("changed", TestStore.Read(t.Volume("lab", "system"), 0, 7));
 
         // A removal cut off after its rename.
-        string removing = Path.Combine(t.Store.ClonesFolder, ".removing-gone-12345678");
+        string removing = Path.Combine(t.Store.ClonesFolder, ".removing-gone");
         Directory.CreateDirectory(removing);
         Assert.True(t.Store.Check(repair: true).IsHealthy);
         Assert.False(Directory.Exists(removing));
