@@ -33,8 +33,9 @@ internal readonly struct LockRequest
 /// (flock(LOCK_SH)). Both kinds of lock die with the process that holds them, so a killed
 /// command never blocks the next one. Because every open file description takes its own lock,
 /// two runspaces of one process exclude each other just as two processes do.
-/// Beside each held lock an owner file (&lt;name&gt;@&lt;pid&gt;-&lt;id&gt;.owner) says who holds it, so that a
-/// refusal can name the process and host; owner files of dead processes are ignored and removed.
+/// Beside the locks an operation holds, one owner file (&lt;pid&gt;-&lt;id&gt;.owner, listing the locks) says
+/// who holds them, so that a refusal can name the process and host; owner files of dead processes
+/// are ignored and removed. One file per operation, not per lock: a fleet command takes thousands.
 /// </summary>
 internal sealed class StoreLocks : IDisposable
 {
@@ -43,7 +44,8 @@ internal sealed class StoreLocks : IDisposable
     /// <summary>Environment variable: seconds a command waits for a lock before it is refused (default 30).</summary>
     internal const string TimeoutVariable = "VMCLONE_LOCK_TIMEOUT_SECONDS";
 
-    private readonly List<(FileStream Lock, string Owner)> _held = new();
+    private readonly List<FileStream> _held = new();
+    private string? _owner;
 
     private StoreLocks()
     {
@@ -90,8 +92,9 @@ internal sealed class StoreLocks : IDisposable
                     throw new StoreException(kind + "Busy", VmCloneErrorKind.InUse,
                         $"{kind} '{r.Name}' is in use by {holders}; nothing was changed. Try again when that command has finished.", r.Name);
                 }
-                locks._held.Add((held, WriteOwner(folder, stem, purpose)));
+                locks._held.Add(held);
             }
+            locks._owner = WriteOwner(folder, wanted.Select(r => $"{r.Kind}-{r.Name.ToLowerInvariant()}"), purpose);
             return locks;
         }
         catch
@@ -133,12 +136,12 @@ internal sealed class StoreLocks : IDisposable
         }
     }
 
-    private static string WriteOwner(string folder, string stem, string purpose)
+    private static string WriteOwner(string folder, IEnumerable<string> stems, string purpose)
     {
-        string path = Path.Combine(folder, $"{stem}@{Self.Value.Id}-{Guid.NewGuid().ToString("N").Substring(0, 8)}.owner");
+        string path = Path.Combine(folder, $"{Self.Value.Id}-{Guid.NewGuid().ToString("N").Substring(0, 8)}.owner");
         try
         {
-            string text = string.Join("\n", Self.Value.Id, Environment.MachineName, Self.Value.Name, DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss zzz"), purpose.Replace('\n', ' '));
+            string text = string.Join("\n", Self.Value.Id, Environment.MachineName, Self.Value.Name, DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss zzz"), purpose.Replace('\n', ' '), string.Join(" ", stems));
             File.WriteAllText(path, text + "\n");
         }
         catch (IOException)
@@ -155,7 +158,7 @@ internal sealed class StoreLocks : IDisposable
     internal static string DescribeHolders(string folder, string stem)
     {
         var parts = new List<string>();
-        foreach (string file in Directory.EnumerateFiles(folder, stem + "@*.owner"))
+        foreach (string file in Directory.EnumerateFiles(folder, "*.owner"))
         {
             string[] lines;
             try
@@ -166,7 +169,7 @@ internal sealed class StoreLocks : IDisposable
             {
                 continue;
             }
-            if (lines.Length < 5 || !int.TryParse(lines[0], out int pid))
+            if (lines.Length < 6 || !int.TryParse(lines[0], out int pid) || Array.IndexOf(lines[5].Split(' '), stem) < 0)
                 continue;
             bool sameHost = string.Equals(lines[1], Environment.MachineName, StringComparison.OrdinalIgnoreCase);
             if (sameHost && !IsAlive(pid))
@@ -228,11 +231,11 @@ internal sealed class StoreLocks : IDisposable
 
     public void Dispose()
     {
+        if (_owner is not null)
+            TryDelete(_owner);
+        _owner = null;
         for (int i = _held.Count - 1; i >= 0; i--)
-        {
-            TryDelete(_held[i].Owner);
-            _held[i].Lock.Dispose();
-        }
+            _held[i].Dispose();
         _held.Clear();
     }
 }

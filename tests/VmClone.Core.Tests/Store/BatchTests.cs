@@ -99,4 +99,28 @@ public class BatchTests
         Assert.Equal(new[] { "CloneChanged", "done" }, outcomes.OrderBy(o => o, StringComparer.Ordinal));
         Assert.True(t.Store.Check(repair: false).IsHealthy);
     }
+
+    [Fact]
+    public void ARefusalNamesTheProcessAndOperationHoldingTheLock()
+    {
+        using var t = new TestStore();
+        NewFleet(t, 2);
+        int self = Process.GetCurrentProcess().Id;
+        using (StoreLocks.Acquire(t.Root, new[] { new LockRequest("clone", "lab-01", exclusive: true), new LockRequest("base", "win11", exclusive: false) }, "Restore clone 'lab-01'", default))
+        {
+            // Another operation on the same clone is refused and told who holds it; one on another clone is not.
+            var busy = Assert.Throws<StoreException>(() =>
+                StoreLocks.Acquire(t.Root, new[] { new LockRequest("clone", "LAB-01", exclusive: true) }, "Rebase", default, TimeSpan.Zero));
+            Assert.Equal("CloneBusy", busy.ErrorId);
+            Assert.Contains($"process {self}", busy.Message);
+            Assert.Contains("Restore clone 'lab-01'", busy.Message);
+            var baseBusy = Assert.Throws<StoreException>(() =>
+                StoreLocks.Acquire(t.Root, new[] { new LockRequest("base", "win11", exclusive: true) }, "Remove base", default, TimeSpan.Zero));
+            Assert.Contains("Restore clone 'lab-01'", baseBusy.Message);
+            StoreLocks.Acquire(t.Root, new[] { new LockRequest("clone", "lab-02", exclusive: true) }, "Restore clone 'lab-02'", default, TimeSpan.Zero).Dispose();
+        }
+        // Released with the operation: nothing names it any more.
+        Assert.Empty(System.IO.Directory.GetFiles(System.IO.Path.Combine(t.Root, StoreLocks.FolderName), "*.owner"));
+        StoreLocks.Acquire(t.Root, new[] { new LockRequest("clone", "lab-01", exclusive: true) }, "Rebase", default, TimeSpan.Zero).Dispose();
+    }
 }
