@@ -107,31 +107,46 @@ public sealed partial class VmStore
         }
     }
 
-    private Dictionary<string, BaseManifest> CheckBases(List<VmStoreProblem> problems, bool repair, CancellationToken cancellationToken)
+    /// <summary>
+    /// Every base or clone folder under <paramref name="top"/> with its manifest; a folder whose
+    /// manifest is missing or unreadable is reported (with <paramref name="notRepaired"/>) and skipped.
+    /// </summary>
+    private IEnumerable<(string Dir, string Name, string Subject, string ManifestPath, T Manifest)> ReadManifests<T>(
+        string top, string manifestFile, string kind, string notRepaired, List<VmStoreProblem> problems, CancellationToken cancellationToken)
+        where T : class
     {
-        var bases = new Dictionary<string, BaseManifest>(StringComparer.OrdinalIgnoreCase);
-        if (!Directory.Exists(BasesFolder))
-            return bases;
-        foreach (string dir in Directory.EnumerateDirectories(BasesFolder))
+        if (!Directory.Exists(top))
+            yield break;
+        foreach (string dir in Directory.EnumerateDirectories(top))
         {
             cancellationToken.ThrowIfCancellationRequested();
             string name = Path.GetFileName(dir);
             if (name.StartsWith(".", StringComparison.Ordinal))
                 continue;
-            string subject = $"base {name}";
-            string manifestPath = Path.Combine(dir, BaseFile);
-            BaseManifest manifest;
+            string subject = $"{kind} {name}";
+            string manifestPath = Path.Combine(dir, manifestFile);
+            T manifest;
             try
             {
-                manifest = Manifest.Read<BaseManifest>(manifestPath);
+                manifest = Manifest.Read<T>(manifestPath);
             }
             catch (StoreException ex)
             {
-                Add(problems, File.Exists(manifestPath) ? StoreProblemKind.ManifestInvalid : StoreProblemKind.OrphanedFile, subject, File.Exists(manifestPath) ? manifestPath : dir,
-                    File.Exists(manifestPath) ? ex.Message : $"the folder '{dir}' has no {BaseFile}: it is not a base",
-                    "not repaired: restore the manifest from a backup, or remove the folder if nothing depends on it");
+                bool exists = File.Exists(manifestPath);
+                Add(problems, exists ? StoreProblemKind.ManifestInvalid : StoreProblemKind.OrphanedFile, subject, exists ? manifestPath : dir,
+                    exists ? ex.Message : $"the folder '{dir}' has no {manifestFile}: it is not a {kind}", notRepaired);
                 continue;
             }
+            yield return (dir, name, subject, manifestPath, manifest);
+        }
+    }
+
+    private Dictionary<string, BaseManifest> CheckBases(List<VmStoreProblem> problems, bool repair, CancellationToken cancellationToken)
+    {
+        var bases = new Dictionary<string, BaseManifest>(StringComparer.OrdinalIgnoreCase);
+        foreach ((string dir, string name, string subject, string manifestPath, BaseManifest manifest) in ReadManifests<BaseManifest>(
+            BasesFolder, BaseFile, "base", "not repaired: restore the manifest from a backup, or remove the folder if nothing depends on it", problems, cancellationToken))
+        {
             if (!string.Equals(manifest.Name, name, StringComparison.Ordinal))
                 Add(problems, StoreProblemKind.ManifestInvalid, subject, manifestPath, $"the manifest names the base '{manifest.Name}' but its folder is '{name}'", "not repaired: rename the folder or fix the manifest");
             bases[name] = manifest;
@@ -178,28 +193,9 @@ public sealed partial class VmStore
     private int CheckClones(List<VmStoreProblem> problems, bool repair, Dictionary<string, BaseManifest> bases, CancellationToken cancellationToken)
     {
         int count = 0;
-        if (!Directory.Exists(ClonesFolder))
-            return 0;
-        foreach (string dir in Directory.EnumerateDirectories(ClonesFolder))
+        foreach ((string dir, string name, string subject, string manifestPath, CloneManifest manifest) in ReadManifests<CloneManifest>(
+            ClonesFolder, CloneFile, "clone", "not repaired: remove the folder (Remove-VmClone works on it) if it is not needed", problems, cancellationToken))
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            string name = Path.GetFileName(dir);
-            if (name.StartsWith(".", StringComparison.Ordinal))
-                continue;
-            string subject = $"clone {name}";
-            string manifestPath = Path.Combine(dir, CloneFile);
-            CloneManifest manifest;
-            try
-            {
-                manifest = Manifest.Read<CloneManifest>(manifestPath);
-            }
-            catch (StoreException ex)
-            {
-                Add(problems, File.Exists(manifestPath) ? StoreProblemKind.ManifestInvalid : StoreProblemKind.OrphanedFile, subject, File.Exists(manifestPath) ? manifestPath : dir,
-                    File.Exists(manifestPath) ? ex.Message : $"the folder '{dir}' has no {CloneFile}: it is not a clone",
-                    "not repaired: remove the folder (Remove-VmClone works on it) if it is not needed");
-                continue;
-            }
             count++;
             if (!bases.ContainsKey(manifest.Base))
                 Add(problems, StoreProblemKind.BaseMissing, subject, manifestPath, $"its base '{manifest.Base}' does not exist", "not repaired");

@@ -250,28 +250,12 @@ public sealed partial class VmStore
     }
 
     /// <summary>What a base volume file showed, and its stamp then.</summary>
-    private sealed class BaseVolumeFacts
-    {
-        public BaseVolumeFacts(FileStamp stamp, VmVolumeInfo info, string? identity, bool reallyInStore, int sectorSize)
-        {
-            Stamp = stamp;
-            Info = info;
-            Identity = identity;
-            ReallyInStore = reallyInStore;
-            SectorSize = sectorSize;
-        }
-
-        public FileStamp Stamp { get; }
-
-        public VmVolumeInfo Info { get; }
-
-        public string? Identity { get; }
-
-        /// <summary>The file's real path (symbolic links followed) is inside the store, as parents must be.</summary>
-        public bool ReallyInStore { get; }
-
-        public int SectorSize { get; }
-    }
+    /// <param name="Stamp">The file's size and last write time when it was described.</param>
+    /// <param name="Info">The description.</param>
+    /// <param name="Identity">The file's identity (VHDX DataWriteGuid, VMDK CID), null when it could not be read.</param>
+    /// <param name="ReallyInStore">The file's real path (symbolic links followed) is inside the store, as parents must be.</param>
+    /// <param name="SectorSize">The logical sector size its children must have.</param>
+    private sealed record BaseVolumeFacts(FileStamp Stamp, VmVolumeInfo Info, string? Identity, bool ReallyInStore, int SectorSize);
 
     /// <summary>
     /// Bytes of the virtual disk this layer answers itself instead of its parent (sector-exact
