@@ -148,7 +148,7 @@ try {
     Add-Row 'Fresh pwsh + Import-Module VmClone, added' ('{0:N0} ms' -f (($import[2] - $bare[2]) * 1000))
     Add-Row 'Fresh pwsh + import + first Get-VmClone (1 clone), added' ('{0:N0} ms' -f (($first[2] - $bare[2]) * 1000))
     # One process ran every cmdlet above, so its peak bounds each of them.
-    Add-Row "Peak working set of the pwsh that ran all of the above ($($Count * 2) clones, $($Count * 6) volumes)" ('{0:N0} MiB' -f ((Get-Process -Id $PID).PeakWorkingSet64 / 1MB)) '' 'bounded: not a per-clone cost'
+    Add-Row "Peak working set of the pwsh that ran all of the above ($($Count * 2) clones, $($Count * 6) volumes)" ('{0:N0} MiB' -f ((Get-Process -Id $PID).PeakWorkingSet64 / 1MB)) '' 'one process for all cmdlets; not split per cmdlet'
 }
 finally {
     Get-ChildItem $work -Recurse -File -ErrorAction SilentlyContinue | ForEach-Object { $_.Attributes = 'Normal' }

@@ -26,7 +26,9 @@ $engine = $clock.Elapsed
 if ($ModuleManifest) {
     & (Join-Path $PSScriptRoot 'Fleet.ps1') -ModuleManifest $ModuleManifest -Count $FleetCount -Results $results
 }
-$line = "`nWhole run: {0:N0} min (engine benchmarks {1:N0} min, fleet {2:N0} min); `dotnet pwsh ./build.ps1 -Task Bench -BenchRuns $Runs -FleetCount $FleetCount`." -f
+# Single quotes: a backtick inside double quotes is PowerShell's escape character.
+$command = '`dotnet pwsh ./build.ps1 -Task Bench -BenchRuns {0} -FleetCount {1}`' -f $Runs, $FleetCount
+$line = "`nWhole run: {0:N0} min (engine benchmarks {1:N0} min, fleet {2:N0} min); $command." -f
     $clock.Elapsed.TotalMinutes, $engine.TotalMinutes, ($clock.Elapsed - $engine).TotalMinutes
 Add-Content -Path $results -Value $line
 Write-Host $line

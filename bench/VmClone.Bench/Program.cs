@@ -45,7 +45,7 @@ public static class Program
             int slowRuns = Math.Min(runs, 3);
             PreservingRebase.Run(report, work, raw, slowRuns);
             ConvertVmdkChain(report, work, slowRuns);
-            report.Add(new Row("Peak working set of this benchmark process (all of the above in-process work)", $"{Process.GetCurrentProcess().PeakWorkingSet64 / MiB} MiB", "", "bounded: buffers of 1 MiB, BAT in memory"));
+            report.Add(new Row("Peak working set of this benchmark process (all of the above in-process work)", $"{Process.GetCurrentProcess().PeakWorkingSet64 / MiB} MiB", "", "one process for all; not split per benchmark"));
         }
         finally
         {
@@ -444,7 +444,7 @@ internal sealed record Row(string Name, string Figure, string Ratio, string Refe
 
     public static Row Peak(string name, long ours, long theirs, string reference) =>
         new($"{name}, VmClone (own process) / {reference}", $"{ours / MiB:F0} MiB / {(theirs > 0 ? $"{theirs / MiB:F0} MiB" : "n/a")}", "",
-            "bounded by buffers, not by disk size; VmClone's includes the .NET runtime");
+            "at this disk size; VmClone's includes the .NET runtime");
 
     /// <summary>A tool's error message as one table cell, without the run's temporary folder.</summary>
     public static string Quote(string error, string folder) =>
