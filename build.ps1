@@ -8,7 +8,8 @@
       Demo     Build, then a short tour on a throw-away folder
       Package  Build, then a PowerShell-Gallery-shaped .nupkg under out/package/repository,
                installed from there into out/package/VmClone/<version> and checked
-      Bench    Build, then the benchmarks in bench/ (figures in bench/RESULTS.md)
+      Bench    Build, then the benchmarks in bench/ (figures in bench/RESULTS.md);
+               -BenchRuns and -FleetCount size them
       Clean    removes out/ and the build outputs
     Run it with `dotnet pwsh ./build.ps1 -Task <Task>` after `dotnet tool restore`.
 #>
@@ -20,7 +21,12 @@ param(
     [string] $Configuration = 'Release',
     # Test: run only the xunit tests or only the Pester tests.
     [ValidateSet('All', 'Unit', 'Pester')]
-    [string] $TestKind = 'All'
+    [string] $TestKind = 'All',
+    # Bench: runs per figure (median and min–max reported) and clones per fleet operation.
+    [ValidateRange(1, 100)]
+    [int] $BenchRuns = 5,
+    [ValidateRange(1, 100000)]
+    [int] $FleetCount = 1000
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
@@ -183,7 +189,8 @@ finally { Get-ChildItem `$store -Recurse -File | ForEach-Object { `$_.Attributes
 
 function Invoke-Bench {
     $bench = Join-Path $Root 'bench/Invoke-Benchmarks.ps1'
-    Invoke-ChildPwsh @('-File', $bench, '-ModuleManifest', (Join-Path $ModuleDir 'VmClone.psd1'), '-Configuration', $Configuration)
+    Invoke-ChildPwsh @('-File', $bench, '-ModuleManifest', (Join-Path $ModuleDir 'VmClone.psd1'), '-Configuration', $Configuration,
+        '-Runs', $BenchRuns, '-FleetCount', $FleetCount)
 }
 
 foreach ($t in $Task) {

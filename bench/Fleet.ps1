@@ -18,9 +18,14 @@ Import-Module $ModuleManifest -Force
 $work = Join-Path ([IO.Path]::GetTempPath()) ('vmclone-fleet-' + [guid]::NewGuid().ToString('N').Substring(0, 8))
 New-Item -ItemType Directory $work | Out-Null
 $rows = [Collections.Generic.List[object]]::new()
-function Add-Row([string] $Name, [string] $Figure, [string] $Ratio = '', [string] $Reference = '') {
-    $rows.Add([pscustomobject]@{ Name = $Name; Figure = $Figure; Ratio = $Ratio; Reference = $Reference })
+function Add-Row([string] $Name, [string] $Figure, [string] $Ratio = '', [string] $Reference = '', [switch] $PassThru) {
+    $row = [pscustomobject]@{ Name = $Name; Figure = $Figure; Ratio = $Ratio; Reference = $Reference }
+    $rows.Add($row)
+    Write-Host "$Name`: $Figure"
+    if ($PassThru) { $row }
 }
+# Per format: each cmdlet row and its rate, given ratios once the references have run.
+$newRow = @{}; $newRate = @{}; $restoreRow = @{}; $restoreRate = @{}; $rebaseRow = @{}; $rebaseRate = @{}; $engine = @{}
 function Rate([double] $seconds, [int] $n) { '{0:N0}/s ({1:N2} ms each)' -f ($n / $seconds), ($seconds * 1000 / $n) }
 function Seconds([scriptblock] $block) { (Measure-Command $block).TotalSeconds }
 function Allocated([string] $path) {
@@ -40,21 +45,38 @@ try {
         $names = 1..$Count | ForEach-Object { '{0}-{1:D4}' -f $base, $_ }
 
         $t = Seconds { New-VmClone -Store $store -Base $base -Name $names | Out-Null }
-        $newRate = $Count / $t
-        Add-Row "New-VmClone, $Count clones of a 3 x 100 GiB $format base, one call" (Rate $t $Count)
+        $newRate[$format] = $Count / $t
+        $newRow[$format] = Add-Row "New-VmClone, $Count clones of a 3 x 100 GiB $format base, one call" (Rate $t $Count) -PassThru
         $cloneDir = Join-Path $store "clones/$($names[0])"
         $bytes = (Get-ChildItem $cloneDir -File | ForEach-Object { Allocated $_.FullName } | Measure-Object -Sum).Sum
         Add-Row "  bytes allocated per clone ($format, 3 volumes + manifest)" ('{0:N0} KiB' -f ($bytes / 1KB))
 
         $t = Seconds { Restore-VmClone -Store $store -Name $names -Force | Out-Null }
-        Add-Row "Restore-VmClone, $Count $format clones, one call" (Rate $t $Count)
+        $restoreRate[$format] = $Count / $t
+        $restoreRow[$format] = Add-Row "Restore-VmClone, $Count $format clones, one call" (Rate $t $Count) -PassThru
 
         New-VmBase -Store $store -Name "$base-v2" -Format $format -Volume @(
             @{ Name = 'system'; Type = 'System'; SizeBytes = $size }
             @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = $size }
             @{ Name = 'data'; Type = 'Data'; SizeBytes = $size }) | Out-Null
         $t = Seconds { Invoke-VmRebase -Store $store -Base $base -NewBase "$base-v2" -Force | Out-Null }
-        Add-Row "Invoke-VmRebase, $Count $format clones onto a new base, one call" (Rate $t $Count)
+        $rebaseRate[$format] = $Count / $t
+        $rebaseRow[$format] = Add-Row "Invoke-VmRebase, $Count $format clones onto a new base, one call" (Rate $t $Count) -PassThru
+    }
+
+    $api = Join-Path $work 'api'
+    New-Item -ItemType Directory $api | Out-Null
+    foreach ($format in 'Vhdx', 'Vmdk') {
+        # The engine alone: three differencing children per clone, as New-VmClone makes, with
+        # no store, manifest, journal or lock around them.
+        $ext = $format.ToLowerInvariant()
+        $parent = Join-Path $api "base.$ext"
+        [VmClone.Disks.VirtualDisk]::CreateDynamic($parent, $size).Dispose()
+        $t = Seconds { for ($i = 0; $i -lt $Count * 3; $i++) { [VmClone.Disks.VirtualDisk]::CreateDifferencing((Join-Path $api "c$i.$ext"), $parent).Dispose() } }
+        $engine[$format] = $Count / $t
+        Add-Row "VirtualDisk.CreateDifferencing (engine API), $($Count * 3) $format children in a loop ($Count clones' worth)" (Rate $t $Count)
+        $newRow[$format].Ratio = '{0:P0}' -f ($newRate[$format] / $engine[$format])
+        $newRow[$format].Reference = "engine API, $format"
     }
 
     if (Get-Command qemu-img -ErrorAction SilentlyContinue) {
@@ -66,28 +88,50 @@ try {
         # One VMDK child per clone volume, as a shell script would do it (3 per clone).
         Set-Content $script "cd '$q'; for i in `$(seq 1 $($Count * 3)); do qemu-img create -q -f vmdk -b base.vmdk -F vmdk c`$i.vmdk; done"
         $t = Seconds { & bash $script }
-        Add-Row "qemu-img create -b, $($Count * 3) VMDK children in a shell loop ($Count clones' worth)" (Rate $t $Count) '' 'reference'
         $qemuCreate = $Count / $t
-        $rows[0].Ratio = '{0:P0}' -f ($newRate / $qemuCreate); $rows[0].Reference = 'qemu-img create -b loop'
-        # qemu's vmdk driver cannot change a backing file (qemu 7.2: "Operation not supported"):
-        # VmClone's Set-VmDisk and Invoke-VmRebase are the only way here to re-point VMDK children.
-        & qemu-img rebase -u -f vmdk -b base2.vmdk -F vmdk (Join-Path $q 'c1.vmdk') 2>$null
+        $peak = & /usr/bin/time -f '%M' qemu-img create -q -f vmdk -b base.vmdk -F vmdk (Join-Path $q 'peak.vmdk') 2>&1
+        Add-Row "qemu-img create -b, $($Count * 3) VMDK children in a shell loop ($Count clones' worth)" (Rate $t $Count) '' 'reference'
+        $bytes = (1..3 | ForEach-Object { Allocated (Join-Path $q "c$_.vmdk") } | Measure-Object -Sum).Sum
+        Add-Row '  bytes allocated per clone (qemu-img, 3 VMDK children)' ('{0:N0} KiB' -f ($bytes / 1KB))
+        Add-Row '  peak memory of one qemu-img create' ('{0:N0} MiB' -f ([long]"$($peak | Select-Object -Last 1)" / 1KB))
+        foreach ($format in 'Vhdx', 'Vmdk') {
+            $note = if ($format -eq 'Vmdk') { 'same format' } else { 'qemu makes VMDK; its VHDX driver cannot create children' }
+            $newRow[$format].Ratio += ' · {0:P0}' -f ($newRate[$format] / $qemuCreate)
+            $newRow[$format].Reference += " · qemu-img create -b loop ($note)"
+            # Restoring a clone is what a script does by deleting a child and creating it anew.
+            $restoreRow[$format].Ratio = '{0:P0}' -f ($restoreRate[$format] / $qemuCreate)
+            $restoreRow[$format].Reference = 'qemu-img create -b loop (a script restores by re-creating the child)'
+        }
+
+        # qemu's vmdk driver cannot change a backing file; its own words are the figure.
+        $err = & qemu-img rebase -u -f vmdk -b base2.vmdk -F vmdk (Join-Path $q 'c1.vmdk') 2>&1
         if ($LASTEXITCODE -eq 0) {
             Set-Content $script "cd '$q'; for i in `$(seq 1 $($Count * 3)); do qemu-img rebase -u -f vmdk -b base2.vmdk -F vmdk c`$i.vmdk; done"
             $t = Seconds { & bash $script }
             Add-Row "qemu-img rebase -u, $($Count * 3) VMDK children in a shell loop ($Count clones' worth)" (Rate $t $Count) '' 'reference'
+            $rebaseRow['Vmdk'].Ratio = '{0:P0}' -f ($rebaseRate['Vmdk'] / ($Count / $t))
+            $rebaseRow['Vmdk'].Reference = 'qemu-img rebase -u loop, same format'
         }
         else {
-            Add-Row 'qemu-img rebase -u of a VMDK child' 'not supported by qemu-img (vmdk driver cannot change a backing file)' '' 'reference'
+            Add-Row 'qemu-img rebase -u of a VMDK child' 'cannot: qemu-img fails' '' ('"{0}"' -f (($err | ForEach-Object { "$_".Trim() }) -join ' '))
+        }
+        # The nearest qemu reference: the same metadata-only rebase of qcow2 children. A sample of
+        # at most 100 clones' worth gives its rate; a loop of qemu-img commands does not speed up.
+        $sample = [Math]::Min($Count, 100)
+        & qemu-img create -q -f qcow2 (Join-Path $q 'base.qcow2') 100G
+        & qemu-img create -q -f qcow2 (Join-Path $q 'base2.qcow2') 100G
+        Set-Content $script "cd '$q'; for i in `$(seq 1 $($sample * 3)); do qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 q`$i.qcow2; done"
+        & bash $script
+        Set-Content $script "cd '$q'; for i in `$(seq 1 $($sample * 3)); do qemu-img rebase -u -f qcow2 -b base2.qcow2 -F qcow2 q`$i.qcow2; done"
+        $t = Seconds { & bash $script }
+        Add-Row "qemu-img rebase -u, $($sample * 3) qcow2 children in a shell loop ($sample clones' worth; nearest qemu reference)" (Rate $t $sample) '' 'reference'
+        foreach ($format in 'Vhdx', 'Vmdk') {
+            if (-not $rebaseRow[$format].Ratio) {
+                $rebaseRow[$format].Ratio = '{0:P0}' -f ($rebaseRate[$format] / ($sample / $t))
+                $rebaseRow[$format].Reference = 'qemu-img rebase -u loop, qcow2'
+            }
         }
     }
-
-    $api = Join-Path $work 'api'
-    New-Item -ItemType Directory $api | Out-Null
-    $parent = Join-Path $api 'base.vhdx'
-    [VmClone.Disks.VirtualDisk]::CreateDynamic($parent, $size).Dispose()
-    $t = Seconds { for ($i = 0; $i -lt $Count; $i++) { [VmClone.Disks.VirtualDisk]::CreateDifferencing((Join-Path $api "c$i.vhdx"), $parent).Dispose() } }
-    Add-Row "VirtualDisk.CreateDifferencing (engine API), $Count VHDX children" (Rate $t $Count)
 
     $pwsh = @('dotnet', (Join-Path $PSHOME 'pwsh.dll'))
     if (Test-Path (Join-Path $PSHOME 'pwsh') -PathType Leaf) { $pwsh = @(Join-Path $PSHOME 'pwsh') }
@@ -103,6 +147,8 @@ try {
     Add-Row 'Fresh pwsh, no module (reference)' ('{0:N0} ms' -f ($bare[2] * 1000))
     Add-Row 'Fresh pwsh + Import-Module VmClone, added' ('{0:N0} ms' -f (($import[2] - $bare[2]) * 1000))
     Add-Row 'Fresh pwsh + import + first Get-VmClone (1 clone), added' ('{0:N0} ms' -f (($first[2] - $bare[2]) * 1000))
+    # One process ran every cmdlet above, so its peak bounds each of them.
+    Add-Row "Peak working set of the pwsh that ran all of the above ($($Count * 2) clones, $($Count * 6) volumes)" ('{0:N0} MiB' -f ((Get-Process -Id $PID).PeakWorkingSet64 / 1MB)) '' 'one process for all cmdlets; not split per cmdlet'
 }
 finally {
     Get-ChildItem $work -Recurse -File -ErrorAction SilentlyContinue | ForEach-Object { $_.Attributes = 'Normal' }
