@@ -12,6 +12,12 @@ internal sealed class FileAccessor : IDisposable
 {
     private readonly FileStream _stream;
 
+    // FileStream asks the file system (fstat) on every Length outside Windows, and opening a
+    // layer checks structures against the length dozens of times. Other writers are shut out by
+    // the share mode, so our own writes and resizes are the only changes: tracked here; -1 after
+    // a failed write or resize, whose effect on the length is unknown.
+    private long _length = -1;
+
     // The crash tests' seam: sees every write, resize and flush of this flow's files before it
     // happens, and may throw to cut the operation off there. Null (the normal case) costs nothing.
     private static readonly AsyncLocal<IFileWriteObserver?> CurrentObserver = new();
@@ -32,7 +38,7 @@ internal sealed class FileAccessor : IDisposable
 
     public bool CanWrite => _stream.CanWrite;
 
-    public long Length => _stream.Length;
+    public long Length => _length >= 0 ? _length : (_length = _stream.Length);
 
     /// <summary>
     /// Opens a disk file. Readers share with readers only, writers with readers only: a file a
@@ -84,8 +90,8 @@ internal sealed class FileAccessor : IDisposable
     /// <summary>Reads exactly <paramref name="count"/> bytes at <paramref name="position"/>.</summary>
     public void ReadExactly(long position, byte[] buffer, int offset, int count, string structure)
     {
-        if (position < 0 || position > _stream.Length - count)
-            throw new DiskFormatException(Path, structure, $"{count} bytes at {position} lie beyond the end of the file ({_stream.Length} bytes)", position);
+        if (position < 0 || position > Length - count)
+            throw new DiskFormatException(Path, structure, $"{count} bytes at {position} lie beyond the end of the file ({Length} bytes)", position);
         _stream.Position = position;
         int done = 0;
         while (done < count)
@@ -101,7 +107,7 @@ internal sealed class FileAccessor : IDisposable
     public void ReadOrZero(long position, byte[] buffer, int offset, int count)
     {
         int done = 0;
-        if (position < _stream.Length)
+        if (position < Length)
         {
             _stream.Position = position;
             while (done < count)
@@ -126,8 +132,12 @@ internal sealed class FileAccessor : IDisposable
     public void Write(long position, byte[] buffer, int offset, int count)
     {
         CurrentObserver.Value?.BeforeWrite(Path, position, buffer, offset, count);
+        long known = _length;
+        _length = -1;
         _stream.Position = position;
         _stream.Write(buffer, offset, count);
+        if (known >= 0)
+            _length = Math.Max(known, position + count);
     }
 
     public void Write(long position, ReadOnlySpan<byte> data)
@@ -139,7 +149,9 @@ internal sealed class FileAccessor : IDisposable
     public void SetLength(long length)
     {
         CurrentObserver.Value?.BeforeSetLength(Path, length);
+        _length = -1;
         _stream.SetLength(length);
+        _length = length;
     }
 
     /// <summary>Flushes to the device, not just to the OS: the ordering points of our crash safety.</summary>
