@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Runtime.InteropServices;
 using System.Threading;
 
 namespace VmClone.Disks;
@@ -120,6 +121,66 @@ internal sealed class FileAccessor : IDisposable
         }
         if (done < count)
             Array.Clear(buffer, offset + done, count - done);
+    }
+
+    private SafeHandle? _handle;
+
+    private static bool _seekDataUnavailable = !RuntimeInformation.IsOSPlatform(OSPlatform.Linux);
+
+    /// <summary>
+    /// Where the first byte of data at or after <paramref name="position"/> lies, as the file
+    /// system reports it (Linux lseek SEEK_DATA): everything before it is a hole and reads as
+    /// zeros without being read. The file length when only holes follow; null when the system
+    /// cannot tell (other platforms, errors), in which case the caller reads.
+    /// </summary>
+    /// <remarks>
+    /// Our streams read and write at explicit offsets (pread/pwrite), so moving the descriptor's
+    /// own offset here changes nothing for them. File systems without hole support report all
+    /// of the file as data, which only costs the read it would have taken anyway.
+    /// </remarks>
+    public long? NextData(long position) => SeekHoleOrData(position, NativeMethods.SeekData);
+
+    /// <summary>
+    /// Where the first hole at or after <paramref name="position"/> begins (Linux lseek
+    /// SEEK_HOLE; the end of the file counts as one), or null when the system cannot tell.
+    /// </summary>
+    public long? NextHole(long position) => SeekHoleOrData(position, NativeMethods.SeekHole);
+
+    private long? SeekHoleOrData(long position, int whence)
+    {
+        if (_seekDataUnavailable || position < 0 || position >= Length)
+            return null;
+        bool added = false;
+        // Fetched once: FileStream re-syncs the descriptor's offset on every fetch.
+        SafeHandle handle = _handle ??= _stream.SafeFileHandle;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            long at = NativeMethods.lseek(handle.DangerousGetHandle().ToInt32(), position, whence);
+            if (at >= position)
+                return Math.Min(at, Length);
+            return whence == NativeMethods.SeekData && Marshal.GetLastWin32Error() == NativeMethods.ENXIO ? Length : null;
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+            _seekDataUnavailable = true;
+            return null;
+        }
+        finally
+        {
+            if (added)
+                handle.DangerousRelease();
+        }
+    }
+
+    private static class NativeMethods
+    {
+        public const int SeekData = 3; // Linux SEEK_DATA
+        public const int SeekHole = 4; // Linux SEEK_HOLE
+        public const int ENXIO = 6;
+
+        [DllImport("libc", SetLastError = true)]
+        public static extern long lseek(int fd, long offset, int whence);
     }
 
     public byte[] ReadBytes(long position, int count, string structure)
