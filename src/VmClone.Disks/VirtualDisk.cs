@@ -154,9 +154,18 @@ public sealed class VirtualDisk : IDisposable
         string parentFull = System.IO.Path.GetFullPath(parentPath);
         if (PathUtil.SamePath(full, parentFull))
             throw new VirtualDiskException(full, $"A disk cannot be its own parent ('{full}').");
-        using (VirtualDisk parent = Open(parentFull, FileAccess.Read))
+        // The parent chain is opened once: it must open cleanly (identity, size and sector size
+        // come from it), and the new child is then linked to those same open layers instead of
+        // being resolved and the whole chain opened a second time.
+        VirtualDisk parent = Open(parentFull, FileAccess.Read);
+        DiskLayer? child = null;
+        try
         {
             DiskFormat format = options.Format ?? FormatFromExtension(full) ?? parent.Format;
+            int maxDepth = DiskOpenOptions.Default.MaxChainDepth;
+            if (parent.Layers.Count >= maxDepth)
+                throw new DiskChainException(full, ChainProblem.TooDeep,
+                    $"The chain of '{full}' would be deeper than {maxDepth} layers; refusing to create it.");
             if (options.LogicalSectorSizeBytes is int lss && lss != parent.LogicalSectorSize)
                 throw new DiskChainException(full, ChainProblem.Incompatible,
                     $"A child of '{parentFull}' must use its logical sector size of {parent.LogicalSectorSize} bytes, not {lss}.", parentFull);
@@ -171,8 +180,20 @@ public sealed class VirtualDisk : IDisposable
                 ParentRelativePath = childDir is null ? null : PathUtil.GetRelativePath(childDir, parentFull),
             };
             CreateLayer(format, spec);
+            child = OpenLayer(full, FileAccess.ReadWrite, FormatFromExtension(full) is null ? options.Format : null);
+            // What opening the child by its recorded paths would check: it names this parent's identity.
+            ParentResolver.Adopt(child, parent.Top);
+            var layers = new List<DiskLayer>(parent.Layers.Count + 1) { child };
+            layers.AddRange(parent.Layers);
+            // The parent's layers now belong to the new disk; the parent object holds nothing else.
+            return new VirtualDisk(layers);
         }
-        return Open(full, FileAccess.ReadWrite, new DiskOpenOptions { Format = FormatFromExtension(full) is null ? options.Format : null });
+        catch
+        {
+            child?.Dispose();
+            parent.Dispose();
+            throw;
+        }
     }
 
     private static void CreateLayer(DiskFormat format, LayerCreateSpec spec)
