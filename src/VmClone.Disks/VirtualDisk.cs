@@ -113,14 +113,40 @@ public sealed class VirtualDisk : IDisposable
         if (access == FileAccess.Write)
             access = FileAccess.ReadWrite;
         string full = System.IO.Path.GetFullPath(path);
-        DiskFormat actual = format ?? DetectFormat(full);
-        if (access != FileAccess.Read)
+        if (access != FileAccess.Read && ReadOnlyFile.IsMarked(full))
+        {
+            // A file that is not a disk is reported as such before its read-only mark.
+            if (format is null)
+                DetectFormat(full);
             ReadOnlyFile.RefuseWrite(full);
+        }
+        // One open serves recognising the format and the layer itself.
+        FileAccessor file = FileAccessor.Open(full, access);
+        DiskFormat actual;
+        try
+        {
+            if (format is DiskFormat known)
+            {
+                actual = known;
+            }
+            else
+            {
+                byte[] head = new byte[256];
+                int n = (int)Math.Min(head.Length, file.Length);
+                file.ReadOrZero(0, head, 0, n);
+                actual = DetectFormat(full, head, n, file.Length);
+            }
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
         return actual switch
         {
-            DiskFormat.Vhdx => VhdxLayer.Open(full, access),
-            DiskFormat.Vmdk => VmdkLayer.Open(full, access),
-            _ => RawLayer.Open(full, access),
+            DiskFormat.Vhdx => VhdxLayer.Open(file),
+            DiskFormat.Vmdk => VmdkLayer.Open(file),
+            _ => RawLayer.Open(file),
         };
     }
 
@@ -265,6 +291,12 @@ public sealed class VirtualDisk : IDisposable
             throw new VirtualDiskException(full, $"Disk file '{full}' cannot be read: access denied.", ex);
         }
 
+        return DetectFormat(full, head, n, length);
+    }
+
+    /// <summary>The format told by the first <paramref name="n"/> bytes of a file of <paramref name="length"/> bytes.</summary>
+    private static DiskFormat DetectFormat(string full, byte[] head, int n, long length)
+    {
         string ascii = Encoding.ASCII.GetString(head, 0, n);
         if (ascii.StartsWith("vhdxfile", StringComparison.Ordinal))
             return DiskFormat.Vhdx;

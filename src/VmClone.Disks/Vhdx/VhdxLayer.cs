@@ -57,9 +57,11 @@ internal sealed partial class VhdxLayer : DiskLayer
     }
 
     /// <summary>Opens and validates a VHDX file; a read-write open replays a dirty log into the file, a read-only one in memory.</summary>
-    public static DiskLayer Open(string path, FileAccess access)
+    public static DiskLayer Open(string path, FileAccess access) => Open(FileAccessor.Open(path, access));
+
+    /// <summary>Opens a VHDX from a file already open (read-write or not, as the layer will be); disposes it on failure.</summary>
+    public static DiskLayer Open(FileAccessor file)
     {
-        FileAccessor file = FileAccessor.Open(path, access);
         var layer = new VhdxLayer(file);
         try
         {
@@ -267,7 +269,10 @@ internal sealed partial class VhdxLayer : DiskLayer
     private void LoadMetadata()
     {
         RegionTableEntry region = _regions.Metadata;
-        MetadataTable table = MetadataTable.Parse(_view.ReadBytes(region.FileOffset, MetadataTable.Length, "metadata table"), Path, region.FileOffset, region.Length, KnownItems);
+        // The table and, in every file we have seen, all items lie in the region's first
+        // 128 KiB: one read instead of one per item (items elsewhere are read on their own).
+        byte[] window = _view.ReadBytes(region.FileOffset, (int)Math.Min(region.Length, 2 * MetadataTable.Length), "metadata table");
+        MetadataTable table = MetadataTable.Parse(window, Path, region.FileOffset, region.Length, KnownItems);
 
         byte[] Item(Guid id, string name, bool required)
         {
@@ -278,6 +283,8 @@ internal sealed partial class VhdxLayer : DiskLayer
                     throw new DiskFormatException(Path, "metadata table", $"the required {name} item is missing (MS-VHDX 2.6.2)", region.FileOffset);
                 return Array.Empty<byte>();
             }
+            if (e.Value.Offset + (long)e.Value.Length <= window.Length)
+                return window.AsSpan((int)e.Value.Offset, (int)e.Value.Length).ToArray();
             return _view.ReadBytes(region.FileOffset + e.Value.Offset, (int)e.Value.Length, name);
         }
 
