@@ -87,7 +87,15 @@ internal sealed class Bat
     /// Reads the first <see cref="ComputeEntryCount"/> entries through <paramref name="read"/>
     /// (offset within the region, buffer, count) in bounded chunks.
     /// </summary>
-    public static Bat Load(Action<long, byte[], int> read, long virtualSize, long blockSize, int logicalSectorSize, bool hasParent)
+    public static Bat Load(Action<long, byte[], int> read, long virtualSize, long blockSize, int logicalSectorSize, bool hasParent) =>
+        Load(read, null, virtualSize, blockSize, logicalSectorSize, hasParent);
+
+    /// <summary>
+    /// As <see cref="Load(Action{long, byte[], int}, long, long, int, bool)"/>; a range for which
+    /// <paramref name="knownZero"/> (offset within the region, length) is true is not read: its
+    /// pages stay empty.
+    /// </summary>
+    public static Bat Load(Action<long, byte[], int> read, Func<long, long, bool>? knownZero, long virtualSize, long blockSize, int logicalSectorSize, bool hasParent)
     {
         long count = ComputeEntryCount(virtualSize, blockSize, logicalSectorSize, hasParent);
         ulong[][] pages = EmptyPages(count);
@@ -99,6 +107,8 @@ internal sealed class Bat
             for (long first = 0; first < count; first += ChunkEntries)
             {
                 int n = (int)Math.Min(ChunkEntries, count - first);
+                if (knownZero is not null && knownZero(first * BatEntry.Size, n * BatEntry.Size))
+                    continue;
                 read(first * BatEntry.Size, buffer, n * BatEntry.Size);
                 for (int at = 0; at < n; at += PageEntries)
                 {

@@ -1,4 +1,5 @@
 using System;
+using System.Buffers;
 using System.Collections.Generic;
 using System.IO;
 
@@ -235,11 +236,11 @@ internal sealed partial class VhdxLayer : DiskLayer
     /// </summary>
     private void LoadRegions()
     {
-        RegionTable? t1 = RegionTable.TryParse(_view.ReadBytes(VhdxConstants.RegionTable1Offset, RegionTable.Length, "region table 1"), out string? p1);
+        RegionTable? t1 = ParseRegionTable(VhdxConstants.RegionTable1Offset, "region table 1", out string? p1);
         RegionTable? t2 = null;
         string? p2 = null;
         if (t1 is null)
-            t2 = RegionTable.TryParse(_view.ReadBytes(VhdxConstants.RegionTable2Offset, RegionTable.Length, "region table 2"), out p2);
+            t2 = ParseRegionTable(VhdxConstants.RegionTable2Offset, "region table 2", out p2);
         long at = t1 is not null ? VhdxConstants.RegionTable1Offset : VhdxConstants.RegionTable2Offset;
         _regions = t1 ?? t2 ?? throw new DiskFormatException(Path, "region table",
             $"neither copy is usable: copy 1 at {VhdxConstants.RegionTable1Offset}: {p1}; copy 2 at {VhdxConstants.RegionTable2Offset}: {p2} (MS-VHDX 2.2.3)", VhdxConstants.RegionTable1Offset);
@@ -250,12 +251,27 @@ internal sealed partial class VhdxLayer : DiskLayer
             _reserved.Add((e.FileOffset, e.End, e.Id == RegionTable.BatRegion ? "the BAT" : e.Id == RegionTable.MetadataRegion ? "the metadata region" : $"region {e.Id:B}"));
     }
 
+    /// <summary>Reads and parses one region table copy through a pooled buffer (the table keeps no reference to it).</summary>
+    private RegionTable? ParseRegionTable(long offset, string name, out string? problem)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(RegionTable.Length);
+        try
+        {
+            _view.ReadExactly(offset, buffer, 0, RegionTable.Length, name);
+            return RegionTable.TryParse(new ReadOnlySpan<byte>(buffer, 0, RegionTable.Length), out problem);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
     /// <summary>The checker's sentence about region table copy 2 when copy 1 was used and copy 2 is damaged.</summary>
     private string? RegionTable2Problem()
     {
         if (_regionTableProblem is not null)
             return _regionTableProblem;
-        RegionTable.TryParse(_view.ReadBytes(VhdxConstants.RegionTable2Offset, RegionTable.Length, "region table 2"), out string? p2);
+        ParseRegionTable(VhdxConstants.RegionTable2Offset, "region table 2", out string? p2);
         return p2 is null ? null : $"Region table copy 2 (at {VhdxConstants.RegionTable2Offset}) is damaged ({p2}); copy 1 is intact.";
     }
 
@@ -271,8 +287,22 @@ internal sealed partial class VhdxLayer : DiskLayer
         RegionTableEntry region = _regions.Metadata;
         // The table and, in every file we have seen, all items lie in the region's first
         // 128 KiB: one read instead of one per item (items elsewhere are read on their own).
-        byte[] window = _view.ReadBytes(region.FileOffset, (int)Math.Min(region.Length, 2 * MetadataTable.Length), "metadata table");
-        MetadataTable table = MetadataTable.Parse(window, Path, region.FileOffset, region.Length, KnownItems);
+        int windowLength = (int)Math.Min(region.Length, 2 * MetadataTable.Length);
+        byte[] window = ArrayPool<byte>.Shared.Rent(windowLength);
+        try
+        {
+            _view.ReadExactly(region.FileOffset, window, 0, windowLength, "metadata table");
+            LoadMetadata(region, window, windowLength);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(window);
+        }
+    }
+
+    private void LoadMetadata(RegionTableEntry region, byte[] window, int windowLength)
+    {
+        MetadataTable table = MetadataTable.Parse(new ReadOnlySpan<byte>(window, 0, windowLength), Path, region.FileOffset, region.Length, KnownItems);
 
         byte[] Item(Guid id, string name, bool required)
         {
@@ -283,7 +313,7 @@ internal sealed partial class VhdxLayer : DiskLayer
                     throw new DiskFormatException(Path, "metadata table", $"the required {name} item is missing (MS-VHDX 2.6.2)", region.FileOffset);
                 return Array.Empty<byte>();
             }
-            if (e.Value.Offset + (long)e.Value.Length <= window.Length)
+            if (e.Value.Offset + (long)e.Value.Length <= windowLength)
                 return window.AsSpan((int)e.Value.Offset, (int)e.Value.Length).ToArray();
             return _view.ReadBytes(region.FileOffset + e.Value.Offset, (int)e.Value.Length, name);
         }
@@ -312,8 +342,13 @@ internal sealed partial class VhdxLayer : DiskLayer
         long entries = Bat.ComputeEntryCount(_virtualSize, BlockSize, _logicalSectorSize, _parameters.HasParent);
         if (entries * BatEntry.Size > region.Length)
             throw new DiskFormatException(Path, "BAT", $"a {_virtualSize}-byte disk with {BlockSize}-byte blocks needs {entries} BAT entries ({entries * BatEntry.Size} bytes) but the BAT region holds {region.Length} bytes (MS-VHDX 2.5)", region.FileOffset);
+        // A BAT range lying in a hole of the file is all NOT_PRESENT: a new child's BAT is one
+        // hole (the file was extended over it), so it is known without reading it. Not with a
+        // log replayed in memory, which may have written BAT entries the file does not hold.
+        Func<long, long, bool>? knownZero = _view.HasOverlay ? null : (offset, length) =>
+            _file.NextData(region.FileOffset + offset) is long data && data >= region.FileOffset + offset + length;
         _bat = Bat.Load((offset, buffer, count) => _view.ReadExactly(region.FileOffset + offset, buffer, 0, count, "BAT"),
-            _virtualSize, BlockSize, _logicalSectorSize, _parameters.HasParent);
+            knownZero, _virtualSize, BlockSize, _logicalSectorSize, _parameters.HasParent);
 
         long end = _view.Length;
         foreach (var r in _reserved)

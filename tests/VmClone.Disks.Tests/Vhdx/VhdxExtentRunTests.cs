@@ -117,6 +117,34 @@ public class VhdxExtentRunTests
     }
 
     [Fact]
+    public void ABatLargerThanOneReadKeepsEntriesBehindHoles()
+    {
+        // 3 TiB with 2 MiB blocks: 1.5 million entries, read in 8 MiB pieces. The first piece
+        // stays a hole of the file (skipped without reading); entries in the last one must load.
+        using var dir = new TempFolder();
+        string parent = dir.File("parent.vhdx");
+        string child = dir.File("child.vhdx");
+        const long size = 3L * 1024 * 1024 * MiB;
+        VirtualDisk.CreateDynamic(parent, size).Dispose();
+        byte[] data = new byte[8192];
+        new Random(8).NextBytes(data);
+        using (VirtualDisk c = VirtualDisk.CreateDifferencing(child, parent))
+        {
+            c.Content.Position = size - 3 * MiB;
+            c.Content.Write(data, 0, data.Length);
+        }
+        using VirtualDisk d = VirtualDisk.Open(child, FileAccess.Read);
+        Assert.Equal(2 * MiB, d.Top.AllocatedBytes);
+        LayerExtent first = d.Top.GetExtent(0, size);
+        Assert.Equal((ExtentKind.Parent, size - 3 * MiB), (first.Kind, first.Length));
+        Assert.Equal((ExtentKind.Data, (long)data.Length), (d.Top.GetExtent(size - 3 * MiB, size).Kind, d.Top.GetExtent(size - 3 * MiB, 3 * MiB).Length));
+        var read = new byte[data.Length];
+        d.Content.Position = size - 3 * MiB;
+        d.Content.ReadExactly(read, 0, read.Length);
+        Assert.Equal(data, read);
+    }
+
+    [Fact]
     public void AnEmptyChildIsOneParentRunAndWritesIntoEmptyPagesAreKept()
     {
         using var dir = new TempFolder();
