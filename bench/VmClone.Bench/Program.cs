@@ -20,6 +20,8 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        if (args.Length >= 1 && args[0] == "engine")
+            return EngineBench.Run(args);
         if (args.Length == 3 && args[0] == "convert")
         {
             // Run alone in a child process so its peak memory is its own.
