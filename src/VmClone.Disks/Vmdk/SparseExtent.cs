@@ -43,6 +43,11 @@ internal sealed class SparseExtent : VmdkExtent
     /// region; this lets extent mapping of a large empty disk skip 32 MiB at a time.
     /// </summary>
     private byte[]? _tableEmpty;
+
+    // The last hole query: [_holeFrom, _dataAt) is a hole of the file, data starts at _dataAt.
+    // Only tables are looked up this way, and the file only grows at its end while open.
+    private long _holeFrom = -1;
+    private long _dataAt = -1;
     private readonly bool _uncleanAtOpen;
     private long _nextFree;
     private bool _markedUnclean;
@@ -187,7 +192,11 @@ internal sealed class SparseExtent : VmdkExtent
                _gd[first + count] == _gd[first] + (uint)(count * gtSectors))
             count++;
         long offset = (long)_gd[first] * 512;
-        long? nextData = offset + gtBytes <= _file.Length ? _file.NextData(offset) : null;
+        long? nextData = null;
+        if (offset >= _holeFrom && offset < _dataAt)
+            nextData = _dataAt; // the answer of the previous query still holds here
+        else if (offset + gtBytes <= _file.Length && (nextData = _file.NextData(offset)) is long found)
+            (_holeFrom, _dataAt) = (offset, found);
         if (nextData is long data && data >= offset + gtBytes)
         {
             // Tables lying in a hole of the file are zeros: empty, without reading them. A new
@@ -218,7 +227,14 @@ internal sealed class SparseExtent : VmdkExtent
         {
             _file.ReadExactly(offset, bytes, 0, count * gtBytes, "grain table");
             for (int i = 0; i < count; i++)
-                _tableEmpty![first + i] = IsZero(new ReadOnlySpan<byte>(bytes, i * gtBytes, gtBytes)) ? (byte)1 : (byte)2;
+            {
+                var table = new ReadOnlySpan<byte>(bytes, i * gtBytes, gtBytes);
+                bool empty = IsZero(table);
+                _tableEmpty![first + i] = empty ? (byte)1 : (byte)2;
+                // A table with entries is about to be looked up: keep it instead of reading it again.
+                if (!empty && _tables.Count < MaxCachedTables && !_tables.ContainsKey(first + i))
+                    _tables[first + i] = GrainTable.Parse(table, _gtes);
+            }
         }
         finally
         {
@@ -446,6 +462,7 @@ internal sealed class SparseExtent : VmdkExtent
             // Whatever failed, the cached tables may no longer match the file: reload them.
             _tables.Clear();
             _tableEmpty = null;
+            _holeFrom = _dataAt = -1;
             throw;
         }
     }
@@ -453,6 +470,8 @@ internal sealed class SparseExtent : VmdkExtent
     /// <summary>Steps 2–4 of the write protocol (see the class comment).</summary>
     private void CommitGrains(List<KeyValuePair<long, uint>> pending)
     {
+        // Tables are about to be written where the file may have had a hole.
+        _holeFrom = _dataAt = -1;
         _file.Flush(); // grain data on the device before any table references it
 
         var touched = new SortedDictionary<int, uint[]>();

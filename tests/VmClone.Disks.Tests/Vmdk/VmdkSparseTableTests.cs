@@ -56,6 +56,40 @@ public class VmdkSparseTableTests
         }
     }
 
+    [Fact]
+    public void WritesAfterTablesWereFoundEmptyAreSeenByTheSameOpenLayer()
+    {
+        using var dir = new TempFolder();
+        string path = dir.File("grow.vmdk");
+        const long size = 100L * 1024 * MiB;
+        using VirtualDisk d = VirtualDisk.CreateDynamic(path, size);
+        Assert.Equal((ExtentKind.Parent, size), (d.Top.GetExtent(0, size).Kind, d.Top.GetExtent(0, size).Length));
+        var data = new byte[4096];
+        new Random(4).NextBytes(data);
+        long[] places = { 70L * 1024 * MiB, 10 * MiB, 70L * 1024 * MiB + 40 * MiB };
+        long lowest = size;
+        foreach (long at in places)
+        {
+            lowest = Math.Min(lowest, at / Grain * Grain);
+            d.Content.Position = at;
+            d.Content.Write(data, 0, data.Length);
+            // The table just written lay in a hole a moment ago: mapping must see it now.
+            LayerExtent before = d.Top.GetExtent(0, size);
+            Assert.Equal(ExtentKind.Parent, before.Kind);
+            Assert.Equal(lowest, before.Length);
+            LayerExtent e = d.Top.GetExtent(at / Grain * Grain, Grain);
+            Assert.Equal(ExtentKind.Data, e.Kind);
+        }
+        long pos = 0, dataRuns = 0;
+        while (pos < size)
+        {
+            LayerExtent e = d.Top.GetExtent(pos, size - pos);
+            dataRuns += e.Kind == ExtentKind.Data ? 1 : 0;
+            pos += e.Length;
+        }
+        Assert.Equal(places.Length, dataRuns);
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
