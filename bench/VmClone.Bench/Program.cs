@@ -26,6 +26,8 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        if (args.Length >= 1 && args[0] == "engine")
+            return EngineBench.Run(args);
         if (args.Length > 0 && ChildProcess.Modes.Contains(args[0]))
             return ChildProcess.Run(args);
         string results = args.Length > 0 ? args[0] : Path.Combine(AppContext.BaseDirectory, "RESULTS.md");

@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Runtime.InteropServices;
 using System.Threading;
 
 namespace VmClone.Disks;
@@ -11,6 +12,12 @@ namespace VmClone.Disks;
 internal sealed class FileAccessor : IDisposable
 {
     private readonly FileStream _stream;
+
+    // FileStream asks the file system (fstat) on every Length outside Windows, and opening a
+    // layer checks structures against the length dozens of times. Other writers are shut out by
+    // the share mode, so our own writes and resizes are the only changes: tracked here; -1 after
+    // a failed write or resize, whose effect on the length is unknown.
+    private long _length = -1;
 
     // The crash tests' seam: sees every write, resize and flush of this flow's files before it
     // happens, and may throw to cut the operation off there. Null (the normal case) costs nothing.
@@ -32,7 +39,7 @@ internal sealed class FileAccessor : IDisposable
 
     public bool CanWrite => _stream.CanWrite;
 
-    public long Length => _stream.Length;
+    public long Length => _length >= 0 ? _length : (_length = _stream.Length);
 
     /// <summary>
     /// Opens a disk file. Readers share with readers only, writers with readers only: a file a
@@ -84,8 +91,8 @@ internal sealed class FileAccessor : IDisposable
     /// <summary>Reads exactly <paramref name="count"/> bytes at <paramref name="position"/>.</summary>
     public void ReadExactly(long position, byte[] buffer, int offset, int count, string structure)
     {
-        if (position < 0 || position > _stream.Length - count)
-            throw new DiskFormatException(Path, structure, $"{count} bytes at {position} lie beyond the end of the file ({_stream.Length} bytes)", position);
+        if (position < 0 || position > Length - count)
+            throw new DiskFormatException(Path, structure, $"{count} bytes at {position} lie beyond the end of the file ({Length} bytes)", position);
         _stream.Position = position;
         int done = 0;
         while (done < count)
@@ -101,7 +108,7 @@ internal sealed class FileAccessor : IDisposable
     public void ReadOrZero(long position, byte[] buffer, int offset, int count)
     {
         int done = 0;
-        if (position < _stream.Length)
+        if (position < Length)
         {
             _stream.Position = position;
             while (done < count)
@@ -116,6 +123,66 @@ internal sealed class FileAccessor : IDisposable
             Array.Clear(buffer, offset + done, count - done);
     }
 
+    private SafeHandle? _handle;
+
+    private static bool _seekDataUnavailable = !RuntimeInformation.IsOSPlatform(OSPlatform.Linux);
+
+    /// <summary>
+    /// Where the first byte of data at or after <paramref name="position"/> lies, as the file
+    /// system reports it (Linux lseek SEEK_DATA): everything before it is a hole and reads as
+    /// zeros without being read. The file length when only holes follow; null when the system
+    /// cannot tell (other platforms, errors), in which case the caller reads.
+    /// </summary>
+    /// <remarks>
+    /// Our streams read and write at explicit offsets (pread/pwrite), so moving the descriptor's
+    /// own offset here changes nothing for them. File systems without hole support report all
+    /// of the file as data, which only costs the read it would have taken anyway.
+    /// </remarks>
+    public long? NextData(long position) => SeekHoleOrData(position, NativeMethods.SeekData);
+
+    /// <summary>
+    /// Where the first hole at or after <paramref name="position"/> begins (Linux lseek
+    /// SEEK_HOLE; the end of the file counts as one), or null when the system cannot tell.
+    /// </summary>
+    public long? NextHole(long position) => SeekHoleOrData(position, NativeMethods.SeekHole);
+
+    private long? SeekHoleOrData(long position, int whence)
+    {
+        if (_seekDataUnavailable || position < 0 || position >= Length)
+            return null;
+        bool added = false;
+        // Fetched once: FileStream re-syncs the descriptor's offset on every fetch.
+        SafeHandle handle = _handle ??= _stream.SafeFileHandle;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            long at = NativeMethods.lseek(handle.DangerousGetHandle().ToInt32(), position, whence);
+            if (at >= position)
+                return Math.Min(at, Length);
+            return whence == NativeMethods.SeekData && Marshal.GetLastWin32Error() == NativeMethods.ENXIO ? Length : null;
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+            _seekDataUnavailable = true;
+            return null;
+        }
+        finally
+        {
+            if (added)
+                handle.DangerousRelease();
+        }
+    }
+
+    private static class NativeMethods
+    {
+        public const int SeekData = 3; // Linux SEEK_DATA
+        public const int SeekHole = 4; // Linux SEEK_HOLE
+        public const int ENXIO = 6;
+
+        [DllImport("libc", SetLastError = true)]
+        public static extern long lseek(int fd, long offset, int whence);
+    }
+
     public byte[] ReadBytes(long position, int count, string structure)
     {
         var buffer = new byte[count];
@@ -126,8 +193,12 @@ internal sealed class FileAccessor : IDisposable
     public void Write(long position, byte[] buffer, int offset, int count)
     {
         CurrentObserver.Value?.BeforeWrite(Path, position, buffer, offset, count);
+        long known = _length;
+        _length = -1;
         _stream.Position = position;
         _stream.Write(buffer, offset, count);
+        if (known >= 0)
+            _length = Math.Max(known, position + count);
     }
 
     public void Write(long position, ReadOnlySpan<byte> data)
@@ -139,7 +210,9 @@ internal sealed class FileAccessor : IDisposable
     public void SetLength(long length)
     {
         CurrentObserver.Value?.BeforeSetLength(Path, length);
+        _length = -1;
         _stream.SetLength(length);
+        _length = length;
     }
 
     /// <summary>Flushes to the device, not just to the OS: the ordering points of our crash safety.</summary>

@@ -90,6 +90,23 @@ internal static class ParentResolver
             tried.Count > 0 ? tried[0] : (reference.Candidates.Count > 0 ? reference.Candidates[0].StoredPath : null));
     }
 
+    /// <summary>
+    /// Links a child to a parent layer already open (the one it was just created over), with the
+    /// checks <see cref="OpenParent"/> makes once it has found the file: the child must name the
+    /// parent's identity, and their sectors must agree.
+    /// </summary>
+    public static void Adopt(DiskLayer child, DiskLayer parent)
+    {
+        ParentReference? reference = child.ParentReference;
+        if (reference is null)
+            throw new DiskChainException(child.Path, ChainProblem.Incompatible,
+                $"'{child.Path}' was created as a child of '{parent.Path}' but records no parent.", parent.Path);
+        if (!reference.Accepts(parent.Identity))
+            throw ModifiedParent(child, parent.Path, parent.Identity);
+        CheckCompatible(child, parent);
+        child.Parent = parent;
+    }
+
     /// <summary>The error for a parent whose identity no longer matches what the child recorded.</summary>
     public static DiskChainException ModifiedParent(DiskLayer child, string parentPath, string parentIdentity) =>
         new(child.Path, ChainProblem.ParentModified,

@@ -113,14 +113,40 @@ public sealed class VirtualDisk : IDisposable
         if (access == FileAccess.Write)
             access = FileAccess.ReadWrite;
         string full = System.IO.Path.GetFullPath(path);
-        DiskFormat actual = format ?? DetectFormat(full);
-        if (access != FileAccess.Read)
+        if (access != FileAccess.Read && ReadOnlyFile.IsMarked(full))
+        {
+            // A file that is not a disk is reported as such before its read-only mark.
+            if (format is null)
+                DetectFormat(full);
             ReadOnlyFile.RefuseWrite(full);
+        }
+        // One open serves recognising the format and the layer itself.
+        FileAccessor file = FileAccessor.Open(full, access);
+        DiskFormat actual;
+        try
+        {
+            if (format is DiskFormat known)
+            {
+                actual = known;
+            }
+            else
+            {
+                byte[] head = new byte[256];
+                int n = (int)Math.Min(head.Length, file.Length);
+                file.ReadOrZero(0, head, 0, n);
+                actual = DetectFormat(full, head, n, file.Length);
+            }
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
         return actual switch
         {
-            DiskFormat.Vhdx => VhdxLayer.Open(full, access),
-            DiskFormat.Vmdk => VmdkLayer.Open(full, access),
-            _ => RawLayer.Open(full, access),
+            DiskFormat.Vhdx => VhdxLayer.Open(file),
+            DiskFormat.Vmdk => VmdkLayer.Open(file),
+            _ => RawLayer.Open(file),
         };
     }
 
@@ -154,9 +180,18 @@ public sealed class VirtualDisk : IDisposable
         string parentFull = System.IO.Path.GetFullPath(parentPath);
         if (PathUtil.SamePath(full, parentFull))
             throw new VirtualDiskException(full, $"A disk cannot be its own parent ('{full}').");
-        using (VirtualDisk parent = Open(parentFull, FileAccess.Read))
+        // The parent chain is opened once: it must open cleanly (identity, size and sector size
+        // come from it), and the new child is then linked to those same open layers instead of
+        // being resolved and the whole chain opened a second time.
+        VirtualDisk parent = Open(parentFull, FileAccess.Read);
+        DiskLayer? child = null;
+        try
         {
             DiskFormat format = options.Format ?? FormatFromExtension(full) ?? parent.Format;
+            int maxDepth = DiskOpenOptions.Default.MaxChainDepth;
+            if (parent.Layers.Count >= maxDepth)
+                throw new DiskChainException(full, ChainProblem.TooDeep,
+                    $"The chain of '{full}' would be deeper than {maxDepth} layers; refusing to create it.");
             if (options.LogicalSectorSizeBytes is int lss && lss != parent.LogicalSectorSize)
                 throw new DiskChainException(full, ChainProblem.Incompatible,
                     $"A child of '{parentFull}' must use its logical sector size of {parent.LogicalSectorSize} bytes, not {lss}.", parentFull);
@@ -171,8 +206,20 @@ public sealed class VirtualDisk : IDisposable
                 ParentRelativePath = childDir is null ? null : PathUtil.GetRelativePath(childDir, parentFull),
             };
             CreateLayer(format, spec);
+            child = OpenLayer(full, FileAccess.ReadWrite, FormatFromExtension(full) is null ? options.Format : null);
+            // What opening the child by its recorded paths would check: it names this parent's identity.
+            ParentResolver.Adopt(child, parent.Top);
+            var layers = new List<DiskLayer>(parent.Layers.Count + 1) { child };
+            layers.AddRange(parent.Layers);
+            // The parent's layers now belong to the new disk; the parent object holds nothing else.
+            return new VirtualDisk(layers);
         }
-        return Open(full, FileAccess.ReadWrite, new DiskOpenOptions { Format = FormatFromExtension(full) is null ? options.Format : null });
+        catch
+        {
+            child?.Dispose();
+            parent.Dispose();
+            throw;
+        }
     }
 
     private static void CreateLayer(DiskFormat format, LayerCreateSpec spec)
@@ -244,6 +291,12 @@ public sealed class VirtualDisk : IDisposable
             throw new VirtualDiskException(full, $"Disk file '{full}' cannot be read: access denied.", ex);
         }
 
+        return DetectFormat(full, head, n, length);
+    }
+
+    /// <summary>The format told by the first <paramref name="n"/> bytes of a file of <paramref name="length"/> bytes.</summary>
+    private static DiskFormat DetectFormat(string full, byte[] head, int n, long length)
+    {
         string ascii = Encoding.ASCII.GetString(head, 0, n);
         if (ascii.StartsWith("vhdxfile", StringComparison.Ordinal))
             return DiskFormat.Vhdx;

@@ -16,13 +16,15 @@ internal sealed class RawLayer : DiskLayer
         _size = file.Length;
     }
 
-    public static RawLayer Open(string path, FileAccess access)
+    public static RawLayer Open(string path, FileAccess access) => Open(FileAccessor.Open(path, access));
+
+    /// <summary>A raw layer over a file already open; disposes it on failure.</summary>
+    public static RawLayer Open(FileAccessor file)
     {
-        FileAccessor file = FileAccessor.Open(path, access);
         if (file.Length == 0)
         {
             file.Dispose();
-            throw new DiskFormatException(path, "raw image", "the file is empty");
+            throw new DiskFormatException(file.Path, "raw image", "the file is empty");
         }
         return new RawLayer(file);
     }

@@ -27,8 +27,8 @@ internal sealed partial class VhdxLayer
 
         if (!_otherHeaderValid)
             Report("header", $"Warning: header copy {2 - _headerSlot} (at {HeaderOffset(1 - _headerSlot)}) is not valid; the current copy is intact and the next update rewrites the other.");
-        if (_regionTableProblem is not null)
-            Report("region", _regionTableProblem);
+        if (RegionTable2Problem() is string regionProblem)
+            Report("region", regionProblem);
         if (_view.HasOverlay)
             Report("log", $"The log of '{Path}' has not been replayed into the file (it was replayed in memory for this read-only open); open it for writing once to apply it.");
 

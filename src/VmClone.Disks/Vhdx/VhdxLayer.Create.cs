@@ -92,8 +92,11 @@ internal sealed partial class VhdxLayer
             file.Write(VhdxConstants.Header1Offset, header.ToBytes());
             header.SequenceNumber = 2;
             file.Write(VhdxConstants.Header2Offset, header.ToBytes());
-            file.Write(VhdxConstants.RegionTable1Offset, regions);
-            file.Write(VhdxConstants.RegionTable2Offset, regions);
+            // The tables' 64 KiB are checksummed whole, but past the two entries they are zeros,
+            // which the new file already reads as: only the used head is written.
+            int regionsUsed = (int)VhdxConstants.RoundUp(RegionTable.EntriesOffset + 2 * RegionTableEntry.Size, 512);
+            file.Write(VhdxConstants.RegionTable1Offset, regions, 0, regionsUsed);
+            file.Write(VhdxConstants.RegionTable2Offset, regions, 0, regionsUsed);
             // Only the table and the items: the rest of the region, the log and the BAT (all
             // NOT_PRESENT) are zeros, which extending the file gives for free, as holes where
             // the file system allows. A child then occupies a few KiB whatever its size.

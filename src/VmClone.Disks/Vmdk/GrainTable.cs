@@ -18,11 +18,14 @@ internal static class GrainTable
     public const uint Zeroed = 1;
 
     /// <summary>Decodes <paramref name="count"/> little-endian u32 entries.</summary>
-    public static uint[] Parse(byte[] bytes, int count)
+    public static uint[] Parse(byte[] bytes, int count) => Parse(new ReadOnlySpan<byte>(bytes), count);
+
+    /// <summary>Decodes <paramref name="count"/> little-endian u32 entries.</summary>
+    public static uint[] Parse(ReadOnlySpan<byte> bytes, int count)
     {
         var entries = new uint[count];
         for (int i = 0; i < count; i++)
-            entries[i] = BinaryPrimitives.ReadUInt32LittleEndian(new ReadOnlySpan<byte>(bytes, i * 4, 4));
+            entries[i] = BinaryPrimitives.ReadUInt32LittleEndian(bytes.Slice(i * 4, 4));
         return entries;
     }
 

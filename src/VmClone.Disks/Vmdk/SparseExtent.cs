@@ -1,4 +1,5 @@
 using System;
+using System.Buffers;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
@@ -42,6 +43,11 @@ internal sealed class SparseExtent : VmdkExtent
     /// region; this lets extent mapping of a large empty disk skip 32 MiB at a time.
     /// </summary>
     private byte[]? _tableEmpty;
+
+    // The last hole query: [_holeFrom, _dataAt) is a hole of the file, data starts at _dataAt.
+    // Only tables are looked up this way, and the file only grows at its end while open.
+    private long _holeFrom = -1;
+    private long _dataAt = -1;
     private readonly bool _uncleanAtOpen;
     private long _nextFree;
     private bool _markedUnclean;
@@ -186,26 +192,69 @@ internal sealed class SparseExtent : VmdkExtent
                _gd[first + count] == _gd[first] + (uint)(count * gtSectors))
             count++;
         long offset = (long)_gd[first] * 512;
+        long? nextData = null;
+        if (offset >= _holeFrom && offset < _dataAt)
+            nextData = _dataAt; // the answer of the previous query still holds here
+        else if (offset + gtBytes <= _file.Length && (nextData = _file.NextData(offset)) is long found)
+            (_holeFrom, _dataAt) = (offset, found);
+        if (nextData is long data && data >= offset + gtBytes)
+        {
+            // Tables lying in a hole of the file are zeros: empty, without reading them. A new
+            // disk's tables are all one hole (created by extending the file), so a 100 GiB disk
+            // is classified by one call instead of reading 6.4 MiB of zeros.
+            int k = 0;
+            while (first + k < _gd.Length && _tableEmpty![first + k] == 0 &&
+                   _gd[first + k] == _gd[first] + (uint)(k * gtSectors) && offset + (long)(k + 1) * gtBytes <= data)
+            {
+                _tableEmpty[first + k] = 1;
+                k++;
+            }
+            return;
+        }
+        // Only the tables up to the next hole: those after it are classified without a read.
+        if (nextData is long dataStart && _file.NextHole(Math.Max(offset, dataStart)) is long hole && hole > offset)
+            count = (int)Math.Max(1, Math.Min(count, (hole - offset + gtBytes - 1) / gtBytes));
         if (offset + (long)count * gtBytes > _file.Length)
         {
             // Let the ordinary path raise the precise error for the table that lies outside.
             _tableEmpty![first] = Table(first) is uint[] t && Array.TrueForAll(t, e => e == GrainTable.Unallocated) ? (byte)1 : (byte)2;
             return;
         }
-        byte[] bytes = _file.ReadBytes(offset, count * gtBytes, "grain table");
-        for (int i = 0; i < count; i++)
+        // A pooled buffer: a fresh 1 MiB array per read would be a large-object allocation,
+        // and those collections cost more than the reads themselves.
+        byte[] bytes = ArrayPool<byte>.Shared.Rent(count * gtBytes);
+        try
         {
-            bool empty = true;
-            for (int b = i * gtBytes; b < (i + 1) * gtBytes; b++)
+            _file.ReadExactly(offset, bytes, 0, count * gtBytes, "grain table");
+            for (int i = 0; i < count; i++)
             {
-                if (bytes[b] != 0)
-                {
-                    empty = false;
-                    break;
-                }
+                var table = new ReadOnlySpan<byte>(bytes, i * gtBytes, gtBytes);
+                bool empty = IsZero(table);
+                _tableEmpty![first + i] = empty ? (byte)1 : (byte)2;
+                // A table with entries is about to be looked up: keep it instead of reading it again.
+                if (!empty && _tables.Count < MaxCachedTables && !_tables.ContainsKey(first + i))
+                    _tables[first + i] = GrainTable.Parse(table, _gtes);
             }
-            _tableEmpty![first + i] = empty ? (byte)1 : (byte)2;
         }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(bytes);
+        }
+    }
+
+    private static readonly byte[] Zeros = new byte[64 * 1024];
+
+    /// <summary>True when every byte is zero (compared in blocks, many bytes per step).</summary>
+    private static bool IsZero(ReadOnlySpan<byte> data)
+    {
+        while (data.Length > 0)
+        {
+            int n = Math.Min(data.Length, Zeros.Length);
+            if (!data.Slice(0, n).SequenceEqual(new ReadOnlySpan<byte>(Zeros, 0, n)))
+                return false;
+            data = data.Slice(n);
+        }
+        return true;
     }
 
     private uint Gte(long grain)
@@ -253,6 +302,18 @@ internal sealed class SparseExtent : VmdkExtent
                     long tableEnd = (gdIndex + 1) * _gtes;
                     run += (tableEnd - next) * _grainBytes;
                     next = tableEnd;
+                    continue;
+                }
+                if (kind == GrainKind.Unallocated && gdIndex < _gd.Length && Table((int)gdIndex) is uint[] table)
+                {
+                    // Unallocated entries of a table in memory: a plain scan, no per-grain calls.
+                    int from = (int)(next % _gtes), at = from;
+                    while (at < table.Length && table[at] == GrainTable.Unallocated)
+                        at++;
+                    run += (long)(at - from) * _grainBytes;
+                    next += at - from;
+                    if (at < table.Length)
+                        break;
                     continue;
                 }
                 uint g = Gte(next);
@@ -401,6 +462,7 @@ internal sealed class SparseExtent : VmdkExtent
             // Whatever failed, the cached tables may no longer match the file: reload them.
             _tables.Clear();
             _tableEmpty = null;
+            _holeFrom = _dataAt = -1;
             throw;
         }
     }
@@ -408,6 +470,8 @@ internal sealed class SparseExtent : VmdkExtent
     /// <summary>Steps 2–4 of the write protocol (see the class comment).</summary>
     private void CommitGrains(List<KeyValuePair<long, uint>> pending)
     {
+        // Tables are about to be written where the file may have had a hole.
+        _holeFrom = _dataAt = -1;
         _file.Flush(); // grain data on the device before any table references it
 
         var touched = new SortedDictionary<int, uint[]>();

@@ -186,8 +186,14 @@ internal sealed class VmdkLayer : DiskLayer
     public static DiskLayer Open(string path, FileAccess access)
     {
         string full = System.IO.Path.GetFullPath(path);
-        bool write = access != FileAccess.Read;
-        FileAccessor file = FileAccessor.Open(full, write ? FileAccess.ReadWrite : FileAccess.Read);
+        return Open(FileAccessor.Open(full, access != FileAccess.Read ? FileAccess.ReadWrite : FileAccess.Read));
+    }
+
+    /// <summary>Opens a VMDK from its (descriptor or single) file already open; writable when that file is. Disposes it on failure.</summary>
+    public static DiskLayer Open(FileAccessor file)
+    {
+        string full = file.Path;
+        bool write = file.CanWrite;
         var opened = new List<IDisposable>();
         try
         {
