@@ -56,19 +56,23 @@ internal sealed partial class VhdxLayer
         if (batLength > uint.MaxValue - VhdxConstants.MiB)
             throw new ArgumentOutOfRangeException(nameof(spec), $"A {size}-byte disk with {blockSize}-byte blocks needs a BAT larger than a region can hold; use larger blocks ('{path}').");
 
-        var metadata = new byte[metadataLength];
         var entries = new List<MetadataTableEntry>();
         long at = MetadataTable.Length;
         foreach (var item in items)
         {
             if (at + item.Data.Length > metadataLength)
                 throw new ArgumentOutOfRangeException(nameof(spec), $"The parent locator of '{path}' is too long for the metadata region.");
-            Array.Copy(item.Data, 0, metadata, at, item.Data.Length);
             entries.Add(new MetadataTableEntry(item.Id, (uint)at, (uint)item.Data.Length, item.Flags));
             at = VhdxConstants.RoundUp(at + item.Data.Length, 8);
         }
-        new MetadataTable(entries).ToBytes().CopyTo(metadata, 0);
+        // Only the used head of the region is built (the rest reads as zeros in the new file):
+        // a 1 MiB buffer per new disk would be a large-object allocation, and a fleet command
+        // creating thousands of disks would spend its time in full garbage collections.
         long metadataUsed = at;
+        var metadata = new byte[metadataUsed];
+        new MetadataTable(entries).ToBytes().CopyTo(metadata, 0);
+        for (int i = 0; i < items.Count; i++)
+            Array.Copy(items[i].Data, 0, metadata, entries[i].Offset, items[i].Data.Length);
 
         var regions = new RegionTable(new[]
         {
