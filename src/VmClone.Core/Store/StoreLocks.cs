@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
@@ -136,9 +137,31 @@ internal sealed class StoreLocks : IDisposable
         }
     }
 
+    /// <summary>
+    /// Owner files this process has emptied, by lock folder, for the next operation to write
+    /// again: rewriting a file keeps its inode, while creating and deleting one per operation makes
+    /// file systems that avoid reusing recently freed inodes (ext4 without a journal) search ever
+    /// longer for a free one. Deleted when the process exits; a killed process's are removed by
+    /// the next refusal that reads them.
+    /// </summary>
+    private static readonly ConcurrentDictionary<string, ConcurrentBag<string>> FreeOwnerFiles = NewOwnerFilePool();
+
+    private static ConcurrentDictionary<string, ConcurrentBag<string>> NewOwnerFilePool()
+    {
+        var pool = new ConcurrentDictionary<string, ConcurrentBag<string>>(StringComparer.Ordinal);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            foreach (string file in pool.Values.SelectMany(bag => bag))
+                TryDelete(file);
+        };
+        return pool;
+    }
+
     private static string WriteOwner(string folder, IEnumerable<string> stems, string purpose)
     {
-        string path = Path.Combine(folder, $"{Self.Value.Id}-{Guid.NewGuid().ToString("N").Substring(0, 8)}.owner");
+        ConcurrentBag<string> free = FreeOwnerFiles.GetOrAdd(folder, _ => new ConcurrentBag<string>());
+        if (!free.TryTake(out string? path))
+            path = Path.Combine(folder, $"{Self.Value.Id}-{Guid.NewGuid().ToString("N").Substring(0, 8)}.owner");
         try
         {
             string text = string.Join("\n", Self.Value.Id, Environment.MachineName, Self.Value.Name, DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss zzz"), purpose.Replace('\n', ' '), string.Join(" ", stems));
@@ -215,6 +238,22 @@ internal sealed class StoreLocks : IDisposable
         return (self.Id, name);
     });
 
+    /// <summary>Empties an owner file (it then names no lock) and keeps it for reuse; deletes it when it cannot be emptied.</summary>
+    private static void ReleaseOwner(string file)
+    {
+        try
+        {
+            using (new FileStream(file, FileMode.Truncate, FileAccess.Write, FileShare.ReadWrite))
+            {
+            }
+            FreeOwnerFiles.GetOrAdd(Path.GetDirectoryName(file)!, _ => new ConcurrentBag<string>()).Add(file);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(file);
+        }
+    }
+
     private static void TryDelete(string file)
     {
         try
@@ -232,7 +271,7 @@ internal sealed class StoreLocks : IDisposable
     public void Dispose()
     {
         if (_owner is not null)
-            TryDelete(_owner);
+            ReleaseOwner(_owner);
         _owner = null;
         for (int i = _held.Count - 1; i >= 0; i--)
             _held[i].Dispose();
