@@ -21,7 +21,6 @@ namespace VmClone.Core.Store;
 // command on it, and for the whole store in Test-VmStore -Repair.
 public sealed partial class VmStore
 {
-    internal const string PhasePreparing = "Preparing";
     internal const string PhaseReparenting = "Reparenting";
     internal const string PhaseCommitting = "Committing";
 
