@@ -104,7 +104,11 @@ internal sealed partial class VhdxLayer
             // Only the table and the items: the rest of the region, the log and the BAT (all
             // NOT_PRESENT) are zeros, which extending the file gives for free, as holes where
             // the file system allows. A child then occupies a few KiB whatever its size.
-            file.Write(metadataOffset, metadata, 0, (int)metadataUsed);
+            // The table's 64 KiB are mostly zeros too: its used head, then the items after it.
+            // Every block not written stays a hole, which also makes the one flush cheaper.
+            int tableUsed = (int)VhdxConstants.RoundUp(MetadataTable.EntriesOffset + entries.Count * MetadataTableEntry.Size, 512);
+            file.Write(metadataOffset, metadata, 0, tableUsed);
+            file.Write(metadataOffset + MetadataTable.Length, metadata, MetadataTable.Length, (int)(metadataUsed - MetadataTable.Length));
             file.SetLength(batOffset + batLength);
             file.Flush();
             file.Dispose();
