@@ -50,7 +50,7 @@ internal sealed class FileAccessor : IDisposable
         string full = System.IO.Path.GetFullPath(path);
         try
         {
-            var fs = new FileStream(full, FileMode.Open, access, FileShare.Read, 1, FileOptions.RandomAccess);
+            var fs = OpenSharing(full, access);
             return new FileAccessor(full, fs);
         }
         catch (FileNotFoundException ex)
@@ -71,6 +71,38 @@ internal sealed class FileAccessor : IDisposable
         {
             throw new VirtualDiskException(full, $"Disk file '{full}' cannot be opened: {ex.Message}", ex);
         }
+    }
+
+    /// <summary>
+    /// Opens for reading (or writing) while sharing reads. A file held exclusively for an instant
+    /// — another VmClone command probing whether a virtual machine has it open, which takes and
+    /// drops an exclusive lock — is tried again for up to a tenth of a second; a file held for
+    /// longer (a running machine) still fails at once after that.
+    /// </summary>
+    private static FileStream OpenSharing(string full, FileAccess access)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return new FileStream(full, FileMode.Open, access, FileShare.Read, 1, FileOptions.RandomAccess);
+            }
+            catch (IOException ex) when (attempt < 10 && IsSharingViolation(ex))
+            {
+                Thread.Sleep(10);
+            }
+        }
+    }
+
+    /// <summary>EWOULDBLOCK from flock (Linux, macOS: 11, 35); ERROR_SHARING_VIOLATION or ERROR_LOCK_VIOLATION (Windows).</summary>
+    private static bool IsSharingViolation(IOException ex)
+    {
+        if (ex is FileNotFoundException or DirectoryNotFoundException or PathTooLongException)
+            return false;
+        int code = ex.HResult & 0xFFFF;
+        return RuntimeInformation.IsOSPlatform(OSPlatform.Windows)
+            ? code is 32 or 33
+            : ex.HResult is 11 or 35;
     }
 
     /// <summary>Creates a new file; fails if it exists.</summary>

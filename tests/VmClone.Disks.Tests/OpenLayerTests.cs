@@ -57,4 +57,28 @@ public class OpenLayerTests
         var ex = Assert.Throws<VirtualDiskException>(() => VirtualDisk.OpenLayer(path, FileAccess.ReadWrite));
         Assert.Contains("does not exist", ex.Message);
     }
+
+    [Fact]
+    public void AFileHeldExclusivelyForAMomentIsWaitedForAndOneHeldForLongIsRefused()
+    {
+        using var dir = new TempFolder();
+        string path = dir.File("disk.vhdx");
+        VirtualDisk.CreateDynamic(path, 1 << 24).Dispose();
+
+        // What another command's in-use probe does: an exclusive open, dropped at once.
+        var held = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.None);
+        var release = new System.Threading.Thread(() =>
+        {
+            System.Threading.Thread.Sleep(30);
+            held.Dispose();
+        });
+        release.Start();
+        using (DiskLayer layer = VirtualDisk.OpenLayer(path, FileAccess.Read))
+            Assert.Equal(1 << 24, layer.VirtualSize);
+        release.Join();
+
+        // A holder that stays (a running machine) is still reported, after the short wait.
+        using (new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.None))
+            Assert.Contains("cannot be opened", Assert.Throws<VirtualDiskException>(() => VirtualDisk.OpenLayer(path, FileAccess.Read)).Message);
+    }
 }
