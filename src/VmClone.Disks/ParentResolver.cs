@@ -11,25 +11,37 @@ namespace VmClone.Disks;
 /// </summary>
 internal static class ParentResolver
 {
+    /// <summary>The child's stored parent paths as this host spells them, in the order they are tried, without repeats.</summary>
+    public static List<string> CandidatePaths(DiskLayer child)
+    {
+        string childDir = Path.GetDirectoryName(child.Path) ?? ".";
+        List<string> candidates = new();
+        foreach (ParentPathCandidate c in child.ParentReference!.Candidates)
+        {
+            string? local = PathUtil.Localize(c, childDir);
+            if (local is not null && !candidates.Exists(p => PathUtil.SamePath(p, local)))
+                candidates.Add(local);
+        }
+        return candidates;
+    }
+
+    /// <summary>
+    /// True when <see cref="OpenParent"/> would take the file at <paramref name="parentPath"/>,
+    /// whose identity and sector size are given, as the child's parent: it is the first stored
+    /// path that exists, the child accepts its identity, and the sector sizes agree. Lets a caller
+    /// that already knows the parent judge a link without opening the parent again.
+    /// </summary>
+    public static bool WouldTake(DiskLayer child, string parentPath, string parentIdentity, int parentSectorSize) =>
+        CandidatePaths(child).Find(File.Exists) is string first
+        && PathUtil.SamePath(first, parentPath)
+        && child.ParentReference!.Accepts(parentIdentity)
+        && child.LogicalSectorSize == parentSectorSize;
+
     public static DiskLayer OpenParent(DiskLayer child, IReadOnlyList<DiskLayer> chainSoFar, DiskOpenOptions options, string? overridePath)
     {
         ParentReference reference = child.ParentReference!;
-        string childDir = Path.GetDirectoryName(child.Path) ?? ".";
         List<string> tried = new();
-        List<string> candidates = new();
-        if (overridePath is not null)
-        {
-            candidates.Add(Path.GetFullPath(overridePath));
-        }
-        else
-        {
-            foreach (ParentPathCandidate c in reference.Candidates)
-            {
-                string? local = PathUtil.Localize(c, childDir);
-                if (local is not null && !candidates.Exists(p => PathUtil.SamePath(p, local)))
-                    candidates.Add(local);
-            }
-        }
+        List<string> candidates = overridePath is not null ? new List<string> { Path.GetFullPath(overridePath) } : CandidatePaths(child);
 
         string? mismatchPath = null;
         string? mismatchIdentity = null;

@@ -116,7 +116,7 @@ public sealed partial class VmStore
             if (b.IsModified && manifest.Volumes.Any(v => v.Parent is not null))
                 state = CloneState.BaseModified;
         }
-        if (state == CloneState.Ready && HasWorkFolder(ClonesFolder, manifest.Name))
+        if (state == CloneState.Ready && WorkFolders("clone", manifest.Name).Any())
             state = CloneState.Interrupted;
         return new VmCloneInfo
         {
@@ -134,9 +134,6 @@ public sealed partial class VmStore
             DivergedBytes = volumes.Where(v => v.Type != VolumeType.Data).Sum(v => v.DivergedBytes),
         };
     }
-
-    private static bool HasWorkFolder(string parent, string name) =>
-        Directory.Exists(Path.Combine(parent, StagingPrefix + name)) || Directory.Exists(Path.Combine(parent, RemovingPrefix + name));
 
     /// <summary>
     /// One base volume, described. With <see cref="At"/>'s rememberBases, a file described before
@@ -203,7 +200,7 @@ public sealed partial class VmStore
             info.DivergedBytes = DivergedBytes(layer);
             if (layer.ParentReference is null)
                 return info;
-            if (knownParent is not null && LinksTo(layer, knownParent))
+            if (knownParent is not null && ParentResolver.WouldTake(layer, knownParent.Info.Path, knownParent.Identity!, knownParent.SectorSize))
             {
                 info.ParentPath = knownParent.Info.Path;
                 return info;
@@ -225,28 +222,6 @@ public sealed partial class VmStore
             info.Problem = ex.Message;
         }
         return info;
-    }
-
-    /// <summary>
-    /// True when opening <paramref name="child"/>'s chain would take <paramref name="parent"/> as
-    /// its parent: the first of the child's stored parent paths that exists on this host is the
-    /// parent's file (the order ParentResolver tries them in), the child accepts the parent's
-    /// identity, and the sector sizes agree. The parent's own chain is known to be sound.
-    /// </summary>
-    private static bool LinksTo(DiskLayer child, BaseVolumeFacts parent)
-    {
-        ParentReference reference = child.ParentReference!;
-        string childFolder = Path.GetDirectoryName(child.Path) ?? ".";
-        foreach (ParentPathCandidate candidate in reference.Candidates)
-        {
-            string? local = PathUtil.Localize(candidate, childFolder);
-            if (local is null || !File.Exists(local))
-                continue;
-            return PathUtil.SamePath(local, parent.Info.Path)
-                && reference.Accepts(parent.Identity!)
-                && child.LogicalSectorSize == parent.SectorSize;
-        }
-        return false;
     }
 
     /// <summary>What a base volume file showed, and its stamp then.</summary>
