@@ -111,12 +111,8 @@ public sealed partial class VmStore
     private void ExecuteNewBase(StorePlan plan, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         RefuseExistingBase(plan.Subject);
-        string staging = NewStagingFolder(plan.Folder);
-        try
+        CreateSubject(plan, BaseFile, staging =>
         {
-            FaultPoint.Hit("staging created");
-            Manifest.Write(Path.Combine(staging, PlanFile), plan);
-            FaultPoint.Hit("plan written");
             var manifest = new BaseManifest
             {
                 Name = plan.Subject,
@@ -126,52 +122,54 @@ public sealed partial class VmStore
             foreach (PlannedVolume step in plan.Volumes)
             {
                 string staged = Path.Combine(staging, Path.GetFileName(step.Path));
-                BuildStaged(step, staged, progress, cancellationToken);
-                using DiskLayer layer = VirtualDisk.OpenLayer(staged, FileAccess.Read);
-                manifest.Volumes.Add(new BaseVolumeManifest
+                using (DiskLayer layer = VirtualDisk.OpenLayer(staged, FileAccess.Read))
                 {
-                    Name = step.Volume,
-                    Type = step.Type,
-                    Format = layer.Format,
-                    File = Path.GetFileName(step.Path),
-                    VirtualSize = layer.VirtualSize,
-                    LogicalSectorSize = layer.LogicalSectorSize,
-                    Identity = layer.Identity,
-                    HoldsData = layer.AllocatedBytes > 0,
-                });
+                    manifest.Volumes.Add(new BaseVolumeManifest
+                    {
+                        Name = step.Volume,
+                        Type = step.Type,
+                        Format = layer.Format,
+                        File = Path.GetFileName(step.Path),
+                        VirtualSize = layer.VirtualSize,
+                        LogicalSectorSize = layer.LogicalSectorSize,
+                        Identity = layer.Identity,
+                        HoldsData = layer.AllocatedBytes > 0,
+                    });
+                }
+                ReadOnlyFile.Mark(staged, readOnly: true);
             }
-            foreach (PlannedVolume step in plan.Volumes)
-                ReadOnlyFile.Mark(Path.Combine(staging, Path.GetFileName(step.Path)), readOnly: true);
-            Manifest.Write(Path.Combine(staging, BaseFile), manifest);
-            FaultPoint.Hit("manifest written");
-            File.Delete(Path.Combine(staging, PlanFile));
-            FaultPoint.Hit("plan deleted");
-            // The base appears in one step: a folder rename.
-            Directory.Move(staging, plan.Folder);
-            FaultPoint.Hit("moved into place");
-        }
-        catch (Exception ex) when (!FaultPoint.IsCrash(ex))
-        {
-            TryDeleteFolder(staging);
-            throw;
-        }
+            return manifest;
+        }, progress, cancellationToken);
     }
 
     private void ExecuteNewClone(StorePlan plan, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         if (CloneExists(plan.Subject) || Directory.Exists(plan.Folder))
             throw new StoreException("CloneExists", VmCloneErrorKind.AlreadyExists, $"A clone named '{plan.Subject}' already exists in store '{Root}'.", plan.Subject);
-        // No plan.json: until the folder is renamed into place the clone does not exist, and a
-        // staging folder without a plan is undone by recovery, which is all a new clone ever needs.
+        CreateSubject(plan, CloneFile, _ =>
+        {
+            CloneManifest manifest = plan.CloneManifest!;
+            manifest.Created = DateTimeOffset.UtcNow;
+            return manifest;
+        }, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// A new base or clone: every volume built in a staging folder, then the manifest
+    /// <paramref name="manifest"/> makes of them, then one folder rename makes the subject appear.
+    /// No plan.json: until the rename the subject does not exist, and a staging folder without a
+    /// plan is undone by recovery, which is all a cut-off creation needs.
+    /// </summary>
+    private void CreateSubject<T>(StorePlan plan, string manifestFile, Func<string, T> manifest,
+        IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+    {
         string staging = NewStagingFolder(plan.Folder);
         try
         {
             FaultPoint.Hit("staging created");
             foreach (PlannedVolume step in plan.Volumes)
                 BuildStaged(step, Path.Combine(staging, Path.GetFileName(step.Path)), progress, cancellationToken);
-            CloneManifest manifest = plan.CloneManifest!;
-            manifest.Created = DateTimeOffset.UtcNow;
-            Manifest.Write(Path.Combine(staging, CloneFile), manifest);
+            Manifest.Write(Path.Combine(staging, manifestFile), manifest(staging));
             FaultPoint.Hit("manifest written");
             Directory.Move(staging, plan.Folder);
             FaultPoint.Hit("moved into place");
