@@ -157,10 +157,11 @@ internal sealed class StoreLocks : IDisposable
         return pool;
     }
 
+    private static ConcurrentBag<string> FreeOwners(string folder) => FreeOwnerFiles.GetOrAdd(folder, _ => new ConcurrentBag<string>());
+
     private static string WriteOwner(string folder, IEnumerable<string> stems, string purpose)
     {
-        ConcurrentBag<string> free = FreeOwnerFiles.GetOrAdd(folder, _ => new ConcurrentBag<string>());
-        if (!free.TryTake(out string? path))
+        if (!FreeOwners(folder).TryTake(out string? path))
             path = Path.Combine(folder, $"{Self.Value.Id}-{Guid.NewGuid().ToString("N").Substring(0, 8)}.owner");
         try
         {
@@ -246,7 +247,7 @@ internal sealed class StoreLocks : IDisposable
             using (new FileStream(file, FileMode.Truncate, FileAccess.Write, FileShare.ReadWrite))
             {
             }
-            FreeOwnerFiles.GetOrAdd(Path.GetDirectoryName(file)!, _ => new ConcurrentBag<string>()).Add(file);
+            FreeOwners(Path.GetDirectoryName(file)!).Add(file);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
