@@ -1,6 +1,5 @@
 using System;
 using System.IO;
-using System.Runtime.InteropServices;
 using System.Threading;
 using VmClone.Disks;
 
@@ -15,23 +14,7 @@ internal static class ContentCopier
     /// <summary>Window of extent mapping: keeps extent lists short on huge disks.</summary>
     public const long Window = 256L << 20;
 
-    public static bool IsAllZero(byte[] buffer, int offset, int count)
-    {
-        ReadOnlySpan<byte> span = buffer.AsSpan(offset, count);
-        int words = span.Length / sizeof(ulong);
-        ReadOnlySpan<ulong> wide = MemoryMarshal.Cast<byte, ulong>(span.Slice(0, words * sizeof(ulong)));
-        foreach (ulong w in wide)
-        {
-            if (w != 0)
-                return false;
-        }
-        for (int i = words * sizeof(ulong); i < span.Length; i++)
-        {
-            if (span[i] != 0)
-                return false;
-        }
-        return true;
-    }
+    public static bool IsAllZero(byte[] buffer, int offset, int count) => ZeroBytes.All(buffer.AsSpan(offset, count));
 
     /// <summary>
     /// Granularity of the zero check: runs of this size that read as zeros are not written, so a

@@ -229,7 +229,7 @@ internal sealed class SparseExtent : VmdkExtent
             for (int i = 0; i < count; i++)
             {
                 var table = new ReadOnlySpan<byte>(bytes, i * gtBytes, gtBytes);
-                bool empty = IsZero(table);
+                bool empty = ZeroBytes.All(table);
                 _tableEmpty![first + i] = empty ? (byte)1 : (byte)2;
                 // A table with entries is about to be looked up: keep it instead of reading it again.
                 if (!empty && _tables.Count < MaxCachedTables && !_tables.ContainsKey(first + i))
@@ -240,21 +240,6 @@ internal sealed class SparseExtent : VmdkExtent
         {
             ArrayPool<byte>.Shared.Return(bytes);
         }
-    }
-
-    private static readonly byte[] Zeros = new byte[64 * 1024];
-
-    /// <summary>True when every byte is zero (compared in blocks, many bytes per step).</summary>
-    private static bool IsZero(ReadOnlySpan<byte> data)
-    {
-        while (data.Length > 0)
-        {
-            int n = Math.Min(data.Length, Zeros.Length);
-            if (!data.Slice(0, n).SequenceEqual(new ReadOnlySpan<byte>(Zeros, 0, n)))
-                return false;
-            data = data.Slice(n);
-        }
-        return true;
     }
 
     private uint Gte(long grain)
