@@ -98,6 +98,13 @@ public sealed partial class VmStore
                 if (!repair && !StoreLocks.IsFree(Root, kind, subject))
                     continue;
                 Recovery r = RecoverWorkFolder(dir, kind, subject, apply: false, CancellationToken.None);
+                if (r.Leftover)
+                {
+                    // Not a problem: the operation finished; only its folder was left.
+                    if (repair)
+                        RecoverWorkFolder(dir, kind, subject, apply: true, CancellationToken.None);
+                    continue;
+                }
                 VmStoreProblem p = Add(problems, StoreProblemKind.InterruptedOperation, $"{kind} {subject}", dir, r.Description);
                 if (!repair)
                     continue;

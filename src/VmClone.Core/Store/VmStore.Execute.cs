@@ -52,7 +52,7 @@ public sealed partial class VmStore
                         return GetClone(plan.Subject);
                     case StoreOperation.RemoveClone:
                     case StoreOperation.RemoveBase:
-                        ExecuteRemove(plan);
+                        ExecuteRemove(plan, recovered);
                         return null;
                     default:
                         throw new ArgumentException($"Unknown operation {plan.Operation}.", nameof(plan));
@@ -262,8 +262,11 @@ public sealed partial class VmStore
         TryDeleteFolder(staging);
     }
 
-    private void ExecuteRemove(StorePlan plan)
+    private void ExecuteRemove(StorePlan plan, bool recovered)
     {
+        // Recovery may just have finished a cut-off removal of this very subject.
+        if (!Directory.Exists(plan.Folder) && recovered && plan.Volumes.Count == 0)
+            return;
         if (!Directory.Exists(plan.Folder))
             throw new StoreException(plan.SubjectKind == "base" ? "BaseNotFound" : "CloneNotFound", VmCloneErrorKind.NotFound,
                 $"There is no {plan.SubjectKind} '{plan.Subject}' in store '{Root}'.", plan.Subject);

@@ -272,10 +272,11 @@ public sealed partial class VmStore
             // A damaged manifest must not make a clone impossible to remove.
             try { clone = LoadClone(cloneName); } catch (StoreException) { }
         }
-        else if (!Directory.Exists(folder))
+        else if (!Directory.Exists(folder) && !Directory.Exists(WorkFolder(folder, RemovingPrefix)))
         {
             LoadClone(cloneName); // throws CloneNotFound
         }
+        // With only a .removing- folder left, running the removal again finishes it.
         var plan = NewPlan(StoreOperation.RemoveClone, cloneName, "clone", folder);
         plan.FromBase = clone?.Base;
         if (clone is not null)
@@ -289,6 +290,12 @@ public sealed partial class VmStore
     /// <summary>Plans removing a base; refused (BaseInUse, naming them) while any clone or other file depends on it.</summary>
     public StorePlan PlanRemoveBase(string baseName)
     {
+        StoreNames.Validate(baseName, "base");
+        if (!BaseExists(baseName) && Directory.Exists(WorkFolder(BaseFolder(baseName), RemovingPrefix)))
+        {
+            // A removal cut off after the rename: running it again finishes the deletion.
+            return NewPlan(StoreOperation.RemoveBase, baseName, "base", BaseFolder(baseName));
+        }
         BaseManifest b = LoadBase(baseName);
         IReadOnlyList<string> dependents = FindDependents(b.Name);
         if (dependents.Count > 0)

@@ -17,6 +17,11 @@ namespace VmClone.Core.Store;
 //                                     be repeated)                        -> finish
 //   Phase Committing                  new files are being moved into place -> finish
 //   .removing-* folder                the subject was renamed away         -> finish the deletion
+// A commit's last two steps (delete plan.json, delete the folder) cannot be one: cut off between
+// them, or just before them, a finished operation leaves an empty folder or one holding only a
+// plan.json whose manifest is already in place. Such a leftover is nothing to finish or undo:
+// Test-VmStore does not call it a problem, and recovery (-Repair, the next command on the
+// subject) simply deletes it.
 // Recovery of a subject runs under that subject's exclusive lock: at the start of every changing
 // command on it, and for the whole store in Test-VmStore -Repair.
 public sealed partial class VmStore
@@ -32,6 +37,9 @@ public sealed partial class VmStore
         public string Action { get; set; } = "";
 
         public bool Finished { get; set; }
+
+        /// <summary>Only a work folder with nothing to finish or undo is left (see <see cref="IsFinishedLeftover"/>); deleting it changes nothing.</summary>
+        public bool Leftover { get; set; }
     }
 
     /// <summary>The work folders (staging, removal) of one base or clone.</summary>
@@ -75,6 +83,18 @@ public sealed partial class VmStore
             };
         }
         StorePlan? plan = ReadPlan(dir);
+        if (IsFinishedLeftover(dir, kind, subject, plan))
+        {
+            if (apply)
+                DeleteFolder(dir);
+            return new Recovery
+            {
+                Description = $"the work folder '{dir}' of {kind} '{subject}' was left with nothing to finish or undo",
+                Action = "deleted it",
+                Finished = true,
+                Leftover = true,
+            };
+        }
         string what = plan is null ? $"an operation on {kind} '{subject}'" : $"'{plan.Describe().Split('\n')[0].Trim()}'";
         bool forward = plan is { CloneManifest: not null } && plan.Phase is PhaseCommitting or PhaseReparenting
             && kind == "clone" && CloneExists(subject);
@@ -108,6 +128,31 @@ public sealed partial class VmStore
             Commit(plan, dir);
         }
         return result;
+    }
+
+    /// <summary>
+    /// True for a work folder with nothing to finish or undo: an empty one (a finished operation
+    /// cut off between deleting plan.json and the folder, or one cut off before it built
+    /// anything), or one holding only a plan.json in phase Committing whose clone manifest is the one
+    /// in place (every file was moved, the manifest written; only the clean-up was left).
+    /// </summary>
+    private bool IsFinishedLeftover(string dir, string kind, string subject, StorePlan? plan)
+    {
+        string[] entries = Directory.GetFileSystemEntries(dir);
+        if (entries.Length == 0)
+            return true;
+        if (entries.Length != 1 || !string.Equals(Path.GetFileName(entries[0]), PlanFile, StringComparison.Ordinal)
+            || plan is not { Phase: PhaseCommitting, CloneManifest: not null } || kind != "clone")
+            return false;
+        try
+        {
+            CloneManifest inPlace = Manifest.Read<CloneManifest>(Path.Combine(CloneFolder(subject), CloneFile));
+            return Manifest.Serialize(inPlace) == Manifest.Serialize(plan.CloneManifest);
+        }
+        catch (StoreException)
+        {
+            return false;
+        }
     }
 
     private static StorePlan? ReadPlan(string dir)

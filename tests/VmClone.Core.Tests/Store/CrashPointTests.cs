@@ -184,6 +184,85 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         Assert.True(s.Check(repair: false).IsHealthy);
     }
 
+    [Theory]
+    [InlineData("manifest written")]
+    [InlineData("plan deleted")]
+    public void AFinishedOperationCutOffBeforeItsCleanUpIsNoProblemAndGoesAtTheNextRepair(string point)
+    {
+        // What a rerun of "Invoke-VmRebase -Base v1" meets: the clone is already on v2, so the
+        // rerun does not touch it, and only the work folder of its finished rebase is left.
+        using var t = new TestStore();
+        VmStore s = CopyStore(_template.Root, t.Root);
+        string data = DataHash(s, "lab");
+        FaultPoint.Hook = p => { if (p == point) throw new SimulatedCrash(p); };
+        try
+        {
+            Assert.ThrowsAny<SimulatedCrash>(() => s.Execute(s.PlanRebase("lab", "v2")));
+        }
+        finally
+        {
+            FaultPoint.Hook = null;
+        }
+        Assert.Equal("v2", s.LoadClone("lab").Base);
+        Assert.Empty(s.GetClones(null, "v1"));
+        string left = Assert.Single(s.WorkFolders("clone", "lab"));
+
+        VmStoreReport report = s.Check(repair: false);
+        Assert.True(report.IsHealthy);
+        Assert.Empty(report.Problems);
+        Assert.True(Directory.Exists(left), "a check without -Repair changes nothing");
+
+        VmStoreReport repaired = s.Check(repair: true);
+        Assert.True(repaired.IsHealthy);
+        Assert.Empty(s.WorkFolders("clone", "lab"));
+        Assert.Equal(data, DataHash(s, "lab"));
+        AssertOnOneBase(s);
+    }
+
+    [Fact]
+    public void AWorkFolderWithFilesLeftIsStillReported()
+    {
+        using var t = new TestStore();
+        VmStore s = CopyStore(_template.Root, t.Root);
+        FaultPoint.Hook = p => { if (p == "moved system") throw new SimulatedCrash(p); };
+        try
+        {
+            Assert.ThrowsAny<SimulatedCrash>(() => s.Execute(s.PlanRebase("lab", "v2")));
+        }
+        finally
+        {
+            FaultPoint.Hook = null;
+        }
+        Assert.Contains(s.Check(repair: false).Problems, p => p.Kind == StoreProblemKind.InterruptedOperation && p.Description.Contains("moving its new files into place"));
+    }
+
+    [Theory]
+    [InlineData("clone")]
+    [InlineData("base")]
+    public void RemovingAgainFinishesARemovalCutOffAfterItsRename(string kind)
+    {
+        using var t = new TestStore();
+        VmStore s = CopyStore(_template.Root, t.Root);
+        Func<StorePlan> plan = kind == "clone" ? () => s.PlanRemoveClone("lab") : () => s.PlanRemoveBase("unused");
+        FaultPoint.Hook = p => { if (p == "renamed away") throw new SimulatedCrash(p); };
+        try
+        {
+            Assert.ThrowsAny<SimulatedCrash>(() => s.Execute(plan()));
+        }
+        finally
+        {
+            FaultPoint.Hook = null;
+        }
+        string name = kind == "clone" ? "lab" : "unused";
+        Assert.Single(s.WorkFolders(kind, name));
+        Assert.Null(s.Execute(plan()));
+        Assert.Empty(s.WorkFolders(kind, name));
+        Assert.Empty(s.Check(repair: false).Problems);
+        // Once nothing is left, the name is unknown again.
+        StoreException e = Assert.Throws<StoreException>(() => plan());
+        Assert.Equal(kind == "clone" ? "CloneNotFound" : "BaseNotFound", e.ErrorId);
+    }
+
     private static bool RunCut(VmStore s, Scenario scenario, Cutter cutter)
     {
         StorePlan plan = scenario.Plan(s);
