@@ -13,6 +13,7 @@ namespace VmClone.Disks;
 public abstract class DiskLayer : IDisposable
 {
     private bool _disposed;
+    private int _batchDepth;
 
     /// <summary>Full path of the file.</summary>
     public abstract string Path { get; }
@@ -76,6 +77,50 @@ public abstract class DiskLayer : IDisposable
     }
 
     /// <summary>
+    /// Starts a batch of writes: until the returned scope ends, a write puts its data in place at
+    /// once but makes newly allocated space reachable (grain tables, BAT, sector bitmaps) only
+    /// when the batch is committed — all data flushed once, then all tables — instead of a flush
+    /// sequence per write. A bulk copy of many small runs costs a few flushes instead of a few
+    /// per run. Cut off inside a batch, the layer reads as before the batch, or as after a
+    /// commit; new space written but not yet reachable is only unused file space.
+    /// Reading this layer, flushing it, or a write that does not cover whole logical sectors
+    /// commits the batch first, so the layer always reads what was written. Batches nest; the
+    /// outermost scope's end commits.
+    /// </summary>
+    public IDisposable BeginBatch()
+    {
+        EnsureWritable();
+        _batchDepth++;
+        return new BatchScope(this);
+    }
+
+    /// <summary>True inside <see cref="BeginBatch"/>: writes may defer their metadata commit.</summary>
+    protected bool Batching => _batchDepth > 0;
+
+    /// <summary>Commits what writes in a batch deferred (data flushed, then tables); nothing when nothing was deferred.</summary>
+    protected virtual void CommitBatch()
+    {
+    }
+
+    private sealed class BatchScope : IDisposable
+    {
+        private DiskLayer? _layer;
+
+        public BatchScope(DiskLayer layer) => _layer = layer;
+
+        public void Dispose()
+        {
+            DiskLayer? layer = _layer;
+            _layer = null;
+            if (layer is null)
+                return;
+            layer._batchDepth--;
+            if (layer._batchDepth == 0 && !layer._disposed)
+                layer.CommitBatch();
+        }
+    }
+
+    /// <summary>
     /// Checks the file's own structures beyond what opening validated (every table entry,
     /// overlaps, bitmaps). Returns problems as sentences; empty when healthy.
     /// </summary>
@@ -112,7 +157,17 @@ public abstract class DiskLayer : IDisposable
         if (_disposed)
             return;
         _disposed = true;
-        Dispose(true);
+        try
+        {
+            // A batch left open (its scope never disposed) is committed, as each write would have been.
+            if (_batchDepth > 0)
+                CommitBatch();
+        }
+        finally
+        {
+            _batchDepth = 0;
+            Dispose(true);
+        }
         GC.SuppressFinalize(this);
     }
 

@@ -36,7 +36,10 @@ public static partial class DiskOperations
         {
             using (VirtualDisk target = VirtualDisk.CreateDynamic(staged, source.Capacity, options))
             {
-                PipelinedCopy.CopyData(source, target.Content, $"Converting {Path.GetFileName(source.Path)} to {targetFormat}", progress, cancellationToken);
+                // A new file nothing refers to yet: its tables need not be durable before the
+                // end, so the whole copy is one batch (a few flushes instead of some per chunk).
+                using (target.Top.BeginBatch())
+                    PipelinedCopy.CopyData(source, target.Content, $"Converting {Path.GetFileName(source.Path)} to {targetFormat}", progress, cancellationToken);
                 target.Flush();
             }
         }, final =>

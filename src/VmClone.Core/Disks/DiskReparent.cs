@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using System.Threading.Tasks;
 using VmClone.Disks;
 
 namespace VmClone.Core.Disks;
@@ -83,7 +84,12 @@ public static partial class DiskOperations
         {
             cancellationToken.ThrowIfCancellationRequested();
             long windowLength = Math.Min(ContentCopier.Window, capacity - window);
-            foreach ((long position, long length) in ParentRuns(top, window, windowLength))
+            // One batch per window: the runs copied in are made reachable together (data
+            // flushed once, then tables) instead of a flush sequence per run. The runs are
+            // listed before the batch: mapping the child inside it would commit it.
+            var runs = ParentRuns(top, window, windowLength).ToList();
+            using IDisposable batch = top.BeginBatch();
+            foreach ((long position, long length) in runs)
             {
                 var oldMap = new List<ChainExtent>();
                 ChainMapper.Map(oldParent, 1, position, length, oldMap);
@@ -94,9 +100,21 @@ public static partial class DiskOperations
                     {
                         cancellationToken.ThrowIfCancellationRequested();
                         int n = (int)Math.Min(oldBuffer.Length, start + count - p);
-                        ChainReader.Read(oldParent, p, oldBuffer, 0, n);
-                        newParent.Content.Position = p;
-                        ContentCopier.ReadFully(newParent.Content, newBuffer, n);
+                        // The two chains are read at the same time (separate files and objects).
+                        long at = p;
+                        Task readNew = Task.Run(() =>
+                        {
+                            newParent.Content.Position = at;
+                            ContentCopier.ReadFully(newParent.Content, newBuffer, n);
+                        });
+                        try
+                        {
+                            ChainReader.Read(oldParent, p, oldBuffer, 0, n);
+                        }
+                        finally
+                        {
+                            readNew.GetAwaiter().GetResult();
+                        }
                         WriteDifferingSectors(top, p, oldBuffer, newBuffer, n, sector);
                     }
                 }
@@ -144,6 +162,9 @@ public static partial class DiskOperations
 
     private static void WriteDifferingSectors(DiskLayer layer, long position, byte[] oldData, byte[] newData, int count, int sector)
     {
+        // Most of what is compared is equal: one vectorized comparison of the whole chunk first.
+        if (oldData.AsSpan(0, count).SequenceEqual(newData.AsSpan(0, count)))
+            return;
         int offset = 0;
         while (offset < count)
         {

@@ -14,6 +14,7 @@ internal sealed partial class VhdxLayer
     /// </summary>
     public override IReadOnlyList<string> Check()
     {
+        CommitBatch();
         var problems = new List<string>();
         var counts = new Dictionary<string, int>();
 

@@ -20,6 +20,8 @@ internal sealed partial class VhdxLayer
     public override void SetParent(ParentLink link)
     {
         EnsureWritable();
+        // Everything written so far is reachable and durable before the link changes.
+        CommitBatch();
         if (!_parameters.HasParent)
             throw new VirtualDiskException(Path, $"'{Path}' is not a differencing disk; it has no parent to change.");
         if (link.Parent is not VhdxLayer)

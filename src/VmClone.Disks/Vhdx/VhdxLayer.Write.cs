@@ -5,6 +5,11 @@ namespace VmClone.Disks.Vhdx;
 
 internal sealed partial class VhdxLayer
 {
+    private const int MaxBatchEntries = 1 << 16; // bounds a batch's plan (a few MiB)
+
+    /// <summary>The current batch's metadata changes, committed by <see cref="CommitBatch"/>; null outside a batch.</summary>
+    private WritePlan? _batchPlan;
+
     /// <summary>What one Write call changes in metadata, committed in crash-safe order at its end.</summary>
     private sealed class WritePlan
     {
@@ -22,7 +27,12 @@ internal sealed partial class VhdxLayer
         if (_parameters.HasParent && Parent is null)
             throw new VirtualDiskException(Path, $"'{Path}' is a differencing disk opened without its parent; it cannot be written (sectors partly written would need the parent's content).");
         BeginUserVisibleChange();
-        var plan = new WritePlan();
+        // In a batch, whole-sector writes add to one plan committed at the batch's end; a write
+        // with a partial sector may need the bits of earlier writes, so it commits them first.
+        bool deferred = Batching && position % _logicalSectorSize == 0 && count % _logicalSectorSize == 0;
+        if (!deferred)
+            CommitBatch();
+        WritePlan plan = deferred ? _batchPlan ??= new WritePlan() : new WritePlan();
         while (count > 0)
         {
             long block = position / BlockSize;
@@ -33,24 +43,41 @@ internal sealed partial class VhdxLayer
             offset += n;
             count -= n;
         }
+        if (!deferred)
+            Commit(plan);
+        else if (plan.PayloadEntries.Count + plan.Bits.Count >= MaxBatchEntries)
+            CommitBatch();
+    }
+
+    /// <summary>Commits the current batch's plan (see <see cref="DiskLayer.BeginBatch"/>).</summary>
+    protected override void CommitBatch()
+    {
+        if (_batchPlan is not WritePlan plan)
+            return;
+        _batchPlan = null;
         Commit(plan);
     }
 
     private void WriteIntoBlock(long block, long inBlock, byte[] buffer, int offset, int count, WritePlan plan)
     {
         long index = _bat.PayloadIndex(block);
-        BatEntry e = _bat[index];
+        // A block an earlier write of the same batch allocated is where that write put it.
+        bool pending = plan.PayloadEntries.TryGetValue(index, out BatEntry e);
+        if (!pending)
+            e = _bat[index];
         long used = Math.Min(BlockSize, _virtualSize - block * BlockSize);
         plan.DataWritten = true;
         switch (e.State)
         {
             case BatState.FullyPresent:
-                _view.Write(ValidatedBlockOffset(block, e) + inBlock, buffer, offset, count);
+                _view.Write((pending ? e.FileOffset : ValidatedBlockOffset(block, e)) + inBlock, buffer, offset, count);
                 return;
             case BatState.PartiallyPresent:
             {
-                long fileOffset = ValidatedBlockOffset(block, e);
-                WriteSectors(block, fileOffset, inBlock, buffer, offset, count, BitmapSlice(block));
+                long fileOffset = pending ? e.FileOffset : ValidatedBlockOffset(block, e);
+                // A pending block's bits are still in the plan; batched writes cover whole
+                // sectors, so no edge sector needs them.
+                WriteSectors(block, fileOffset, inBlock, buffer, offset, count, pending ? null : BitmapSlice(block));
                 plan.Bits.Add((block, inBlock / _logicalSectorSize, (inBlock + count - 1) / _logicalSectorSize, false));
                 return;
             }
@@ -150,28 +177,41 @@ internal sealed partial class VhdxLayer
         _view.Flush();
 
         var newBitmapEntries = new SortedDictionary<long, BatEntry>();
+        // Every block's bits gathered first (a batch may write one block several times; its
+        // first write says whether the block is fresh), then each slice written once.
+        var slices = new SortedDictionary<long, (byte[] Slice, long SbOffset)>();
         foreach (var (block, first, last, fresh) in plan.Bits)
         {
-            long sbIndex = _bat.BitmapIndexForBlock(block)!.Value;
-            BatEntry sb = newBitmapEntries.TryGetValue(sbIndex, out BatEntry pending) ? pending : _bat[sbIndex];
-            byte[] slice;
-            if (sb.State != BatState.FullyPresent)
+            if (!slices.TryGetValue(block, out var target))
             {
-                sb = new BatEntry(BatState.FullyPresent, Allocate(VhdxConstants.SectorBitmapBlockSize));
-                newBitmapEntries[sbIndex] = sb;
-                slice = new byte[_bat.BitmapBytesPerBlock];
+                long sbIndex = _bat.BitmapIndexForBlock(block)!.Value;
+                BatEntry sb = newBitmapEntries.TryGetValue(sbIndex, out BatEntry pending) ? pending : _bat[sbIndex];
+                byte[] initial;
+                if (sb.State != BatState.FullyPresent)
+                {
+                    sb = new BatEntry(BatState.FullyPresent, Allocate(VhdxConstants.SectorBitmapBlockSize));
+                    newBitmapEntries[sbIndex] = sb;
+                    initial = new byte[_bat.BitmapBytesPerBlock];
+                }
+                else if (fresh)
+                {
+                    CheckStoredRange(sbIndex, sb, VhdxConstants.SectorBitmapBlockSize, "sector bitmap block");
+                    initial = new byte[_bat.BitmapBytesPerBlock];
+                }
+                else
+                {
+                    initial = BitmapSlice(block);
+                }
+                target = (initial, sb.FileOffset);
+                slices[block] = target;
             }
-            else if (fresh)
-            {
-                CheckStoredRange(sbIndex, sb, VhdxConstants.SectorBitmapBlockSize, "sector bitmap block");
-                slice = new byte[_bat.BitmapBytesPerBlock];
-            }
-            else
-            {
-                slice = BitmapSlice(block);
-            }
-            SectorBitmap.SetRange(slice, first, last);
-            _view.Write(sb.FileOffset + (block % _bat.ChunkRatio) * slice.Length, slice);
+            SectorBitmap.SetRange(target.Slice, first, last);
+        }
+        foreach (var kv in slices)
+        {
+            long block = kv.Key;
+            byte[] slice = kv.Value.Slice;
+            _view.Write(kv.Value.SbOffset + (block % _bat.ChunkRatio) * slice.Length, slice);
             _bitmaps.Put(block, slice);
             long index = _bat.PayloadIndex(block);
             if (SectorBitmap.AllSet(slice))

@@ -108,7 +108,14 @@ internal sealed partial class VhdxLayer : DiskLayer
 
     public override ParentReference? ParentReference => _parentReference;
 
-    public override long AllocatedBytes => _allocatedBlocks * BlockSize;
+    public override long AllocatedBytes
+    {
+        get
+        {
+            CommitBatch();
+            return _allocatedBlocks * BlockSize;
+        }
+    }
 
     internal Guid DataWriteGuid => _header.DataWriteGuid;
 
@@ -366,6 +373,7 @@ internal sealed partial class VhdxLayer : DiskLayer
 
     public override LayerExtent GetExtent(long position, long maxLength)
     {
+        CommitBatch();
         CheckRange(position, 1);
         maxLength = Math.Min(maxLength, _virtualSize - position);
         ExtentKind? kind = null;
@@ -437,6 +445,7 @@ internal sealed partial class VhdxLayer : DiskLayer
 
     public override void ReadData(long position, byte[] buffer, int offset, int count)
     {
+        CommitBatch();
         CheckRange(position, count);
         while (count > 0)
         {
@@ -506,6 +515,7 @@ internal sealed partial class VhdxLayer : DiskLayer
 
     public override void Flush()
     {
+        CommitBatch();
         if (CanWrite && _unflushed)
         {
             _view.Flush();

@@ -20,6 +20,10 @@ namespace VmClone.Disks.Vmdk;
 /// A crash between steps leaks the space appended so far but never exposes stale or foreign
 /// data; a crash inside 3 or 4 can leave the two copies disagreeing, which Check reports.
 /// Rewrites of an already allocated grain go in place and need no metadata.
+/// In a batch (<see cref="DiskLayer.BeginBatch"/>, <see cref="VmdkExtent.Deferring"/>) step 2 is
+/// done per write without its flush, and steps 3–4 for every new grain of the batch at once
+/// (<see cref="CommitDeferred"/>): the same order, a few flushes for the whole batch. Any other
+/// use of the extent (reading, mapping, checking, flushing) commits first.
 /// uncleanShutdown is cleared again (and flushed) when the layer is disposed, as VMware does.
 /// </summary>
 internal sealed class SparseExtent : VmdkExtent
@@ -36,6 +40,11 @@ internal sealed class SparseExtent : VmdkExtent
     private readonly long _grainBytes;
     private readonly int _gtes;
     private readonly Dictionary<int, uint[]> _tables = new();
+
+    // New grains written in the current batch, not yet in any table: in order, and by grain.
+    private readonly List<KeyValuePair<long, uint>> _deferred = new();
+    private readonly Dictionary<long, uint> _deferredGtes = new();
+    private const int MaxDeferredGrains = 1 << 16; // bounds the batch's memory (a few MiB)
 
     /// <summary>
     /// Per grain table: 1 when known to hold no entry, 2 when known to hold one, 0 unknown.
@@ -244,6 +253,8 @@ internal sealed class SparseExtent : VmdkExtent
 
     private uint Gte(long grain)
     {
+        if (_deferredGtes.Count > 0 && _deferredGtes.TryGetValue(grain, out uint deferred))
+            return deferred;
         long gdIndex = grain / _gtes;
         if (gdIndex >= _gd.Length)
             return GrainTable.Unallocated;
@@ -269,6 +280,7 @@ internal sealed class SparseExtent : VmdkExtent
 
     public override LayerExtent GetExtent(long position, long maxLength)
     {
+        CommitDeferred();
         maxLength = Math.Min(maxLength, Length - position);
         long grain = position / _grainBytes;
         uint gte = Gte(grain);
@@ -321,6 +333,7 @@ internal sealed class SparseExtent : VmdkExtent
 
     public override void ReadData(long position, byte[] buffer, int offset, int count)
     {
+        CommitDeferred();
         while (count > 0)
         {
             long grain = position / _grainBytes;
@@ -433,7 +446,15 @@ internal sealed class SparseExtent : VmdkExtent
                     Buffer.BlockCopy(buffer, offset, grainBuffer, (int)inGrain, n);
                     uint sector = Allocate(_grainBytes, _grainBytes);
                     _file.Write((long)sector * 512, grainBuffer, 0, grainBuffer.Length);
-                    pending.Add(new KeyValuePair<long, uint>(grain, sector));
+                    if (Deferring)
+                    {
+                        _deferred.Add(new KeyValuePair<long, uint>(grain, sector));
+                        _deferredGtes[grain] = sector;
+                    }
+                    else
+                    {
+                        pending.Add(new KeyValuePair<long, uint>(grain, sector));
+                    }
                 }
                 position += n;
                 offset += n;
@@ -444,12 +465,41 @@ internal sealed class SparseExtent : VmdkExtent
         }
         catch
         {
-            // Whatever failed, the cached tables may no longer match the file: reload them.
-            _tables.Clear();
-            _tableEmpty = null;
-            _holeFrom = _dataAt = -1;
+            ForgetTables();
             throw;
         }
+        if (_deferred.Count >= MaxDeferredGrains)
+            CommitDeferred();
+    }
+
+    /// <summary>Steps 3–4 for every grain the current batch wrote (step 2's flush first).</summary>
+    public override void CommitDeferred()
+    {
+        if (_deferred.Count == 0)
+            return;
+        try
+        {
+            CommitGrains(_deferred);
+        }
+        catch
+        {
+            ForgetTables();
+            throw;
+        }
+        finally
+        {
+            // Committed, or failed with the tables reloaded from the file: either way nothing is pending.
+            _deferred.Clear();
+            _deferredGtes.Clear();
+        }
+    }
+
+    /// <summary>After a failed write the cached tables may no longer match the file: they are read again.</summary>
+    private void ForgetTables()
+    {
+        _tables.Clear();
+        _tableEmpty = null;
+        _holeFrom = _dataAt = -1;
     }
 
     /// <summary>Steps 2–4 of the write protocol (see the class comment).</summary>
@@ -553,6 +603,7 @@ internal sealed class SparseExtent : VmdkExtent
     {
         get
         {
+            CommitDeferred();
             if (_allocatedBytes is long known)
                 return known;
             long total = 0;
@@ -581,6 +632,7 @@ internal sealed class SparseExtent : VmdkExtent
 
     public override void Flush()
     {
+        CommitDeferred();
         if (_file.CanWrite)
             _file.Flush();
     }
@@ -597,6 +649,7 @@ internal sealed class SparseExtent : VmdkExtent
 
     public override void Check(List<string> problems)
     {
+        CommitDeferred();
         string p = $"'{_file.Path}'";
         long fileLength = _file.Length;
         if (_uncleanAtOpen)
@@ -744,6 +797,7 @@ internal sealed class SparseExtent : VmdkExtent
     {
         try
         {
+            CommitDeferred();
             if (_markedUnclean && _file.CanWrite)
             {
                 // Clean close: everything written is flushed, then the flag goes back to 0.

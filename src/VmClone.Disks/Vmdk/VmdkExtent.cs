@@ -45,6 +45,14 @@ internal abstract class VmdkExtent : IDisposable
     {
     }
 
+    /// <summary>True while the layer is in a batch: new allocations may defer their table updates to <see cref="CommitDeferred"/>.</summary>
+    public bool Deferring { get; set; }
+
+    /// <summary>Makes what writes in a batch deferred reachable, in crash-safe order.</summary>
+    public virtual void CommitDeferred()
+    {
+    }
+
     public abstract void Check(List<string> problems);
 
     /// <summary>Facts for the layer's details (only the first sparse extent's are shown).</summary>

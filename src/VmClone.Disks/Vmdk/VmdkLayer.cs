@@ -532,6 +532,7 @@ internal sealed class VmdkLayer : DiskLayer
         {
             VmdkExtent e = ExtentAt(position, out _);
             int n = (int)Math.Min(count, e.Start + e.Length - position);
+            e.Deferring = Batching;
             e.Write(position - e.Start, buffer, offset, n, ReadBelow);
             position += n;
             offset += n;
@@ -598,6 +599,8 @@ internal sealed class VmdkLayer : DiskLayer
         EnsureWritable();
         if (!_descriptor.HasParent)
             throw new VirtualDiskException(_path, $"'{_path}' is not a delta disk; it has no parent to change.");
+        // Everything written so far is reachable and durable before the link changes.
+        CommitBatch();
         if (link.Parent is not VmdkLayer parent)
             throw new DiskChainException(_path, ChainProblem.Incompatible,
                 $"A VMDK delta disk can only have a VMDK parent; '{link.AbsolutePath}' is {link.Parent.Format}.", link.AbsolutePath);
@@ -625,6 +628,15 @@ internal sealed class VmdkLayer : DiskLayer
         foreach (VmdkExtent e in _extents)
             e.Flush();
         _descriptorFile.Flush();
+    }
+
+    protected override void CommitBatch()
+    {
+        foreach (VmdkExtent e in _extents)
+        {
+            e.Deferring = false;
+            e.CommitDeferred();
+        }
     }
 
     public override IReadOnlyList<string> Check()

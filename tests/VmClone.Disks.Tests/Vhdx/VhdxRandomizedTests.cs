@@ -15,9 +15,12 @@ public class VhdxRandomizedTests
     private const long MiB = 1024 * 1024;
     private const long Size = 6 * MiB + 3 * 4096;
 
-    /// <summary>kind 0..5 write, 6..7 read, 8 reopen; offsets biased towards block and sector edges.</summary>
+    /// <summary>
+    /// kind 0..5 write, 6..7 read, 8 reopen, 9 begin or end a write batch (inside one, odd seeds
+    /// write whole sectors, which the batch defers); offsets biased towards block and sector edges.
+    /// </summary>
     private static readonly Gen<(int Kind, long Offset, int Length, int Seed)> Operation =
-        Gen.Select(Gen.Int[0, 8], Gen.Int[0, 3], Gen.Long[0, Size - 1], Gen.Int[1, 3 * (int)MiB / 2], Gen.Int, (kind, bias, offset, length, seed) =>
+        Gen.Select(Gen.Int[0, 9], Gen.Int[0, 3], Gen.Long[0, Size - 1], Gen.Int[1, 3 * (int)MiB / 2], Gen.Int, (kind, bias, offset, length, seed) =>
         {
             long at = bias switch
             {
@@ -35,12 +38,33 @@ public class VhdxRandomizedTests
         using var dir = new TempFolder();
         var (path, model) = setup(dir);
         VirtualDisk disk = VirtualDisk.Open(path, FileAccess.ReadWrite);
+        IDisposable? batch = null;
         try
         {
-            foreach (var (kind, offset, length, seed) in ops)
+            foreach (var (kind, offset0, length0, seed) in ops)
             {
-                if (kind <= 5)
+                long offset = offset0;
+                int length = length0;
+                if (kind == 9)
                 {
+                    if (batch is null)
+                    {
+                        batch = disk.Top.BeginBatch();
+                    }
+                    else
+                    {
+                        batch.Dispose();
+                        batch = null;
+                    }
+                }
+                else if (kind <= 5)
+                {
+                    int sector = disk.LogicalSectorSize;
+                    if (batch is not null && seed % 2 != 0)
+                    {
+                        offset = offset / sector * sector;
+                        length = (int)Math.Max(sector, Math.Min((length + sector - 1) / sector * sector, (Size - offset) / sector * sector));
+                    }
                     var data = new byte[length];
                     new Random(seed).NextBytes(data);
                     disk.Content.Position = offset;
@@ -56,6 +80,7 @@ public class VhdxRandomizedTests
                 }
                 else
                 {
+                    batch = null; // disposing the disk commits it
                     disk.Dispose();
                     disk = VirtualDisk.Open(path, FileAccess.Read);
                     Assert.True(model.AsSpan().SequenceEqual(VhdxFixture.ReadAll(disk)), "content after reopen differs from the model");
@@ -67,6 +92,7 @@ public class VhdxRandomizedTests
         }
         finally
         {
+            batch?.Dispose();
             disk.Dispose();
         }
         using VirtualDisk final = VirtualDisk.Open(path, FileAccess.Read);

@@ -119,4 +119,44 @@ public class VmdkRandomizedTests
             }
         }, iter: 25);
     }
+    /// <summary>The same in write batches: new grains' tables are written when the batch ends, or when a read inside it commits it.</summary>
+    [Fact]
+    public void RandomBatchedWritesOnAChainMatchTheModel()
+    {
+        GenLayer.Array[2, 3].Sample(layers =>
+        {
+            using var dir = new TempFolder();
+            var model = new byte[DiskSize];
+            string? previous = null;
+            for (int level = 0; level < layers.Length; level++)
+            {
+                string path = dir.File($"l{level}.vmdk");
+                (previous is null ? VirtualDisk.CreateDynamic(path, DiskSize) : VirtualDisk.CreateDifferencing(path, previous)).Dispose();
+                foreach (WriteOp[] session in layers[level])
+                {
+                    using (VirtualDisk disk = VirtualDisk.Open(path, FileAccess.ReadWrite))
+                    using (disk.Top.BeginBatch())
+                    {
+                        foreach (WriteOp op in session)
+                        {
+                            byte[] data = Data(op);
+                            disk.Content.Position = op.Offset;
+                            disk.Content.Write(data, 0, data.Length);
+                            Buffer.BlockCopy(data, 0, model, op.Offset, data.Length);
+                            if (op.Seed % 5 == 0)
+                            {
+                                // A read inside the batch sees every write so far.
+                                var back = new byte[data.Length];
+                                disk.Content.Position = op.Offset;
+                                disk.Content.ReadExactly(back, 0, back.Length);
+                                Assert.True(back.AsSpan().SequenceEqual(data), $"read back {op.Offset}+{op.Length} inside a batch");
+                            }
+                        }
+                    }
+                    Verify(path, model);
+                }
+                previous = path;
+            }
+        }, iter: 25);
+    }
 }
