@@ -155,6 +155,34 @@ internal sealed class FileAccessor : IDisposable
             Array.Clear(buffer, offset + done, count - done);
     }
 
+    /// <summary>
+    /// As <see cref="ReadOrZero"/>, but ranges the file system reports as holes (see
+    /// <see cref="NextData"/>) are zero-filled here instead of read: reading a hole makes the
+    /// system allocate and zero page-cache pages for nothing. For structures of a fixed size
+    /// that a new file mostly leaves as holes (VHDX region and metadata tables).
+    /// </summary>
+    public void ReadSkippingHoles(long position, byte[] buffer, int offset, int count)
+    {
+        long end = position + count;
+        long at = position;
+        while (at < end)
+        {
+            if (NextData(at) is not long data)
+            {
+                ReadOrZero(at, buffer, offset + (int)(at - position), (int)(end - at));
+                return;
+            }
+            long dataStart = Math.Min(Math.Max(data, at), end);
+            if (dataStart > at)
+                Array.Clear(buffer, offset + (int)(at - position), (int)(dataStart - at));
+            if (dataStart >= end)
+                return;
+            long dataEnd = NextHole(dataStart) is long hole && hole > dataStart ? Math.Min(hole, end) : end;
+            ReadOrZero(dataStart, buffer, offset + (int)(dataStart - position), (int)(dataEnd - dataStart));
+            at = dataEnd;
+        }
+    }
+
     private SafeHandle? _handle;
 
     private static bool _seekDataUnavailable = !RuntimeInformation.IsOSPlatform(OSPlatform.Linux);

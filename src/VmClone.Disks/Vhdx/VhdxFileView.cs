@@ -48,6 +48,15 @@ internal sealed class VhdxFileView
         Read(position, buffer, offset, count);
     }
 
+    /// <summary>As <see cref="ReadExactly"/>, zero-filling the file's holes without reading them (see <see cref="FileAccessor.ReadSkippingHoles"/>).</summary>
+    public void ReadStructure(long position, byte[] buffer, int offset, int count, string structure)
+    {
+        if (position < 0 || position > Length - count)
+            throw new DiskFormatException(Path, structure, $"{count} bytes at {position} lie beyond the end of the file ({Length} bytes)", position);
+        _file.ReadSkippingHoles(position, buffer, offset, count);
+        ApplyOverlay(position, buffer, offset, count);
+    }
+
     public byte[] ReadBytes(long position, int count, string structure)
     {
         var buffer = new byte[count];
@@ -59,6 +68,12 @@ internal sealed class VhdxFileView
     public void Read(long position, byte[] buffer, int offset, int count)
     {
         _file.ReadOrZero(position, buffer, offset, count);
+        ApplyOverlay(position, buffer, offset, count);
+    }
+
+    /// <summary>The replayed log's content over what was read from the file.</summary>
+    private void ApplyOverlay(long position, byte[] buffer, int offset, int count)
+    {
         if (_overlay is null || position >= _overlayEnd || position + count <= _overlayStart)
             return;
         long end = position + count;

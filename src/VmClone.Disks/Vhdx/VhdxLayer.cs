@@ -264,7 +264,9 @@ internal sealed partial class VhdxLayer : DiskLayer
         byte[] buffer = ArrayPool<byte>.Shared.Rent(RegionTable.Length);
         try
         {
-            _view.ReadExactly(offset, buffer, 0, RegionTable.Length, name);
+            // A region table is 64 KiB of which a few entries are used: the rest of a new
+            // file's table is a hole, zero-filled without being read.
+            _view.ReadStructure(offset, buffer, 0, RegionTable.Length, name);
             return RegionTable.TryParse(new ReadOnlySpan<byte>(buffer, 0, RegionTable.Length), out problem);
         }
         finally
@@ -298,7 +300,7 @@ internal sealed partial class VhdxLayer : DiskLayer
         byte[] window = ArrayPool<byte>.Shared.Rent(windowLength);
         try
         {
-            _view.ReadExactly(region.FileOffset, window, 0, windowLength, "metadata table");
+            _view.ReadStructure(region.FileOffset, window, 0, windowLength, "metadata table");
             LoadMetadata(region, window, windowLength);
         }
         finally
