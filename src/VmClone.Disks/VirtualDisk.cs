@@ -175,7 +175,6 @@ public sealed class VirtualDisk : IDisposable
     /// </summary>
     public static VirtualDisk CreateDifferencing(string path, string parentPath, DiskCreateOptions? options = null)
     {
-        options ??= new DiskCreateOptions();
         string full = System.IO.Path.GetFullPath(path);
         string parentFull = System.IO.Path.GetFullPath(parentPath);
         if (PathUtil.SamePath(full, parentFull))
@@ -187,26 +186,8 @@ public sealed class VirtualDisk : IDisposable
         DiskLayer? child = null;
         try
         {
-            DiskFormat format = options.Format ?? FormatFromExtension(full) ?? parent.Format;
-            int maxDepth = DiskOpenOptions.Default.MaxChainDepth;
-            if (parent.Layers.Count >= maxDepth)
-                throw new DiskChainException(full, ChainProblem.TooDeep,
-                    $"The chain of '{full}' would be deeper than {maxDepth} layers; refusing to create it.");
-            if (options.LogicalSectorSizeBytes is int lss && lss != parent.LogicalSectorSize)
-                throw new DiskChainException(full, ChainProblem.Incompatible,
-                    $"A child of '{parentFull}' must use its logical sector size of {parent.LogicalSectorSize} bytes, not {lss}.", parentFull);
-            string? childDir = System.IO.Path.GetDirectoryName(full);
-            var spec = new LayerCreateSpec(full, parent.Capacity)
-            {
-                BlockSize = options.BlockSizeBytes,
-                LogicalSectorSize = parent.LogicalSectorSize,
-                PhysicalSectorSize = options.PhysicalSectorSizeBytes ?? parent.Top.PhysicalSectorSize,
-                Parent = parent.Top,
-                ParentAbsolutePath = parentFull,
-                ParentRelativePath = childDir is null ? null : PathUtil.GetRelativePath(childDir, parentFull),
-            };
-            CreateLayer(format, spec);
-            child = OpenLayer(full, FileAccess.ReadWrite, FormatFromExtension(full) is null ? options.Format : null);
+            CreateChildLayer(full, parent, options);
+            child = OpenLayer(full, FileAccess.ReadWrite, FormatFromExtension(full) is null ? options?.Format : null);
             // What opening the child by its recorded paths would check: it names this parent's identity.
             ParentResolver.Adopt(child, parent.Top);
             var layers = new List<DiskLayer>(parent.Layers.Count + 1) { child };
@@ -220,6 +201,47 @@ public sealed class VirtualDisk : IDisposable
             parent.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Creates a differencing disk over an already open chain and leaves it closed: for many
+    /// children of one parent (a fleet of clones), which then costs neither opening the parent
+    /// again nor opening each child after writing it. The parent stays open and owned by the
+    /// caller; it is only read, so several threads may create children of it at once.
+    /// </summary>
+    public static void CreateDifferencingFile(string path, VirtualDisk parent, DiskCreateOptions? options = null)
+    {
+        if (parent is null)
+            throw new ArgumentNullException(nameof(parent));
+        string full = System.IO.Path.GetFullPath(path);
+        if (PathUtil.SamePath(full, parent.Path))
+            throw new VirtualDiskException(full, $"A disk cannot be its own parent ('{full}').");
+        CreateChildLayer(full, parent, options);
+    }
+
+    /// <summary>Writes a new child file of <paramref name="parent"/> at <paramref name="full"/>.</summary>
+    private static void CreateChildLayer(string full, VirtualDisk parent, DiskCreateOptions? options)
+    {
+        options ??= new DiskCreateOptions();
+        DiskFormat format = options.Format ?? FormatFromExtension(full) ?? parent.Format;
+        int maxDepth = DiskOpenOptions.Default.MaxChainDepth;
+        if (parent.Layers.Count >= maxDepth)
+            throw new DiskChainException(full, ChainProblem.TooDeep,
+                $"The chain of '{full}' would be deeper than {maxDepth} layers; refusing to create it.");
+        if (options.LogicalSectorSizeBytes is int lss && lss != parent.LogicalSectorSize)
+            throw new DiskChainException(full, ChainProblem.Incompatible,
+                $"A child of '{parent.Path}' must use its logical sector size of {parent.LogicalSectorSize} bytes, not {lss}.", parent.Path);
+        string? childDir = System.IO.Path.GetDirectoryName(full);
+        var spec = new LayerCreateSpec(full, parent.Capacity)
+        {
+            BlockSize = options.BlockSizeBytes,
+            LogicalSectorSize = parent.LogicalSectorSize,
+            PhysicalSectorSize = options.PhysicalSectorSizeBytes ?? parent.Top.PhysicalSectorSize,
+            Parent = parent.Top,
+            ParentAbsolutePath = parent.Path,
+            ParentRelativePath = childDir is null ? null : PathUtil.GetRelativePath(childDir, parent.Path),
+        };
+        CreateLayer(format, spec);
     }
 
     private static void CreateLayer(DiskFormat format, LayerCreateSpec spec)

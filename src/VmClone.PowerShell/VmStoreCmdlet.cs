@@ -98,11 +98,15 @@ public abstract class VmStoreCmdlet : VmCloneCmdlet, IDisposable
         base.EndProcessing();
     }
 
-    /// <summary>Called by PowerShell when the pipeline ends, also when it was stopped: workers are stopped and the store let go.</summary>
+    /// <summary>Called by PowerShell when the pipeline ends, also when it was stopped: workers are stopped and the stores let go.</summary>
     public void Dispose()
     {
         _fleet?.Dispose();
         _fleet = null;
+        // The stores keep the base volumes they created clones over open (see VmStore.At).
+        foreach (VmStore store in _stores.Values)
+            store.Dispose();
+        _stores.Clear();
     }
 
     /// <summary>

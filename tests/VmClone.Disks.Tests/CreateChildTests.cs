@@ -83,4 +83,82 @@ public class CreateChildTests
         Assert.Equal(ChainProblem.ParentModified, ex.Problem);
         Assert.False(File.Exists(t));
     }
+    /// <summary>
+    /// CreateDifferencingFile (a fleet's many children of one base): created over one open parent
+    /// from several threads at once, every child opens by its own recorded paths as a child of
+    /// that parent, reads exactly the parent's content, and the oracles agree.
+    /// </summary>
+    [OracleTheory(tools: new[] { "qemu-img", "vhdiinfo" }, python: new[] { "pyvhdi" })]
+    [InlineData("vhdx")]
+    [InlineData("vmdk")]
+    public void ChildrenMadeOverOneOpenParentFromSeveralThreadsAreItsChildren(string ext)
+    {
+        using var dir = new TempFolder();
+        string b = dir.File("base." + ext);
+        using (VirtualDisk d = VirtualDisk.CreateDynamic(b, 40 * MiB))
+        {
+            var data = new byte[3 * MiB];
+            new Random(4).NextBytes(data);
+            d.Content.Position = 7 * MiB + 512;
+            d.Content.Write(data, 0, data.Length);
+        }
+        string expected = VhdxFixture.Sha256OfDisk(b);
+        Directory.CreateDirectory(dir.File("clones"));
+        string[] children = Enumerable.Range(0, 40).Select(i => dir.File($"clones/c{i}.{ext}")).ToArray();
+        using (VirtualDisk parent = VirtualDisk.Open(b, FileAccess.Read))
+        {
+            System.Threading.Tasks.Parallel.ForEach(children, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = 4 },
+                c => VirtualDisk.CreateDifferencingFile(c, parent));
+        }
+        foreach (string c in children)
+        {
+            using VirtualDisk child = VirtualDisk.Open(c, FileAccess.Read);
+            Assert.Equal(new[] { c, b }, child.Layers.Select(l => l.Path));
+            Assert.Empty(child.Top.Check());
+            Assert.Equal(0, child.Top.AllocatedBytes);
+        }
+        Assert.Equal(expected, VhdxFixture.Sha256OfDisk(children[17]));
+        if (ext == "vmdk")
+        {
+            Assert.Contains("base.vmdk", Oracle.Run("qemu-img", $"info \"{children[3]}\"").StdOut);
+            Assert.Equal(expected, Oracle.QemuRawSha256(children[3], "vmdk"));
+        }
+        else
+        {
+            Assert.Contains("base.vhdx", Oracle.Run("vhdiinfo", $"\"{children[3]}\"").StdOut);
+            // libvhdi misreads a child whose sector bitmap blocks are all absent (it returns the
+            // child's own header at virtual offset 64 KiB): the child gets a write of its own first.
+            using (VirtualDisk child = VirtualDisk.Open(children[3], FileAccess.ReadWrite))
+            {
+                child.Content.Position = 20 * MiB;
+                child.Content.Write(new byte[4096], 0, 4096);
+            }
+            expected = VhdxFixture.Sha256OfDisk(children[3]);
+            string script = "import sys, pyvhdi, hashlib\n" +
+                "p = pyvhdi.file(); p.open(sys.argv[2])\n" +
+                "c = pyvhdi.file(); c.open(sys.argv[1]); c.set_parent(p)\n" +
+                "h = hashlib.sha256(); n = c.get_media_size(); o = 0\n" +
+                "while o < n:\n  d = c.read_buffer(min(1 << 22, n - o)); h.update(d); o += len(d)\n" +
+                "print(h.hexdigest())\n";
+            Assert.Equal(expected, Oracle.RunPython(script, children[3], b).Trim(), ignoreCase: true);
+        }
+    }
+
+    [Fact]
+    public void CreatingAChildOverAnOpenParentRefusesWhatCreateDifferencingRefuses()
+    {
+        using var dir = new TempFolder();
+        string b = dir.File("base.vhdx");
+        VirtualDisk.CreateDynamic(b, 8 * MiB, new DiskCreateOptions { LogicalSectorSizeBytes = 4096 }).Dispose();
+        using VirtualDisk parent = VirtualDisk.Open(b, FileAccess.Read);
+        Assert.Throws<VirtualDiskException>(() => VirtualDisk.CreateDifferencingFile(b, parent));
+        string wrongSectors = dir.File("c512.vhdx");
+        var ex = Assert.Throws<DiskChainException>(() => VirtualDisk.CreateDifferencingFile(wrongSectors, parent, new DiskCreateOptions { LogicalSectorSizeBytes = 512 }));
+        Assert.Equal(ChainProblem.Incompatible, ex.Problem);
+        Assert.False(File.Exists(wrongSectors));
+        string existing = dir.File("exists.vhdx");
+        File.WriteAllText(existing, "not a disk");
+        Assert.Throws<VirtualDiskException>(() => VirtualDisk.CreateDifferencingFile(existing, parent));
+        Assert.Equal("not a disk", File.ReadAllText(existing));
+    }
 }

@@ -312,7 +312,7 @@ public sealed partial class VmStore
             case VolumeAction.CreateChild:
             case VolumeAction.Replace:
             case VolumeAction.Reset:
-                VirtualDisk.CreateDifferencing(staged, step.Source!, new DiskCreateOptions { Format = step.Format }).Dispose();
+                CreateChild(staged, step.Source!, step.Format);
                 break;
             default:
                 throw new InvalidOperationException($"{step.Action} does not build a file.");

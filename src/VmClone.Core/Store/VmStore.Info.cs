@@ -12,6 +12,12 @@ public sealed partial class VmStore
     private readonly bool _rememberBases;
     private readonly ConcurrentDictionary<string, BaseVolumeFacts> _baseVolumes = new(StringComparer.Ordinal);
 
+    // Base volumes kept open for creating children (rememberBases), by path, with their stamp
+    // when opened; and those replaced or raced, closed with the instance. Guarded by _openParents.
+    private readonly Dictionary<string, (FileStamp Stamp, VirtualDisk Disk)> _openParents = new(StringComparer.Ordinal);
+    private readonly List<VirtualDisk> _retiredParents = new();
+    private bool _disposed;
+
     /// <summary>Bases whose names match <paramref name="match"/> (all when null).</summary>
     public IReadOnlyList<VmBaseInfo> GetBases(Func<string, bool>? match = null)
     {
@@ -222,6 +228,84 @@ public sealed partial class VmStore
             info.Problem = ex.Message;
         }
         return info;
+    }
+
+    /// <summary>
+    /// Creates a differencing volume at <paramref name="path"/> over <paramref name="parentPath"/>.
+    /// With rememberBases the parent (a base volume) is opened once for the instance and every
+    /// new child is written over that open chain, without opening the parent again or the child
+    /// after writing it; a parent whose size or last write time changed is opened afresh.
+    /// </summary>
+    private void CreateChild(string path, string parentPath, DiskFormat format)
+    {
+        var options = new DiskCreateOptions { Format = format };
+        if (_rememberBases && OpenParent(parentPath) is VirtualDisk parent)
+            VirtualDisk.CreateDifferencingFile(path, parent, options);
+        else
+            VirtualDisk.CreateDifferencing(path, parentPath, options).Dispose();
+    }
+
+    /// <summary>
+    /// The open chain of a base volume that children are created over (rememberBases; see
+    /// <see cref="CreateChild"/>); null once the instance is disposed, which then opens the
+    /// parent for each child again.
+    /// </summary>
+    private VirtualDisk? OpenParent(string parentPath)
+    {
+        FileStamp? stamp = FileStamp.Of(parentPath);
+        lock (_openParents)
+        {
+            if (_disposed)
+                return null;
+            if (_openParents.TryGetValue(parentPath, out var kept))
+            {
+                if (stamp is FileStamp now && kept.Stamp.Equals(now))
+                    return kept.Disk;
+                // Changed since: opened afresh. Another thread may still be creating a child
+                // over the old one, so it is closed with the instance, not now.
+                _retiredParents.Add(kept.Disk);
+                _openParents.Remove(parentPath);
+            }
+        }
+        VirtualDisk disk = VirtualDisk.Open(parentPath, FileAccess.Read);
+        lock (_openParents)
+        {
+            if (_disposed)
+            {
+                disk.Dispose();
+                return null;
+            }
+            if (stamp is null)
+            {
+                _retiredParents.Add(disk);
+                return disk;
+            }
+            if (_openParents.TryGetValue(parentPath, out var raced))
+            {
+                // Another thread opened it meanwhile: one is kept, the other closed with the instance.
+                _retiredParents.Add(disk);
+                return raced.Disk;
+            }
+            _openParents[parentPath] = (stamp.Value, disk);
+            return disk;
+        }
+    }
+
+    /// <summary>Closes the base volumes kept open for creating children (see <see cref="At"/>'s rememberBases). The instance can still be used; it then opens them for each new volume.</summary>
+    public void Dispose()
+    {
+        List<VirtualDisk> open;
+        lock (_openParents)
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+            open = _openParents.Values.Select(p => p.Disk).Concat(_retiredParents).ToList();
+            _openParents.Clear();
+            _retiredParents.Clear();
+        }
+        foreach (VirtualDisk disk in open)
+            disk.Dispose();
     }
 
     /// <summary>What a base volume file showed, and its stamp then.</summary>

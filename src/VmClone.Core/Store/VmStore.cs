@@ -21,7 +21,7 @@ namespace VmClone.Core.Store;
 /// may be, so the whole folder can be moved. The disks' own parent links are the truth; the
 /// manifests say what should be, and Test-VmStore reports where they disagree.
 /// </summary>
-public sealed partial class VmStore
+public sealed partial class VmStore : IDisposable
 {
     /// <summary>Environment variable that names the default store.</summary>
     public const string StoreVariable = "VMCLONE_STORE";
@@ -74,7 +74,9 @@ public sealed partial class VmStore
     /// <param name="rememberBases">
     /// For one command working on many clones: each base volume file is checked (opened, its
     /// identity compared with the base's manifest) once, and again only when its size or last
-    /// write time changes, instead of once per clone. Leave it off for a long-lived instance.
+    /// write time changes, instead of once per clone; and a base volume new clone volumes are
+    /// created over is opened once and kept open until <see cref="Dispose"/>. Leave it off for
+    /// a long-lived instance, and dispose an instance that has it when the command is done.
     /// </param>
     public static VmStore At(string? root, bool rememberBases = false)
     {

@@ -215,6 +215,34 @@ public class LifecycleTests
         Assert.True(ReadOnlyFile.IsMarked(system));
     }
 
+    /// <summary>
+    /// A fleet command's store (rememberBases) opens each base volume its new volumes are made
+    /// over once, and closes it when disposed: after the command no base file is held.
+    /// </summary>
+    [Fact]
+    public void AFleetCommandsStoreHoldsItsBasesOpenOnlyUntilDisposed()
+    {
+        if (!OperatingSystem.IsLinux())
+            return; // open files are listed through /proc
+        using var t = new TestStore(rememberBases: true);
+        NewBase(t, "v1");
+        string[] baseFiles = Directory.GetFiles(t.Store.BaseFolder("v1"), "*.vhdx");
+        static string[] Open(string[] files) => Directory.GetFiles("/proc/self/fd")
+            .Select(fd => { try { return new FileInfo(fd).LinkTarget; } catch (IOException) { return null; } })
+            .Where(target => target is not null && files.Contains(target)).Select(target => target!).Distinct().ToArray();
+        for (int i = 0; i < 4; i++)
+            NewClone(t, $"lab-{i}", "v1");
+        Assert.Equal(baseFiles.OrderBy(f => f), Open(baseFiles).OrderBy(f => f));
+        foreach (string clone in new[] { "lab-0", "lab-3" })
+            Assert.All(t.Store.GetClone(clone).Volumes, v => Assert.Null(v.Problem));
+        t.Store.Dispose();
+        Assert.Empty(Open(baseFiles));
+        // Still usable, without keeping anything open.
+        NewClone(t, "lab-9", "v1");
+        Assert.Empty(Open(baseFiles));
+        Assert.All(t.Store.GetClone("lab-9").Volumes, v => Assert.Null(v.Problem));
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

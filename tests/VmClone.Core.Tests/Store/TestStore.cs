@@ -102,6 +102,7 @@ public sealed class TestStore : IDisposable
 
     public void Dispose()
     {
+        Store.Dispose();
         try
         {
             foreach (string f in Directory.EnumerateFiles(Folder, "*", SearchOption.AllDirectories))
