@@ -23,7 +23,20 @@ public abstract class VmStoreCmdlet : VmCloneCmdlet, IDisposable
     private readonly Dictionary<string, VmStore> _stores = new(StringComparer.Ordinal);
 
     /// <summary>The store this record works on.</summary>
-    protected VmStore OpenStore() => StoreAt(IsBound(nameof(Store)) && !string.IsNullOrEmpty(Store) ? ResolveNewPath(Store) : null);
+    protected VmStore OpenStore()
+    {
+        if (!IsBound(nameof(Store)) || string.IsNullOrEmpty(Store))
+            return StoreAt(null);
+        // Resolved once per value (and location, for a relative one): PowerShell's path
+        // resolution asks the system about its drives every time, which a command over a
+        // thousand clones would pay per clone.
+        string given = System.IO.Path.IsPathRooted(Store) ? Store : SessionState.Path.CurrentLocation.Path + "\0" + Store;
+        if (!string.Equals(_resolvedStore.Given, given, StringComparison.Ordinal))
+            _resolvedStore = (given, ResolveNewPath(Store));
+        return StoreAt(_resolvedStore.Resolved);
+    }
+
+    private (string? Given, string Resolved) _resolvedStore;
 
     /// <summary>
     /// The store at <paramref name="root"/> (null: the default store), one instance per store for
