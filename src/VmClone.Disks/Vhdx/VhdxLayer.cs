@@ -21,7 +21,10 @@ namespace VmClone.Disks.Vhdx;
 /// because the log only helps multi-sector metadata updates, which we never need (every
 /// update is one BAT entry or one bitmap slice, each within one sector), and because files
 /// with an empty log read correctly in every tool, including libvhdi, which ignores the log.
-/// Headers use the two-copy protocol of 2.2.2.1.
+/// Headers use the two-copy protocol of 2.2.2.1. In a write batch (<see cref="DiskLayer.BeginBatch"/>)
+/// the same order holds for all the batch's writes together: every write's data, one flush,
+/// every bitmap slice, one flush, every BAT entry, one flush. A torn write of several entries
+/// still leaves each entry (8 bytes, within one sector) old or new.
 /// </remarks>
 internal sealed partial class VhdxLayer : DiskLayer
 {
