@@ -15,7 +15,8 @@ public sealed partial class VmStore
 {
     /// <summary>
     /// Carries out a plan. Returns the new or changed base (<see cref="VmBaseInfo"/>) or clone
-    /// (<see cref="VmCloneInfo"/>), or null for a removal.
+    /// (<see cref="VmCloneInfo"/>), or null for a removal, or without
+    /// <paramref name="describeResult"/> (a caller that shows nothing saves reading the result back).
     /// </summary>
     /// <remarks>
     /// Takes the store's lock shared (Test-VmStore -Repair takes it exclusive) and the subject's
@@ -24,7 +25,7 @@ public sealed partial class VmStore
     /// Under those locks it first finishes or undoes whatever an earlier, cut-off operation left
     /// of the subject; if that changed the clone, the plan is made again for what is there now.
     /// </remarks>
-    public object? Execute(StorePlan plan, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
+    public object? Execute(StorePlan plan, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default, bool describeResult = true)
     {
         if (!string.Equals(Path.GetFullPath(plan.Store), Root, StringComparison.Ordinal))
             throw new ArgumentException($"The plan is for store '{plan.Store}', not '{Root}'.", nameof(plan));
@@ -41,15 +42,15 @@ public sealed partial class VmStore
                 {
                     case StoreOperation.NewBase:
                         ExecuteNewBase(plan, progress, cancellationToken);
-                        return GetBase(plan.Subject);
+                        return describeResult ? GetBase(plan.Subject) : null;
                     case StoreOperation.NewClone:
                         ExecuteNewClone(plan, progress, cancellationToken);
-                        return GetClone(plan.Subject);
+                        return describeResult ? GetClone(plan.Subject) : null;
                     case StoreOperation.Restore:
                     case StoreOperation.ClearTemporary:
                     case StoreOperation.Rebase:
                         ExecuteCloneChange(plan, progress, cancellationToken);
-                        return GetClone(plan.Subject);
+                        return describeResult ? GetClone(plan.Subject) : null;
                     case StoreOperation.RemoveClone:
                     case StoreOperation.RemoveBase:
                         ExecuteRemove(plan, recovered);

@@ -47,7 +47,7 @@ public abstract class CloneFleetCmdlet : VmStoreCmdlet
                 if (!FirstTime(store, name) || !ShouldRun(plan, Caption(name), SkipConfirmation))
                     return;
                 (string activity, string description) = Describe(name);
-                Fleet(ThrottleLimit, activity).Run(store, name, description, (progress, cancel) => store.Execute(plan, progress, cancel), WriteResult);
+                Fleet(ThrottleLimit, activity).Run(store, name, description, (progress, cancel) => store.Execute(plan, progress, cancel, describeResult: WriteResult), WriteResult);
             });
         }
     }
