@@ -27,7 +27,12 @@ internal sealed class FleetRunner : IDisposable
     private readonly string _activity;
     private readonly CancellationTokenSource _cancellation;
     private readonly BlockingCollection<Job> _work = new();
-    private readonly BlockingCollection<Action> _toPipeline = new();
+    // What workers post for the pipeline thread, and the signal that something was posted. Not a
+    // BlockingCollection: its wait spins (yielding the processor dozens of times) before it
+    // sleeps, once per clone, taking a core the workers need.
+    private readonly ConcurrentQueue<Action> _toPipeline = new();
+    private readonly AutoResetEvent _posted = new(false);
+    private bool _postingClosed;
     private readonly Dictionary<long, Action> _finished = new();
     private readonly Dictionary<string, IDisposable> _batches = new(StringComparer.Ordinal);
     private readonly List<Task> _workers = new();
@@ -84,10 +89,23 @@ internal sealed class FleetRunner : IDisposable
     /// <summary>Writes whatever the workers have posted; with <paramref name="block"/>, until every operation has finished.</summary>
     public void Pump(bool block)
     {
-        while (_toPipeline.TryTake(out Action? action))
-            action();
-        while (block && _released < _submitted)
-            _toPipeline.Take(Token)();
+        while (true)
+        {
+            while (_toPipeline.TryDequeue(out Action? action))
+                action();
+            if (!block || _released >= _submitted)
+                return;
+            // Set after every post, so a post made since the queue was drained is not missed.
+            WaitHandle.WaitAny(new[] { _posted, Token.WaitHandle });
+            Token.ThrowIfCancellationRequested();
+        }
+    }
+
+    /// <summary>Queues <paramref name="action"/> for the pipeline thread and wakes it.</summary>
+    private void ToPipeline(Action action)
+    {
+        _toPipeline.Enqueue(action);
+        _posted.Set();
     }
 
     /// <summary>Waits for every operation and writes the rest; closes the progress bars.</summary>
@@ -135,7 +153,7 @@ internal sealed class FleetRunner : IDisposable
     }
 
     /// <summary>Queues a finished operation's output; it is written once all earlier ones are.</summary>
-    private void Post(long sequence, Action output) => _toPipeline.Add(() =>
+    private void Post(long sequence, Action output) => ToPipeline(() =>
     {
         _finished[sequence] = output;
         while (_finished.TryGetValue(_released + 1, out Action? next))
@@ -193,7 +211,8 @@ internal sealed class FleetRunner : IDisposable
             batch.Dispose();
         _batches.Clear();
         _work.Dispose();
-        _toPipeline.Dispose();
+        _postingClosed = true;
+        _posted.Dispose();
         _cancellation.Dispose();
     }
 
@@ -204,6 +223,9 @@ internal sealed class FleetRunner : IDisposable
     {
         private readonly FleetRunner _runner;
         private readonly int _activityId;
+        // Started with the operation: one that is done within a fifth of a second shows no bar
+        // of its own (at fleet scale a bar per clone would cost more than the clone); a longer
+        // one shows its progress a few times a second.
         private readonly Stopwatch _sinceLast = Stopwatch.StartNew();
         private ProgressRecord? _last;
 
@@ -215,13 +237,13 @@ internal sealed class FleetRunner : IDisposable
 
         public void Report(OperationProgress value)
         {
-            if (_last is not null && value.Completed < value.Total && _sinceLast.ElapsedMilliseconds < 200)
+            if (_sinceLast.ElapsedMilliseconds < 200)
                 return;
             _sinceLast.Restart();
             var record = new ProgressRecord(_activityId, value.Activity, value.Status) { PercentComplete = value.Percent, ParentActivityId = 1 };
             _last = record;
-            if (!_runner._toPipeline.IsAddingCompleted)
-                _runner._toPipeline.Add(() => _runner._cmdlet.WriteProgress(record));
+            if (!_runner._postingClosed)
+                _runner.ToPipeline(() => _runner._cmdlet.WriteProgress(record));
         }
 
         /// <summary>On the pipeline thread: closes this operation's bar.</summary>
