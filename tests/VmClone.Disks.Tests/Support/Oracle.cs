@@ -78,6 +78,20 @@ public static class Oracle
         }
     }
 
+    /// <summary>
+    /// sha256 (lowercase hex) of the whole virtual content of a VHDX chain as libvhdi reads it:
+    /// <paramref name="chain"/> from the base up to the disk to read, each linked to the one
+    /// before with set_parent.
+    /// </summary>
+    public static string LibvhdiSha256(params string[] chain) => RunPython(
+        "import sys, pyvhdi, hashlib\n" +
+        "files = []\n" +
+        "for p in sys.argv[1:]:\n  f = pyvhdi.file(); f.open(p); files.append(f)\n" +
+        "for i in range(1, len(files)):\n  files[i].set_parent(files[i - 1])\n" +
+        "top = files[-1]; h = hashlib.sha256(); n = top.get_media_size(); o = 0\n" +
+        "while o < n:\n  d = top.read_buffer_at_offset(min(1 << 22, n - o), o); h.update(d); o += len(d)\n" +
+        "print(h.hexdigest())\n", chain);
+
     /// <summary>sha256 (hex) of the whole virtual content of a disk according to qemu-img convert -O raw.</summary>
     public static string QemuRawSha256(string path, string? format = null)
     {
