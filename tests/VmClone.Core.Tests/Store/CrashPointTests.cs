@@ -164,15 +164,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         VmStore s = CopyStore(_template.Root, t.Root);
         string data = DataHash(s, "lab");
         // Cut off while moving the new files into place.
-        FaultPoint.Hook = p => { if (p == "committing") throw new SimulatedCrash(p); };
-        try
-        {
-            Assert.ThrowsAny<SimulatedCrash>(() => s.Execute(s.PlanRebase("lab", "v2")));
-        }
-        finally
-        {
-            FaultPoint.Hook = null;
-        }
+        CutOffAt("committing", () => s.Execute(s.PlanRebase("lab", "v2")));
         Assert.Single(s.WorkFolders("clone", "lab"));
         // The same command again: recovery finishes the rebase; the re-made plan has nothing left to do.
         StorePlan again = s.PlanRebase("lab", "v2");
@@ -194,15 +186,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         using var t = new TestStore();
         VmStore s = CopyStore(_template.Root, t.Root);
         string data = DataHash(s, "lab");
-        FaultPoint.Hook = p => { if (p == point) throw new SimulatedCrash(p); };
-        try
-        {
-            Assert.ThrowsAny<SimulatedCrash>(() => s.Execute(s.PlanRebase("lab", "v2")));
-        }
-        finally
-        {
-            FaultPoint.Hook = null;
-        }
+        CutOffAt(point, () => s.Execute(s.PlanRebase("lab", "v2")));
         Assert.Equal("v2", s.LoadClone("lab").Base);
         Assert.Empty(s.GetClones(null, "v1"));
         string left = Assert.Single(s.WorkFolders("clone", "lab"));
@@ -224,15 +208,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
     {
         using var t = new TestStore();
         VmStore s = CopyStore(_template.Root, t.Root);
-        FaultPoint.Hook = p => { if (p == "moved system") throw new SimulatedCrash(p); };
-        try
-        {
-            Assert.ThrowsAny<SimulatedCrash>(() => s.Execute(s.PlanRebase("lab", "v2")));
-        }
-        finally
-        {
-            FaultPoint.Hook = null;
-        }
+        CutOffAt("moved system", () => s.Execute(s.PlanRebase("lab", "v2")));
         Assert.Contains(s.Check(repair: false).Problems, p => p.Kind == StoreProblemKind.InterruptedOperation && p.Description.Contains("moving its new files into place"));
     }
 
@@ -244,15 +220,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         using var t = new TestStore();
         VmStore s = CopyStore(_template.Root, t.Root);
         Func<StorePlan> plan = kind == "clone" ? () => s.PlanRemoveClone("lab") : () => s.PlanRemoveBase("unused");
-        FaultPoint.Hook = p => { if (p == "renamed away") throw new SimulatedCrash(p); };
-        try
-        {
-            Assert.ThrowsAny<SimulatedCrash>(() => s.Execute(plan()));
-        }
-        finally
-        {
-            FaultPoint.Hook = null;
-        }
+        CutOffAt("renamed away", () => s.Execute(plan()));
         string name = kind == "clone" ? "lab" : "unused";
         Assert.Single(s.WorkFolders(kind, name));
         Assert.Null(s.Execute(plan()));
@@ -261,6 +229,20 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         // Once nothing is left, the name is unknown again.
         StoreException e = Assert.Throws<StoreException>(() => plan());
         Assert.Equal(kind == "clone" ? "CloneNotFound" : "BaseNotFound", e.ErrorId);
+    }
+
+    /// <summary>Runs <paramref name="action"/> cut off at fault point <paramref name="point"/>, as a killed process would be.</summary>
+    private static void CutOffAt(string point, Action action)
+    {
+        FaultPoint.Hook = p => { if (p == point) throw new SimulatedCrash(p); };
+        try
+        {
+            Assert.ThrowsAny<SimulatedCrash>(action);
+        }
+        finally
+        {
+            FaultPoint.Hook = null;
+        }
     }
 
     private static bool RunCut(VmStore s, Scenario scenario, Cutter cutter)
