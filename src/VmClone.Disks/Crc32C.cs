@@ -137,15 +137,15 @@ public static class Crc32C
         return product;
     }
 
-    private static readonly byte[] ZeroBlock = new byte[4096];
+    private const int ZeroBlock = 4096;
 
     /// <summary>Length of <paramref name="data"/> without its trailing zero bytes.</summary>
     private static int LengthWithoutZeroTail(ReadOnlySpan<byte> data)
     {
         int end = data.Length;
-        // Whole zero blocks first: SequenceEqual compares many bytes per step.
-        while (end >= ZeroBlock.Length && data.Slice(end - ZeroBlock.Length, ZeroBlock.Length).SequenceEqual(ZeroBlock))
-            end -= ZeroBlock.Length;
+        // Whole zero blocks first, many bytes per step.
+        while (end >= ZeroBlock && ZeroBytes.All(data.Slice(end - ZeroBlock, ZeroBlock)))
+            end -= ZeroBlock;
         while (end >= 8 && BinaryPrimitives.ReadUInt64LittleEndian(data.Slice(end - 8)) == 0)
             end -= 8;
         while (end > 0 && data[end - 1] == 0)

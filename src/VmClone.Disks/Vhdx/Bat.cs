@@ -85,13 +85,7 @@ internal sealed class Bat
 
     /// <summary>
     /// Reads the first <see cref="ComputeEntryCount"/> entries through <paramref name="read"/>
-    /// (offset within the region, buffer, count) in bounded chunks.
-    /// </summary>
-    public static Bat Load(Action<long, byte[], int> read, long virtualSize, long blockSize, int logicalSectorSize, bool hasParent) =>
-        Load(read, null, virtualSize, blockSize, logicalSectorSize, hasParent);
-
-    /// <summary>
-    /// As <see cref="Load(Action{long, byte[], int}, long, long, int, bool)"/>; a range for which
+    /// (offset within the region, buffer, count) in bounded chunks. A range for which
     /// <paramref name="knownZero"/> (offset within the region, length) is true is not read: its
     /// pages stay empty.
     /// </summary>
@@ -114,7 +108,7 @@ internal sealed class Bat
                 {
                     int m = Math.Min(PageEntries, n - at);
                     ReadOnlySpan<byte> bytes = new(buffer, at * BatEntry.Size, m * BatEntry.Size);
-                    if (bytes.SequenceEqual(new ReadOnlySpan<byte>(ZeroPageBytes, 0, bytes.Length)))
+                    if (ZeroBytes.All(bytes))
                         continue; // stays the shared empty page
                     var page = new ulong[PageEntries];
                     if (BitConverter.IsLittleEndian)
@@ -137,8 +131,6 @@ internal sealed class Bat
         }
         return new Bat(virtualSize, blockSize, logicalSectorSize, hasParent, count, pages);
     }
-
-    private static readonly byte[] ZeroPageBytes = new byte[PageEntries * BatEntry.Size];
 
     /// <summary>
     /// How many payload blocks from <paramref name="firstBlock"/> on (at most
