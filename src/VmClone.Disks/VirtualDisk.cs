@@ -177,8 +177,6 @@ public sealed class VirtualDisk : IDisposable
     {
         string full = System.IO.Path.GetFullPath(path);
         string parentFull = System.IO.Path.GetFullPath(parentPath);
-        if (PathUtil.SamePath(full, parentFull))
-            throw new VirtualDiskException(full, $"A disk cannot be its own parent ('{full}').");
         // The parent chain is opened once: it must open cleanly (identity, size and sector size
         // come from it), and the new child is then linked to those same open layers instead of
         // being resolved and the whole chain opened a second time.
@@ -213,15 +211,14 @@ public sealed class VirtualDisk : IDisposable
     {
         if (parent is null)
             throw new ArgumentNullException(nameof(parent));
-        string full = System.IO.Path.GetFullPath(path);
-        if (PathUtil.SamePath(full, parent.Path))
-            throw new VirtualDiskException(full, $"A disk cannot be its own parent ('{full}').");
-        CreateChildLayer(full, parent, options);
+        CreateChildLayer(System.IO.Path.GetFullPath(path), parent, options);
     }
 
     /// <summary>Writes a new child file of <paramref name="parent"/> at <paramref name="full"/>.</summary>
     private static void CreateChildLayer(string full, VirtualDisk parent, DiskCreateOptions? options)
     {
+        if (PathUtil.SamePath(full, parent.Path))
+            throw new VirtualDiskException(full, $"A disk cannot be its own parent ('{full}').");
         options ??= new DiskCreateOptions();
         DiskFormat format = options.Format ?? FormatFromExtension(full) ?? parent.Format;
         int maxDepth = DiskOpenOptions.Default.MaxChainDepth;

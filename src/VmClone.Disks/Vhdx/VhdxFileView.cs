@@ -43,18 +43,22 @@ internal sealed class VhdxFileView
     /// <summary>Reads a structure; a range past the (replayed) end of the file is a format error.</summary>
     public void ReadExactly(long position, byte[] buffer, int offset, int count, string structure)
     {
-        if (position < 0 || position > Length - count)
-            throw new DiskFormatException(Path, structure, $"{count} bytes at {position} lie beyond the end of the file ({Length} bytes)", position);
+        RequireInFile(position, count, structure);
         Read(position, buffer, offset, count);
     }
 
     /// <summary>As <see cref="ReadExactly"/>, zero-filling the file's holes without reading them (see <see cref="FileAccessor.ReadSkippingHoles"/>).</summary>
     public void ReadStructure(long position, byte[] buffer, int offset, int count, string structure)
     {
-        if (position < 0 || position > Length - count)
-            throw new DiskFormatException(Path, structure, $"{count} bytes at {position} lie beyond the end of the file ({Length} bytes)", position);
+        RequireInFile(position, count, structure);
         _file.ReadSkippingHoles(position, buffer, offset, count);
         ApplyOverlay(position, buffer, offset, count);
+    }
+
+    private void RequireInFile(long position, int count, string structure)
+    {
+        if (position < 0 || position > Length - count)
+            throw new DiskFormatException(Path, structure, $"{count} bytes at {position} lie beyond the end of the file ({Length} bytes)", position);
     }
 
     public byte[] ReadBytes(long position, int count, string structure)
