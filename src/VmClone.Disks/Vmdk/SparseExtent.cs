@@ -10,7 +10,8 @@ namespace VmClone.Disks.Vmdk;
 /// A hosted sparse extent (<c>KDMV</c> file): monolithicSparse, one piece of
 /// twoGbMaxExtentSparse, or streamOptimized (compressed grains behind markers, read-only).
 ///
-/// Crash safety of writes (the file has no journal, spec B.2): every Write call
+/// Crash safety of writes (the file has no journal, spec B.2): every write, committed by the
+/// layer right after it (<see cref="CommitDeferred"/>) or at the end of its batch,
 ///   1. sets uncleanShutdown in the header (first write of the session only) and flushes;
 ///   2. writes whole new grains at the end of the file (grain aligned) and flushes, so no
 ///      table can ever point at a grain whose data is not on the device;
@@ -20,10 +21,10 @@ namespace VmClone.Disks.Vmdk;
 /// A crash between steps leaks the space appended so far but never exposes stale or foreign
 /// data; a crash inside 3 or 4 can leave the two copies disagreeing, which Check reports.
 /// Rewrites of an already allocated grain go in place and need no metadata.
-/// In a batch (<see cref="DiskLayer.BeginBatch"/>, <see cref="VmdkExtent.Deferring"/>) step 2 is
-/// done per write without its flush, and steps 3–4 for every new grain of the batch at once
-/// (<see cref="CommitDeferred"/>): the same order, a few flushes for the whole batch. Any other
-/// use of the extent (reading, mapping, checking, flushing) commits first.
+/// Write does step 2 without its flush and keeps the new grains by grain; the commit does the
+/// flush and steps 3–4 for all of them. In a batch (<see cref="DiskLayer.BeginBatch"/>) that is
+/// once for the whole batch: the same order, a few flushes. Any other use of the extent
+/// (reading, mapping, checking, flushing) commits first.
 /// uncleanShutdown is cleared again (and flushed) when the layer is disposed, as VMware does.
 /// </summary>
 internal sealed class SparseExtent : VmdkExtent
@@ -41,7 +42,7 @@ internal sealed class SparseExtent : VmdkExtent
     private readonly int _gtes;
     private readonly Dictionary<int, uint[]> _tables = new();
 
-    // New grains written in the current batch, not yet in any table: in order, and by grain.
+    // New grains written and not yet in any table (see CommitDeferred): in order, and by grain.
     private readonly List<KeyValuePair<long, uint>> _deferred = new();
     private readonly Dictionary<long, uint> _deferredGtes = new();
     private const int MaxDeferredGrains = 1 << 16; // bounds the batch's memory (a few MiB)
@@ -412,7 +413,7 @@ internal sealed class SparseExtent : VmdkExtent
             throw new VirtualDiskException(_file.Path, $"'{_file.Path}' cannot be written: {reason}.");
         MarkUnclean();
         _allocatedBytes = null;
-        var pending = new List<KeyValuePair<long, uint>>();
+        int deferredBefore = _deferred.Count;
         byte[]? grainBuffer = null;
         try
         {
@@ -446,25 +447,20 @@ internal sealed class SparseExtent : VmdkExtent
                     Buffer.BlockCopy(buffer, offset, grainBuffer, (int)inGrain, n);
                     uint sector = Allocate(_grainBytes, _grainBytes);
                     _file.Write((long)sector * 512, grainBuffer, 0, grainBuffer.Length);
-                    if (Deferring)
-                    {
-                        _deferred.Add(new KeyValuePair<long, uint>(grain, sector));
-                        _deferredGtes[grain] = sector;
-                    }
-                    else
-                    {
-                        pending.Add(new KeyValuePair<long, uint>(grain, sector));
-                    }
+                    _deferred.Add(new KeyValuePair<long, uint>(grain, sector));
+                    _deferredGtes[grain] = sector;
                 }
                 position += n;
                 offset += n;
                 count -= n;
             }
-            if (pending.Count > 0)
-                CommitGrains(pending);
         }
         catch
         {
+            // The grains this failed write appended never become reachable (leaked space).
+            for (int i = deferredBefore; i < _deferred.Count; i++)
+                _deferredGtes.Remove(_deferred[i].Key);
+            _deferred.RemoveRange(deferredBefore, _deferred.Count - deferredBefore);
             ForgetTables();
             throw;
         }
@@ -472,7 +468,7 @@ internal sealed class SparseExtent : VmdkExtent
             CommitDeferred();
     }
 
-    /// <summary>Steps 3–4 for every grain the current batch wrote (step 2's flush first).</summary>
+    /// <summary>Steps 3–4 for every grain written since the last commit (step 2's flush first).</summary>
     public override void CommitDeferred()
     {
         if (_deferred.Count == 0)

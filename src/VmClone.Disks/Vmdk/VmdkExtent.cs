@@ -45,10 +45,7 @@ internal abstract class VmdkExtent : IDisposable
     {
     }
 
-    /// <summary>True while the layer is in a batch: new allocations may defer their table updates to <see cref="CommitDeferred"/>.</summary>
-    public bool Deferring { get; set; }
-
-    /// <summary>Makes what writes in a batch deferred reachable, in crash-safe order.</summary>
+    /// <summary>Makes what writes since the last commit allocated reachable, in crash-safe order (the layer calls it after each write, or at the end of a batch).</summary>
     public virtual void CommitDeferred()
     {
     }

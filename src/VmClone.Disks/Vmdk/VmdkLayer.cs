@@ -532,12 +532,13 @@ internal sealed class VmdkLayer : DiskLayer
         {
             VmdkExtent e = ExtentAt(position, out _);
             int n = (int)Math.Min(count, e.Start + e.Length - position);
-            e.Deferring = Batching;
             e.Write(position - e.Start, buffer, offset, n, ReadBelow);
             position += n;
             offset += n;
             count -= n;
         }
+        if (!Batching)
+            CommitBatch();
     }
 
     /// <summary>
@@ -633,10 +634,7 @@ internal sealed class VmdkLayer : DiskLayer
     protected override void CommitBatch()
     {
         foreach (VmdkExtent e in _extents)
-        {
-            e.Deferring = false;
             e.CommitDeferred();
-        }
     }
 
     public override IReadOnlyList<string> Check()
