@@ -12,10 +12,9 @@ public sealed partial class VmStore
     private readonly bool _rememberBases;
     private readonly ConcurrentDictionary<string, BaseVolumeFacts> _baseVolumes = new(StringComparer.Ordinal);
 
-    // Base volumes kept open for creating children (rememberBases), by path, with their stamp
-    // when opened; and those replaced or raced, closed with the instance. Guarded by _openParents.
-    private readonly Dictionary<string, (FileStamp Stamp, VirtualDisk Disk)> _openParents = new(StringComparer.Ordinal);
-    private readonly List<VirtualDisk> _retiredParents = new();
+    // Base volume chains opened for creating children (see OpenParent), closed with the
+    // instance; guarded by itself, as is _disposed.
+    private readonly List<VirtualDisk> _openParents = new();
     private bool _disposed;
 
     /// <summary>Bases whose names match <paramref name="match"/> (all when null).</summary>
@@ -232,80 +231,55 @@ public sealed partial class VmStore
 
     /// <summary>
     /// Creates a differencing volume at <paramref name="path"/> over <paramref name="parentPath"/>.
-    /// With rememberBases the parent (a base volume) is opened once for the instance and every
-    /// new child is written over that open chain, without opening the parent again or the child
-    /// after writing it; a parent whose size or last write time changed is opened afresh.
+    /// With rememberBases the parent (a base volume planning has just described) is opened once
+    /// for the instance and every new child is written over that open chain, without opening the
+    /// parent again or the child after writing it.
     /// </summary>
     private void CreateChild(string path, string parentPath, DiskFormat format)
     {
         var options = new DiskCreateOptions { Format = format };
-        if (_rememberBases && OpenParent(parentPath) is VirtualDisk parent)
+        if (OpenParent(parentPath) is VirtualDisk parent)
             VirtualDisk.CreateDifferencingFile(path, parent, options);
         else
             VirtualDisk.CreateDifferencing(path, parentPath, options).Dispose();
     }
 
     /// <summary>
-    /// The open chain of a base volume that children are created over (rememberBases; see
-    /// <see cref="CreateChild"/>); null once the instance is disposed, which then opens the
-    /// parent for each child again.
+    /// The open chain of a base volume as this instance remembers it (see
+    /// <see cref="DescribeBaseVolume"/>): opened on first use and kept with what was remembered.
+    /// Null without rememberBases, for a file not remembered or changed since it was described
+    /// (its next description remembers it afresh), and once the instance is disposed: the
+    /// parent is then opened for each child.
     /// </summary>
     private VirtualDisk? OpenParent(string parentPath)
     {
-        FileStamp? stamp = FileStamp.Of(parentPath);
+        if (!_rememberBases || FileStamp.Of(parentPath) is not FileStamp stamp
+            || !_baseVolumes.TryGetValue(parentPath, out BaseVolumeFacts? facts) || !facts.Stamp.Equals(stamp))
+            return null;
         lock (_openParents)
         {
             if (_disposed)
                 return null;
-            if (_openParents.TryGetValue(parentPath, out var kept))
-            {
-                if (stamp is FileStamp now && kept.Stamp.Equals(now))
-                    return kept.Disk;
-                // Changed since: opened afresh. Another thread may still be creating a child
-                // over the old one, so it is closed with the instance, not now.
-                _retiredParents.Add(kept.Disk);
-                _openParents.Remove(parentPath);
-            }
-        }
-        VirtualDisk disk = VirtualDisk.Open(parentPath, FileAccess.Read);
-        lock (_openParents)
-        {
-            if (_disposed)
-            {
-                disk.Dispose();
-                return null;
-            }
-            if (stamp is null)
-            {
-                _retiredParents.Add(disk);
-                return disk;
-            }
-            if (_openParents.TryGetValue(parentPath, out var raced))
-            {
-                // Another thread opened it meanwhile: one is kept, the other closed with the instance.
-                _retiredParents.Add(disk);
-                return raced.Disk;
-            }
-            _openParents[parentPath] = (stamp.Value, disk);
-            return disk;
+            bool opened = facts.Chain.IsValueCreated;
+            VirtualDisk chain = facts.Chain.Value;
+            if (!opened)
+                _openParents.Add(chain);
+            return chain;
         }
     }
 
     /// <summary>Closes the base volumes kept open for creating children (see <see cref="At"/>'s rememberBases). The instance can still be used; it then opens them for each new volume.</summary>
     public void Dispose()
     {
-        List<VirtualDisk> open;
         lock (_openParents)
         {
             if (_disposed)
                 return;
             _disposed = true;
-            open = _openParents.Values.Select(p => p.Disk).Concat(_retiredParents).ToList();
+            foreach (VirtualDisk disk in _openParents)
+                disk.Dispose();
             _openParents.Clear();
-            _retiredParents.Clear();
         }
-        foreach (VirtualDisk disk in open)
-            disk.Dispose();
     }
 
     /// <summary>What a base volume file showed, and its stamp then.</summary>
@@ -314,7 +288,11 @@ public sealed partial class VmStore
     /// <param name="Identity">The file's identity (VHDX DataWriteGuid, VMDK CID), null when it could not be read.</param>
     /// <param name="ReallyInStore">The file's real path (symbolic links followed) is inside the store, as parents must be.</param>
     /// <param name="SectorSize">The logical sector size its children must have.</param>
-    private sealed record BaseVolumeFacts(FileStamp Stamp, VmVolumeInfo Info, string? Identity, bool ReallyInStore, int SectorSize);
+    private sealed record BaseVolumeFacts(FileStamp Stamp, VmVolumeInfo Info, string? Identity, bool ReallyInStore, int SectorSize)
+    {
+        /// <summary>The file's chain, opened (once) when a child is first created over it; see <see cref="OpenParent"/>.</summary>
+        public Lazy<VirtualDisk> Chain { get; } = new(() => VirtualDisk.Open(Info.Path, FileAccess.Read));
+    }
 
     /// <summary>
     /// Bytes of the virtual disk this layer answers itself instead of its parent (sector-exact
