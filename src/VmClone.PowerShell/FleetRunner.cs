@@ -33,6 +33,7 @@ internal sealed class FleetRunner : IDisposable
     private readonly ConcurrentQueue<Action> _toPipeline = new();
     private readonly AutoResetEvent _posted = new(false);
     private bool _postingClosed;
+    private WaitHandle[]? _wakeUp; // _posted and cancellation, for the pipeline thread's wait
     private readonly Dictionary<long, Action> _finished = new();
     private readonly Dictionary<string, IDisposable> _batches = new(StringComparer.Ordinal);
     private readonly List<Task> _workers = new();
@@ -96,7 +97,7 @@ internal sealed class FleetRunner : IDisposable
             if (!block || _released >= _submitted)
                 return;
             // Set after every post, so a post made since the queue was drained is not missed.
-            WaitHandle.WaitAny(new[] { _posted, Token.WaitHandle });
+            WaitHandle.WaitAny(_wakeUp ??= new[] { _posted, Token.WaitHandle });
             Token.ThrowIfCancellationRequested();
         }
     }
