@@ -130,6 +130,32 @@ public class ReparentTests
         Assert.Equal(before, Oracle.QemuRawSha256(c, "vmdk"));
     }
 
+    /// <summary>
+    /// A VHDX child moved onto an unrelated base with its content kept: what it copies in is
+    /// written in batches (sector bitmaps and BAT entries made reachable at each batch's end), so
+    /// libvhdi, reading the chain on its own, judges before and after.
+    /// </summary>
+    [OracleFact(python: new[] { "pyvhdi" })]
+    public void LibvhdiReadsAVhdxChildRebasedWithItsContentAsBefore()
+    {
+        using var dir = new TempFolder();
+        var rng = new Random(8);
+        string oldBase = dir.File("old.vhdx"), newBase = dir.File("new.vhdx"), c = dir.File("clone.vhdx");
+        VirtualDisk.CreateDynamic(oldBase, Size, Small("vhdx")).Dispose();
+        DiskFiles.WriteRandom(oldBase, rng, 12);
+        VirtualDisk.CreateDynamic(newBase, Size, Small("vhdx")).Dispose();
+        DiskFiles.WriteRandom(newBase, rng, 12);
+        VirtualDisk.CreateDifferencing(c, oldBase).Dispose();
+        DiskFiles.WriteRandom(c, rng, 12);
+        string before = Oracle.LibvhdiSha256(oldBase, c);
+
+        DiskOperations.SetParent(c, newBase, true, false, null, CancellationToken.None);
+        File.Delete(oldBase);
+
+        Assert.Equal(before, Oracle.LibvhdiSha256(newBase, c));
+        Assert.NotEqual(before, Oracle.LibvhdiSha256(newBase));
+    }
+
     [OracleFact(python: new[] { "pyvhdi" })]
     public void LibvhdiFollowsARepointedVhdxLocator()
     {
