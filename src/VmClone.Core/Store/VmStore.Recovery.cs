@@ -70,43 +70,45 @@ public sealed partial class VmStore
     /// <summary>Describes (and with <paramref name="apply"/> carries out) the recovery of one work folder.</summary>
     internal Recovery RecoverWorkFolder(string dir, string kind, string subject, bool apply, CancellationToken cancellationToken)
     {
-        string name = Path.GetFileName(dir);
-        if (name.StartsWith(RemovingPrefix, StringComparison.Ordinal))
+        // Every way but rolling forward ends the same: the folder is deleted.
+        Recovery DeleteWorkFolder(Recovery what)
         {
             if (apply)
                 DeleteFolder(dir);
-            return new Recovery
+            return what;
+        }
+
+        string name = Path.GetFileName(dir);
+        if (name.StartsWith(RemovingPrefix, StringComparison.Ordinal))
+        {
+            return DeleteWorkFolder(new Recovery
             {
                 Description = $"removing {kind} '{subject}' was cut off; its files are left in '{dir}'",
                 Action = "finished the removal",
                 Finished = true,
-            };
+            });
         }
         StorePlan? plan = ReadPlan(dir);
         if (IsFinishedLeftover(dir, kind, subject, plan))
         {
-            if (apply)
-                DeleteFolder(dir);
-            return new Recovery
+            return DeleteWorkFolder(new Recovery
             {
                 Description = $"the work folder '{dir}' of {kind} '{subject}' was left with nothing to finish or undo",
                 Action = "deleted it",
                 Finished = true,
                 Leftover = true,
-            };
+            });
         }
         string what = plan is null ? $"an operation on {kind} '{subject}'" : $"'{plan.Describe().Split('\n')[0].Trim()}'";
         bool forward = plan is { CloneManifest: not null } && plan.Phase is PhaseCommitting or PhaseReparenting
             && kind == "clone" && CloneExists(subject);
         if (!forward)
         {
-            if (apply)
-                DeleteFolder(dir);
-            return new Recovery
+            return DeleteWorkFolder(new Recovery
             {
                 Description = $"{what} was cut off before it was committed; its unfinished files are in '{dir}'",
                 Action = "undid the operation (deleted its unfinished files; nothing else had been changed)",
-            };
+            });
         }
         var result = new Recovery
         {
