@@ -1,3 +1,6 @@
+using System;
+using System.IO;
+
 namespace VmClone.Disks;
 
 /// <summary>How <see cref="VirtualDisk.Open(string, System.IO.FileAccess, DiskOpenOptions?)"/> treats a file and its chain.</summary>
@@ -71,4 +74,35 @@ internal sealed class LayerCreateSpec
 
     /// <summary>Full path of the parent.</summary>
     public string? ParentAbsolutePath { get; set; }
+
+    /// <summary>
+    /// An existing file, opened with <see cref="FileAccessor.OpenToRewrite"/>, that the new layer
+    /// is written into in place (<see cref="VirtualDisk.TryRecreateDifferencingFile"/>); null for a
+    /// new file at <see cref="Path"/>.
+    /// </summary>
+    public FileAccessor? Target { get; set; }
+
+    /// <summary>The file the format writes its layout into: <see cref="Target"/>, or a new one.</summary>
+    public FileAccessor OpenFile() => Target ?? FileAccessor.CreateNew(Path);
+
+    /// <summary>
+    /// After a failed create: closes the file and deletes it if it was new. A file rewritten in
+    /// place is left as it is, neither old nor new; its caller does the rewrite again.
+    /// </summary>
+    public void Abandon(FileAccessor file)
+    {
+        file.Dispose();
+        if (Target is not null)
+            return;
+        try
+        {
+            File.Delete(Path);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
 }

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Runtime.InteropServices;
 using System.Threading;
@@ -103,6 +104,85 @@ internal sealed class FileAccessor : IDisposable
         return RuntimeInformation.IsOSPlatform(OSPlatform.Windows)
             ? code is 32 or 33
             : ex.HResult is 11 or 35;
+    }
+
+    /// <summary>
+    /// Opens an existing disk file to be written again from scratch, in place: the caller writes
+    /// a whole new layout, and the first <see cref="Flush"/> then makes every byte it did not
+    /// write read as zero again (a hole where it was data), so the file reads as a new one would,
+    /// without a new file being made or the old one freed. Null, having changed nothing, where
+    /// that cannot be done: on systems that cannot report and punch holes (all but Linux), for a
+    /// symbolic link or anything but a plain file, for a file with other hard links (they would
+    /// see the change), and for a file that does not begin with <paramref name="signature"/>
+    /// (another format, or a disk made of several files).
+    /// </summary>
+    public static FileAccessor? OpenToRewrite(string path, byte[] signature)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        if (_seekDataUnavailable || !NativeMethods.IsLonePlainFile(full))
+            return null;
+        FileAccessor file = Open(full, FileAccess.ReadWrite);
+        var head = new byte[signature.Length];
+        file.ReadOrZero(0, head, 0, head.Length);
+        if (!head.AsSpan().SequenceEqual(signature))
+        {
+            file.Dispose();
+            return null;
+        }
+        file._rewritten = new List<(long, long)>();
+        return file;
+    }
+
+    // While rewriting in place (OpenToRewrite): the ranges written since, until the first flush.
+    private List<(long Start, long End)>? _rewritten;
+
+    /// <summary>
+    /// Makes every byte up to the length that was not written since <see cref="OpenToRewrite"/>
+    /// zero: only data ranges need it (holes already read as zeros), and each is punched to a
+    /// hole, or written with zeros where the file system cannot punch.
+    /// </summary>
+    private void ZeroWhatWasNotRewritten()
+    {
+        List<(long Start, long End)> written = _rewritten!;
+        _rewritten = null;
+        written.Sort();
+        long end = Length;
+        for (long at = 0; at < end;)
+        {
+            long dataStart = NextData(at) ?? at;
+            if (dataStart >= end)
+                break;
+            long dataEnd = Math.Min(NextHole(dataStart) ?? end, end);
+            long gap = dataStart;
+            foreach ((long s, long e) in written)
+            {
+                if (e <= gap || s >= dataEnd)
+                    continue;
+                if (s > gap)
+                    Zero(gap, s);
+                gap = Math.Max(gap, e);
+            }
+            if (gap < dataEnd)
+                Zero(gap, dataEnd);
+            at = dataEnd;
+        }
+    }
+
+    private void Zero(long start, long end)
+    {
+        byte[] zeros = ZeroBytes.Block;
+        if (CurrentObserver.Value is IFileWriteObserver observer)
+        {
+            for (long at = start; at < end; at += zeros.Length)
+                observer.BeforeWrite(Path, at, zeros, 0, (int)Math.Min(zeros.Length, end - at));
+        }
+        if (NativeMethods.PunchHole(_handle ??= _stream.SafeFileHandle, start, end - start))
+            return;
+        for (long at = start; at < end; at += zeros.Length)
+        {
+            _stream.Position = at;
+            _stream.Write(zeros, 0, (int)Math.Min(zeros.Length, end - at));
+        }
     }
 
     /// <summary>Creates a new file; fails if it exists.</summary>
@@ -241,6 +321,57 @@ internal sealed class FileAccessor : IDisposable
 
         [DllImport("libc", SetLastError = true)]
         public static extern long lseek(int fd, long offset, int whence);
+
+        private const int AtFdCwd = -100;
+        private const int AtSymlinkNoFollow = 0x100;
+        private const uint StatxType = 0x1, StatxNlink = 0x4;
+        private const int FallocKeepSize = 0x1, FallocPunchHole = 0x2;
+
+        // struct statx has the same layout on every architecture: stx_nlink (u32) at 16,
+        // stx_mode (u16) at 28, 256 bytes in all.
+        [DllImport("libc", SetLastError = true)]
+        private static extern int statx(int dirfd, string path, int flags, uint mask, byte[] buffer);
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern int fallocate(int fd, int mode, long offset, long length);
+
+        /// <summary>True for a plain file (not a link, device or folder) with no other hard link; false when unsure.</summary>
+        public static bool IsLonePlainFile(string path)
+        {
+            var buffer = new byte[256];
+            try
+            {
+                if (statx(AtFdCwd, path, AtSymlinkNoFollow, StatxType | StatxNlink, buffer) != 0)
+                    return false;
+            }
+            catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+            {
+                return false;
+            }
+            uint nlink = BitConverter.ToUInt32(buffer, 16);
+            int mode = BitConverter.ToUInt16(buffer, 28);
+            return (mode & 0xF000) == 0x8000 && nlink == 1;
+        }
+
+        /// <summary>Deallocates a range, which then reads as zeros (the length is kept); false where the file system cannot.</summary>
+        public static bool PunchHole(SafeHandle handle, long offset, long length)
+        {
+            bool added = false;
+            try
+            {
+                handle.DangerousAddRef(ref added);
+                return fallocate(handle.DangerousGetHandle().ToInt32(), FallocPunchHole | FallocKeepSize, offset, length) == 0;
+            }
+            catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+            {
+                return false;
+            }
+            finally
+            {
+                if (added)
+                    handle.DangerousRelease();
+            }
+        }
     }
 
     public byte[] ReadBytes(long position, int count, string structure)
@@ -253,6 +384,7 @@ internal sealed class FileAccessor : IDisposable
     public void Write(long position, byte[] buffer, int offset, int count)
     {
         CurrentObserver.Value?.BeforeWrite(Path, position, buffer, offset, count);
+        _rewritten?.Add((position, position + count));
         long known = _length;
         _length = -1;
         _stream.Position = position;
@@ -278,6 +410,8 @@ internal sealed class FileAccessor : IDisposable
     /// <summary>Flushes to the device, not just to the OS: the ordering points of our crash safety.</summary>
     public void Flush()
     {
+        if (_rewritten is not null)
+            ZeroWhatWasNotRewritten();
         CurrentObserver.Value?.BeforeFlush(Path);
         _stream.Flush(flushToDisk: true);
         CurrentObserver.Value?.AfterFlush(Path);

@@ -1,4 +1,5 @@
 using System;
+using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
 using System.Text;
@@ -214,13 +215,56 @@ public sealed class VirtualDisk : IDisposable
         CreateChildLayer(System.IO.Path.GetFullPath(path), parent, options);
     }
 
-    /// <summary>Writes a new child file of <paramref name="parent"/> at <paramref name="full"/>.</summary>
-    private static void CreateChildLayer(string full, VirtualDisk parent, DiskCreateOptions? options)
+    /// <summary>
+    /// Makes the existing disk file at <paramref name="path"/> a new, empty differencing disk of
+    /// <paramref name="parent"/> in place: what <see cref="CreateDifferencingFile"/> would write
+    /// as a new file, written into the old one, whose content is gone. No file is created or
+    /// freed, which on a busy file system costs far less than a new file renamed over the old one
+    /// (the old file's blocks are reused or punched out, not released with the file).
+    /// Returns false, having changed nothing, where this cannot be done in place: on systems that
+    /// cannot punch holes (all but Linux), for a link or anything but a plain file, for a file
+    /// with other hard links, and for a file that is not a one-file disk of the child's format
+    /// (VHDX, or a VMDK sparse extent). The caller then creates a new file instead.
+    /// </summary>
+    /// <remarks>
+    /// Not atomic: cut off, the file is neither the old disk nor the new one. A caller that must
+    /// survive that records its intent first and does this again (VmStore's journal does).
+    /// </remarks>
+    public static bool TryRecreateDifferencingFile(string path, VirtualDisk parent, DiskCreateOptions? options = null)
+    {
+        if (parent is null)
+            throw new ArgumentNullException(nameof(parent));
+        string full = System.IO.Path.GetFullPath(path);
+        byte[] signature = new byte[8];
+        switch (ChildFormat(full, parent, options))
+        {
+            case DiskFormat.Vhdx:
+                BinaryPrimitives.WriteUInt64LittleEndian(signature, Vhdx.FileIdentifier.Signature);
+                break;
+            case DiskFormat.Vmdk:
+                BinaryPrimitives.WriteUInt32LittleEndian(signature, Vmdk.SparseExtentHeader.Magic);
+                Array.Resize(ref signature, 4);
+                break;
+            default:
+                return false;
+        }
+        if (FileAccessor.OpenToRewrite(full, signature) is not FileAccessor target)
+            return false;
+        using (target)
+            CreateChildLayer(full, parent, options, target);
+        return true;
+    }
+
+    private static DiskFormat ChildFormat(string full, VirtualDisk parent, DiskCreateOptions? options) =>
+        options?.Format ?? FormatFromExtension(full) ?? parent.Format;
+
+    /// <summary>Writes a new child file of <paramref name="parent"/> at <paramref name="full"/> (or into <paramref name="target"/>, that file opened to be rewritten).</summary>
+    private static void CreateChildLayer(string full, VirtualDisk parent, DiskCreateOptions? options, FileAccessor? target = null)
     {
         if (PathUtil.SamePath(full, parent.Path))
             throw new VirtualDiskException(full, $"A disk cannot be its own parent ('{full}').");
         options ??= new DiskCreateOptions();
-        DiskFormat format = options.Format ?? FormatFromExtension(full) ?? parent.Format;
+        DiskFormat format = ChildFormat(full, parent, options);
         int maxDepth = DiskOpenOptions.Default.MaxChainDepth;
         if (parent.Layers.Count >= maxDepth)
             throw new DiskChainException(full, ChainProblem.TooDeep,
@@ -237,6 +281,7 @@ public sealed class VirtualDisk : IDisposable
             Parent = parent.Top,
             ParentAbsolutePath = parent.Path,
             ParentRelativePath = childDir is null ? null : PathUtil.GetRelativePath(childDir, parent.Path),
+            Target = target,
         };
         CreateLayer(format, spec);
     }
@@ -248,7 +293,7 @@ public sealed class VirtualDisk : IDisposable
         string? dir = System.IO.Path.GetDirectoryName(spec.Path);
         if (dir is not null && !Directory.Exists(dir))
             throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': folder '{dir}' does not exist.");
-        if (File.Exists(spec.Path))
+        if (spec.Target is null && File.Exists(spec.Path))
             throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': the file already exists.");
         switch (format)
         {

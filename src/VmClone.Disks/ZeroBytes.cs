@@ -7,6 +7,9 @@ internal static class ZeroBytes
 {
     private static readonly byte[] Zeros = new byte[64 * 1024];
 
+    /// <summary>64 KiB of zeros to write from; never written to.</summary>
+    public static byte[] Block => Zeros;
+
     /// <summary>True when every byte is zero (compared in blocks against zeros, many bytes per step).</summary>
     public static bool All(ReadOnlySpan<byte> data)
     {

@@ -88,7 +88,7 @@ internal sealed partial class VhdxLayer
             LogOffset = (ulong)logOffset,
         };
 
-        FileAccessor file = FileAccessor.CreateNew(path);
+        FileAccessor file = spec.OpenFile();
         try
         {
             file.Write(0, new FileIdentifier(CreatorName).ToBytes());
@@ -115,17 +115,7 @@ internal sealed partial class VhdxLayer
         }
         catch
         {
-            file.Dispose();
-            try
-            {
-                File.Delete(path);
-            }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
+            spec.Abandon(file);
             throw;
         }
     }

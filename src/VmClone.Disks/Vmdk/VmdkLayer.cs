@@ -427,8 +427,7 @@ internal sealed class VmdkLayer : DiskLayer
         if (header.OverHead > uint.MaxValue)
             throw new ArgumentOutOfRangeException(nameof(spec), $"The grain tables of a {capacityBytes}-byte VMDK with {grainBytes}-byte grains do not fit in a sparse extent ('{spec.Path}').");
 
-        using FileAccessor file = FileAccessor.CreateNew(spec.Path);
-        bool done = false;
+        FileAccessor file = spec.OpenFile();
         try
         {
             file.SetLength((long)header.OverHead * 512);
@@ -446,24 +445,12 @@ internal sealed class VmdkLayer : DiskLayer
             file.Write((long)header.RgdOffset * 512, GrainTable.ToBytes(rgd, 0, rgd.Length), 0, rgd.Length * 4);
             file.Write((long)header.GdOffset * 512, GrainTable.ToBytes(gd, 0, gd.Length), 0, gd.Length * 4);
             file.Flush();
-            done = true;
+            file.Dispose();
         }
-        finally
+        catch
         {
-            if (!done)
-            {
-                file.Dispose();
-                try
-                {
-                    File.Delete(spec.Path);
-                }
-                catch (IOException)
-                {
-                }
-                catch (UnauthorizedAccessException)
-                {
-                }
-            }
+            spec.Abandon(file);
+            throw;
         }
     }
 
