@@ -119,7 +119,7 @@ internal sealed class FileAccessor : IDisposable
     public static FileAccessor? OpenToRewrite(string path, byte[] signature)
     {
         string full = System.IO.Path.GetFullPath(path);
-        if (_seekDataUnavailable || !NativeMethods.IsLonePlainFile(full))
+        if (!CanRewrite(full))
             return null;
         FileAccessor file = Open(full, FileAccess.ReadWrite);
         var head = new byte[signature.Length];
@@ -132,6 +132,9 @@ internal sealed class FileAccessor : IDisposable
         file._rewritten = new List<(long, long)>();
         return file;
     }
+
+    /// <summary>True when this system can rewrite the file in place and it is a plain file with no other hard link (what <see cref="OpenToRewrite"/> asks before it looks inside).</summary>
+    public static bool CanRewrite(string path) => !_seekDataUnavailable && NativeMethods.IsLonePlainFile(System.IO.Path.GetFullPath(path));
 
     // While rewriting in place (OpenToRewrite): the ranges written since, until the first flush.
     private List<(long Start, long End)>? _rewritten;

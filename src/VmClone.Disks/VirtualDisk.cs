@@ -255,6 +255,13 @@ public sealed class VirtualDisk : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// True when <see cref="TryRecreateDifferencingFile"/> could rewrite the file at
+    /// <paramref name="path"/> in place as far as this system and the file's kind go (a plain
+    /// file, not hard-linked, on Linux); it may still refuse a file of another format.
+    /// </summary>
+    public static bool CanRecreateInPlace(string path) => FileAccessor.CanRewrite(path);
+
     private static DiskFormat ChildFormat(string full, VirtualDisk parent, DiskCreateOptions? options) =>
         options?.Format ?? FormatFromExtension(full) ?? parent.Format;
 

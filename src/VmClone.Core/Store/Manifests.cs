@@ -71,6 +71,15 @@ public sealed class CloneManifest
 
     public DateTimeOffset? LastRebased { get; set; }
 
+    /// <summary>
+    /// New with every operation that changes the clone, and recorded in that operation's plan
+    /// first: recovery knows by it that the manifest in place is that operation's, so everything
+    /// before it was done (an operation that changes no other field, such as clearing the
+    /// temporary volumes, would otherwise write the same manifest it started from). Null in a
+    /// manifest no such operation wrote.
+    /// </summary>
+    public string? Revision { get; set; }
+
     public List<CloneVolumeManifest> Volumes { get; set; } = new();
 }
 

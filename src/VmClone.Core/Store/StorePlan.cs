@@ -70,7 +70,15 @@ public sealed class PlannedVolume
     /// <summary>Why this action was chosen, in words.</summary>
     public string Reason { get; set; } = "";
 
-    /// <summary>True when the step builds a new file under a staging name that is then moved over the volume.</summary>
+    /// <summary>
+    /// Set when the plan is carried out, for a <see cref="VolumeAction.Replace"/> or
+    /// <see cref="VolumeAction.Reset"/> of a volume whose file can be rewritten where it is
+    /// (<see cref="VirtualDisk.TryRecreateDifferencingFile"/>): no new file is built beforehand,
+    /// and the commit makes the file a new child in place.
+    /// </summary>
+    public bool InPlace { get; set; }
+
+    /// <summary>True when the step builds a new file under a staging name that is then moved over the volume (unless it is done <see cref="InPlace"/>).</summary>
     public bool IsStaged => Action is VolumeAction.Import or VolumeAction.CreateEmpty or VolumeAction.CreateChild
         or VolumeAction.Replace or VolumeAction.Reset or VolumeAction.Flatten;
 

@@ -200,6 +200,13 @@ public sealed partial class VmStore
             foreach (PlannedVolume step in plan.Volumes.Where(v => v.IsStaged))
             {
                 cancellationToken.ThrowIfCancellationRequested();
+                // A fresh child that can take the old file's place in that file is made there at
+                // the commit: creating a file and freeing the old one costs several times more
+                // than rewriting a few KiB (the journal makes the rewrite repeatable).
+                step.InPlace = step.Action is VolumeAction.Replace or VolumeAction.Reset && step.Supersedes is null
+                    && VirtualDisk.CanRecreateInPlace(step.Path);
+                if (step.InPlace)
+                    continue;
                 // Flattening reads the volume in place and writes the standalone copy beside it.
                 BuildStaged(step, Path.Combine(staging, Path.GetFileName(step.Path)), progress, cancellationToken);
             }
@@ -209,6 +216,7 @@ public sealed partial class VmStore
             TryDeleteFolder(staging);
             throw;
         }
+        plan.CloneManifest!.Revision = Guid.NewGuid().ToString("N");
         if (plan.Volumes.Any(v => v.Action == VolumeAction.Reparent))
         {
             // From here on the journal rolls forward: the new files are complete, and each
@@ -234,10 +242,15 @@ public sealed partial class VmStore
         Commit(plan, staging);
     }
 
-    /// <summary>Moves every staged file over its volume, deletes superseded files, writes the manifest, drops the staging folder. Also finishes a cut-off commit; every step may be repeated.</summary>
+    /// <summary>Makes every in-place volume a new child, moves every staged file over its volume, deletes superseded files, writes the manifest, drops the staging folder. Also finishes a cut-off commit; every step may be repeated.</summary>
     internal void Commit(StorePlan plan, string staging)
     {
-        foreach (PlannedVolume step in plan.Volumes.Where(v => v.IsStaged))
+        foreach (PlannedVolume step in plan.Volumes.Where(v => v.InPlace))
+        {
+            RecreateInPlace(step, staging);
+            FaultPoint.Hit("recreated " + step.Volume);
+        }
+        foreach (PlannedVolume step in plan.Volumes.Where(v => v.IsStaged && !v.InPlace))
         {
             string staged = Path.Combine(staging, Path.GetFileName(step.Path));
             if (File.Exists(staged))
@@ -261,6 +274,33 @@ public sealed partial class VmStore
         File.Delete(Path.Combine(staging, PlanFile));
         FaultPoint.Hit("plan deleted");
         TryDeleteFolder(staging);
+    }
+
+    /// <summary>
+    /// Makes the volume a new child of its base in its own file; where that file cannot be
+    /// rewritten in place after all (it changed since the plan was carried out), a new file built
+    /// beside it is moved over it. Either way the result is the same, and doing it again is too.
+    /// </summary>
+    private void RecreateInPlace(PlannedVolume step, string staging)
+    {
+        var options = new DiskCreateOptions { Format = step.Format };
+        bool done;
+        if (OpenParent(step.Source!) is VirtualDisk remembered)
+        {
+            done = VirtualDisk.TryRecreateDifferencingFile(step.Path, remembered, options);
+        }
+        else
+        {
+            using VirtualDisk parent = VirtualDisk.Open(step.Source!, FileAccess.Read, OpenOptions);
+            done = VirtualDisk.TryRecreateDifferencingFile(step.Path, parent, options);
+        }
+        if (done)
+            return;
+        string staged = Path.Combine(staging, Path.GetFileName(step.Path));
+        if (File.Exists(staged))
+            File.Delete(staged);
+        CreateChild(staged, step.Source!, step.Format);
+        AtomicFile.MoveOver(staged, step.Path);
     }
 
     private void ExecuteRemove(StorePlan plan, bool recovered)

@@ -15,7 +15,9 @@ namespace VmClone.Core.Store;
 //   Phase Reparenting                 every new file is complete; data volumes are being
 //                                     re-parented in place (each step keeps the content and can
 //                                     be repeated)                        -> finish
-//   Phase Committing                  new files are being moved into place -> finish
+//   Phase Committing                  new volumes are being put in place: staged files moved
+//                                     over, or files rewritten in place as new children (each
+//                                     can be done again)                   -> finish
 //   .removing-* folder                the subject was renamed away         -> finish the deletion
 // A commit's last two steps (delete plan.json, delete the folder) cannot be one: cut off between
 // them, or just before them, a finished operation leaves an empty folder or one holding only a
@@ -114,7 +116,7 @@ public sealed partial class VmStore
         {
             Description = plan!.Phase == PhaseReparenting
                 ? $"{what} was cut off while re-parenting its data volumes in place"
-                : $"{what} was cut off while moving its new files into place",
+                : $"{what} was cut off while putting its new volumes in place",
             Action = "finished the operation (completed every step recorded in its plan, wrote the manifest)",
             Finished = true,
         };
@@ -136,7 +138,9 @@ public sealed partial class VmStore
     /// True for a work folder with nothing to finish or undo: an empty one (a finished operation
     /// cut off between deleting plan.json and the folder, or one cut off before it built
     /// anything), or one holding only a plan.json in phase Committing whose clone manifest is the one
-    /// in place (every file was moved, the manifest written; only the clean-up was left).
+    /// in place (every volume was put in place before the manifest was written, and its
+    /// <see cref="CloneManifest.Revision"/> tells it from the one the operation started from;
+    /// only the clean-up was left).
     /// </summary>
     private bool IsFinishedLeftover(string dir, string kind, string subject, StorePlan? plan)
     {

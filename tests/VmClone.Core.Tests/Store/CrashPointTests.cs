@@ -208,8 +208,8 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
     {
         using var t = new TestStore();
         VmStore s = CopyStore(_template.Root, t.Root);
-        CutOffAt("moved system", () => s.Execute(s.PlanRebase("lab", "v2")));
-        Assert.Contains(s.Check(repair: false).Problems, p => p.Kind == StoreProblemKind.InterruptedOperation && p.Description.Contains("moving its new files into place"));
+        CutOffAt("recreated system", () => s.Execute(s.PlanRebase("lab", "v2")));
+        Assert.Contains(s.Check(repair: false).Problems, p => p.Kind == StoreProblemKind.InterruptedOperation && p.Description.Contains("putting its new volumes in place"));
     }
 
     [Theory]
