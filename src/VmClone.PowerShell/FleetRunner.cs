@@ -22,6 +22,14 @@ namespace VmClone.PowerShell;
 /// </summary>
 internal sealed class FleetRunner : IDisposable
 {
+    /// <summary>
+    /// -ThrottleLimit when none is given: twice the processors, at most 64. Creating, restoring
+    /// or rebasing a clone is mostly waiting for the disk (a flush per volume, the file system's
+    /// own updates), so more clones than processors in flight keep the processors busy: on two
+    /// cores, four at once made 1000 clones 15–35 % faster than two (bench/Fleet.ps1).
+    /// </summary>
+    public static readonly int DefaultThrottleLimit = Math.Min(64, 2 * Environment.ProcessorCount);
+
     private readonly Cmdlet _cmdlet;
     private readonly int _throttleLimit;
     private readonly string _activity;

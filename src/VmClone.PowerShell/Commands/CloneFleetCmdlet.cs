@@ -16,10 +16,10 @@ public abstract class CloneFleetCmdlet : VmStoreCmdlet
     [ValidateNotNullOrEmpty]
     public string[] Name { get; set; } = null!;
 
-    /// <summary>How many clones are worked on at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
+    /// <summary>How many clones are worked on at the same time; by default twice the number of processors (at most 64), since the work on a clone mostly waits for the disk. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
     [Parameter]
     [ValidateRange(1, 64)]
-    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+    public int ThrottleLimit { get; set; } = FleetRunner.DefaultThrottleLimit;
 
     /// <summary>The side-effect-free plan of the operation on one clone.</summary>
     private protected abstract StorePlan Plan(VmStore store, string name);

@@ -47,10 +47,10 @@ public sealed class NewVmCloneCommand : VmStoreCmdlet
     [ValidateNotNullOrEmpty]
     public string Base { get; set; } = null!;
 
-    /// <summary>How many clones are worked on at the same time; by default the number of processors. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
+    /// <summary>How many clones are worked on at the same time; by default twice the number of processors (at most 64), since the work on a clone mostly waits for the disk. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
     [Parameter]
     [ValidateRange(1, 64)]
-    public int ThrottleLimit { get; set; } = System.Environment.ProcessorCount;
+    public int ThrottleLimit { get; set; } = FleetRunner.DefaultThrottleLimit;
 
     protected override void ProcessRecord()
     {

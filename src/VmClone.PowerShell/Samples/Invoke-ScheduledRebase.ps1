@@ -28,7 +28,7 @@ param(
     # The store; by default $env:VMCLONE_STORE, else the per-user store.
     [string] $Store,
     # How many clones are rebased at the same time.
-    [ValidateRange(1, 64)] [int] $ThrottleLimit = [Environment]::ProcessorCount,
+    [ValidateRange(1, 64)] [int] $ThrottleLimit = [Math]::Min(64, 2 * [Environment]::ProcessorCount),
     # A file the log is appended to.
     [string] $LogPath,
     # Remove -Base once no clone depends on it.
