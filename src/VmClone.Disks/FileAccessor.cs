@@ -113,15 +113,24 @@ internal sealed class FileAccessor : IDisposable
     /// without a new file being made or the old one freed. Null, having changed nothing, where
     /// that cannot be done: on systems that cannot report and punch holes (all but Linux), for a
     /// symbolic link or anything but a plain file, for a file with other hard links (they would
-    /// see the change), and for a file that does not begin with <paramref name="signature"/>
-    /// (another format, or a disk made of several files).
+    /// see the change), for a file that cannot be opened for writing, and for a file that does
+    /// not begin with <paramref name="signature"/> (another format, or a disk made of several
+    /// files).
     /// </summary>
     public static FileAccessor? OpenToRewrite(string path, byte[] signature)
     {
         string full = System.IO.Path.GetFullPath(path);
         if (!CanRewrite(full))
             return null;
-        FileAccessor file = Open(full, FileAccess.ReadWrite);
+        FileAccessor file;
+        try
+        {
+            file = Open(full, FileAccess.ReadWrite);
+        }
+        catch (VirtualDiskException)
+        {
+            return null; // not writable, or held by another program: the caller's new file decides
+        }
         var head = new byte[signature.Length];
         file.ReadOrZero(0, head, 0, head.Length);
         if (!head.AsSpan().SequenceEqual(signature))

@@ -223,8 +223,9 @@ public sealed class VirtualDisk : IDisposable
     /// (the old file's blocks are reused or punched out, not released with the file).
     /// Returns false, having changed nothing, where this cannot be done in place: on systems that
     /// cannot punch holes (all but Linux), for a link or anything but a plain file, for a file
-    /// with other hard links, and for a file that is not a one-file disk of the child's format
-    /// (VHDX, or a VMDK sparse extent). The caller then creates a new file instead.
+    /// with other hard links, for one that cannot be opened for writing, and for a file that is
+    /// not a one-file disk of the child's format (VHDX, or a VMDK sparse extent). The caller
+    /// then creates a new file instead.
     /// </summary>
     /// <remarks>
     /// Not atomic: cut off, the file is neither the old disk nor the new one. A caller that must

@@ -188,6 +188,7 @@ public class RecreateInPlaceTests
         new object[] { "other format" },
         new object[] { "VMDK of several files" },
         new object[] { "missing" },
+        new object[] { "held by another program" },
     };
 
     /// <summary>What cannot be rewritten in place is refused before anything is written: the caller then makes a new file.</summary>
@@ -213,8 +214,12 @@ public class RecreateInPlaceTests
             case "VMDK of several files":
                 Oracle.Run("qemu-img", $"create -q -f vmdk -o subformat=twoGbMaxExtentSparse \"{target}\" 40M");
                 break;
+            case "held by another program":
+                File.Copy(used, target);
+                break;
         }
         var before = Directory.GetFiles(dir.Path).ToDictionary(f => f, Hashing.Sha256File);
+        using (FileStream? holder = what == "held by another program" ? new FileStream(target, FileMode.Open, FileAccess.ReadWrite, FileShare.None) : null)
         using (VirtualDisk parent = VirtualDisk.Open(newBase, FileAccess.Read))
             Assert.False(VirtualDisk.TryRecreateDifferencingFile(target, parent));
         Assert.Equal(before, Directory.GetFiles(dir.Path).ToDictionary(f => f, Hashing.Sha256File));
