@@ -88,6 +88,41 @@ public class InPlaceTests
         Assert.True(report.IsHealthy && report.Problems.Count == 0, string.Join("\n", report.Problems.Select(p => p.Description)));
     }
 
+    [Fact]
+    public void AVolumeThatCanNoLongerBeRewrittenWhenTheCommitComesIsReplacedByANewFile()
+    {
+        if (!OnLinux)
+            return;
+        using var t = new TestStore();
+        NewBase(t, "v1");
+        t.Store.Execute(t.Store.PlanNewClone("lab", "v1"));
+        TestStore.Write(t.Volume("lab", "system"), 1 << 20, "lab installed an app");
+        string system = t.Volume("lab", "system");
+        string before = TestStore.Hash(system);
+        string inode = Inode(system);
+        string backup = Path.Combine(Path.GetDirectoryName(system)!, "..", "backup-system.vhdx");
+        // Between the plan's decision and the commit, a backup tool hard-links the volume.
+        FaultPoint.Hook = p =>
+        {
+            if (p == "committing")
+                Run("ln", $"\"{system}\" \"{backup}\"");
+        };
+        try
+        {
+            t.Store.Execute(t.Store.PlanRestore("lab"));
+        }
+        finally
+        {
+            FaultPoint.Hook = null;
+        }
+        Assert.NotEqual(inode, Inode(system));
+        Assert.Equal(TestStore.Hash(t.BaseVolume("v1", "system")), TestStore.Hash(system));
+        Assert.Equal(before, TestStore.Hash(backup));
+        File.Delete(backup);
+        Assert.Empty(t.Store.WorkFolders("clone", "lab"));
+        Assert.True(t.Store.Check(repair: false).IsHealthy);
+    }
+
     /// <summary>Throws <see cref="SimulatedCrash"/> at the first resize of one file: a rewrite cut off with its header new and its tables old.</summary>
     private sealed class CutAtResize : IFileWriteObserver
     {
