@@ -164,7 +164,7 @@ internal sealed class FileAccessor : IDisposable
             long dataStart = NextData(at) ?? at;
             if (dataStart >= end)
                 break;
-            long dataEnd = Math.Min(NextHole(dataStart) ?? end, end);
+            long dataEnd = NextHole(dataStart) is long hole && hole > dataStart ? Math.Min(hole, end) : end;
             long gap = dataStart;
             foreach ((long s, long e) in written)
             {

@@ -200,9 +200,10 @@ public sealed partial class VmStore
             foreach (PlannedVolume step in plan.Volumes.Where(v => v.IsStaged))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                // A fresh child that can take the old file's place in that file is made there at
-                // the commit: creating a file and freeing the old one costs several times more
-                // than rewriting a few KiB (the journal makes the rewrite repeatable).
+                // A volume going back to its base whose file can be rewritten where it is becomes
+                // a new child in that file at the commit, not in a new file now: creating a file
+                // and freeing the old one costs several times more than rewriting a few KiB, and
+                // the journal makes the rewrite repeatable.
                 step.InPlace = step.Action is VolumeAction.Replace or VolumeAction.Reset && step.Supersedes is null
                     && VirtualDisk.CanRecreateInPlace(step.Path);
                 if (step.InPlace)
