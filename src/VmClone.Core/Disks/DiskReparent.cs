@@ -20,7 +20,23 @@ public static partial class DiskOperations
     /// link is switched. The old parent can be deleted afterwards.
     /// </summary>
     public static VmDiskInfo SetParent(string childPath, string newParentPath, bool preserveContent, bool ignoreIdMismatch,
-        IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+        IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
+        SetParent(childPath, newParentPath, preserveContent, ignoreIdMismatch, progress, cancellationToken, CopyBatching.Default);
+
+    /// <summary>How a content-preserving re-parent batches its copies (see <see cref="CopyDifferences"/>); tests make the batches tiny.</summary>
+    internal sealed class CopyBatching
+    {
+        public static readonly CopyBatching Default = new();
+
+        /// <summary>Copied bytes after which a batch is committed and the next begun: its pending table entries stay bounded.</summary>
+        public long BatchBytes { get; init; } = 256L << 20;
+
+        /// <summary>Child runs listed ahead of a batch (each a few dozen bytes; a very fragmented child lists fewer windows at a time).</summary>
+        public int MaxListedRuns { get; init; } = 64 * 1024;
+    }
+
+    internal static VmDiskInfo SetParent(string childPath, string newParentPath, bool preserveContent, bool ignoreIdMismatch,
+        IProgress<OperationProgress>? progress, CancellationToken cancellationToken, CopyBatching batching)
     {
         string child = Path.GetFullPath(childPath);
         string newParentFull = Path.GetFullPath(newParentPath);
@@ -45,7 +61,7 @@ public static partial class DiskOperations
             using VirtualDisk disk = VirtualDisk.Open(child, FileAccess.ReadWrite,
                 new DiskOpenOptions { IgnoreParentIdentityMismatch = ignoreIdMismatch });
             CheckReparent(disk.Top, newParent);
-            CopyDifferences(disk, newParent, progress, cancellationToken);
+            CopyDifferences(disk, newParent, batching, progress, cancellationToken);
             disk.Top.SetParent(ParentLink.For(child, newParent.Top));
             disk.Flush();
         }
@@ -71,7 +87,16 @@ public static partial class DiskOperations
     /// the new parent chains differ. Runs both chains take from the same file, or both read as
     /// zeros, are equal without being read; the rest is compared sector by sector.
     /// </summary>
-    private static void CopyDifferences(VirtualDisk disk, VirtualDisk newParent, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+    /// <remarks>
+    /// What is copied is written in batches (<see cref="DiskLayer.BeginBatch"/>): its data
+    /// flushed once, then the tables that make it reachable, instead of a flush sequence per run.
+    /// A batch ends after <see cref="CopyBatching.BatchBytes"/> were copied (its pending table
+    /// entries stay bounded) or when the runs listed so far are done. Mapping the child inside a
+    /// batch would commit it, so the child's runs are listed before each batch, for as many
+    /// windows as <see cref="CopyBatching.MaxListedRuns"/> allows: a patched base, with a few MiB changed here and
+    /// there, is then copied in one batch and two flushes.
+    /// </remarks>
+    private static void CopyDifferences(VirtualDisk disk, VirtualDisk newParent, CopyBatching batching, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         DiskLayer top = disk.Top;
         DiskLayer oldParent = top.Parent!;
@@ -80,46 +105,63 @@ public static partial class DiskOperations
         byte[] newBuffer = new byte[ContentCopier.ChunkSize];
         long capacity = top.VirtualSize;
         string activity = $"Re-parenting {Path.GetFileName(top.Path)} onto {Path.GetFileName(newParent.Path)}";
-        for (long window = 0; window < capacity; window += ContentCopier.Window)
+        for (long listed = 0; listed < capacity;)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            long windowLength = Math.Min(ContentCopier.Window, capacity - window);
-            // One batch per window: the runs copied in are made reachable together (data
-            // flushed once, then tables) instead of a flush sequence per run. The runs are
-            // listed before the batch: mapping the child inside it would commit it.
-            var runs = ParentRuns(top, window, windowLength).ToList();
-            using IDisposable batch = top.BeginBatch();
-            foreach ((long position, long length) in runs)
+            var runs = new List<(long Position, long Length)>();
+            while (listed < capacity && runs.Count < batching.MaxListedRuns)
             {
-                var oldMap = new List<ChainExtent>();
-                ChainMapper.Map(oldParent, 1, position, length, oldMap);
-                IReadOnlyList<ChainExtent> newMap = newParent.MapExtents(position, length);
-                foreach ((long start, long count) in DifferingCandidates(oldMap, newMap))
+                cancellationToken.ThrowIfCancellationRequested();
+                long windowLength = Math.Min(ContentCopier.Window, capacity - listed);
+                runs.AddRange(ParentRuns(top, listed, windowLength));
+                listed += windowLength;
+            }
+            IDisposable batch = top.BeginBatch();
+            try
+            {
+                long inBatch = 0;
+                foreach ((long position, long length) in runs)
                 {
-                    for (long p = start; p < start + count; p += oldBuffer.Length)
+                    var oldMap = new List<ChainExtent>();
+                    ChainMapper.Map(oldParent, 1, position, length, oldMap);
+                    IReadOnlyList<ChainExtent> newMap = newParent.MapExtents(position, length);
+                    foreach ((long start, long count) in DifferingCandidates(oldMap, newMap))
                     {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        int n = (int)Math.Min(oldBuffer.Length, start + count - p);
-                        // The two chains are read at the same time (separate files and objects).
-                        long at = p;
-                        Task readNew = Task.Run(() =>
+                        for (long p = start; p < start + count; p += oldBuffer.Length)
                         {
-                            newParent.Content.Position = at;
-                            ContentCopier.ReadFully(newParent.Content, newBuffer, n);
-                        });
-                        try
-                        {
-                            ChainReader.Read(oldParent, p, oldBuffer, 0, n);
+                            cancellationToken.ThrowIfCancellationRequested();
+                            int n = (int)Math.Min(oldBuffer.Length, start + count - p);
+                            // The two chains are read at the same time (separate files and objects).
+                            long at = p;
+                            Task readNew = Task.Run(() =>
+                            {
+                                newParent.Content.Position = at;
+                                ContentCopier.ReadFully(newParent.Content, newBuffer, n);
+                            });
+                            try
+                            {
+                                ChainReader.Read(oldParent, p, oldBuffer, 0, n);
+                            }
+                            finally
+                            {
+                                readNew.GetAwaiter().GetResult();
+                            }
+                            inBatch += WriteDifferingSectors(top, p, oldBuffer, newBuffer, n, sector);
+                            if (inBatch >= batching.BatchBytes)
+                            {
+                                batch.Dispose();
+                                batch = top.BeginBatch();
+                                inBatch = 0;
+                            }
                         }
-                        finally
-                        {
-                            readNew.GetAwaiter().GetResult();
-                        }
-                        WriteDifferingSectors(top, p, oldBuffer, newBuffer, n, sector);
                     }
+                    progress?.Report(new OperationProgress(activity, $"{Format.Bytes(position + length)} of {Format.Bytes(capacity)}", position + length, capacity));
                 }
             }
-            progress?.Report(new OperationProgress(activity, $"{Format.Bytes(window + windowLength)} of {Format.Bytes(capacity)}", window + windowLength, capacity));
+            finally
+            {
+                batch.Dispose();
+            }
+            progress?.Report(new OperationProgress(activity, $"{Format.Bytes(listed)} of {Format.Bytes(capacity)}", listed, capacity));
         }
     }
 
@@ -160,11 +202,13 @@ public static partial class DiskOperations
         }
     }
 
-    private static void WriteDifferingSectors(DiskLayer layer, long position, byte[] oldData, byte[] newData, int count, int sector)
+    /// <summary>Writes the sectors where the chains differ (the old content); returns how many bytes were written.</summary>
+    private static long WriteDifferingSectors(DiskLayer layer, long position, byte[] oldData, byte[] newData, int count, int sector)
     {
         // Most of what is compared is equal: one vectorized comparison of the whole chunk first.
         if (oldData.AsSpan(0, count).SequenceEqual(newData.AsSpan(0, count)))
-            return;
+            return 0;
+        long written = 0;
         int offset = 0;
         while (offset < count)
         {
@@ -183,6 +227,8 @@ public static partial class DiskOperations
                 offset += len;
             }
             layer.Write(position + runStart, oldData, runStart, offset - runStart);
+            written += offset - runStart;
         }
+        return written;
     }
 }
