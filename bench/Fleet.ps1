@@ -3,7 +3,8 @@
     Fleet-scale benchmarks through the cmdlets, side by side with qemu-img, appended to RESULTS.md.
 .DESCRIPTION
     A 3-volume base (100 GiB virtual each; System, Temporary, Data) and -Count clones:
-    New-VmClone in one call, Restore-VmClone and Invoke-VmRebase of all of them, against
+    New-VmClone in one call, Restore-VmClone and Invoke-VmRebase of all of them, each -Runs
+    times (median, min–max), against
     qemu-img create -b / qemu-img rebase -u of as many VMDK children in a shell loop, and the
     engine's own create API. Also: module import and first-command latency in a fresh pwsh.
 #>
@@ -11,6 +12,8 @@
 param(
     [Parameter(Mandatory)] [string] $ModuleManifest,
     [int] $Count = 1000,
+    # Each cmdlet figure is the median of this many runs over $Count clones (min–max beside it).
+    [int] $Runs = 3,
     [string] $Results = (Join-Path $PSScriptRoot 'RESULTS.md')
 )
 $ErrorActionPreference = 'Stop'
@@ -27,6 +30,17 @@ function Add-Row([string] $Name, [string] $Figure, [string] $Ratio = '', [string
 # Per format: each cmdlet row and its rate, given ratios once the references have run.
 $newRow = @{}; $newRate = @{}; $restoreRow = @{}; $restoreRate = @{}; $rebaseRow = @{}; $rebaseRate = @{}; $engine = @{}
 function Rate([double] $seconds, [int] $n) { '{0:N0}/s ({1:N2} ms each)' -f ($n / $seconds), ($seconds * 1000 / $n) }
+# Runs $block $Runs times (it gets the run's number, 0 first); the median rate, and its text with the range.
+function Measure-Runs([int] $n, [scriptblock] $action) {
+    $rates = foreach ($run in 0..($Runs - 1)) {
+        $clock = [Diagnostics.Stopwatch]::StartNew()
+        & $action $run | Out-Null
+        $n / $clock.Elapsed.TotalSeconds
+    }
+    $rates = @($rates | Sort-Object)
+    $median = $rates[[int][Math]::Floor(($rates.Count - 1) / 2)]
+    [pscustomobject]@{ Rate = $median; Text = '{0:N0}/s ({1:N2} ms each; {2:N0}–{3:N0}/s)' -f $median, (1000 / $median), $rates[0], $rates[-1] }
+}
 function Seconds([scriptblock] $block) { (Measure-Command $block).TotalSeconds }
 function Allocated([string] $path) {
     # Blocks really allocated (sparse files), not the apparent size.
@@ -42,26 +56,28 @@ try {
             @{ Name = 'system'; Type = 'System'; SizeBytes = $size }
             @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = $size }
             @{ Name = 'data'; Type = 'Data'; SizeBytes = $size }) | Out-Null
+        # Each run makes its own $Count clones; the first run's clones are then restored and rebased.
         $names = 1..$Count | ForEach-Object { '{0}-{1:D4}' -f $base, $_ }
-
-        $t = Seconds { New-VmClone -Store $store -Base $base -Name $names | Out-Null }
-        $newRate[$format] = $Count / $t
-        $newRow[$format] = Add-Row "New-VmClone, $Count clones of a 3 x 100 GiB $format base, one call" (Rate $t $Count) -PassThru
+        $m = Measure-Runs $Count { param($run) New-VmClone -Store $store -Base $base -Name ($names | ForEach-Object { "$_-$run" }) | Out-Null }
+        $names = $names | ForEach-Object { "$_-0" }
+        $newRate[$format] = $m.Rate
+        $newRow[$format] = Add-Row "New-VmClone, $Count clones of a 3 x 100 GiB $format base, one call" $m.Text -PassThru
         $cloneDir = Join-Path $store "clones/$($names[0])"
         $bytes = (Get-ChildItem $cloneDir -File | ForEach-Object { Allocated $_.FullName } | Measure-Object -Sum).Sum
         Add-Row "  bytes allocated per clone ($format, 3 volumes + manifest)" ('{0:N0} KiB' -f ($bytes / 1KB))
 
-        $t = Seconds { Restore-VmClone -Store $store -Name $names -Force | Out-Null }
-        $restoreRate[$format] = $Count / $t
-        $restoreRow[$format] = Add-Row "Restore-VmClone, $Count $format clones, one call" (Rate $t $Count) -PassThru
+        $m = Measure-Runs $Count { Restore-VmClone -Store $store -Name $names -Force | Out-Null }
+        $restoreRate[$format] = $m.Rate
+        $restoreRow[$format] = Add-Row "Restore-VmClone, $Count $format clones, one call" $m.Text -PassThru
 
         New-VmBase -Store $store -Name "$base-v2" -Format $format -Volume @(
             @{ Name = 'system'; Type = 'System'; SizeBytes = $size }
             @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = $size }
             @{ Name = 'data'; Type = 'Data'; SizeBytes = $size }) | Out-Null
-        $t = Seconds { Invoke-VmRebase -Store $store -Base $base -NewBase "$base-v2" -Force | Out-Null }
-        $rebaseRate[$format] = $Count / $t
-        $rebaseRow[$format] = Add-Row "Invoke-VmRebase, $Count $format clones onto a new base, one call" (Rate $t $Count) -PassThru
+        # Back and forth between the two bases: every run moves every clone.
+        $m = Measure-Runs $Count { param($run) Invoke-VmRebase -Store $store -Name $names -NewBase $(if ($run % 2) { $base } else { "$base-v2" }) -Force | Out-Null }
+        $rebaseRate[$format] = $m.Rate
+        $rebaseRow[$format] = Add-Row "Invoke-VmRebase, $Count $format clones onto a new base, one call" $m.Text -PassThru
     }
 
     $api = Join-Path $work 'api'
@@ -142,13 +158,13 @@ try {
     New-VmBase -Store $small -Name one -Volume @{ Name = 'system'; Type = 'System'; SizeBytes = 1GB } | Out-Null
     New-VmClone -Store $small -Base one -Name c1 | Out-Null
     $first = 1..5 | ForEach-Object { Seconds { & $pwsh[0] @args0 -NoProfile -NonInteractive -Command "Import-Module '$ModuleManifest'; Get-VmClone -Store '$small' | Out-Null" } } | Sort-Object
-    $t = Seconds { Get-VmClone -Store $store | Out-Null }
-    Add-Row "Get-VmClone listing $($Count * 2) clones (sizes and drift of every volume)" (Rate $t ($Count * 2))
+    $t = Seconds { $script:listed = @(Get-VmClone -Store $store).Count }
+    Add-Row "Get-VmClone listing $listed clones (sizes and drift of every volume)" (Rate $t $listed)
     Add-Row 'Fresh pwsh, no module (reference)' ('{0:N0} ms' -f ($bare[2] * 1000))
     Add-Row 'Fresh pwsh + Import-Module VmClone, added' ('{0:N0} ms' -f (($import[2] - $bare[2]) * 1000))
     Add-Row 'Fresh pwsh + import + first Get-VmClone (1 clone), added' ('{0:N0} ms' -f (($first[2] - $bare[2]) * 1000))
     # One process ran every cmdlet above, so its peak bounds each of them.
-    Add-Row "Peak working set of the pwsh that ran all of the above ($($Count * 2) clones, $($Count * 6) volumes)" ('{0:N0} MiB' -f ((Get-Process -Id $PID).PeakWorkingSet64 / 1MB)) '' 'one process for all cmdlets; not split per cmdlet'
+    Add-Row "Peak working set of the pwsh that ran all of the above ($listed clones, $($listed * 3) volumes)" ('{0:N0} MiB' -f ((Get-Process -Id $PID).PeakWorkingSet64 / 1MB)) '' 'one process for all cmdlets; not split per cmdlet'
 }
 finally {
     Get-ChildItem $work -Recurse -File -ErrorAction SilentlyContinue | ForEach-Object { $_.Attributes = 'Normal' }
@@ -157,7 +173,7 @@ finally {
 
 $text = [Text.StringBuilder]::new()
 [void]$text.AppendLine()
-[void]$text.AppendLine("## Fleet operations through the cmdlets ($Count clones, single run each)")
+[void]$text.AppendLine("## Fleet operations through the cmdlets ($Count clones; cmdlet figures: median of $Runs runs, min–max rate after it; references: one run)")
 [void]$text.AppendLine()
 [void]$text.AppendLine('| benchmark | figure | ratio | reference |')
 [void]$text.AppendLine('|---|---|---|---|')
