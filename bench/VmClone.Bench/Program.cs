@@ -80,10 +80,12 @@ public static class Program
             // convert by default writes with cache=unsafe (no flush at all); with -t writeback
             // it flushes its output once at the end, the same work. Both are shown.
             string q = Path.Combine(work, "q.raw"), o = Path.Combine(work, "o.raw"), c = Path.Combine(work, "c.raw");
-            Series q1 = Measure(runs, () => Tools.Run("qemu-img", $"convert -f vhdx -O raw '{base1}' '{q}'"), before: () => Fixtures.Clean(q));
-            Series qs = Measure(runs, () => Tools.Run("qemu-img", $"convert -t writeback -f vhdx -O raw '{base1}' '{q}'"), before: () => Fixtures.Clean(q));
-            Series c1 = Measure(runs, () => DiskOperations.Convert(base1, c, null, null, null, null, CancellationToken.None), before: () => Fixtures.Clean(c));
-            Series o1 = Measure(runs, () => Fixtures.ConvertToRaw(base1, o), before: () => Fixtures.Clean(o));
+            Series[] m = MeasureSideBySide(runs,
+                (() => Tools.Run("qemu-img", $"convert -f vhdx -O raw '{base1}' '{q}'"), () => Fixtures.Clean(q)),
+                (() => Tools.Run("qemu-img", $"convert -t writeback -f vhdx -O raw '{base1}' '{q}'"), () => Fixtures.Clean(q)),
+                (() => DiskOperations.Convert(base1, c, null, null, null, null, CancellationToken.None), () => Fixtures.Clean(c)),
+                (() => Fixtures.ConvertToRaw(base1, o), () => Fixtures.Clean(o)));
+            (Series q1, Series qs, Series c1, Series o1) = (m[0], m[1], m[2], m[3]);
             report.Check(Fixtures.Sha256(q) == Fixtures.Sha256(raw) && Fixtures.Sha256(o) == Fixtures.Sha256(raw) && Fixtures.Sha256(c) == Fixtures.Sha256(raw),
                 "VHDX depth 1 to raw: every output equals the source raw file");
             report.Add(Row.Throughput("VHDX depth 1 to raw file, qemu-img convert (its default cache=unsafe: not flushed)", q1, GiB, null));
@@ -133,10 +135,11 @@ public static class Program
         // crash must never leave a complete-looking but empty destination); qemu-img convert
         // by default does not flush (cache=unsafe), and with -t writeback flushes once at the
         // end, the same work. Both are shown.
-        Series q = Measure(runs, () => qemuPeak = Tools.RunMeasured("qemu-img", $"convert -f vmdk -O raw '{t}' '{theirs}'"),
-            before: () => Fixtures.Clean(theirs));
-        Series qs = Measure(runs, () => Tools.Run("qemu-img", $"convert -t writeback -f vmdk -O raw '{t}' '{theirs}'"), before: () => Fixtures.Clean(theirs));
-        Series o = Measure(runs, () => ourPeak = ChildProcess.Start($"convert '{t}' '{ours}'"), before: () => Fixtures.Clean(ours));
+        Series[] series = MeasureSideBySide(runs,
+            (() => qemuPeak = Tools.RunMeasured("qemu-img", $"convert -f vmdk -O raw '{t}' '{theirs}'"), () => Fixtures.Clean(theirs)),
+            (() => Tools.Run("qemu-img", $"convert -t writeback -f vmdk -O raw '{t}' '{theirs}'"), () => Fixtures.Clean(theirs)),
+            (() => ourPeak = ChildProcess.Start($"convert '{t}' '{ours}'"), () => Fixtures.Clean(ours)));
+        (Series q, Series qs, Series o) = (series[0], series[1], series[2]);
         report.Check(Fixtures.Sha256(ours) == expected && Fixtures.Sha256(theirs) == expected,
             "Flatten of the 2 GiB depth-3 VMDK chain: VmClone's and qemu-img's raw outputs equal the expected content");
         report.Add(Row.Throughput("Flatten 2 GiB depth-3 VMDK chain to raw, qemu-img convert (its default cache=unsafe: not flushed)", q, 2 * GiB, null));
@@ -146,6 +149,33 @@ public static class Program
         report.Add(Row.Peak("Peak memory of that flatten", ourPeak, qemuPeak, "qemu-img convert"));
         foreach (string f in new[] { b, m, t, ours, theirs })
             File.Delete(f);
+    }
+
+    /// <summary>
+    /// Several contenders measured side by side: one warm-up each, then run by run, each
+    /// contender in turn. Whatever drifts on the machine during the benchmark (background
+    /// write-back and discards of files deleted earlier, other load) then falls on all of them
+    /// alike instead of on whichever was measured last.
+    /// </summary>
+    internal static Series[] MeasureSideBySide(int runs, params (Action Action, Action? Before)[] contenders)
+    {
+        foreach ((Action action, Action? before) in contenders)
+        {
+            before?.Invoke();
+            action();
+        }
+        var times = contenders.Select(_ => new List<double>()).ToArray();
+        for (int i = 0; i < runs; i++)
+        {
+            for (int c = 0; c < contenders.Length; c++)
+            {
+                contenders[c].Before?.Invoke();
+                var sw = Stopwatch.StartNew();
+                contenders[c].Action();
+                times[c].Add(sw.Elapsed.TotalSeconds);
+            }
+        }
+        return times.Select(t => new Series(t)).ToArray();
     }
 
     internal static Series Measure(int runs, Action action, Action? before = null)
@@ -301,28 +331,19 @@ internal static class PreservingRebase
         string before = Fixtures.ContentSha256(pristine);
         long pristineBytes = Fixtures.Allocated(pristine);
 
-        long ourPeak = 0;
-        Series ours = Program.Measure(runs, () => ourPeak = ChildProcess.Start($"rebase '{child}' '{newBase}'"),
-            before: () => Fixtures.CopyFresh(pristine, child));
-        using (VirtualDisk after = VirtualDisk.Open(child, FileAccess.Read))
-            report.Check(after.Layers.Count == 2 && after.Layers[1].Path == newBase && Fixtures.ContentSha256(child) == before,
-                "Set-VmDisk -PreserveContent (VMDK): the child is over the new base and its content hash, read by VmClone, is unchanged");
         string name = "Content-preserving rebase of a 1 GiB VMDK child with 256 MiB of changes onto a new base";
-
-        if (!Tools.Exists("qemu-img"))
-        {
-            report.Add(Row.Throughput($"{name}, VmClone Set-VmDisk -PreserveContent (own process)", ours, Program.GiB, null));
-            return;
-        }
-        report.Check(QemuSha256(child, "vmdk", dir) == before,
-            "Set-VmDisk -PreserveContent (VMDK): the child's content hash, read by qemu-img convert, is unchanged");
+        long ourPeak = 0;
         // In a running session (a pwsh with the module loaded, here this process once warmed up):
         // the operation alone, without a process start and first-use compilation.
-        Series inSession = Program.Measure(runs,
-            () => DiskOperations.SetParent(child, newBase, preserveContent: true, ignoreIdMismatch: false, null, CancellationToken.None),
-            before: () => Fixtures.CopyFresh(pristine, child));
-        report.Check(QemuSha256(child, "vmdk", dir) == before,
-            "Set-VmDisk -PreserveContent in a running session (VMDK): the child's content hash, read by qemu-img convert, is unchanged");
+        string inSessionChild = Path.Combine(dir, "child-in-session.vmdk");
+        Action ownProcess = () => ourPeak = ChildProcess.Start($"rebase '{child}' '{newBase}'");
+        Action inSessionRun = () => DiskOperations.SetParent(inSessionChild, newBase, preserveContent: true, ignoreIdMismatch: false, null, CancellationToken.None);
+        if (!Tools.Exists("qemu-img"))
+        {
+            Series alone = Program.Measure(runs, ownProcess, before: () => Fixtures.CopyFresh(pristine, child));
+            report.Add(Row.Throughput($"{name}, VmClone Set-VmDisk -PreserveContent (own process)", alone, Program.GiB, null));
+            return;
+        }
 
         // qemu-img rebase on the very same files: its vmdk driver does the copy, then cannot
         // write the new backing file name. Shown once with qemu's own words and how long it ran.
@@ -341,9 +362,21 @@ internal static class PreservingRebase
         Tools.Run("qemu-img", $"convert -f vmdk -O qcow2 -B '{oldQ}' -F qcow2 '{pristine}' '{pristineQ}'");
         report.Check(QemuSha256(pristineQ, "qcow2", dir) == before,
             "qcow2 reference child holds the same content as the VMDK child before the rebase");
+
         long qemuPeak = 0;
-        Series theirs = Program.Measure(runs, () => qemuPeak = Tools.RunMeasured("qemu-img", $"rebase -f qcow2 -b '{newQ}' -F qcow2 '{childQ}'"),
-            before: () => Fixtures.CopyFresh(pristineQ, childQ));
+        Series[] m = Program.MeasureSideBySide(runs,
+            (ownProcess, () => Fixtures.CopyFresh(pristine, child)),
+            (inSessionRun, () => Fixtures.CopyFresh(pristine, inSessionChild)),
+            (() => qemuPeak = Tools.RunMeasured("qemu-img", $"rebase -f qcow2 -b '{newQ}' -F qcow2 '{childQ}'"), () => Fixtures.CopyFresh(pristineQ, childQ)));
+        (Series ours, Series inSession, Series theirs) = (m[0], m[1], m[2]);
+
+        using (VirtualDisk after = VirtualDisk.Open(child, FileAccess.Read))
+            report.Check(after.Layers.Count == 2 && after.Layers[1].Path == newBase && Fixtures.ContentSha256(child) == before,
+                "Set-VmDisk -PreserveContent (VMDK): the child is over the new base and its content hash, read by VmClone, is unchanged");
+        report.Check(QemuSha256(child, "vmdk", dir) == before,
+            "Set-VmDisk -PreserveContent (VMDK): the child's content hash, read by qemu-img convert, is unchanged");
+        report.Check(QemuSha256(inSessionChild, "vmdk", dir) == before,
+            "Set-VmDisk -PreserveContent in a running session (VMDK): the child's content hash, read by qemu-img convert, is unchanged");
         string backing = Tools.RunCapture("qemu-img", $"info -f qcow2 --output=json '{childQ}'");
         report.Check(backing.Contains($"\"backing-filename\": \"{newQ}\"", StringComparison.Ordinal) && QemuSha256(childQ, "qcow2", dir) == before,
             "qemu-img rebase (qcow2): the child is over the new base and its content hash is unchanged");
@@ -550,7 +583,7 @@ internal sealed class Report
         sb.AppendLine();
         sb.AppendLine($"Generated by `dotnet pwsh ./build.ps1 -Task Bench` on {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.");
         sb.AppendLine($"Machine: {Environment.ProcessorCount} cores, {Tools.CpuModel()}, {Tools.MemoryTotal()} RAM, {Environment.OSVersion}, .NET {Environment.Version}, {Tools.QemuVersion()}.");
-        sb.AppendLine($"Each figure: median of {runs} runs (of {Math.Min(runs, 3)} for the rebase and the 2 GiB flatten) after one warm-up run (min–max in brackets); ratio = VmClone's rate ÷ the reference's, measured in the same run (above 100 % VmClone is faster). All reads come from the page cache.");
+        sb.AppendLine($"Each figure: median of {runs} runs (of {Math.Min(runs, 3)} for the rebase and the 2 GiB flatten) after one warm-up run (min–max in brackets); ratio = VmClone's rate ÷ the reference's, measured in the same run (above 100 % VmClone is faster); the converts, the flatten and the rebase run their contenders side by side, run by run, so drift on the machine falls on all alike. All reads come from the page cache.");
         sb.AppendLine();
         sb.AppendLine("| benchmark | median (min–max) | ratio | reference |");
         sb.AppendLine("|---|---|---|---|");
