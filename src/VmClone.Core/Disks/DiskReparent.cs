@@ -93,8 +93,8 @@ public static partial class DiskOperations
     /// A batch ends after <see cref="CopyBatching.BatchBytes"/> were copied (its pending table
     /// entries stay bounded) or when the runs listed so far are done. Mapping the child inside a
     /// batch would commit it, so the child's runs are listed before each batch, for as many
-    /// windows as <see cref="CopyBatching.MaxListedRuns"/> allows: a patched base, with a few MiB changed here and
-    /// there, is then copied in one batch and two flushes.
+    /// windows as <see cref="CopyBatching.MaxListedRuns"/> allows: a patched base, with a few
+    /// MiB changed here and there, is then copied in one batch and two flushes.
     /// </remarks>
     private static void CopyDifferences(VirtualDisk disk, VirtualDisk newParent, CopyBatching batching, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
@@ -105,6 +105,15 @@ public static partial class DiskOperations
         byte[] newBuffer = new byte[ContentCopier.ChunkSize];
         long capacity = top.VirtualSize;
         string activity = $"Re-parenting {Path.GetFileName(top.Path)} onto {Path.GetFileName(newParent.Path)}";
+        long reported = 0;
+        void Report(long done)
+        {
+            // Once per window's worth: a fragmented child has tens of thousands of runs.
+            if (progress is null || (done - reported < ContentCopier.Window && done < capacity))
+                return;
+            reported = done;
+            progress.Report(new OperationProgress(activity, $"{Format.Bytes(done)} of {Format.Bytes(capacity)}", done, capacity));
+        }
         for (long listed = 0; listed < capacity;)
         {
             var runs = new List<(long Position, long Length)>();
@@ -154,14 +163,14 @@ public static partial class DiskOperations
                             }
                         }
                     }
-                    progress?.Report(new OperationProgress(activity, $"{Format.Bytes(position + length)} of {Format.Bytes(capacity)}", position + length, capacity));
+                    Report(position + length);
                 }
             }
             finally
             {
                 batch.Dispose();
             }
-            progress?.Report(new OperationProgress(activity, $"{Format.Bytes(listed)} of {Format.Bytes(capacity)}", listed, capacity));
+            Report(listed);
         }
     }
 

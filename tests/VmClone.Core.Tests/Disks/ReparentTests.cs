@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Threading;
 using CsCheck;
+using VmClone.Core;
 using VmClone.Core.Disks;
 using VmClone.Disks;
 using VmClone.Disks.Tests.Support;
@@ -137,9 +138,13 @@ public class ReparentTests
             ? new DiskOperations.CopyBatching { BatchBytes = 64 * 1024, MaxListedRuns = 1 }
             : DiskOperations.CopyBatching.Default;
 
-        DiskOperations.SetParent(c, newBase, preserveContent: true, ignoreIdMismatch: false, null, CancellationToken.None, batching);
+        var reports = new System.Collections.Generic.List<OperationProgress>();
+        DiskOperations.SetParent(c, newBase, preserveContent: true, ignoreIdMismatch: false, new SyncProgress(reports.Add), CancellationToken.None, batching);
 
         Assert.Equal(expected, DiskFiles.ContentHash(c));
+        // Progress once per 256 MiB window's worth, ending at 100 %, however many runs were copied.
+        Assert.InRange(reports.Count, 1, 4);
+        Assert.Equal(100, reports[reports.Count - 1].Percent);
         using (VirtualDisk reopened = VirtualDisk.Open(c, FileAccess.Read))
             Assert.Equal(newBase, reopened.Layers[1].Path);
         Assert.True(DiskOperations.Check(c).IsHealthy);
