@@ -13,7 +13,7 @@ public enum CloneState
     BaseModified,
     /// <summary>A volume file or a parent is missing, damaged or outside the store.</summary>
     Broken,
-    /// <summary>An operation on the clone was cut off; Test-VmStore -Repair tidies it up.</summary>
+    /// <summary>An operation on the clone was cut off (or is still running); the next command on the clone or Test-VmStore -Repair finishes or undoes it. Until then a volume may not open.</summary>
     Interrupted,
 }
 

@@ -121,7 +121,10 @@ public sealed partial class VmStore
             if (b.IsModified && manifest.Volumes.Any(v => v.Parent is not null))
                 state = CloneState.BaseModified;
         }
-        if (state == CloneState.Ready && WorkFolders("clone", manifest.Name).Any())
+        // An operation running or cut off explains a volume that does not open (one being
+        // rewritten in place is neither disk until it is done): the clone is Interrupted, which
+        // the next command on it or Test-VmStore -Repair finishes, not Broken.
+        if (state is CloneState.Ready or CloneState.Broken && WorkFolders("clone", manifest.Name).Any())
             state = CloneState.Interrupted;
         return new VmCloneInfo
         {

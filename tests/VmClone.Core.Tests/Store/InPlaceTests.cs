@@ -123,26 +123,44 @@ public class InPlaceTests
         Assert.True(t.Store.Check(repair: false).IsHealthy);
     }
 
-    /// <summary>Throws <see cref="SimulatedCrash"/> at the first resize of one file: a rewrite cut off with its header new and its tables old.</summary>
+    /// <summary>
+    /// Throws <see cref="SimulatedCrash"/> at the first resize of one file (its headers new, its
+    /// tables old: it still opens) or at the first write after it (the file cut short under its
+    /// old tables: it does not open).
+    /// </summary>
     private sealed class CutAtResize : IFileWriteObserver
     {
         private readonly string _file;
+        private readonly bool _afterResize;
+        private bool _resized;
 
-        public CutAtResize(string file) => _file = file;
+        public CutAtResize(string file, bool afterResize)
+        {
+            _file = file;
+            _afterResize = afterResize;
+        }
 
         public bool Cut { get; private set; }
 
+        private void Crash(string what)
+        {
+            Cut = true;
+            throw new SimulatedCrash(what);
+        }
+
         public void BeforeWrite(string path, long position, byte[] buffer, int offset, int count)
         {
+            if (path == _file && _resized && _afterResize && !Cut)
+                Crash("write after resize");
         }
 
         public void BeforeSetLength(string path, long length)
         {
-            if (path == _file && !Cut)
-            {
-                Cut = true;
-                throw new SimulatedCrash("resize " + Path.GetFileName(path));
-            }
+            if (path != _file || Cut)
+                return;
+            _resized = true;
+            if (!_afterResize)
+                Crash("resize " + Path.GetFileName(path));
         }
 
         public void BeforeFlush(string path)
@@ -155,10 +173,13 @@ public class InPlaceTests
     }
 
     [Theory]
-    [InlineData("Restore")]
-    [InlineData("ClearTemporary")]
-    [InlineData("Rebase")]
-    public void AVolumeRewriteCutOffHalfWayIsFinishedByTheNextCommand(string operation)
+    [InlineData("Restore", false)]
+    [InlineData("Restore", true)]
+    [InlineData("ClearTemporary", false)]
+    [InlineData("ClearTemporary", true)]
+    [InlineData("Rebase", false)]
+    [InlineData("Rebase", true)]
+    public void AVolumeRewriteCutOffHalfWayIsFinishedByTheNextCommand(string operation, bool afterResize)
     {
         using var t = new TestStore();
         NewBase(t, "v1");
@@ -178,7 +199,7 @@ public class InPlaceTests
             _ => t.Store.PlanRebase("lab", "v2"),
         };
 
-        var cutter = new CutAtResize(volume);
+        var cutter = new CutAtResize(volume, afterResize);
         FileAccessor.Observer = cutter;
         try
         {
@@ -192,6 +213,12 @@ public class InPlaceTests
             return; // elsewhere the new file is built beside the volume, and the cut came before any commit
         Assert.True(cutter.Cut);
         Assert.Contains(t.Store.Check(repair: false).Problems, p => p.Kind == StoreProblemKind.InterruptedOperation);
+        // Half rewritten, the volume is neither disk: its new headers lead to its old tables,
+        // which after the resize point past its end. The clone says what happened: interrupted,
+        // not ready, and not broken either.
+        VmCloneInfo cut = t.Store.GetClone("lab");
+        Assert.Equal(CloneState.Interrupted, cut.State);
+        Assert.Equal(afterResize, cut.Volumes.Single(v => v.Path == volume).Problem is not null);
 
         // The same command again: recovery finishes the rewrite, and the rerun has the rest to do.
         t.Store.Execute(Plan());
