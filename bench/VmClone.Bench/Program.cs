@@ -153,9 +153,10 @@ public static class Program
 
     /// <summary>
     /// Several contenders measured side by side: one warm-up each, then run by run, each
-    /// contender in turn. Whatever drifts on the machine during the benchmark (background
-    /// write-back and discards of files deleted earlier, other load) then falls on all of them
-    /// alike instead of on whichever was measured last.
+    /// contender in turn, the order rotated every run so that none always follows the same
+    /// one. Whatever drifts on the machine during the benchmark (background write-back, a
+    /// virtual disk's bursts and throttling, other load) then falls on all of them alike
+    /// instead of on whichever was measured last or in a fixed place.
     /// </summary>
     internal static Series[] MeasureSideBySide(int runs, params (Action Action, Action? Before)[] contenders)
     {
@@ -167,8 +168,9 @@ public static class Program
         var times = contenders.Select(_ => new List<double>()).ToArray();
         for (int i = 0; i < runs; i++)
         {
-            for (int c = 0; c < contenders.Length; c++)
+            for (int k = 0; k < contenders.Length; k++)
             {
+                int c = (i + k) % contenders.Length;
                 contenders[c].Before?.Invoke();
                 var sw = Stopwatch.StartNew();
                 contenders[c].Action();
