@@ -143,7 +143,7 @@ internal sealed class FileAccessor : IDisposable
     }
 
     /// <summary>True when this system can rewrite the file in place and it is a plain file with no other hard link (what <see cref="OpenToRewrite"/> asks before it looks inside).</summary>
-    public static bool CanRewrite(string path) => !_seekDataUnavailable && NativeMethods.IsLonePlainFile(System.IO.Path.GetFullPath(path));
+    public static bool CanRewrite(string path) => !_noLinuxCalls && NativeMethods.IsLonePlainFile(System.IO.Path.GetFullPath(path));
 
     // While rewriting in place (OpenToRewrite): the ranges written since, until the first flush.
     private List<(long Start, long End)>? _rewritten;
@@ -188,8 +188,11 @@ internal sealed class FileAccessor : IDisposable
             for (long at = start; at < end; at += zeros.Length)
                 observer.BeforeWrite(Path, at, zeros, 0, (int)Math.Min(zeros.Length, end - at));
         }
-        if (NativeMethods.PunchHole(_handle ??= _stream.SafeFileHandle, start, end - start))
-            return;
+        using (Descriptor fd = HoldDescriptor())
+        {
+            if (NativeMethods.PunchHole(fd.Fd, start, end - start))
+                return;
+        }
         for (long at = start; at < end; at += zeros.Length)
         {
             _stream.Position = at;
@@ -277,7 +280,30 @@ internal sealed class FileAccessor : IDisposable
 
     private SafeHandle? _handle;
 
-    private static bool _seekDataUnavailable = !RuntimeInformation.IsOSPlatform(OSPlatform.Linux);
+    // The Linux file calls below (lseek SEEK_DATA/SEEK_HOLE, fallocate, sync_file_range, statx)
+    // are made on Linux only, and no more once its C library turned out not to have them.
+    private static bool _noLinuxCalls = !RuntimeInformation.IsOSPlatform(OSPlatform.Linux);
+
+    /// <summary>This file's descriptor, kept from being closed while one native call uses it.</summary>
+    private readonly struct Descriptor : IDisposable
+    {
+        private readonly SafeHandle? _held;
+
+        public Descriptor(SafeHandle handle)
+        {
+            bool added = false;
+            handle.DangerousAddRef(ref added);
+            _held = added ? handle : null;
+            Fd = handle.DangerousGetHandle().ToInt32();
+        }
+
+        public int Fd { get; }
+
+        public void Dispose() => _held?.DangerousRelease();
+    }
+
+    // The handle is fetched once: FileStream re-syncs the descriptor's offset on every fetch.
+    private Descriptor HoldDescriptor() => new(_handle ??= _stream.SafeFileHandle);
 
     /// <summary>
     /// Where the first byte of data at or after <paramref name="position"/> lies, as the file
@@ -300,28 +326,20 @@ internal sealed class FileAccessor : IDisposable
 
     private long? SeekHoleOrData(long position, int whence)
     {
-        if (_seekDataUnavailable || position < 0 || position >= Length)
+        if (_noLinuxCalls || position < 0 || position >= Length)
             return null;
-        bool added = false;
-        // Fetched once: FileStream re-syncs the descriptor's offset on every fetch.
-        SafeHandle handle = _handle ??= _stream.SafeFileHandle;
         try
         {
-            handle.DangerousAddRef(ref added);
-            long at = NativeMethods.lseek(handle.DangerousGetHandle().ToInt32(), position, whence);
+            using Descriptor fd = HoldDescriptor();
+            long at = NativeMethods.lseek(fd.Fd, position, whence);
             if (at >= position)
                 return Math.Min(at, Length);
             return whence == NativeMethods.SeekData && Marshal.GetLastWin32Error() == NativeMethods.ENXIO ? Length : null;
         }
         catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
         {
-            _seekDataUnavailable = true;
+            _noLinuxCalls = true;
             return null;
-        }
-        finally
-        {
-            if (added)
-                handle.DangerousRelease();
         }
     }
 
@@ -371,41 +389,27 @@ internal sealed class FileAccessor : IDisposable
         private const uint SyncFileRangeWrite = 0x2;
 
         /// <summary>Asks the system to start writing the file's dirty pages to the device, without waiting for them.</summary>
-        public static void StartWriteback(SafeHandle handle)
+        public static void StartWriteback(int fd)
         {
-            bool added = false;
             try
             {
-                handle.DangerousAddRef(ref added);
-                sync_file_range(handle.DangerousGetHandle().ToInt32(), 0, 0, SyncFileRangeWrite);
+                sync_file_range(fd, 0, 0, SyncFileRangeWrite);
             }
             catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
             {
-            }
-            finally
-            {
-                if (added)
-                    handle.DangerousRelease();
             }
         }
 
         /// <summary>Deallocates a range, which then reads as zeros (the length is kept); false where the file system cannot.</summary>
-        public static bool PunchHole(SafeHandle handle, long offset, long length)
+        public static bool PunchHole(int fd, long offset, long length)
         {
-            bool added = false;
             try
             {
-                handle.DangerousAddRef(ref added);
-                return fallocate(handle.DangerousGetHandle().ToInt32(), FallocPunchHole | FallocKeepSize, offset, length) == 0;
+                return fallocate(fd, FallocPunchHole | FallocKeepSize, offset, length) == 0;
             }
             catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
             {
                 return false;
-            }
-            finally
-            {
-                if (added)
-                    handle.DangerousRelease();
             }
         }
     }
@@ -435,10 +439,11 @@ internal sealed class FileAccessor : IDisposable
         _stream.Write(buffer, offset, count);
         if (known >= 0)
             _length = Math.Max(known, position + count);
-        if (!_seekDataUnavailable && (_notStarted += count) >= WritebackStep)
+        if (!_noLinuxCalls && (_notStarted += count) >= WritebackStep)
         {
             _notStarted = 0;
-            NativeMethods.StartWriteback(_handle ??= _stream.SafeFileHandle);
+            using Descriptor fd = HoldDescriptor();
+            NativeMethods.StartWriteback(fd.Fd);
         }
     }
 
