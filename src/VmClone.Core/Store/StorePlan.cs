@@ -78,8 +78,8 @@ public sealed class PlannedVolume
     /// </summary>
     public bool InPlace { get; set; }
 
-    /// <summary>True when the step builds a new file under a staging name that is then moved over the volume (unless it is done <see cref="InPlace"/>).</summary>
-    public bool IsStaged => Action is VolumeAction.Import or VolumeAction.CreateEmpty or VolumeAction.CreateChild
+    /// <summary>True when the step builds a new file under a staging name that is then moved over the volume (every new volume not made <see cref="InPlace"/>).</summary>
+    public bool IsStaged => !InPlace && Action is VolumeAction.Import or VolumeAction.CreateEmpty or VolumeAction.CreateChild
         or VolumeAction.Replace or VolumeAction.Reset or VolumeAction.Flatten;
 
     /// <summary>One line; paths inside <paramref name="storeRoot"/> are shown relative to it.</summary>

@@ -197,17 +197,18 @@ public sealed partial class VmStore
         try
         {
             FaultPoint.Hit("staging created");
+            // A volume going back to its base whose file can be rewritten where it is becomes a
+            // new child in that file at the commit, not in a new file now: creating a file and
+            // freeing the old one costs several times more than rewriting a few KiB, and the
+            // journal makes the rewrite repeatable.
+            foreach (PlannedVolume step in plan.Volumes)
+            {
+                step.InPlace = step.Action is VolumeAction.Replace or VolumeAction.Reset && step.Supersedes is null
+                    && VirtualDisk.CanRecreateInPlace(step.Path);
+            }
             foreach (PlannedVolume step in plan.Volumes.Where(v => v.IsStaged))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                // A volume going back to its base whose file can be rewritten where it is becomes
-                // a new child in that file at the commit, not in a new file now: creating a file
-                // and freeing the old one costs several times more than rewriting a few KiB, and
-                // the journal makes the rewrite repeatable.
-                step.InPlace = step.Action is VolumeAction.Replace or VolumeAction.Reset && step.Supersedes is null
-                    && VirtualDisk.CanRecreateInPlace(step.Path);
-                if (step.InPlace)
-                    continue;
                 // Flattening reads the volume in place and writes the standalone copy beside it.
                 BuildStaged(step, Path.Combine(staging, Path.GetFileName(step.Path)), progress, cancellationToken);
             }
@@ -251,7 +252,7 @@ public sealed partial class VmStore
             RecreateInPlace(step, staging);
             FaultPoint.Hit("recreated " + step.Volume);
         }
-        foreach (PlannedVolume step in plan.Volumes.Where(v => v.IsStaged && !v.InPlace))
+        foreach (PlannedVolume step in plan.Volumes.Where(v => v.IsStaged))
         {
             string staged = Path.Combine(staging, Path.GetFileName(step.Path));
             if (File.Exists(staged))
@@ -284,18 +285,7 @@ public sealed partial class VmStore
     /// </summary>
     private void RecreateInPlace(PlannedVolume step, string staging)
     {
-        var options = new DiskCreateOptions { Format = step.Format };
-        bool done;
-        if (OpenParent(step.Source!) is VirtualDisk remembered)
-        {
-            done = VirtualDisk.TryRecreateDifferencingFile(step.Path, remembered, options);
-        }
-        else
-        {
-            using VirtualDisk parent = VirtualDisk.Open(step.Source!, FileAccess.Read, OpenOptions);
-            done = VirtualDisk.TryRecreateDifferencingFile(step.Path, parent, options);
-        }
-        if (done)
+        if (OverParent(step.Source!, parent => VirtualDisk.TryRecreateDifferencingFile(step.Path, parent, new DiskCreateOptions { Format = step.Format })))
             return;
         string staged = Path.Combine(staging, Path.GetFileName(step.Path));
         if (File.Exists(staged))

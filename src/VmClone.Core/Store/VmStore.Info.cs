@@ -232,19 +232,26 @@ public sealed partial class VmStore
         return info;
     }
 
+    /// <summary>Creates a differencing volume at <paramref name="path"/> over <paramref name="parentPath"/> (see <see cref="OverParent"/>).</summary>
+    private void CreateChild(string path, string parentPath, DiskFormat format) =>
+        OverParent(parentPath, parent =>
+        {
+            VirtualDisk.CreateDifferencingFile(path, parent, new DiskCreateOptions { Format = format });
+            return true;
+        });
+
     /// <summary>
-    /// Creates a differencing volume at <paramref name="path"/> over <paramref name="parentPath"/>.
-    /// With rememberBases the parent (a base volume planning has just described) is opened once
-    /// for the instance and every new child is written over that open chain, without opening the
-    /// parent again or the child after writing it.
+    /// Runs <paramref name="action"/> over the open chain of <paramref name="parentPath"/>, a base
+    /// volume. With rememberBases it is opened once for the instance (planning has just described
+    /// it) and every new child is written over that open chain; otherwise it is opened for this
+    /// call only.
     /// </summary>
-    private void CreateChild(string path, string parentPath, DiskFormat format)
+    private T OverParent<T>(string parentPath, Func<VirtualDisk, T> action)
     {
-        var options = new DiskCreateOptions { Format = format };
-        if (OpenParent(parentPath) is VirtualDisk parent)
-            VirtualDisk.CreateDifferencingFile(path, parent, options);
-        else
-            VirtualDisk.CreateDifferencing(path, parentPath, options).Dispose();
+        if (OpenParent(parentPath) is VirtualDisk remembered)
+            return action(remembered);
+        using VirtualDisk parent = VirtualDisk.Open(parentPath, FileAccess.Read, OpenOptions);
+        return action(parent);
     }
 
     /// <summary>
