@@ -180,20 +180,8 @@ public static class Program
         return times.Select(t => new Series(t)).ToArray();
     }
 
-    internal static Series Measure(int runs, Action action, Action? before = null)
-    {
-        before?.Invoke();
-        action(); // warm-up: page cache and JIT for every contender alike
-        var times = new List<double>();
-        for (int i = 0; i < runs; i++)
-        {
-            before?.Invoke();
-            var sw = Stopwatch.StartNew();
-            action();
-            times.Add(sw.Elapsed.TotalSeconds);
-        }
-        return new Series(times);
-    }
+    /// <summary>One contender alone: one warm-up run, then <paramref name="runs"/> timed ones.</summary>
+    internal static Series Measure(int runs, Action action, Action? before = null) => MeasureSideBySide(runs, (action, before))[0];
 }
 
 /// <summary>

@@ -128,42 +128,17 @@ public static partial class DiskOperations
             try
             {
                 long inBatch = 0;
-                foreach ((long position, long length) in runs)
+                foreach ((long p, int n) in ChunksToCompare(oldParent, newParent, runs, oldBuffer.Length))
                 {
-                    var oldMap = new List<ChainExtent>();
-                    ChainMapper.Map(oldParent, 1, position, length, oldMap);
-                    IReadOnlyList<ChainExtent> newMap = newParent.MapExtents(position, length);
-                    foreach ((long start, long count) in DifferingCandidates(oldMap, newMap))
+                    cancellationToken.ThrowIfCancellationRequested();
+                    inBatch += CopyWhereDifferent(p, n);
+                    if (inBatch >= batching.BatchBytes)
                     {
-                        for (long p = start; p < start + count; p += oldBuffer.Length)
-                        {
-                            cancellationToken.ThrowIfCancellationRequested();
-                            int n = (int)Math.Min(oldBuffer.Length, start + count - p);
-                            // The two chains are read at the same time (separate files and objects).
-                            long at = p;
-                            Task readNew = Task.Run(() =>
-                            {
-                                newParent.Content.Position = at;
-                                ContentCopier.ReadFully(newParent.Content, newBuffer, n);
-                            });
-                            try
-                            {
-                                ChainReader.Read(oldParent, p, oldBuffer, 0, n);
-                            }
-                            finally
-                            {
-                                readNew.GetAwaiter().GetResult();
-                            }
-                            inBatch += WriteDifferingSectors(top, p, oldBuffer, newBuffer, n, sector);
-                            if (inBatch >= batching.BatchBytes)
-                            {
-                                batch.Dispose();
-                                batch = top.BeginBatch();
-                                inBatch = 0;
-                            }
-                        }
+                        batch.Dispose();
+                        batch = top.BeginBatch();
+                        inBatch = 0;
                     }
-                    Report(position + length);
+                    Report(p + n);
                 }
             }
             finally
@@ -171,6 +146,44 @@ public static partial class DiskOperations
                 batch.Dispose();
             }
             Report(listed);
+        }
+
+        // Reads both chains' [p, +n) at the same time (separate files and objects) and writes the
+        // old content where they differ; returns the bytes written.
+        long CopyWhereDifferent(long p, int n)
+        {
+            Task readNew = Task.Run(() =>
+            {
+                newParent.Content.Position = p;
+                ContentCopier.ReadFully(newParent.Content, newBuffer, n);
+            });
+            try
+            {
+                ChainReader.Read(oldParent, p, oldBuffer, 0, n);
+            }
+            finally
+            {
+                readNew.GetAwaiter().GetResult();
+            }
+            return WriteDifferingSectors(top, p, oldBuffer, newBuffer, n, sector);
+        }
+    }
+
+    /// <summary>
+    /// The chunks of the child's parent runs (at most <paramref name="chunk"/> bytes each) where
+    /// the old and the new chain do not provably agree (see <see cref="DifferingCandidates"/>).
+    /// </summary>
+    private static IEnumerable<(long Position, int Length)> ChunksToCompare(DiskLayer oldParent, VirtualDisk newParent, List<(long Position, long Length)> runs, int chunk)
+    {
+        foreach ((long position, long length) in runs)
+        {
+            var oldMap = new List<ChainExtent>();
+            ChainMapper.Map(oldParent, 1, position, length, oldMap);
+            foreach ((long start, long count) in DifferingCandidates(oldMap, newParent.MapExtents(position, length)))
+            {
+                for (long p = start; p < start + count; p += chunk)
+                    yield return (p, (int)Math.Min(chunk, start + count - p));
+            }
         }
     }
 
