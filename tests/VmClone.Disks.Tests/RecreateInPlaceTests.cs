@@ -92,12 +92,7 @@ public class RecreateInPlaceTests
         else
         {
             Assert.Contains("new.vhdx", Oracle.Run("vhdiinfo", $"\"{child}\"").StdOut);
-            // libvhdi misreads a child without any sector bitmap block (see CreateChildTests): one write first.
-            using (VirtualDisk c = VirtualDisk.Open(child, FileAccess.ReadWrite))
-            {
-                c.Content.Position = 30 * MiB;
-                c.Content.Write(new byte[4096], 0, 4096);
-            }
+            Oracle.PrepareEmptyVhdxChildForLibvhdi(child, 30 * MiB);
             Assert.Equal(VhdxFixture.Sha256OfDisk(child), Oracle.LibvhdiSha256(newBase, child), ignoreCase: true);
         }
         Assert.NotEqual(VhdxFixture.Sha256OfDisk(oldBase), VhdxFixture.Sha256OfDisk(child));

@@ -6,6 +6,7 @@ using System.Linq;
 using System.Runtime.InteropServices;
 using VmClone.Core.Store;
 using VmClone.Disks;
+using VmClone.Disks.Tests.Support;
 using Xunit;
 
 namespace VmClone.Core.Tests.Store;
@@ -43,7 +44,7 @@ public class InPlaceTests
 
     private static string Inode(string path) => Run("stat", $"-c %i \"{path}\"");
 
-    [Theory]
+    [OracleTheory(tools: new[] { "qemu-img" }, python: new[] { "pyvhdi" })]
     [InlineData(DiskFormat.Vhdx)]
     [InlineData(DiskFormat.Vmdk)]
     public void ARestoredVolumeIsANewChildInItsOwnFileButAHardLinkedCopyKeepsItsContent(DiskFormat format)
@@ -86,6 +87,18 @@ public class InPlaceTests
         Assert.All(t.Store.GetClone("lab").Volumes.Where(v => v.Name != "data"), v => Assert.Equal(0, v.DivergedBytes));
         VmStoreReport report = t.Store.Check(repair: false);
         Assert.True(report.IsHealthy && report.Problems.Count == 0, string.Join("\n", report.Problems.Select(p => p.Description)));
+
+        // The independent readers agree: the rewritten volume reads as its base.
+        if (format == DiskFormat.Vmdk)
+        {
+            Oracle.Run("qemu-img", $"check -f vmdk \"{labSystem}\"");
+            Assert.Equal(baseSystem, Oracle.QemuRawSha256(labSystem, "vmdk"), ignoreCase: true);
+        }
+        else
+        {
+            Oracle.PrepareEmptyVhdxChildForLibvhdi(labSystem, 5 << 20);
+            Assert.Equal(TestStore.Hash(labSystem), Oracle.LibvhdiSha256(t.BaseVolume("v1", "system"), labSystem), ignoreCase: true);
+        }
     }
 
     [Fact]

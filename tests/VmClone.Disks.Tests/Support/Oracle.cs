@@ -92,6 +92,18 @@ public static class Oracle
         "while o < n:\n  d = top.read_buffer_at_offset(min(1 << 22, n - o), o); h.update(d); o += len(d)\n" +
         "print(h.hexdigest())\n", chain);
 
+    /// <summary>
+    /// libvhdi misreads a VHDX child whose sector bitmap blocks are all absent (it returns the
+    /// child's own header at virtual offset 64 KiB): before libvhdi judges a new, empty child,
+    /// the child gets a write of its own, 4 KiB of zeros at <paramref name="at"/>.
+    /// </summary>
+    public static void PrepareEmptyVhdxChildForLibvhdi(string child, long at)
+    {
+        using VirtualDisk disk = VirtualDisk.Open(child, FileAccess.ReadWrite);
+        disk.Content.Position = at;
+        disk.Content.Write(new byte[4096], 0, 4096);
+    }
+
     /// <summary>sha256 (hex) of the whole virtual content of a disk according to qemu-img convert -O raw.</summary>
     public static string QemuRawSha256(string path, string? format = null)
     {
