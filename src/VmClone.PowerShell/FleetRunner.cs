@@ -44,6 +44,7 @@ internal sealed class FleetRunner : IDisposable
     private WaitHandle[]? _wakeUp; // _posted and cancellation, for the pipeline thread's wait
     private readonly Dictionary<long, Action> _finished = new();
     private readonly Dictionary<string, IDisposable> _batches = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Exception> _batchFailures = new(StringComparer.Ordinal);
     private readonly List<Task> _workers = new();
     private long _submitted;
     private long _released;
@@ -80,19 +81,51 @@ internal sealed class FleetRunner : IDisposable
             }
             catch (Exception ex) when (VmCloneCmdlet.IsExpected(ex))
             {
-                Finished(label, watch, null, VmCloneCmdlet.ToErrorRecord(ex, target));
+                Finished(label, watch, null, VmCloneCmdlet.ToErrorRecord(ex, target, targetWins: true));
             }
             _released++;
             ReportOverall();
             return;
         }
 
-        if (!_batches.ContainsKey(store.Root))
-            _batches[store.Root] = store.BeginBatch(Token);
+        if (HoldBatch(store) is Exception storeWide)
+        {
+            // The store-wide step failed (store.json unreadable or of a newer format, the store
+            // lock held past its timeout): this clone fails with it, as every later one of that
+            // store does at once, in input order. Nothing was queued, so nothing is waited for.
+            var watch = Stopwatch.StartNew();
+            ErrorRecord record = VmCloneCmdlet.ToErrorRecord(storeWide, target, targetWins: true);
+            Post(sequence, () => Finished(label, watch, null, record));
+            Pump(block: false);
+            return;
+        }
         while (_workers.Count < _throttleLimit && _workers.Count < _submitted)
             _workers.Add(Task.Factory.StartNew(Work, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default));
         _work.Add(new Job(sequence, target, label, work, writeResult));
         Pump(block: false);
+    }
+
+    /// <summary>
+    /// Holds <paramref name="store"/> as one batch for the rest of the command (taken at its
+    /// first clone); the failure when that could not be done, remembered so that the store's
+    /// other clones are refused with it instead of each waiting out the lock timeout again.
+    /// </summary>
+    private Exception? HoldBatch(VmStore store)
+    {
+        if (_batches.ContainsKey(store.Root))
+            return null;
+        if (_batchFailures.TryGetValue(store.Root, out Exception? failed))
+            return failed;
+        try
+        {
+            _batches[store.Root] = store.BeginBatch(Token);
+            return null;
+        }
+        catch (Exception ex) when (VmCloneCmdlet.IsExpected(ex))
+        {
+            _batchFailures[store.Root] = ex;
+            return ex;
+        }
     }
 
     /// <summary>Writes whatever the workers have posted; with <paramref name="block"/>, until every operation has finished.</summary>
@@ -149,7 +182,7 @@ internal sealed class FleetRunner : IDisposable
             }
             catch (Exception ex) when (VmCloneCmdlet.IsExpected(ex) || ex is OperationCanceledException)
             {
-                ErrorRecord? record = Token.IsCancellationRequested ? null : VmCloneCmdlet.ToErrorRecord(ex, job.Target);
+                ErrorRecord? record = Token.IsCancellationRequested ? null : VmCloneCmdlet.ToErrorRecord(ex, job.Target, targetWins: true);
                 Post(job.Sequence, () => { progress.Close(); if (record is not null) Finished(job.Label, watch, null, record); });
             }
             catch (Exception ex)

@@ -44,8 +44,13 @@ public abstract class VmCloneCmdlet : PSCmdlet
         ex is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException or NotSupportedException or ItemNotFoundException
             && ex is not PipelineStoppedException;
 
-    /// <summary>An error record with a stable id, a category and the offending input as target.</summary>
-    protected internal static ErrorRecord ToErrorRecord(Exception ex, object target)
+    /// <summary>
+    /// An error record with a stable id, a category and the offending input as target. The
+    /// exception's own target (the file or record at fault) is preferred, unless
+    /// <paramref name="targetWins"/>: a fleet command's errors name the clone they befell, so
+    /// that a log of a thousand clones tells which failed.
+    /// </summary>
+    protected internal static ErrorRecord ToErrorRecord(Exception ex, object target, bool targetWins = false)
     {
         if (ex is VmClone.Core.VmCloneException vm)
             return new ErrorRecord(ex, vm.ErrorId, vm.Kind switch
@@ -56,7 +61,7 @@ public abstract class VmCloneCmdlet : PSCmdlet
                 VmClone.Core.VmCloneErrorKind.InUse => ErrorCategory.ResourceBusy,
                 VmClone.Core.VmCloneErrorKind.InvalidData => ErrorCategory.InvalidData,
                 _ => ErrorCategory.InvalidOperation,
-            }, vm.Target ?? target);
+            }, targetWins ? target : vm.Target ?? target);
         (string id, ErrorCategory category) = ex switch
         {
             DiskChainException { Problem: ChainProblem.ParentMissing } => ("DiskParentMissing", ErrorCategory.ObjectNotFound),

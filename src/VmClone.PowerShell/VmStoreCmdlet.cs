@@ -68,20 +68,28 @@ public abstract class VmStoreCmdlet : VmCloneCmdlet, IDisposable
             WriteVerbose(description);
             return true;
         }
+        if (_cannotConfirm)
+            return false;
         try
         {
             return ShouldProcess(description, $"{caption}?", "Confirm");
         }
         catch (Exception ex) when (ex is PSInvalidOperationException or System.Management.Automation.Host.HostException)
         {
-            // A host that cannot prompt (pwsh -NonInteractive, a scheduled task): stop at once
-            // rather than fail every clone with the host's message.
-            ThrowTerminatingError(new ErrorRecord(new InvalidOperationException(
+            // A host that cannot prompt (pwsh -NonInteractive, a scheduled task): nothing more is
+            // done, and every later clone is skipped without a word. The error is written, not
+            // thrown: -ErrorAction Stop or $ErrorActionPreference = 'Stop' then ends the script as
+            // for any other error, where a terminating error would only end this statement and
+            // let the script go on to its next one.
+            _cannotConfirm = true;
+            WriteError(new ErrorRecord(new InvalidOperationException(
                 $"{MyInvocation.MyCommand.Name} asks for confirmation before it changes anything, and this PowerShell host cannot ask ({ex.Message}) Add -Force or -Confirm:$false to run it unattended, or -WhatIf to see the plan.", ex),
                 "ConfirmationNotPossible", ErrorCategory.InvalidOperation, plan.Subject));
             return false;
         }
     }
+
+    private bool _cannotConfirm;
 
     private FleetRunner? _fleet;
     private readonly HashSet<string> _seen = new(StringComparer.OrdinalIgnoreCase);

@@ -85,7 +85,24 @@ Describe 'The DSC resources' {
         Get-StoreSnapshot $store | Should -Be $before
     }
 
-    It 'rebases the clone when the declared base changes, keeping its data' {
+    It 'reports a clone on another base and refuses to move it unless AllowRebase is set' {
+        Invoke-Configuration VmCloneBase $baseProps
+        Invoke-Configuration VmCloneClone @{ Name = 'lab-01'; Base = 'win11'; Store = $store }
+        Write-DiskBytes (Join-Path $store 'clones/lab-01/system.vhdx') 8192 ([Text.Encoding]::UTF8.GetBytes('admin test change'))
+        Get-VmClone lab-01 -Store $store | New-VmBase -Name win11-v2 | Out-Null
+        $before = Get-StoreSnapshot $store
+
+        $declared = @{ Name = 'lab-01'; Base = 'win11-v2'; Store = $store }
+        Invoke-Resource VmCloneClone Test $declared | Should -BeFalse
+        (Invoke-Resource VmCloneClone Get $declared).Base | Should -Be 'win11'
+        { Invoke-Resource VmCloneClone Set $declared } | Should -Throw -ExpectedMessage "*on base 'win11'*AllowRebase*"
+        { Invoke-Resource VmCloneClone Set ($declared + @{ AllowRebase = $false }) } | Should -Throw -ExpectedMessage '*AllowRebase*'
+
+        (Get-VmClone lab-01 -Store $store).Base | Should -Be 'win11'
+        Get-StoreSnapshot $store | Should -Be $before
+    }
+
+    It 'rebases the clone when the declared base changes and AllowRebase is set, keeping its data' {
         Invoke-Configuration VmCloneBase $baseProps
         Invoke-Configuration VmCloneClone @{ Name = 'lab-01'; Base = 'win11'; Store = $store }
         $data = Join-Path $store 'clones/lab-01/data.vhdx'
@@ -93,7 +110,7 @@ Describe 'The DSC resources' {
         $dataHash = Get-DiskContentHash $data
 
         Get-VmClone lab-01 -Store $store | New-VmBase -Name win11-v2 | Out-Null
-        $v2 = @{ Name = 'lab-01'; Base = 'win11-v2'; Store = $store }
+        $v2 = @{ Name = 'lab-01'; Base = 'win11-v2'; Store = $store; AllowRebase = $true }
         Invoke-Resource VmCloneClone Test $v2 | Should -BeFalse
         (Invoke-Resource VmCloneClone Get $v2).Base | Should -Be 'win11'
         Invoke-Configuration VmCloneClone $v2

@@ -57,6 +57,33 @@ Remove-VmClone lab-03 -Store `$s -ErrorAction Stop; 'preference-none: ran'
     }
 }
 
+Describe 'A hook that must fail when VmClone refuses' {
+    BeforeAll {
+        $dir = New-TestFolder
+        $store = Join-Path $dir 'store'
+        New-TestFleet $store -Clone lab-01 -Folder $dir
+        $import = "Import-Module '$env:VMCLONE_MODULE'; `$s = '$store'; "
+    }
+    AfterAll { Remove-TestFolder $dir }
+
+    It 'exits 0 and goes on without it, as about_VmClone_Scheduling warns' {
+        $run = Invoke-TestPwsh -Arguments @('-Command', $import + "Restore-VmClone lab-01 -Store `$s; 'after'") -TimeoutSeconds 90
+        ($run.Output -join "`n") | Should -Match 'ConfirmationNotPossible|cannot ask'
+        $run.Output | Should -Contain 'after'
+        $run.ExitCode | Should -Be 0
+    }
+
+    It 'fails with exit code 1, before the next statement, in the form <_> the topic shows' -ForEach @(
+        '$ErrorActionPreference = "Stop"; Restore-VmClone lab-01; "after"'
+        'Restore-VmClone lab-01 -ErrorAction Stop; "after"') {
+        (Get-Help about_VmClone_Scheduling | Out-String) | Should -BeLike "*-Command '$([WildcardPattern]::Escape($_))'*"
+        $run = Invoke-TestPwsh -Arguments @('-Command', $import + ($_ -replace 'lab-01', 'lab-01 -Store $s')) -TimeoutSeconds 90
+        ($run.Output -join "`n") | Should -Match 'ConfirmationNotPossible|cannot ask'
+        $run.Output | Should -Not -Contain 'after'
+        $run.ExitCode | Should -Be 1 -Because ($run.Output -join "`n")
+    }
+}
+
 Describe 'Errors a script can catch' {
     BeforeAll {
         $dir = New-TestFolder
@@ -149,6 +176,56 @@ Describe 'The sample scheduled rebase' {
         $text | Should -Match 'rebased lab-02 onto win11-v2'
         $text | Should -Match 'FAILED odd: \[OutlineMismatch'
         $text | Should -Match '3 rebased, 1 failed'
+    }
+
+    It 'exits 2 when stopped half way by <_>, having logged every clone it rebased' -Skip:$IsWindows -ForEach 'SIGINT', 'SIGTERM' {
+        $signal = $_
+        $many = Join-Path $dir "many-$signal"
+        New-TestFleet $many -Clone (1..60 | ForEach-Object { 'vm-{0:d2}' -f $_ }) -Folder $dir -DataInBase
+        Get-VmClone vm-01 -Store $many | New-VmBase -Name win11-v2 | Out-Null
+        $stopLog = Join-Path $dir "stopped-$signal.log"
+        # Started the way cron or a systemd unit starts it: a session of its own, SIGINT at its
+        # default. python3 (which the oracles need anyway) starts it, waits until two clones are
+        # logged, sends the signal and reports the exit code.
+        $pwsh = @(if (Test-Path -LiteralPath (Join-Path $PSHOME 'pwsh') -PathType Leaf) { Join-Path $PSHOME 'pwsh' } else { 'dotnet', (Join-Path $PSHOME 'pwsh.dll') })
+        $command = $pwsh + @('-NoProfile', '-NonInteractive', '-File', $sample, '-Store', $many, '-Base', 'win11', '-NewBase', 'win11-v2', '-ThrottleLimit', '1', '-LogPath', $stopLog)
+        $launcher = @'
+import json, os, signal, subprocess, sys, time
+command, log, name = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+deadline = time.time() + 60
+while child.poll() is None and time.time() < deadline:
+    if os.path.exists(log) and sum('rebased vm-' in line for line in open(log)) >= 2:
+        break
+    time.sleep(0.02)
+child.send_signal(getattr(signal, name))
+try:
+    print(child.wait(timeout=60))
+except subprocess.TimeoutExpired:
+    child.kill()
+    print('hung')
+'@
+        $launcherFile = Join-Path $dir 'stop-launcher.py'
+        $commandFile = Join-Path $dir "stop-command-$signal.json"
+        Set-Content -LiteralPath $launcherFile -Value $launcher
+        ConvertTo-Json -InputObject $command | Set-Content -LiteralPath $commandFile
+        $result = & python3 $launcherFile $commandFile $stopLog $signal 2>&1
+        $exited = $result -ne 'hung'
+        $exited | Should -BeTrue
+        $result | Should -Be '2' -Because (Get-Content -LiteralPath $stopLog -Raw)
+        $lines = @(Get-Content -LiteralPath $stopLog)
+        $lines[-1] | Should -Match 'STOPPED by a signal; the clones logged above as rebased are done'
+        ($lines -join "`n") | Should -Not -Match 'FAILED'
+        $logged = @($lines | Where-Object { $_ -match 'rebased (vm-\d+) onto win11-v2' } | ForEach-Object { $Matches[1] })
+        $logged.Count | Should -BeGreaterOrEqual 2
+        $logged.Count | Should -BeLessThan 60 -Because 'the run was stopped half way'
+        # Every clone the log names was rebased; a clone cut off in the middle is finished or
+        # undone by the next command, and every clone still reads its data.
+        Test-VmStore -Store $many -Repair | Out-Null
+        $onNew = @(Get-VmClone -Store $many | Where-Object Base -eq 'win11-v2').Name
+        foreach ($name in $logged) { $onNew | Should -Contain $name }
+        (Get-VmClone -Store $many | Where-Object State -ne 'Ready') | Should -BeNullOrEmpty
     }
 
     It 'exits 2 when it cannot run at all' {

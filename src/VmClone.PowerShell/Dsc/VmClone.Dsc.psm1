@@ -113,9 +113,12 @@ class VmCloneBase {
     }
 }
 
-# A linked clone of a base. Present and missing: created. Present on another base: rebased onto
-# the declared one (system replaced, temporary reset, data kept byte for byte; the bases'
-# outlines must match). Absent: removed with its volumes, data included.
+# A linked clone of a base. Present and missing: created. Present on another base: a drift that
+# Test() reports; Set() rebases it onto the declared base (system replaced, temporary reset, data
+# kept byte for byte; the bases' outlines must match) only when AllowRebase says so, since a
+# rebase discards the clone's system changes and a consistency check runs every 15 minutes: an
+# admin's own rebase must not be undone behind their back. Absent: removed with its volumes,
+# data included.
 [DscResource()]
 class VmCloneClone {
     # Name of the clone.
@@ -129,6 +132,11 @@ class VmCloneClone {
 
     # The store folder; by default $env:VMCLONE_STORE, else the per-user store.
     [DscProperty()] [string] $Store
+
+    # Lets Set() move an existing clone onto the declared Base (Invoke-VmRebase: its system
+    # changes are discarded). Off by default: a clone found on another base is then reported by
+    # Test() and refused by Set().
+    [DscProperty()] [bool] $AllowRebase = $false
 
     # Ready, BaseModified, Broken or Interrupted (see Get-VmClone).
     [DscProperty(NotConfigurable)] [string] $State
@@ -173,6 +181,10 @@ class VmCloneClone {
         }
         if ([string]::IsNullOrEmpty($this.Base)) { throw "Clone '$($this.Name)': declare its Base to create it." }
         if ($s.CloneExists($this.Name)) {
+            $current = $s.LoadClone($this.Name).Base
+            if (-not $this.AllowRebase) {
+                throw "Clone '$($this.Name)' is on base '$current', not on the declared base '$($this.Base)'. Moving it would rebase it and discard its system changes, so VmCloneClone does not do it unless asked: set AllowRebase = `$true in the configuration to let it rebase the clone, or declare Base = '$current' to keep the clone where it is."
+            }
             Write-Verbose "Rebasing clone '$($this.Name)' from '$($s.LoadClone($this.Name).Base)' onto '$($this.Base)'."
             $null = VmClone\Invoke-VmRebase @storeArgs -Name $this.Name -NewBase $this.Base -Force -ThrottleLimit 1 -ErrorAction Stop
             return
