@@ -9,7 +9,8 @@ namespace VmClone.Fuzz;
 /// serves one input after another through SharpFuzz's out-of-process server, which restarts
 /// the worker when an input hangs (afl-fuzz -t) or kills it, so hangs are recorded instead of
 /// stopping the run. By hand: <c>replay TARGET [--all-phases] FILE...</c> runs inputs once and prints what
-/// each did; <c>seeds FOLDER</c> writes the seed inputs (engine-made files, and qemu-img-made
+/// each did; <c>decode TARGET FILE FOLDER</c> writes the disk files an input stands for;
+/// <c>seeds FOLDER</c> writes the seed inputs (engine-made files, and qemu-img-made
 /// ones when qemu-img is installed).
 /// </summary>
 public static class Program
@@ -26,6 +27,17 @@ public static class Program
             bool all = args[2] == "--all-phases";
             return Replay(target, args.AsSpan(all ? 3 : 2).ToArray(), all);
         }
+        if (args.Length == 4 && args[0] == "decode" && TryTarget(args[1], out target))
+        {
+            // The files an input stands for, as the harness writes them (checksums repaired).
+            Directory.CreateDirectory(args[3]);
+            foreach (FuzzFile f in FuzzHarness.Decode(target, File.ReadAllBytes(args[2])))
+            {
+                File.WriteAllBytes(Path.Combine(args[3], f.Name), f.Bytes);
+                Console.WriteLine($"{f.Name} {f.Bytes.Length} bytes");
+            }
+            return 0;
+        }
         if (args.Length == 2 && args[0] == "seeds")
         {
             SeedMaker.Make(args[1]);
@@ -33,6 +45,7 @@ public static class Program
         }
         Console.Error.WriteLine("usage: VmClone.Fuzz vhdx|vmdk|chain          (under afl-fuzz; input on stdin)");
         Console.Error.WriteLine("       VmClone.Fuzz replay vhdx|vmdk|chain [--all-phases] FILE...");
+        Console.Error.WriteLine("       VmClone.Fuzz decode vhdx|vmdk|chain FILE FOLDER");
         Console.Error.WriteLine("       VmClone.Fuzz seeds FOLDER");
         return 2;
     }
