@@ -250,9 +250,12 @@ function Invoke-Fuzz {
     }
     finally {
         foreach ($k in $saved.Keys) { [Environment]::SetEnvironmentVariable($k, $saved[$k]) }
-        if (Test-Path $work) { Remove-Item $work -Recurse -Force }
         Save-FuzzFindings -Findings $findings -Regressions $regressions -Pending $pending -Target $target
         Write-FuzzSummary -Findings $findings -Target $target -Summary (Join-Path $fuzzOut "$target-summary.txt")
+        # The worker leaves within a moment of afl-fuzz (it watches its server); what it still
+        # holds is scratch, not worth failing the run over.
+        Start-Sleep -Milliseconds 500
+        Remove-Item $work -Recurse -Force -ErrorAction SilentlyContinue
     }
 }
 
