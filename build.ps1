@@ -246,7 +246,9 @@ function Invoke-Fuzz {
     try {
         # -t: an input that runs 5 s (a few ms is usual) is a hang; SharpFuzz's out-of-process
         # server restarts the worker it killed and afl-fuzz keeps the input under hangs/.
-        Invoke-Native afl-fuzz @('-i', $seeds, '-o', $findings, '-t', '5000', '-m', 'none', '-V', $Seconds, '--', 'dotnet', (Join-Path $bin 'VmClone.Fuzz.dll'), $target)
+        # -x: the formats' signatures, keys and GUIDs, for mutations to insert.
+        $dictionary = Join-Path $Root 'tests/VmClone.Fuzz/formats.dict'
+        Invoke-Native afl-fuzz @('-i', $seeds, '-o', $findings, '-x', $dictionary, '-t', '5000', '-m', 'none', '-V', $Seconds, '--', 'dotnet', (Join-Path $bin 'VmClone.Fuzz.dll'), $target)
     }
     finally {
         foreach ($k in $saved.Keys) { [Environment]::SetEnvironmentVariable($k, $saved[$k]) }
