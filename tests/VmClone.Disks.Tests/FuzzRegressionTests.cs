@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading.Tasks;
+using VmClone.Disks.Tests.Support;
 using VmClone.Fuzz;
 using Xunit;
 
@@ -78,6 +79,45 @@ public class FuzzRegressionTests
             Assert.Fail($"{path}: still running after {HangGuard.TotalSeconds} s (a hang)");
         if (run.Exception?.InnerException is Exception ex)
             Assert.Fail($"{path}: {ex.GetType().FullName}: {ex.Message}{Environment.NewLine}{ex.StackTrace}");
+    }
+
+    /// <summary>
+    /// The harness's repair computes the checksums the engine writes (headers, region tables:
+    /// byte-identical to an engine-made file) and accepts (log entries: the log is replayed),
+    /// otherwise every mutated VHDX would stop at a checksum.
+    /// </summary>
+    [Fact]
+    public void ChecksumRepairGivesTheChecksumsTheEngineWritesAndAccepts()
+    {
+        byte[] Broken(string seed, out byte[] original)
+        {
+            original = FuzzInput.DecodeFile(File.ReadAllBytes(Path.Combine(RepositoryRoot, "tests", "VmClone.Fuzz", "seeds", "vhdx", seed)));
+            byte[] b = (byte[])original.Clone();
+            var checksums = new List<int> { 64 * 1024 + 4, 128 * 1024 + 4, 192 * 1024 + 4, 256 * 1024 + 4 };
+            for (int at = 1 << 20; at < 2 << 20; at += 4096)
+            {
+                if (b.AsSpan(at, 4).SequenceEqual("loge"u8))
+                    checksums.Add(at + 4);
+            }
+            foreach (int at in checksums)
+                b.AsSpan(at, 4).Fill(0xEE);
+            ChecksumRepair.RepairVhdx(b);
+            return b;
+        }
+
+        byte[] repaired = Broken("engine-dynamic", out byte[] written);
+        Assert.True(written.AsSpan().SequenceEqual(repaired), "repaired header and region table checksums differ from the engine's");
+
+        // The seed's second log entry writes the third 4 KiB of block 2 (2 MiB in): only a
+        // replayed log shows data there.
+        using var folder = new TempFolder();
+        string path = folder.File("log.vhdx");
+        File.WriteAllBytes(path, Broken("engine-dirty-log-sequence", out _));
+        using VirtualDisk disk = VirtualDisk.Open(path, FileAccess.Read);
+        byte[] sector = new byte[4096];
+        disk.Content.Position = (2 << 20) + 8192;
+        disk.Content.ReadExactly(sector, 0, sector.Length);
+        Assert.True(sector.AsSpan().IndexOfAnyExcept((byte)0) >= 0, "the log with repaired checksums was not replayed");
     }
 
     [Fact]
