@@ -10,12 +10,20 @@
                installed from there into out/package/VmClone/<version> and checked
       Bench    Build, then the benchmarks in bench/ (figures in bench/RESULTS.md);
                -BenchRuns and -FleetCount size them
+      Fuzz     coverage-guided fuzzing of the disk engine with AFL++ (afl-fuzz; on Debian/Ubuntu
+               `apt-get install afl++`) and SharpFuzz: -Format Vhdx|Vmdk|Chain picks the target
+               (one VHDX file, one VMDK file, or several files: descriptor and extents, child and
+               parents), -Seconds how long afl-fuzz runs (default 600). Findings are under
+               out/fuzz/<target>; every crash and hang is copied into
+               tests/VmClone.Disks.Tests/FuzzRegressions/<target>, which the Test task replays, and
+               the run's figures (executions, executions per second, edges) are printed and kept
+               in out/fuzz/<target>-summary.txt
       Clean    removes out/ and the build outputs
     Run it with `dotnet pwsh ./build.ps1 -Task <Task>` after `dotnet tool restore`.
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Demo', 'Package', 'Bench', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Demo', 'Package', 'Bench', 'Fuzz', 'Clean')]
     [string[]] $Task = 'Build',
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
@@ -26,7 +34,12 @@ param(
     [ValidateRange(1, 100)]
     [int] $BenchRuns = 5,
     [ValidateRange(1, 100000)]
-    [int] $FleetCount = 1000
+    [int] $FleetCount = 1000,
+    # Fuzz: the target and how long afl-fuzz runs, in seconds.
+    [ValidateSet('Vhdx', 'Vmdk', 'Chain')]
+    [string] $Format = 'Vhdx',
+    [ValidateRange(10, 604800)]
+    [int] $Seconds = 600
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
@@ -193,6 +206,107 @@ function Invoke-Bench {
         '-Runs', $BenchRuns, '-FleetCount', $FleetCount)
 }
 
+function Invoke-Fuzz {
+    if (-not (Get-Command afl-fuzz -CommandType Application -ErrorAction SilentlyContinue)) {
+        throw 'afl-fuzz (AFL++) was not found. Install it with: sudo apt-get install -y afl++ (Debian/Ubuntu; as root without sudo).'
+    }
+    $target = $Format.ToLowerInvariant()
+    $fuzzOut = Join-Path $Out 'fuzz'
+    $bin = Join-Path $fuzzOut 'bin'
+    $findings = Join-Path $fuzzOut $target
+    $seeds = Join-Path $Root "tests/VmClone.Fuzz/seeds/$target"
+    $regressions = Join-Path $Root "tests/VmClone.Disks.Tests/FuzzRegressions/$target"
+    $pending = Join-Path $Root "tests/VmClone.Disks.Tests/FuzzRegressions/pending/$target"
+    foreach ($d in $bin, $findings) { if (Test-Path $d) { Remove-Item $d -Recurse -Force } }
+
+    # A fresh copy of the engine, instrumented in place: its branches are what afl-fuzz steers by.
+    Invoke-Native dotnet @('tool', 'restore')
+    Invoke-Native dotnet @('publish', (Join-Path $Root 'tests/VmClone.Fuzz/VmClone.Fuzz.csproj'), '-c', $Configuration, '-o', $bin, '--nologo', '-v', 'quiet')
+    Invoke-Native dotnet @('tool', 'run', 'sharpfuzz', (Join-Path $bin 'VmClone.Disks.dll'))
+
+    # Inputs become files many times a second: on tmpfs where there is one.
+    $scratch = if (Test-Path '/dev/shm' -PathType Container) { '/dev/shm' } else { [IO.Path]::GetTempPath() }
+    $work = Join-Path $scratch "vmclone-fuzz-$target-$PID"
+    New-Item -ItemType Directory -Path $work -Force | Out-Null
+    $environment = @{
+        AFL_SKIP_BIN_CHECK                    = '1'    # dotnet itself is not instrumented; SharpFuzz speaks the fork-server protocol
+        AFL_NO_UI                             = '1'    # unattended: status lines instead of a screen
+        AFL_SKIP_CPUFREQ                      = '1'    # containers cannot set the CPU governor
+        AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES = '1'    # core_pattern cannot be changed here; crashes are exceptions anyway
+        AFL_NO_AFFINITY                       = '1'    # the cores are shared: do not pin
+        AFL_FORKSRV_INIT_TMOUT                = '60000' # starting dotnet and jitting the harness takes seconds
+        AFL_SKIP_CRASHES                      = '1'    # a seed that fails is reported by the Test task, not a reason to stop
+        AFL_TMPDIR                            = $work
+        VMCLONE_FUZZ_WORK                     = $work
+        DOTNET_GCHeapHardLimit                = '0x40000000' # 1 GiB: a runaway allocation is an OutOfMemoryException (a crash), not swap
+        DOTNET_TieredPGO                      = '0'    # steadier coverage from run to run
+    }
+    $saved = @{}
+    foreach ($k in $environment.Keys) { $saved[$k] = [Environment]::GetEnvironmentVariable($k); [Environment]::SetEnvironmentVariable($k, $environment[$k]) }
+    try {
+        # -t: an input that runs 5 s (a few ms is usual) is a hang; SharpFuzz's out-of-process
+        # server restarts the worker it killed and afl-fuzz keeps the input under hangs/.
+        # -x: the formats' signatures, keys and GUIDs, for mutations to insert.
+        $dictionary = Join-Path $Root 'tests/VmClone.Fuzz/formats.dict'
+        Invoke-Native afl-fuzz @('-i', $seeds, '-o', $findings, '-x', $dictionary, '-t', '5000', '-m', 'none', '-V', $Seconds, '--', 'dotnet', (Join-Path $bin 'VmClone.Fuzz.dll'), $target)
+    }
+    finally {
+        foreach ($k in $saved.Keys) { [Environment]::SetEnvironmentVariable($k, $saved[$k]) }
+        Save-FuzzFindings -Findings $findings -Regressions $regressions -Pending $pending -Target $target
+        Write-FuzzSummary -Findings $findings -Target $target -Summary (Join-Path $fuzzOut "$target-summary.txt")
+        # The worker leaves within a moment of afl-fuzz (it watches its server); what it still
+        # holds is scratch, not worth failing the run over.
+        Start-Sleep -Milliseconds 500
+        Remove-Item $work -Recurse -Force -ErrorAction SilentlyContinue
+    }
+}
+
+# Every input afl-fuzz saved as a crash or a hang becomes a regression input, named by its
+# content so that a later run finding the same input adds nothing.
+function Save-FuzzFindings {
+    param([string] $Findings, [string] $Regressions, [string] $Pending, [string] $Target)
+    $added = @()
+    foreach ($kind in @{ crashes = 'crash'; hangs = 'hang' }.GetEnumerator()) {
+        $dir = Join-Path $Findings "default/$($kind.Key)"
+        if (-not (Test-Path $dir)) { continue }
+        foreach ($f in Get-ChildItem $dir -File -Filter 'id*') {
+            $hash = (Get-FileHash $f.FullName -Algorithm SHA256).Hash.Substring(0, 16).ToLowerInvariant()
+            $name = "$Target-$($kind.Value)-$hash"
+            if ((Test-Path (Join-Path $Regressions $name)) -or (Test-Path (Join-Path $Pending $name))) { continue }
+            New-Item -ItemType Directory -Path $Regressions -Force | Out-Null
+            Copy-Item $f.FullName (Join-Path $Regressions $name)
+            $added += $name
+        }
+    }
+    if ($added.Count -gt 0) {
+        Write-Host "New regression inputs in $($Regressions) (replayed by -Task Test; move ones the engine cannot pass yet to $Pending):" -ForegroundColor Yellow
+        $added | ForEach-Object { Write-Host "  $_" -ForegroundColor Yellow }
+    }
+}
+
+function Write-FuzzSummary {
+    param([string] $Findings, [string] $Target, [string] $Summary)
+    $statsFile = Join-Path $Findings 'default/fuzzer_stats'
+    if (-not (Test-Path $statsFile)) { Write-Host "afl-fuzz left no fuzzer_stats in $Findings" -ForegroundColor Red; return }
+    $stats = @{}
+    foreach ($line in Get-Content $statsFile) {
+        if ($line -match '^\s*(\w+)\s*:\s*(.*?)\s*$') { $stats[$Matches[1]] = $Matches[2] }
+    }
+    $lines = @(
+        "Fuzz target $Target ($($stats['afl_version']), SharpFuzz 2.3.0): $($stats['run_time']) s",
+        "  executions        $($stats['execs_done'])",
+        "  executions/s      $($stats['execs_per_sec'])",
+        "  edges found       $($stats['edges_found']) of $($stats['total_edges']) map entries (bitmap coverage $($stats['bitmap_cvg']))",
+        "  corpus            $($stats['corpus_count']) inputs ($($stats['corpus_found']) found), stability $($stats['stability'])",
+        "  saved crashes     $($stats['saved_crashes'])",
+        "  saved hangs       $($stats['saved_hangs'])"
+    )
+    $lines | Set-Content $Summary
+    $color = if ([int]$stats['saved_crashes'] + [int]$stats['saved_hangs'] -gt 0) { 'Red' } else { 'Green' }
+    $lines | ForEach-Object { Write-Host $_ -ForegroundColor $color }
+    Write-Host "Summary kept in $Summary"
+}
+
 foreach ($t in $Task) {
     switch ($t) {
         'Clean' {
@@ -205,5 +319,6 @@ foreach ($t in $Task) {
         'Demo' { Invoke-Build; Invoke-Demo }
         'Package' { Invoke-Build; Invoke-Package }
         'Bench' { Invoke-Build; Invoke-Bench }
+        'Fuzz' { Invoke-Fuzz }
     }
 }
