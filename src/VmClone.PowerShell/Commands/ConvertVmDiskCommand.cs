@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using VmClone.Core.Disks;
+using VmClone.Core.Store;
 using VmClone.Disks;
 
 namespace VmClone.PowerShell.Commands;
@@ -60,7 +61,7 @@ public sealed class ConvertVmDiskCommand : VmCloneCmdlet
             using var progress = new CmdletProgress(this);
             var create = new DiskCreateOptions { BlockSizeBytes = IsBound(nameof(BlockSizeBytes)) ? BlockSizeBytes : null };
             WriteObject(DiskOperations.Convert(source, destination, IsBound(nameof(DestinationFormat)) ? DestinationFormat : null,
-                create, null, progress, CancellationToken));
+                create, StoreOfFile.Apply(source, new DiskOpenOptions()), progress, CancellationToken));
         });
     }
 }

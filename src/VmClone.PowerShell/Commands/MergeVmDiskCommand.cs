@@ -1,5 +1,7 @@
 using System.Management.Automation;
 using VmClone.Core.Disks;
+using VmClone.Core.Store;
+using VmClone.Disks;
 
 namespace VmClone.PowerShell.Commands;
 
@@ -52,7 +54,7 @@ public sealed class MergeVmDiskCommand : VmCloneCmdlet
             if (!ShouldProcess(child, $"Merge into {(destination is null ? "its parent" : $"'{destination}'")} and delete the merged disk(s)"))
                 return;
             using var progress = new CmdletProgress(this);
-            VmDiskInfo merged = DiskOperations.Merge(child, destination, Force.IsPresent, progress, CancellationToken);
+            VmDiskInfo merged = DiskOperations.Merge(child, destination, Force.IsPresent, StoreOfFile.Apply(child, new DiskOpenOptions()), progress, CancellationToken);
             WriteVerbose($"Merged '{child}' into '{merged.Path}'.");
             if (PassThru)
                 WriteObject(merged);

@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using VmClone.Core.Disks;
+using VmClone.Core.Store;
 using VmClone.Disks;
 
 namespace VmClone.PowerShell.Commands;
@@ -88,7 +89,11 @@ public sealed class NewVmDiskCommand : VmCloneCmdlet
                     PhysicalSectorSizeBytes = MyInvocation.BoundParameters.ContainsKey(nameof(PhysicalSectorSizeBytes)) ? PhysicalSectorSizeBytes : null,
                 };
                 WriteVerbose($"{what}: '{path}'.");
-                WriteObject(DiskOperations.Create(path, parent is null ? SizeBytes : null, parent, options));
+                // A child in a store (or over a parent in one) gets the store's boundary.
+                DiskOpenOptions open = StoreOfFile.Apply(path, new DiskOpenOptions());
+                if (parent is not null && open.AllowedParentRoot is null)
+                    StoreOfFile.Apply(parent, open);
+                WriteObject(DiskOperations.Create(path, parent is null ? SizeBytes : null, parent, options, open));
             });
         }
     }

@@ -1,5 +1,7 @@
 using System.Management.Automation;
 using VmClone.Core.Disks;
+using VmClone.Core.Store;
+using VmClone.Disks;
 
 namespace VmClone.PowerShell.Commands;
 
@@ -58,7 +60,8 @@ public sealed class SetVmDiskCommand : VmCloneCmdlet
             if (!ShouldProcess(child, what))
                 return;
             using var progress = new CmdletProgress(this);
-            VmDiskInfo info = DiskOperations.SetParent(child, parent, PreserveContent.IsPresent, IgnoreIdMismatch.IsPresent, progress, CancellationToken);
+            VmDiskInfo info = DiskOperations.SetParent(child, parent, PreserveContent.IsPresent, IgnoreIdMismatch.IsPresent,
+                StoreOfFile.Apply(child, new DiskOpenOptions()), progress, CancellationToken);
             if (PassThru)
                 WriteObject(info);
         });
