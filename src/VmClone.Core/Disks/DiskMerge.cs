@@ -23,14 +23,29 @@ public static partial class DiskOperations
     /// by running it again. A marker file next to the child records the merge in progress, so the
     /// rerun accepts the ancestor's changed identity.
     /// </remarks>
-    public static VmDiskInfo Merge(string childPath, string? destinationPath, bool force, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+    public static VmDiskInfo Merge(string childPath, string? destinationPath, bool force, IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
+        Merge(childPath, destinationPath, force, null, progress, cancellationToken);
+
+    /// <summary>
+    /// <see cref="Merge(string, string?, bool, IProgress{OperationProgress}?, CancellationToken)"/> with
+    /// the caller's open options: with <see cref="DiskOpenOptions.AllowedParentRoot"/> the chain
+    /// (and so the ancestor written to) is followed only inside that folder.
+    /// </summary>
+    public static VmDiskInfo Merge(string childPath, string? destinationPath, bool force, DiskOpenOptions? options, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         string child = Path.GetFullPath(childPath);
         string marker = child + MergeMarkerSuffix;
-        string? resumedTarget = File.Exists(marker) ? File.ReadAllText(marker).Trim() : null;
+        string? resumedTarget = MergeMarker.Read(marker, child);
+        options ??= new DiskOpenOptions();
+        var chainOptions = new DiskOpenOptions
+        {
+            AllowedParentRoot = options.AllowedParentRoot,
+            MaxChainDepth = options.MaxChainDepth,
+            IgnoreParentIdentityMismatch = resumedTarget is not null,
+        };
 
         List<string> chain;
-        using (VirtualDisk view = VirtualDisk.Open(child, FileAccess.Read, new DiskOpenOptions { IgnoreParentIdentityMismatch = resumedTarget is not null }))
+        using (VirtualDisk view = VirtualDisk.Open(child, FileAccess.Read, chainOptions))
             chain = view.Layers.Select(l => l.Path).ToList();
         if (chain.Count < 2)
             throw new VmCloneException("DiskHasNoParent", VmCloneErrorKind.InvalidArgument, $"'{child}' has no parent to merge into.", child);
@@ -59,7 +74,7 @@ public static partial class DiskOperations
         }
 
         File.WriteAllText(marker, targetPath);
-        using (VirtualDisk target = VirtualDisk.Open(targetPath, FileAccess.ReadWrite))
+        using (VirtualDisk target = VirtualDisk.Open(targetPath, FileAccess.ReadWrite, chainOptions))
         {
             var upper = new List<DiskLayer>();
             try
@@ -84,7 +99,7 @@ public static partial class DiskOperations
             File.Delete(chain[i]);
         File.Delete(marker);
 
-        using VirtualDisk merged = VirtualDisk.Open(targetPath, FileAccess.Read);
+        using VirtualDisk merged = VirtualDisk.Open(targetPath, FileAccess.Read, new DiskOpenOptions { AllowedParentRoot = options.AllowedParentRoot, MaxChainDepth = options.MaxChainDepth });
         return Describe(merged.Top, 0, merged.Layers.Count, null);
     }
 

@@ -10,10 +10,29 @@ namespace VmClone.Core.Disks;
 public static partial class DiskOperations
 {
     /// <summary>Creates a dynamic disk (no parent) or a differencing disk over <paramref name="parentPath"/>.</summary>
-    public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options)
+    public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options) =>
+        Create(path, virtualSize, parentPath, options, null);
+
+    /// <summary>
+    /// <see cref="Create(string, long?, string?, DiskCreateOptions)"/> with the caller's open
+    /// options: with <see cref="DiskOpenOptions.AllowedParentRoot"/> the parent must really lie
+    /// inside that folder and its chain is followed only there.
+    /// </summary>
+    public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options, DiskOpenOptions? openOptions)
     {
         if (parentPath is null && virtualSize is null)
             throw new ArgumentException("A new disk needs either a size or a parent.", nameof(virtualSize));
+        if (parentPath is not null && openOptions?.AllowedParentRoot is string root)
+        {
+            string parentFull = System.IO.Path.GetFullPath(parentPath);
+            if (!PathUtil.IsReallyUnder(parentFull, root))
+                throw new DiskChainException(System.IO.Path.GetFullPath(path), ChainProblem.OutsideAllowedRoot,
+                    $"The parent '{parentFull}' lies outside '{root}' where parents may be (or is a link leading out of it); it was not opened.", parentFull);
+            // Its whole chain must stay inside too; creating the child then opens it as usual.
+            using (VirtualDisk.Open(parentFull, FileAccess.Read, new DiskOpenOptions { AllowedParentRoot = root, MaxChainDepth = openOptions.MaxChainDepth }))
+            {
+            }
+        }
         VirtualDisk disk = parentPath is null
             ? VirtualDisk.CreateDynamic(path, virtualSize!.Value, options)
             : VirtualDisk.CreateDifferencing(path, parentPath, options);

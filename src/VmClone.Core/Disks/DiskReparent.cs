@@ -21,7 +21,17 @@ public static partial class DiskOperations
     /// </summary>
     public static VmDiskInfo SetParent(string childPath, string newParentPath, bool preserveContent, bool ignoreIdMismatch,
         IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
-        SetParent(childPath, newParentPath, preserveContent, ignoreIdMismatch, progress, cancellationToken, CopyBatching.Default);
+        SetParent(childPath, newParentPath, preserveContent, ignoreIdMismatch, null, progress, cancellationToken, CopyBatching.Default);
+
+    /// <summary>
+    /// <see cref="SetParent(string, string, bool, bool, IProgress{OperationProgress}?, CancellationToken)"/>
+    /// with the caller's open options: with <see cref="DiskOpenOptions.AllowedParentRoot"/> the
+    /// child's chain (whose content a content-preserving re-parent copies) and the new parent's
+    /// are followed only inside that folder, and a new parent outside it is refused.
+    /// </summary>
+    public static VmDiskInfo SetParent(string childPath, string newParentPath, bool preserveContent, bool ignoreIdMismatch, DiskOpenOptions? options,
+        IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
+        SetParent(childPath, newParentPath, preserveContent, ignoreIdMismatch, options, progress, cancellationToken, CopyBatching.Default);
 
     /// <summary>How a content-preserving re-parent batches its copies (see <see cref="CopyDifferences"/>); tests make the batches tiny.</summary>
     internal sealed class CopyBatching
@@ -35,12 +45,22 @@ public static partial class DiskOperations
         public int MaxListedRuns { get; init; } = 64 * 1024;
     }
 
-    internal static VmDiskInfo SetParent(string childPath, string newParentPath, bool preserveContent, bool ignoreIdMismatch,
+    internal static VmDiskInfo SetParent(string childPath, string newParentPath, bool preserveContent, bool ignoreIdMismatch, DiskOpenOptions? options,
         IProgress<OperationProgress>? progress, CancellationToken cancellationToken, CopyBatching batching)
     {
         string child = Path.GetFullPath(childPath);
         string newParentFull = Path.GetFullPath(newParentPath);
-        using VirtualDisk newParent = VirtualDisk.Open(newParentFull, FileAccess.Read);
+        options ??= new DiskOpenOptions();
+        if (options.AllowedParentRoot is string root && !PathUtil.IsReallyUnder(newParentFull, root))
+            throw new DiskChainException(child, ChainProblem.OutsideAllowedRoot,
+                $"The new parent '{newParentFull}' of '{child}' lies outside '{root}' where parents may be (or is a link leading out of it); it was not opened.", newParentFull);
+        var chainOptions = new DiskOpenOptions
+        {
+            AllowedParentRoot = options.AllowedParentRoot,
+            MaxChainDepth = options.MaxChainDepth,
+            IgnoreParentIdentityMismatch = ignoreIdMismatch || options.IgnoreParentIdentityMismatch,
+        };
+        using VirtualDisk newParent = VirtualDisk.Open(newParentFull, FileAccess.Read, new DiskOpenOptions { AllowedParentRoot = options.AllowedParentRoot, MaxChainDepth = options.MaxChainDepth });
         if (newParent.Layers.Any(l => PathUtil.SamePath(l.Path, child)))
             throw new DiskChainException(child, ChainProblem.Loop, $"'{newParentFull}' depends on '{child}'; making it the parent would create a loop.", newParentFull);
 
@@ -58,15 +78,14 @@ public static partial class DiskOperations
         }
         else
         {
-            using VirtualDisk disk = VirtualDisk.Open(child, FileAccess.ReadWrite,
-                new DiskOpenOptions { IgnoreParentIdentityMismatch = ignoreIdMismatch });
+            using VirtualDisk disk = VirtualDisk.Open(child, FileAccess.ReadWrite, chainOptions);
             CheckReparent(disk.Top, newParent);
             CopyDifferences(disk, newParent, batching, progress, cancellationToken);
             disk.Top.SetParent(ParentLink.For(child, newParent.Top));
             disk.Flush();
         }
 
-        using VirtualDisk result = VirtualDisk.Open(child, FileAccess.Read);
+        using VirtualDisk result = VirtualDisk.Open(child, FileAccess.Read, new DiskOpenOptions { AllowedParentRoot = options.AllowedParentRoot, MaxChainDepth = options.MaxChainDepth });
         return Describe(result.Top, 0, result.Layers.Count, null);
     }
 

@@ -105,6 +105,9 @@ public static class Manifest
     /// <summary>The layout this version of VmClone writes and understands.</summary>
     public const int CurrentFormatVersion = 1;
 
+    /// <summary>Largest manifest or journal read (a fleet's manifests are a few KiB).</summary>
+    internal const int MaxManifestBytes = 16 << 20;
+
     private static readonly JsonSerializerOptions Options = new()
     {
         WriteIndented = true,
@@ -124,6 +127,15 @@ public static class Manifest
         string text;
         try
         {
+            // A record may lie in a folder someone else can write: a link or a FIFO in its place
+            // is refused, not followed or waited on, and a huge file is not read.
+            FileNodeKind kind = FileNode.Of(path);
+            if (kind is not (FileNodeKind.RegularFile or FileNodeKind.Missing))
+                throw new StoreException(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData,
+                    $"The manifest '{path}' is {(kind == FileNodeKind.Link ? "a symbolic link" : "not a regular file")}; it was not read. Run Test-VmStore.", path);
+            if (kind == FileNodeKind.RegularFile && new FileInfo(path).Length > MaxManifestBytes)
+                throw new StoreException(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData,
+                    $"The manifest '{path}' is larger than {MaxManifestBytes >> 20} MiB; it was not read. Run Test-VmStore.", path);
             text = System.IO.File.ReadAllText(path, Encoding.UTF8);
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)

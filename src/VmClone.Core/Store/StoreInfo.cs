@@ -15,6 +15,8 @@ public enum CloneState
     Broken,
     /// <summary>An operation on the clone was cut off (or is still running); the next command on the clone or Test-VmStore -Repair finishes or undoes it. Until then a volume may not open.</summary>
     Interrupted,
+    /// <summary>The clone's manifest names a file outside the clone's folder (or is otherwise untrustworthy): nothing it names is opened, and no command acts on it until it is mended.</summary>
+    ManifestInvalid,
 }
 
 /// <summary>One volume of a base or a clone, as Get-VmVolume shows it.</summary>
@@ -51,6 +53,9 @@ public sealed class VmVolumeInfo
 
     /// <summary>Why the volume's chain does not open cleanly, or null.</summary>
     public string? Problem { get; set; }
+
+    /// <summary>Why the volume file itself was not opened (a link, a FIFO, outside its folder), or None.</summary>
+    internal BoundaryProblem Boundary { get; set; }
 
     public override string ToString() => $"{Owner}/{Name}";
 
@@ -144,6 +149,8 @@ public enum StoreProblemKind
     OrphanedFile,
     /// <summary>An operation was cut off and left its staging folder.</summary>
     InterruptedOperation,
+    /// <summary>A volume file is a symbolic link, lies in a linked folder, is not a regular file, or is a VMDK descriptor naming other files: it is not opened.</summary>
+    VolumeNotContained,
 }
 
 /// <summary>One problem Test-VmStore found, naming the base, clone or file.</summary>

@@ -79,6 +79,8 @@ internal sealed class StoreLocks : IDisposable
             .ToList();
         string folder = Path.Combine(storeRoot, FolderName);
         Directory.CreateDirectory(folder);
+        // Before any lock file is opened: nobody else may even reach them (older versions left 0755).
+        OwnerOnly.RestrictFolder(folder);
         var locks = new StoreLocks();
         try
         {
@@ -123,9 +125,12 @@ internal sealed class StoreLocks : IDisposable
         {
             try
             {
-                return exclusive
+                FileStream held = exclusive
                     ? new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None)
                     : new FileStream(path, FileMode.OpenOrCreate, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.None);
+                // Every time, not only on creation: a file an older version left 0644 is mended too.
+                OwnerOnly.Restrict(held);
+                return held;
             }
             catch (IOException ex) when (ex is not (DirectoryNotFoundException or FileNotFoundException or PathTooLongException))
             {

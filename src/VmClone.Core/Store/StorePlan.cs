@@ -78,6 +78,19 @@ public sealed class PlannedVolume
     /// </summary>
     public bool InPlace { get; set; }
 
+    /// <summary>The file whose content this step reads from the subject or a clone (a data volume re-parented or flattened, a clone volume imported), when planning looked at it; null otherwise.</summary>
+    internal string? StampedFile { get; set; }
+
+    /// <summary>Size and last write time of <see cref="StampedFile"/> when the plan was made: under the locks it must still be the same file (see <see cref="PlanVerification"/>).</summary>
+    internal FileStamp? PlannedStamp { get; set; }
+
+    /// <summary>Records what <paramref name="file"/> is now, to be checked again under the locks.</summary>
+    internal void Stamp(string file)
+    {
+        StampedFile = file;
+        PlannedStamp = FileStamp.Of(file);
+    }
+
     /// <summary>True when the step builds a new file under a staging name that is then moved over the volume (every new volume not made <see cref="InPlace"/>).</summary>
     public bool IsStaged => !InPlace && Action is VolumeAction.Import or VolumeAction.CreateEmpty or VolumeAction.CreateChild
         or VolumeAction.Replace or VolumeAction.Reset or VolumeAction.Flatten;

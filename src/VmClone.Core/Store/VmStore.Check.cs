@@ -98,6 +98,11 @@ public sealed partial class VmStore
                 if (!repair && !StoreLocks.IsFree(Root, kind, subject))
                     continue;
                 Recovery r = RecoverWorkFolder(dir, kind, subject, apply: false, CancellationToken.None);
+                if (r.Refused)
+                {
+                    Add(problems, StoreProblemKind.ManifestInvalid, $"{kind} {subject}", Path.Combine(dir, PlanFile), r.Description, r.Action);
+                    continue;
+                }
                 if (r.Leftover)
                 {
                     // Not a problem: the operation finished; only its folder was left.
@@ -132,6 +137,13 @@ public sealed partial class VmStore
                 continue;
             string subject = $"{kind} {name}";
             string manifestPath = Path.Combine(dir, manifestFile);
+            BoundaryProblem folderProblem = Boundary.CheckFolder(dir);
+            if (folderProblem != BoundaryProblem.None)
+            {
+                Add(problems, StoreProblemKind.ManifestInvalid, subject, dir, $"the folder '{dir}' is a symbolic link (or not a folder): nothing in it is read or opened",
+                    $"not repaired: remove the link (Remove-VmClone or Remove-VmBase deletes the link, never what it leads to)");
+                continue;
+            }
             T manifest;
             try
             {
@@ -144,6 +156,19 @@ public sealed partial class VmStore
                     exists ? ex.Message : $"the folder '{dir}' has no {manifestFile}: it is not a {kind}", notRepaired);
                 continue;
             }
+            string? untrusted = manifest switch
+            {
+                CloneManifest c => StoreBoundary.CloneManifestProblem(c, name),
+                BaseManifest b => StoreBoundary.BaseManifestProblem(b, name),
+                _ => null,
+            };
+            if (untrusted is not null)
+            {
+                // Nothing an untrusted manifest names is opened, and no repair acts on it.
+                Add(problems, StoreProblemKind.ManifestInvalid, subject, manifestPath, $"the manifest cannot be trusted: {untrusted}",
+                    "not repaired: restore the manifest from a backup, or remove the " + kind);
+                continue;
+            }
             yield return (dir, name, subject, manifestPath, manifest);
         }
     }
@@ -154,22 +179,27 @@ public sealed partial class VmStore
         foreach ((string dir, string name, string subject, string manifestPath, BaseManifest manifest) in ReadManifests<BaseManifest>(
             BasesFolder, BaseFile, "base", "not repaired: restore the manifest from a backup, or remove the folder if nothing depends on it", problems, cancellationToken))
         {
-            if (!string.Equals(manifest.Name, name, StringComparison.Ordinal))
-                Add(problems, StoreProblemKind.ManifestInvalid, subject, manifestPath, $"the manifest names the base '{manifest.Name}' but its folder is '{name}'", "not repaired: rename the folder or fix the manifest");
             bases[name] = manifest;
             var known = new HashSet<string>(StringComparer.Ordinal) { BaseFile };
             foreach (BaseVolumeManifest v in manifest.Volumes)
             {
                 string path = Path.Combine(dir, v.File);
                 known.Add(v.File);
-                if (!File.Exists(path))
+                if (!File.Exists(path) && FileNode.Of(path) == FileNodeKind.Missing)
                 {
                     Add(problems, StoreProblemKind.VolumeMissing, subject, path, $"volume '{v.Name}' ({path}) is missing", "not repaired: restore the file from a backup");
                     continue;
                 }
+                if (NotContained(problems, subject, dir, v.Name, v.File))
+                    continue;
                 try
                 {
                     using DiskLayer layer = VirtualDisk.OpenLayer(path, FileAccess.Read);
+                    if (!StoreBoundary.IsSingleFile(layer))
+                    {
+                        ReportNotContained(problems, subject, path, v.Name, BoundaryProblem.NotSingleFile);
+                        continue;
+                    }
                     if (!string.Equals(layer.Identity, v.Identity, StringComparison.OrdinalIgnoreCase))
                         Add(problems, StoreProblemKind.BaseModified, subject, path,
                             $"volume '{v.Name}' was modified after the base was made (identity {layer.Identity}, recorded {v.Identity}); clones that depend on it may show corrupted content",
@@ -213,14 +243,21 @@ public sealed partial class VmStore
             {
                 string path = Path.Combine(dir, v.File);
                 known.Add(v.File);
-                if (!File.Exists(path))
+                if (FileNode.Of(path) == FileNodeKind.Missing)
                 {
                     Add(problems, StoreProblemKind.VolumeMissing, subject, path, $"volume '{v.Name}' ({path}) is missing",
                         v.Type == VolumeType.Data ? "not repaired: the data volume's content is lost unless you have a backup"
                             : "not repaired: Restore-VmClone recreates system and temporary volumes");
                     continue;
                 }
+                if (NotContained(problems, subject, dir, v.Name, v.File))
+                    continue;
                 VmCheckedLink link = CheckLink(path);
+                if (link.NotSingleFile)
+                {
+                    ReportNotContained(problems, subject, path, v.Name, BoundaryProblem.NotSingleFile);
+                    continue;
+                }
                 if (link.Problem is not null)
                 {
                     bool modified = link.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0;
@@ -263,10 +300,26 @@ public sealed partial class VmStore
         return count;
     }
 
+    /// <summary>Reports a volume file that is a link, a FIFO or a VMDK descriptor naming other files (it is not opened further); true when it was one.</summary>
+    private bool NotContained(List<VmStoreProblem> problems, string subject, string dir, string volume, string file)
+    {
+        string path = Path.Combine(dir, file);
+        BoundaryProblem problem = Boundary.CheckFile(dir, file);
+        if (problem == BoundaryProblem.None)
+            return false;
+        ReportNotContained(problems, subject, path, volume, problem);
+        return true;
+    }
+
+    private static void ReportNotContained(List<VmStoreProblem> problems, string subject, string path, string volume, BoundaryProblem problem) =>
+        Add(problems, StoreProblemKind.VolumeNotContained, subject, path, $"volume '{volume}': {StoreBoundary.Describe(problem, path)}",
+            "not repaired: replace the file by the volume it should be (from a backup), or remove it");
+
     private sealed class VmCheckedLink
     {
         public string? ParentPath;
         public string? Problem;
+        public bool NotSingleFile;
         public List<string> FileIssues = new();
     }
 
@@ -278,6 +331,11 @@ public sealed partial class VmStore
         if (walk.Layers.Count == 0)
         {
             result.Problem = walk.Problem?.Message ?? "cannot be opened";
+            return result;
+        }
+        if (!StoreBoundary.IsSingleFile(walk.Layers[0]))
+        {
+            result.NotSingleFile = true;
             return result;
         }
         if (walk.Layers.Count > 1)

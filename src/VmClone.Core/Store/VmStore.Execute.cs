@@ -36,6 +36,9 @@ public sealed partial class VmStore
             if (recovered && plan.Operation is StoreOperation.Restore or StoreOperation.ClearTemporary or StoreOperation.Rebase
                 && File.Exists(Path.Combine(plan.Folder, CloneFile)) && ManifestDigest(Path.Combine(plan.Folder, CloneFile)) != plan.ManifestDigest)
                 plan = Replan(plan);
+            // Decided under the locks: whatever the plan checked must still hold.
+            if (plan.Operation is not (StoreOperation.RemoveClone or StoreOperation.RemoveBase))
+                PlanVerification.Verify(Boundary, plan);
             try
             {
                 switch (plan.Operation)
@@ -297,9 +300,9 @@ public sealed partial class VmStore
     private void ExecuteRemove(StorePlan plan, bool recovered)
     {
         // Recovery may just have finished a cut-off removal of this very subject.
-        if (!Directory.Exists(plan.Folder) && recovered && plan.Volumes.Count == 0)
+        if (FileNode.Of(plan.Folder) == FileNodeKind.Missing && recovered && plan.Volumes.Count == 0)
             return;
-        if (!Directory.Exists(plan.Folder))
+        if (FileNode.Of(plan.Folder) == FileNodeKind.Missing)
             throw new StoreException(plan.SubjectKind == "base" ? "BaseNotFound" : "CloneNotFound", VmCloneErrorKind.NotFound,
                 $"There is no {plan.SubjectKind} '{plan.Subject}' in store '{Root}'.", plan.Subject);
         if (plan.Operation == StoreOperation.RemoveBase)
@@ -310,7 +313,9 @@ public sealed partial class VmStore
                 throw new StoreException("BaseInUse", VmCloneErrorKind.InUse,
                     $"Base '{plan.Subject}' cannot be removed: {string.Join("; ", dependents)} depend(s) on it.", plan.Subject);
         }
-        RefuseInUse(Directory.EnumerateFiles(plan.Folder).Where(IsDiskFile), plan.SubjectKind, plan.Subject);
+        // A folder that is a link is removed as a link: nothing it leads to is probed or deleted.
+        if (FileNode.Of(plan.Folder) == FileNodeKind.Directory)
+            RefuseInUse(Directory.EnumerateFiles(plan.Folder).Where(IsDiskFile), plan.SubjectKind, plan.Subject);
         // The subject disappears in one step (a rename); deleting the renamed folder may then take
         // its time, and a cut-off deletion is finished by the next command on that name or by
         // Test-VmStore -Repair.

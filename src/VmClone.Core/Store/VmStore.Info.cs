@@ -29,7 +29,7 @@ public sealed partial class VmStore
             BaseManifest manifest;
             try
             {
-                manifest = Manifest.Read<BaseManifest>(Path.Combine(BaseFolder(name), BaseFile));
+                manifest = LoadBase(name);
             }
             catch (StoreException)
             {
@@ -60,13 +60,13 @@ public sealed partial class VmStore
                 continue;
             if (baseName is not null && !string.Equals(pair.Value.Base, baseName, StringComparison.OrdinalIgnoreCase))
                 continue;
-            result.Add(DescribeClone(pair.Value));
+            result.Add(DescribeClone(pair.Key, pair.Value));
         }
         return result;
     }
 
     /// <summary>One clone, described; CloneNotFound when it does not exist.</summary>
-    public VmCloneInfo GetClone(string name) => DescribeClone(LoadClone(name));
+    public VmCloneInfo GetClone(string name) => DescribeClone(name, ReadClone(name));
 
     internal VmBaseInfo DescribeBase(BaseManifest manifest, int cloneCount)
     {
@@ -97,11 +97,24 @@ public sealed partial class VmStore
         };
     }
 
-    internal VmCloneInfo DescribeClone(CloneManifest manifest)
+    internal VmCloneInfo DescribeClone(string name, CloneManifest manifest)
     {
-        string folder = CloneFolder(manifest.Name);
+        string folder = CloneFolder(name);
         var volumes = new List<VmVolumeInfo>();
         CloneState state = CloneState.Ready;
+        if (StoreBoundary.CloneManifestProblem(manifest, name) is string untrusted)
+        {
+            // Nothing an untrusted manifest names is opened: each volume only says why.
+            foreach (CloneVolumeManifest? v in manifest.Volumes ?? new List<CloneVolumeManifest>())
+            {
+                volumes.Add(new VmVolumeInfo
+                {
+                    Owner = name, OwnerKind = "Clone", Name = v?.Name ?? "", Type = v?.Type ?? VolumeType.Data, Path = folder,
+                    Problem = $"the clone's manifest cannot be trusted: {untrusted}", Boundary = BoundaryProblem.OutsideFolder,
+                });
+            }
+            return new VmCloneInfo { Name = name, Base = manifest.Base, Store = Root, Path = folder, State = CloneState.ManifestInvalid, Created = manifest.Created, Volumes = volumes };
+        }
         foreach (CloneVolumeManifest v in manifest.Volumes)
         {
             VmVolumeInfo info = DescribeCloneVolume(manifest.Name, v, folder);
@@ -117,8 +130,9 @@ public sealed partial class VmStore
         {
             // A child accepts its parent by identity; a base modified with a tool that keeps the
             // identity is still caught by the identity the base recorded when it was made.
-            VmBaseInfo b = DescribeBase(Manifest.Read<BaseManifest>(Path.Combine(BaseFolder(manifest.Base), BaseFile)), 0);
-            if (b.IsModified && manifest.Volumes.Any(v => v.Parent is not null))
+            BaseManifest? baseManifest = null;
+            try { baseManifest = LoadBase(manifest.Base); } catch (StoreException) { state = CloneState.Broken; }
+            if (baseManifest is not null && DescribeBase(baseManifest, 0).IsModified && manifest.Volumes.Any(v => v.Parent is not null))
                 state = CloneState.BaseModified;
         }
         // An operation running or cut off explains a volume that does not open (one being
@@ -150,7 +164,9 @@ public sealed partial class VmStore
     /// </summary>
     private VmVolumeInfo DescribeBaseVolume(string baseName, BaseVolumeManifest v, string path, out string? identity)
     {
-        FileStamp? stamp = _rememberBases ? FileStamp.Of(path) : null;
+        // The cached reading stands only for the file as it was: a link or a FIFO put in its place
+        // since is described (and refused) afresh.
+        FileStamp? stamp = _rememberBases && Boundary.CheckPath(path) == BoundaryProblem.None ? FileStamp.Of(path) : null;
         if (stamp is not null && _baseVolumes.TryGetValue(path, out BaseVolumeFacts? known) && known.Stamp.Equals(stamp.Value)
             && known.Info.Owner == baseName && known.Info.Name == v.Name && known.Info.Type == v.Type)
         {
@@ -159,7 +175,7 @@ public sealed partial class VmStore
         }
         VmVolumeInfo info = DescribeVolume(baseName, "Base", v.Name, v.Type, path, out identity, out int sectorSize, knownParent: null);
         if (stamp is not null)
-            _baseVolumes[path] = new BaseVolumeFacts(stamp.Value, info.Copy(), identity, PathUtil.IsReallyUnder(path, Root), sectorSize);
+            _baseVolumes[path] = new BaseVolumeFacts(stamp.Value, info.Copy(), identity, PathUtil.IsReallyUnder(path, Root), sectorSize, OpenOptions);
         return info;
     }
 
@@ -191,14 +207,23 @@ public sealed partial class VmStore
         identity = null;
         sectorSize = 0;
         var info = new VmVolumeInfo { Owner = owner, OwnerKind = ownerKind, Name = name, Type = type, Path = path };
-        if (!File.Exists(path))
+        // The file itself first: a link, a FIFO or anything outside its folder is never opened.
+        BoundaryProblem boundary = Boundary.CheckPath(path);
+        if (boundary != BoundaryProblem.None)
         {
-            info.Problem = $"the volume file '{path}' is missing";
+            info.Problem = StoreBoundary.Describe(boundary, path);
+            info.Boundary = boundary;
             return info;
         }
         try
         {
             using DiskLayer layer = VirtualDisk.OpenLayer(path, FileAccess.Read);
+            if (!StoreBoundary.IsSingleFile(layer))
+            {
+                info.Problem = StoreBoundary.Describe(BoundaryProblem.NotSingleFile, path);
+                info.Boundary = BoundaryProblem.NotSingleFile;
+                return info;
+            }
             identity = layer.Identity;
             sectorSize = layer.LogicalSectorSize;
             info.Format = layer.Format;
@@ -298,10 +323,11 @@ public sealed partial class VmStore
     /// <param name="Identity">The file's identity (VHDX DataWriteGuid, VMDK CID), null when it could not be read.</param>
     /// <param name="ReallyInStore">The file's real path (symbolic links followed) is inside the store, as parents must be.</param>
     /// <param name="SectorSize">The logical sector size its children must have.</param>
-    private sealed record BaseVolumeFacts(FileStamp Stamp, VmVolumeInfo Info, string? Identity, bool ReallyInStore, int SectorSize)
+    /// <param name="Options">How the store opens chains (parents only inside it).</param>
+    private sealed record BaseVolumeFacts(FileStamp Stamp, VmVolumeInfo Info, string? Identity, bool ReallyInStore, int SectorSize, DiskOpenOptions Options)
     {
         /// <summary>The file's chain, opened (once) when a child is first created over it; see <see cref="OpenParent"/>.</summary>
-        public Lazy<VirtualDisk> Chain { get; } = new(() => VirtualDisk.Open(Info.Path, FileAccess.Read));
+        public Lazy<VirtualDisk> Chain { get; } = new(() => VirtualDisk.Open(Info.Path, FileAccess.Read, Options));
     }
 
     /// <summary>

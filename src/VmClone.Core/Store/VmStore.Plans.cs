@@ -93,7 +93,7 @@ public sealed partial class VmStore
                 reason = $"the initial state (base '{oldBase.Name}'), not the clone's scratch content";
             }
             using DiskLayer layer = VirtualDisk.OpenLayer(source, FileAccess.Read);
-            plan.Volumes.Add(new PlannedVolume
+            var step = new PlannedVolume
             {
                 Volume = v.Name,
                 Type = v.Type,
@@ -104,7 +104,9 @@ public sealed partial class VmStore
                 VirtualSize = layer.VirtualSize,
                 LogicalSectorSize = layer.LogicalSectorSize,
                 Reason = reason,
-            });
+            };
+            step.Stamp(source);
+            plan.Volumes.Add(step);
         }
         return plan;
     }
@@ -164,6 +166,8 @@ public sealed partial class VmStore
                 manifest.Volumes.Add(v);
                 continue;
             }
+            // The file a reset replaces or rewrites in place must be the clone's own regular file.
+            Boundary.RequireVolume(folder, v.File, "clone", clone.Name, v.Name, missingAllowed: true);
             BaseVolumeManifest bv = BaseVolume(b, v.Name);
             PlannedVolume step = ChildOrEmpty(b, bv, folder, v.Type == VolumeType.System ? VolumeAction.Replace : VolumeAction.Reset);
             if (!string.Equals(step.Path, Path.Combine(folder, v.File), StringComparison.Ordinal))
@@ -217,6 +221,7 @@ public sealed partial class VmStore
             PlannedVolume step;
             if (v.Type != VolumeType.Data)
             {
+                Boundary.RequireVolume(folder, v.File, "clone", clone.Name, v.Name, missingAllowed: true);
                 step = ChildOrEmpty(nb, bv, folder, v.Type == VolumeType.System ? VolumeAction.Replace : VolumeAction.Reset);
                 if (!string.Equals(step.Path, current, StringComparison.Ordinal))
                     step.Supersedes = current;
@@ -236,6 +241,7 @@ public sealed partial class VmStore
     {
         string newParent = Path.Combine(BaseFolder(nb.Name), bv.File);
         var step = new PlannedVolume { Volume = v.Name, Type = v.Type, Format = v.Format, Path = current };
+        step.Stamp(current);
         using DiskLayer layer = VirtualDisk.OpenLayer(current, FileAccess.Read);
         step.VirtualSize = layer.VirtualSize;
         step.LogicalSectorSize = layer.LogicalSectorSize;
@@ -359,9 +365,12 @@ public sealed partial class VmStore
                 continue;
             foreach (string dir in Directory.EnumerateDirectories(top))
             {
+                // Links are neither entered nor opened: what they lead to is not the store's.
+                if (FileNode.Of(dir) != FileNodeKind.Directory)
+                    continue;
                 foreach (string file in Directory.EnumerateFiles(dir))
                 {
-                    if (IsDiskFile(file))
+                    if (IsDiskFile(file) && FileNode.Of(file) == FileNodeKind.RegularFile)
                         yield return file;
                 }
             }
@@ -389,7 +398,7 @@ public sealed partial class VmStore
             if (v.Type != b.Type)
                 differences.Add($"volume '{v.Name}' is {v.Type} in the clone but {b.Type} in the base");
             string path = Path.Combine(CloneFolder(clone.Name), v.File);
-            if (File.Exists(path))
+            if (Boundary.CheckFile(CloneFolder(clone.Name), v.File) == BoundaryProblem.None)
             {
                 using DiskLayer layer = VirtualDisk.OpenLayer(path, FileAccess.Read);
                 if (layer.VirtualSize != b.VirtualSize)
@@ -425,6 +434,9 @@ public sealed partial class VmStore
             VmVolumeInfo info = DescribeCloneVolume(clone.Name, v, folder);
             if (info.Problem is null)
                 continue;
+            if (info.Boundary is not (BoundaryProblem.None or BoundaryProblem.Missing))
+                throw new StoreException(StoreBoundary.ErrorId(info.Boundary), VmCloneErrorKind.InvalidData,
+                    $"Clone '{clone.Name}': volume '{v.Name}' cannot be used: {info.Problem}. Nothing was changed; run Test-VmStore.", clone.Name);
             bool modified = info.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0;
             throw new StoreException(modified ? "BaseModified" : "CloneBroken", VmCloneErrorKind.InvalidData,
                 $"Clone '{clone.Name}': volume '{v.Name}' cannot be read safely: {info.Problem} Nothing was changed; run Test-VmStore.", clone.Name);

@@ -42,6 +42,9 @@ public sealed partial class VmStore
 
         /// <summary>Only a work folder with nothing to finish or undo is left (see <see cref="IsFinishedLeftover"/>); deleting it changes nothing.</summary>
         public bool Leftover { get; set; }
+
+        /// <summary>The journal would act outside where it may (see <see cref="StoreBoundary.JournalProblem"/>): nothing is done, the folder is left for the administrator.</summary>
+        public bool Refused { get; set; }
     }
 
     /// <summary>The work folders (staging, removal) of one base or clone.</summary>
@@ -63,7 +66,10 @@ public sealed partial class VmStore
         foreach (string dir in WorkFolders(kind, subject))
         {
             cancellationToken.ThrowIfCancellationRequested();
-            RecoverWorkFolder(dir, kind, subject, apply: true, cancellationToken);
+            Recovery done = RecoverWorkFolder(dir, kind, subject, apply: true, cancellationToken);
+            if (done.Refused)
+                throw new StoreException(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData,
+                    $"The {kind} '{subject}' was not changed: {done.Description}. Nothing it names was touched; look at it, then delete the folder '{dir}' if it is not yours.", subject);
             any = true;
         }
         return any;
@@ -90,6 +96,15 @@ public sealed partial class VmStore
                 Finished = true,
             });
         }
+        // A work folder that is a link is only a link: deleting it is the whole undo.
+        if (FileNode.Of(dir) != FileNodeKind.Directory)
+        {
+            return DeleteWorkFolder(new Recovery
+            {
+                Description = $"the work folder '{dir}' of {kind} '{subject}' is a symbolic link, not a folder",
+                Action = "deleted the link (nothing it leads to was touched)",
+            });
+        }
         StorePlan? plan = ReadPlan(dir);
         if (IsFinishedLeftover(dir, kind, subject, plan))
         {
@@ -112,6 +127,19 @@ public sealed partial class VmStore
                 Action = "undid the operation (deleted its unfinished files; nothing else had been changed)",
             });
         }
+        // A journal is a record like any other: it is finished only when every step is one a
+        // clone operation takes, inside this store.
+        Relocate(plan!, subject);
+        string? untrusted = Boundary.JournalProblem(plan!, subject, CloneFolder(subject), BasesFolder) ?? Boundary.StagedProblem(plan!, dir, OpenOptions);
+        if (untrusted is not null)
+        {
+            return new Recovery
+            {
+                Description = $"the journal '{Path.Combine(dir, PlanFile)}' cannot be trusted: {untrusted}",
+                Action = "not finished: nothing it names was touched; look at it, then delete the folder if it is not yours",
+                Refused = true,
+            };
+        }
         var result = new Recovery
         {
             Description = plan!.Phase == PhaseReparenting
@@ -122,7 +150,6 @@ public sealed partial class VmStore
         };
         if (apply)
         {
-            Relocate(plan, subject);
             if (plan.Phase == PhaseReparenting)
             {
                 Reparent(plan, null, cancellationToken);
@@ -166,7 +193,10 @@ public sealed partial class VmStore
         string planPath = Path.Combine(dir, PlanFile);
         try
         {
-            return File.Exists(planPath) ? Manifest.Deserialize<StorePlan>(File.ReadAllText(planPath)) : null;
+            // Never a link or a FIFO, never a huge file: such a plan.json was never ours.
+            if (FileNode.Of(planPath) != FileNodeKind.RegularFile || new FileInfo(planPath).Length > Manifest.MaxManifestBytes)
+                return null;
+            return Manifest.Deserialize<StorePlan>(File.ReadAllText(planPath));
         }
         catch (System.Text.Json.JsonException)
         {
@@ -212,7 +242,7 @@ public sealed partial class VmStore
             cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new OperationProgress($"Clone {plan.Subject}", $"re-parenting {step.Volume}", 0, 1));
             FaultPoint.Hit("reparent");
-            DiskOperations.SetParent(step.Path, step.Source!, preserveContent: true, ignoreIdMismatch: false, progress, cancellationToken);
+            DiskOperations.SetParent(step.Path, step.Source!, preserveContent: true, ignoreIdMismatch: false, OpenOptions, progress, cancellationToken);
         }
     }
 
@@ -245,7 +275,9 @@ public sealed partial class VmStore
     {
         foreach (string file in files.Distinct(StringComparer.Ordinal))
         {
-            if (!File.Exists(file))
+            // Only a regular file can be a running machine's disk; opening a FIFO would block,
+            // and a link is deleted as a link, never probed through.
+            if (FileNode.Of(file) != FileNodeKind.RegularFile)
                 continue;
             // Readers (another command planning, Get-VmClone, Test-VmStore) hold a file for
             // moments; a running machine holds it for hours. Only a holder that stays is refused.

@@ -38,7 +38,11 @@ public sealed partial class VmStore : IDisposable
     {
         Root = root;
         _rememberBases = rememberBases;
+        Boundary = new StoreBoundary(root);
     }
+
+    /// <summary>Where the paths the store's records name may lead (see <see cref="StoreBoundary"/>).</summary>
+    internal StoreBoundary Boundary { get; }
 
     /// <summary>Full path of the store folder.</summary>
     public string Root { get; }
@@ -160,24 +164,51 @@ public sealed partial class VmStore : IDisposable
 
     public bool CloneExists(string name) => StoreNames.Problem(name) is null && File.Exists(Path.Combine(CloneFolder(name), CloneFile));
 
-    /// <summary>The base's manifest; BaseNotFound when there is none.</summary>
+    /// <summary>The base's manifest; BaseNotFound when there is none, ManifestInvalid when it names anything outside the base's folder.</summary>
     public BaseManifest LoadBase(string name)
     {
         StoreNames.Validate(name, "base");
         if (!BaseExists(name))
             throw new StoreException("BaseNotFound", VmCloneErrorKind.NotFound,
                 $"There is no base '{name}' in store '{Root}'." + Suggest(BaseNames()), name);
-        return Manifest.Read<BaseManifest>(Path.Combine(BaseFolder(name), BaseFile));
+        string folder = BaseFolder(name);
+        RequireRealFolder(folder, "base", name);
+        BaseManifest manifest = Manifest.Read<BaseManifest>(Path.Combine(folder, BaseFile));
+        if (StoreBoundary.BaseManifestProblem(manifest, name) is string problem)
+            throw UntrustedManifest(Path.Combine(folder, BaseFile), "base", name, problem);
+        return manifest;
     }
 
-    /// <summary>The clone's manifest; CloneNotFound when there is none.</summary>
-    public CloneManifest LoadClone(string name)
+    /// <summary>The clone's manifest as it is, without the boundary checks of <see cref="LoadClone"/> (for describing it).</summary>
+    internal CloneManifest ReadClone(string name)
     {
         StoreNames.Validate(name, "clone");
         if (!CloneExists(name))
             throw new StoreException("CloneNotFound", VmCloneErrorKind.NotFound,
                 $"There is no clone '{name}' in store '{Root}'." + Suggest(CloneNames()), name);
+        RequireRealFolder(CloneFolder(name), "clone", name);
         return Manifest.Read<CloneManifest>(Path.Combine(CloneFolder(name), CloneFile));
+    }
+
+    /// <summary>ManifestInvalid when a base's or clone's folder is a link (or lies in one): nothing in it is read.</summary>
+    private void RequireRealFolder(string folder, string kind, string name)
+    {
+        if (Boundary.CheckFolder(folder) is BoundaryProblem problem and not BoundaryProblem.None)
+            throw new StoreException(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData,
+                $"The {kind} '{name}' cannot be used: {StoreBoundary.Describe(problem, Path.Combine(folder, kind == "base" ? BaseFile : CloneFile))}. Run Test-VmStore.", name);
+    }
+
+    private static StoreException UntrustedManifest(string path, string kind, string name, string problem) =>
+        new(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData,
+            $"The manifest '{path}' of {kind} '{name}' cannot be trusted: {problem}. Nothing it names was touched; run Test-VmStore, and restore the manifest from a backup (or remove the {kind}).", name);
+
+    /// <summary>The clone's manifest; CloneNotFound when there is none, ManifestInvalid when it names anything outside the clone's folder.</summary>
+    public CloneManifest LoadClone(string name)
+    {
+        CloneManifest manifest = ReadClone(name);
+        if (StoreBoundary.CloneManifestProblem(manifest, name) is string problem)
+            throw UntrustedManifest(Path.Combine(CloneFolder(name), CloneFile), "clone", name, problem);
+        return manifest;
     }
 
     private static string Suggest(IReadOnlyList<string> names) =>
@@ -197,7 +228,8 @@ public sealed partial class VmStore : IDisposable
         {
             try
             {
-                result[name] = Manifest.Read<CloneManifest>(Path.Combine(CloneFolder(name), CloneFile));
+                if (Boundary.CheckFolder(CloneFolder(name)) == BoundaryProblem.None)
+                    result[name] = Manifest.Read<CloneManifest>(Path.Combine(CloneFolder(name), CloneFile));
             }
             catch (StoreException)
             {
@@ -252,15 +284,8 @@ public sealed partial class VmStore : IDisposable
         return rest is not null && StoreNames.Problem(rest) is null ? rest : null;
     }
 
-    /// <summary>Deletes a folder and everything in it, read-only files included.</summary>
-    internal static void DeleteFolder(string folder)
-    {
-        if (!Directory.Exists(folder))
-            return;
-        foreach (string f in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories))
-            File.SetAttributes(f, FileAttributes.Normal);
-        Directory.Delete(folder, recursive: true);
-    }
+    /// <summary>Deletes a folder and everything in it, read-only files included; links in it (or the folder itself, when it is one) are deleted as links, never followed (see <see cref="FolderRemoval"/>).</summary>
+    internal static void DeleteFolder(string folder) => FolderRemoval.Delete(folder);
 
     internal static bool IsDiskFile(string path) => VirtualDisk.FormatFromExtension(path) is DiskFormat;
 

@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using VmClone.Core.Disks;
+using VmClone.Core.Store;
 using VmClone.Disks;
 
 namespace VmClone.PowerShell.Commands;
@@ -9,6 +10,7 @@ namespace VmClone.PowerShell.Commands;
 /// <para>Convert-VmDisk reads the disk through its whole parent chain and writes one standalone file holding exactly what the chain shows: converting a differencing disk flattens it. The source is never changed.</para>
 /// <para>The copy is sparse: runs that read as zeros are not allocated in the destination, so a mostly empty 100 GiB disk converts to a small file. The destination is written under a hidden staging folder next to it and moved into place only when complete; an interrupted conversion leaves no destination file.</para>
 /// <para>The format follows the destination's extension (.vhdx, .vmdk, .raw/.img) unless -DestinationFormat says otherwise.</para>
+/// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened.</para>
 /// </remarks>
 /// <example>
 /// <summary>Flatten a chain into a standalone VHDX</summary>
@@ -60,7 +62,7 @@ public sealed class ConvertVmDiskCommand : VmCloneCmdlet
             using var progress = new CmdletProgress(this);
             var create = new DiskCreateOptions { BlockSizeBytes = IsBound(nameof(BlockSizeBytes)) ? BlockSizeBytes : null };
             WriteObject(DiskOperations.Convert(source, destination, IsBound(nameof(DestinationFormat)) ? DestinationFormat : null,
-                create, null, progress, CancellationToken));
+                create, StoreOfFile.Apply(source, new DiskOpenOptions()), progress, CancellationToken));
         });
     }
 }

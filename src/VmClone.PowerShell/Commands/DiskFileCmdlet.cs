@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using VmClone.Core.Store;
 using VmClone.Disks;
 
 namespace VmClone.PowerShell.Commands;
@@ -32,9 +33,10 @@ public abstract class DiskFileCmdlet : VmCloneCmdlet
     protected override void ProcessRecord()
     {
         bool literal = ParameterSetName == LiteralPathSet;
-        var options = new DiskOpenOptions { Format = IsBound(nameof(Format)) ? Format : null };
+        DiskFormat? format = IsBound(nameof(Format)) ? Format : null;
+        // A file inside a store is opened with the store's boundary (StoreOfFile).
         foreach (string path in ResolveExistingPaths(literal ? LiteralPath : Path, literal))
-            Try(path, () => ProcessDisk(path, options));
+            Try(path, () => ProcessDisk(path, StoreOfFile.Apply(path, new DiskOpenOptions { Format = format })));
     }
 
     /// <summary>The work for one resolved disk file.</summary>

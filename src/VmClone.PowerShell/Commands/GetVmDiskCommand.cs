@@ -9,6 +9,7 @@ namespace VmClone.PowerShell.Commands;
 /// <para>Get-VmDisk reads a disk's metadata without changing the file: format, type (Dynamic, Fixed, Differencing), virtual size, file size, bytes it stores itself, block size, sector sizes, parent path and the depth of its chain.</para>
 /// <para>A differencing disk whose parent is missing or was modified is still shown: ChainDepth is empty and ChainProblem says what is wrong, and a warning is written. With -Chain, one object per layer is written, from the disk itself (Level 0) down to its base.</para>
 /// <para>Accepts paths from the pipeline, so Get-ChildItem *.vhdx | Get-VmDisk works.</para>
+/// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened.</para>
 /// </remarks>
 /// <example>
 /// <summary>Show one disk</summary>

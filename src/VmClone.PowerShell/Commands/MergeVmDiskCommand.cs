@@ -1,5 +1,7 @@
 using System.Management.Automation;
 using VmClone.Core.Disks;
+using VmClone.Core.Store;
+using VmClone.Disks;
 
 namespace VmClone.PowerShell.Commands;
 
@@ -7,6 +9,7 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>Merge-VmDisk works like Hyper-V's Merge-VHD: afterwards the ancestor reads exactly what the child showed, and the child (and any disks between it and the ancestor) are deleted.</para>
 /// <para>Writing into the ancestor changes it, which would corrupt any other child made from it. Merge-VmDisk looks for such children in the folders of the chain and refuses, naming them, unless -Force says they may be discarded. A merge that was cut off is finished by running the same command again.</para>
+/// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened. A *.vmclone-merging marker that is not a small regular file (a link, a FIFO) is refused with MergeMarkerInvalid.</para>
 /// </remarks>
 /// <example>
 /// <summary>Merge a child into its parent</summary>
@@ -52,7 +55,7 @@ public sealed class MergeVmDiskCommand : VmCloneCmdlet
             if (!ShouldProcess(child, $"Merge into {(destination is null ? "its parent" : $"'{destination}'")} and delete the merged disk(s)"))
                 return;
             using var progress = new CmdletProgress(this);
-            VmDiskInfo merged = DiskOperations.Merge(child, destination, Force.IsPresent, progress, CancellationToken);
+            VmDiskInfo merged = DiskOperations.Merge(child, destination, Force.IsPresent, StoreOfFile.Apply(child, new DiskOpenOptions()), progress, CancellationToken);
             WriteVerbose($"Merged '{child}' into '{merged.Path}'.");
             if (PassThru)
                 WriteObject(merged);

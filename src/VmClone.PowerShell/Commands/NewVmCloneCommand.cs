@@ -7,6 +7,7 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>Each clone gets one volume per volume of the base: a differencing disk over the base's file, so creating it writes only metadata and takes milliseconds whatever the base's size. A data volume is a child of the base's data volume only when that holds data; an empty one gives the clone a standalone empty disk, so nothing of the clone's data ever depends on the base.</para>
 /// <para>Names come from the parameter or the pipeline. A name already in use is an error for that name; the others are still created.</para>
+/// <para>A base whose manifest names a file outside the base's folder is refused with ManifestInvalid; a base volume that is a link or not a regular file with VolumeOutsideStore or VolumeNotRegularFile.</para>
 /// </remarks>
 /// <example>
 /// <summary>A classroom of clones</summary>

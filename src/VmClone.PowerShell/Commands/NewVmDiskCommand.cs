@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using VmClone.Core.Disks;
+using VmClone.Core.Store;
 using VmClone.Disks;
 
 namespace VmClone.PowerShell.Commands;
@@ -9,6 +10,7 @@ namespace VmClone.PowerShell.Commands;
 /// <para>New-VmDisk creates an empty dynamic disk of the size you give, or a differencing disk (a child) over an existing disk and its chain. Creating a child copies no data: only metadata is written, so it takes milliseconds whatever the parent's size.</para>
 /// <para>The format follows the file extension (.vhdx/.avhdx, .vmdk, .raw/.img) unless -Format says otherwise. A child records its parent's relative and absolute path and the parent's identity (VHDX DataWriteGuid, VMDK CID); if the parent is modified later, opening the child is refused.</para>
 /// <para>The command works on any path, in or out of a VmClone store, and never overwrites an existing file.</para>
+/// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened.</para>
 /// </remarks>
 /// <example>
 /// <summary>Create a 40 GiB dynamic VHDX</summary>
@@ -88,7 +90,11 @@ public sealed class NewVmDiskCommand : VmCloneCmdlet
                     PhysicalSectorSizeBytes = MyInvocation.BoundParameters.ContainsKey(nameof(PhysicalSectorSizeBytes)) ? PhysicalSectorSizeBytes : null,
                 };
                 WriteVerbose($"{what}: '{path}'.");
-                WriteObject(DiskOperations.Create(path, parent is null ? SizeBytes : null, parent, options));
+                // A child in a store (or over a parent in one) gets the store's boundary.
+                DiskOpenOptions open = StoreOfFile.Apply(path, new DiskOpenOptions());
+                if (parent is not null && open.AllowedParentRoot is null)
+                    StoreOfFile.Apply(parent, open);
+                WriteObject(DiskOperations.Create(path, parent is null ? SizeBytes : null, parent, options, open));
             });
         }
     }

@@ -7,6 +7,7 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>Remove-VmBase deletes the base's folder, volume files and manifest. It refuses, naming them, while any clone's manifest names the base or any disk file in the store depends on its files (as the disks' own parent links say) — a clone whose data volume is still a child of the base's data volume included.</para>
 /// <para>Rebase the clones onto another base first (Invoke-VmRebase -Base OLD -NewBase NEW), or remove them. The command asks for confirmation; -Force skips it.</para>
+/// <para>Links inside the base's folder are deleted as links, never followed; a base folder that is itself a link is refused (ManifestInvalid), nothing it leads to is touched.</para>
 /// </remarks>
 /// <example>
 /// <summary>Remove a base nothing depends on</summary>

@@ -6,6 +6,7 @@ namespace VmClone.PowerShell.Commands;
 /// <summary>Removes clones: their volumes, data included, their manifest and their folder.</summary>
 /// <remarks>
 /// <para>The clone disappears at once (its folder is renamed away), then its files are deleted. Its data volumes go with it. The base is not changed. The command asks for confirmation; -Force skips it.</para>
+/// <para>Links are deleted as links: a clone folder that is a symbolic link, or links inside it, never make VmClone enter, change (read-only mark included) or delete what they lead to. A FIFO or device in place of a volume is deleted as an entry, never opened. A clone whose manifest cannot be trusted (ManifestInvalid) can still be removed: its folder is deleted, nothing its manifest names outside it.</para>
 /// </remarks>
 /// <example>
 /// <summary>Remove one clone</summary>

@@ -1,5 +1,7 @@
 using System.Management.Automation;
 using VmClone.Core.Disks;
+using VmClone.Core.Store;
+using VmClone.Disks;
 
 namespace VmClone.PowerShell.Commands;
 
@@ -7,6 +9,7 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>Without -PreserveContent, Set-VmDisk only rewrites the child's link (its relative and absolute parent path). The new parent must hold the very content the child was made from — a parent that was moved or copied — which is checked by identity (VHDX DataWriteGuid, VMDK CID); a different disk is refused unless -IgnoreIdMismatch.</para>
 /// <para>With -PreserveContent the new parent may hold different content: every range the child does not store itself and where the old and the new parent differ is first copied from the old parent into the child, then the link is switched. The child reads byte for byte as before, and the old parent can be deleted. This is the content-preserving rebase qemu-img offers for qcow2 and VMDK, here for VHDX too. The old parent must still be readable.</para>
+/// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened.</para>
 /// </remarks>
 /// <example>
 /// <summary>Follow a parent that was moved</summary>
@@ -58,7 +61,8 @@ public sealed class SetVmDiskCommand : VmCloneCmdlet
             if (!ShouldProcess(child, what))
                 return;
             using var progress = new CmdletProgress(this);
-            VmDiskInfo info = DiskOperations.SetParent(child, parent, PreserveContent.IsPresent, IgnoreIdMismatch.IsPresent, progress, CancellationToken);
+            VmDiskInfo info = DiskOperations.SetParent(child, parent, PreserveContent.IsPresent, IgnoreIdMismatch.IsPresent,
+                StoreOfFile.Apply(child, new DiskOpenOptions()), progress, CancellationToken);
             if (PassThru)
                 WriteObject(info);
         });

@@ -9,6 +9,7 @@ namespace VmClone.PowerShell.Commands;
 /// <para>Test-VmDisk opens the disk and every parent read-only and checks each file's structures (headers and their checksums, region and metadata tables, block allocation table or grain tables, sector bitmaps, an unreplayed log) and every link of the chain (parent found, parent identity unchanged, compatible geometry).</para>
 /// <para>It writes one result per disk: Path, IsHealthy, and Problems — a list that is empty when the disk is healthy, each problem naming the file it is in. A damaged disk is a result, not an error; a path that does not exist is an error.</para>
 /// <para>Nothing is ever written to the files checked.</para>
+/// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened.</para>
 /// </remarks>
 /// <example>
 /// <summary>Check a disk</summary>

@@ -8,6 +8,7 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>Test-VmStore reports, as one object with IsHealthy and Problems, everything that is wrong: bases modified after they were made, base files no longer marked read-only, missing volume files, broken, missing or outside parents, damaged disk structures, manifests that disagree with what the disks say (the disks are the truth), clones whose base is gone, orphaned files, and operations that were cut off.</para>
 /// <para>With -Repair it fixes what it can without risking data and says what it did in each problem's Repair: base files marked read-only again, cut-off operations finished (when every new file was complete) or undone, manifests rewritten from the disks' own links, a lost store.json recreated. A modified base or a missing data file cannot be repaired safely and is only reported.</para>
+/// <para>Reports ManifestInvalid for a manifest naming files outside its folder, a base or clone folder that is a link, and a journal (plan.json) whose steps would write outside the clone's files or take a parent outside the store's bases; -Repair never acts on them (nor does the next command on that clone). VolumeNotContained: a volume file that is a link, lies in a linked folder, is not a regular file or is a VMDK descriptor; it is not opened.</para>
 /// </remarks>
 /// <example>
 /// <summary>Is the store healthy?</summary>

@@ -93,4 +93,35 @@ public class MergeTests
         Assert.Equal(expected, DiskFiles.ContentHash(b));
         Assert.False(File.Exists(c));
     }
+
+    [Fact]
+    public void AFifoInPlaceOfTheMergeMarkerIsRefusedWithoutWaitingOnIt()
+    {
+        if (OperatingSystem.IsWindows())
+            return;
+        using var dir = new TempFolder();
+        var (b, c) = MakePair(dir, 21, 64L << 20);
+        string baseHash = DiskFiles.ContentHash(b);
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", c + ".vmclone-merging"))
+            mkfifo.WaitForExit();
+        var merge = System.Threading.Tasks.Task.Run(() => DiskOperations.Merge(c, null, force: false, null, CancellationToken.None));
+        Assert.True(((IAsyncResult)merge).AsyncWaitHandle.WaitOne(TimeSpan.FromSeconds(30)), "the merge waited on the FIFO");
+        Assert.Equal("MergeMarkerInvalid", Assert.IsType<VmCloneException>(merge.Exception?.InnerException).ErrorId);
+        Assert.Equal(baseHash, DiskFiles.ContentHash(b));
+    }
+
+    [Fact]
+    public void AMergeMarkerThatIsALinkIsRefusedAndNothingIsMerged()
+    {
+        if (OperatingSystem.IsWindows())
+            return;
+        using var dir = new TempFolder();
+        var (_, c) = MakePair(dir, 22, 64L << 20);
+        string elsewhere = dir.File("elsewhere.txt");
+        File.WriteAllText(elsewhere, dir.File("base.vhdx"));
+        File.CreateSymbolicLink(c + ".vmclone-merging", elsewhere);
+        var ex = Assert.Throws<VmCloneException>(() => DiskOperations.Merge(c, null, force: false, null, CancellationToken.None));
+        Assert.Equal("MergeMarkerInvalid", ex.ErrorId);
+        Assert.True(File.Exists(c), "nothing was merged");
+    }
 }

@@ -139,7 +139,7 @@ public class ReparentTests
             : DiskOperations.CopyBatching.Default;
 
         var reports = new System.Collections.Generic.List<OperationProgress>();
-        DiskOperations.SetParent(c, newBase, preserveContent: true, ignoreIdMismatch: false, new SyncProgress(reports.Add), CancellationToken.None, batching);
+        DiskOperations.SetParent(c, newBase, preserveContent: true, ignoreIdMismatch: false, null, new SyncProgress(reports.Add), CancellationToken.None, batching);
 
         Assert.Equal(expected, DiskFiles.ContentHash(c));
         // Progress once per 256 MiB window's worth, ending at 100 %, however many runs were copied.

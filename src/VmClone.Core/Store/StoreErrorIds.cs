@@ -1,0 +1,17 @@
+namespace VmClone.Core.Store;
+
+/// <summary>Error ids of the store's boundary refusals (<see cref="VmCloneException.ErrorId"/>): public API, matched by scripts and tests.</summary>
+public static class StoreErrorIds
+{
+    /// <summary>A manifest or journal cannot be read or names a file outside where it may point; nothing it names is acted on.</summary>
+    public const string ManifestInvalid = "ManifestInvalid";
+
+    /// <summary>A volume file is a symbolic link, lies in a linked folder, or is a VMDK descriptor naming other files; it is not opened.</summary>
+    public const string VolumeOutsideStore = "VolumeOutsideStore";
+
+    /// <summary>A volume file is a FIFO, device, socket or folder; it is not opened.</summary>
+    public const string VolumeNotRegularFile = "VolumeNotRegularFile";
+
+    /// <summary>The clone changed between planning and carrying out the operation; nothing was done.</summary>
+    public const string CloneChanged = "CloneChanged";
+}
