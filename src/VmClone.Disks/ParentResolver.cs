@@ -64,7 +64,7 @@ internal static class ParentResolver
                         $"The parent chain of '{child.Path}' loops back to '{candidate}'.", candidate);
             }
 
-            DiskLayer parent = VirtualDisk.OpenLayer(candidate, FileAccess.Read);
+            DiskLayer parent = OpenCandidate(child, candidate);
             try
             {
                 if (reference.Accepts(parent.Identity))
@@ -100,6 +100,20 @@ internal static class ParentResolver
             $"The parent of '{child.Path}' was not found: it records {stored}; looked at {looked}. " +
             "Move the parent back, or re-point the child at it with Set-VmDisk -ParentPath.",
             tried.Count > 0 ? tried[0] : (reference.Candidates.Count > 0 ? reference.Candidates[0].StoredPath : null));
+    }
+
+    /// <summary>Opens a parent read-only; one that is no regular file is refused naming the child that points at it.</summary>
+    private static DiskLayer OpenCandidate(DiskLayer child, string candidate)
+    {
+        try
+        {
+            return VirtualDisk.OpenLayer(candidate, FileAccess.Read);
+        }
+        catch (DiskFormatException ex) when (ex.FileKind is FileKind kind && PathUtil.SamePath(ex.Path, candidate))
+        {
+            throw new DiskFormatException(candidate, kind, ex.Reason,
+                $"'{candidate}', the parent of '{child.Path}', {ex.Reason}; only regular files are opened as disks.", ex);
+        }
     }
 
     /// <summary>

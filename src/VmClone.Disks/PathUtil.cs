@@ -24,6 +24,10 @@ internal static class PathUtil
 
     private static readonly System.Reflection.PropertyInfo? LinkTargetProperty = typeof(FileSystemInfo).GetProperty("LinkTarget");
 
+    /// <summary>The target a symbolic link at <paramref name="path"/> stores, as stored; null when it is no link (or the runtime cannot tell).</summary>
+    public static string? LinkTarget(string path) =>
+        LinkTargetProperty?.GetValue(new FileInfo(path)) as string is { Length: > 0 } target ? target : null;
+
     /// <summary>Most symbolic links followed while resolving one path (Linux's own limit is 40).</summary>
     private const int MaxLinkHops = 40;
 

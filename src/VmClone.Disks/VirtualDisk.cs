@@ -61,7 +61,12 @@ public sealed class VirtualDisk : IDisposable
     /// <summary>Opens a disk file and its parent chain.</summary>
     public static VirtualDisk Open(string path, FileAccess access) => Open(path, access, null);
 
-    /// <summary>Opens a disk file and its parent chain. Parents are always opened read-only.</summary>
+    /// <summary>
+    /// Opens a disk file and its parent chain. Parents are always opened read-only. Every file
+    /// opened (the disk, its VMDK extents, each parent) must be a regular file (see
+    /// <see cref="OpenLayer"/>); with <see cref="DiskOpenOptions.AllowedParentRoot"/> every
+    /// parent must really lie inside that folder, links resolved.
+    /// </summary>
     public static VirtualDisk Open(string path, FileAccess access, DiskOpenOptions? options)
     {
         options ??= DiskOpenOptions.Default;
@@ -108,7 +113,12 @@ public sealed class VirtualDisk : IDisposable
     /// <summary>A disk over layers the caller opened and linked (Parent set), top first; it owns them from now on.</summary>
     internal static VirtualDisk FromLayers(List<DiskLayer> layers) => new(layers);
 
-    /// <summary>Opens one file as a layer, without following its parent. A file marked read-only is never opened for writing, even by root.</summary>
+    /// <summary>
+    /// Opens one file as a layer, without following its parent. A file marked read-only is never
+    /// opened for writing, even by root. Only a regular file is opened, and never by waiting: a
+    /// named pipe, a device, a socket or a folder (or a symbolic link to one) is refused with a
+    /// <see cref="DiskFormatException"/> whose <see cref="DiskFormatException.FileKind"/> says what it is.
+    /// </summary>
     public static DiskLayer OpenLayer(string path, FileAccess access, DiskFormat? format = null)
     {
         if (access == FileAccess.Write)
@@ -337,33 +347,16 @@ public sealed class VirtualDisk : IDisposable
         }
     }
 
-    /// <summary>Recognises a disk file by its signature (raw only by extension).</summary>
+    /// <summary>Recognises a disk file by its signature (raw only by extension). Only a regular file is opened (see <see cref="OpenLayer"/>).</summary>
     public static DiskFormat DetectFormat(string path)
     {
         string full = System.IO.Path.GetFullPath(path);
+        // Sharing writers too: only the signature is read, and only to name the format.
+        using FileAccessor file = FileAccessor.Open(full, FileAccess.Read, share: FileShare.ReadWrite | FileShare.Delete);
         byte[] head = new byte[256];
-        int n;
-        long length;
-        try
-        {
-            using var fs = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            length = fs.Length;
-            n = fs.Read(head, 0, head.Length);
-        }
-        catch (FileNotFoundException ex)
-        {
-            throw new VirtualDiskException(full, $"Disk file '{full}' does not exist.", ex);
-        }
-        catch (DirectoryNotFoundException ex)
-        {
-            throw new VirtualDiskException(full, $"Disk file '{full}' does not exist.", ex);
-        }
-        catch (UnauthorizedAccessException ex)
-        {
-            throw new VirtualDiskException(full, $"Disk file '{full}' cannot be read: access denied.", ex);
-        }
-
-        return DetectFormat(full, head, n, length);
+        int n = (int)Math.Min(head.Length, file.Length);
+        file.ReadOrZero(0, head, 0, n);
+        return DetectFormat(full, head, n, file.Length);
     }
 
     /// <summary>The format told by the first <paramref name="n"/> bytes of a file of <paramref name="length"/> bytes.</summary>

@@ -1,0 +1,143 @@
+using System.IO;
+using System.Net.Sockets;
+using VmClone.Disks.Tests.Support;
+using Xunit;
+
+namespace VmClone.Disks.Tests;
+
+/// <summary>
+/// Only regular files are disks, extents or parents. A named pipe, a device, a socket or a
+/// folder, named by the caller or by a file, is refused at once with an error naming it and
+/// saying what it is; opening never waits on a pipe.
+/// </summary>
+public class SpecialFileTests
+{
+    [UnixTheory]
+    [InlineData(FileAccess.Read, null)]
+    [InlineData(FileAccess.ReadWrite, null)]
+    [InlineData(FileAccess.Read, DiskFormat.Raw)]
+    [InlineData(FileAccess.Read, DiskFormat.Vmdk)]
+    public void ANamedPipeNamedAsTheDiskIsRefusedWithoutWaiting(FileAccess access, DiskFormat? format)
+    {
+        using var dir = new TempFolder();
+        string fifo = dir.File("disk.vhdx");
+        SpecialFiles.MakeFifo(fifo);
+        var ex = SpecialFiles.ThrowsWithin<DiskFormatException>(
+            () => VirtualDisk.Open(fifo, access, new DiskOpenOptions { Format = format }).Dispose(), fifo);
+        Assert.Equal(FileKind.NamedPipe, ex.FileKind);
+        Assert.Equal(fifo, ex.Path);
+        Assert.Contains($"'{fifo}' is a named pipe (FIFO), not a disk file", ex.Message);
+
+        // Recognising the format opens the file too.
+        Assert.Equal(FileKind.NamedPipe, SpecialFiles.ThrowsWithin<DiskFormatException>(() => VirtualDisk.DetectFormat(fifo), fifo).FileKind);
+    }
+
+    [UnixTheory]
+    [InlineData("vhdx")]
+    [InlineData("vmdk")]
+    public void ANamedPipeAsAParentIsRefusedWithoutWaiting(string ext)
+    {
+        using var dir = new TempFolder();
+        string parent = dir.File("base." + ext);
+        string child = dir.File("child." + ext);
+        VirtualDisk.CreateDynamic(parent, 4L << 20).Dispose();
+        VirtualDisk.CreateDifferencing(child, parent).Dispose();
+        File.Delete(parent);
+        SpecialFiles.MakeFifo(parent);
+
+        foreach (DiskOpenOptions options in new[] { new DiskOpenOptions(), new DiskOpenOptions { AllowedParentRoot = dir.Path } })
+        {
+            var ex = SpecialFiles.ThrowsWithin<DiskFormatException>(() => VirtualDisk.Open(child, FileAccess.Read, options).Dispose(), parent);
+            Assert.Equal(FileKind.NamedPipe, ex.FileKind);
+            Assert.Equal(parent, ex.Path);
+            Assert.Contains($"'{parent}', the parent of '{child}', is a named pipe (FIFO), not a disk file", ex.Message);
+        }
+
+        // Named as the parent of a new child, it is refused just the same, and no child is made.
+        string another = dir.File("another." + ext);
+        Assert.Equal(FileKind.NamedPipe,
+            SpecialFiles.ThrowsWithin<DiskFormatException>(() => VirtualDisk.CreateDifferencing(another, parent).Dispose(), parent).FileKind);
+        Assert.False(File.Exists(another));
+    }
+
+    [UnixTheory]
+    [InlineData("/dev/null", null)]
+    [InlineData("/dev/zero", null)]
+    [InlineData("/dev/zero", DiskFormat.Raw)]
+    public void ADeviceNamedDirectlyIsRefused(string device, DiskFormat? format)
+    {
+        var ex = SpecialFiles.ThrowsWithin<DiskFormatException>(
+            () => VirtualDisk.Open(device, FileAccess.Read, new DiskOpenOptions { Format = format }).Dispose());
+        Assert.Equal(FileKind.CharacterDevice, ex.FileKind);
+        Assert.Contains($"'{device}' is a character device, not a disk file", ex.Message);
+    }
+
+    [UnixTheory]
+    [InlineData("/dev/zero", "disk.raw")]
+    [InlineData("/dev/null", "disk.vmdk")]
+    [InlineData("/dev/zero", "disk")]
+    public void ADeviceBehindASymbolicLinkIsRefusedAsSuch(string device, string name)
+    {
+        using var dir = new TempFolder();
+        string link = dir.File(name);
+        File.CreateSymbolicLink(link, device);
+        var ex = SpecialFiles.ThrowsWithin<DiskFormatException>(
+            () => VirtualDisk.Open(link, FileAccess.Read, new DiskOpenOptions { Format = name == "disk" ? DiskFormat.Raw : null }).Dispose());
+        Assert.Equal(FileKind.CharacterDevice, ex.FileKind);
+        Assert.Equal(link, ex.Path);
+        Assert.Contains($"'{link}' is a symbolic link to '{device}', which is a character device, not a disk file", ex.Message);
+    }
+
+    [Theory]
+    [InlineData(FileAccess.Read)]
+    [InlineData(FileAccess.ReadWrite)]
+    public void AFolderNamedAsADiskIsRefused(FileAccess access)
+    {
+        using var dir = new TempFolder();
+        string folder = dir.File("disk.vhdx");
+        Directory.CreateDirectory(folder);
+        var ex = Assert.Throws<DiskFormatException>(() => VirtualDisk.Open(folder, access).Dispose());
+        Assert.Equal(FileKind.Folder, ex.FileKind);
+        Assert.Contains($"'{folder}' is a folder, not a disk file", ex.Message);
+    }
+
+    [UnixFact]
+    public void ASocketNamedAsADiskIsRefused()
+    {
+        using var dir = new TempFolder();
+        string path = dir.File("disk.vhdx");
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Bind(new UnixDomainSocketEndPoint(path));
+        var ex = SpecialFiles.ThrowsWithin<DiskFormatException>(() => VirtualDisk.Open(path, FileAccess.Read).Dispose());
+        Assert.Equal(FileKind.Socket, ex.FileKind);
+        Assert.Contains($"'{path}' is a socket, not a disk file", ex.Message);
+    }
+
+    /// <summary>
+    /// The locks other programs see stay what they were: an open layer, read or written, makes
+    /// an exclusive open (another command's in-use probe) fail; readers share with each other;
+    /// and a file another program holds exclusively is reported as in use.
+    /// </summary>
+    [Fact]
+    public void AnOpenLayerStillShowsAsInUseAndSharesWithReaders()
+    {
+        using var dir = new TempFolder();
+        string path = dir.File("disk.vhdx");
+        VirtualDisk.CreateDynamic(path, 1 << 24).Dispose();
+        foreach (FileAccess access in new[] { FileAccess.Read, FileAccess.ReadWrite })
+        {
+            using DiskLayer layer = VirtualDisk.OpenLayer(path, access);
+            Assert.ThrowsAny<IOException>(() => new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.None).Dispose());
+            if (access == FileAccess.Read)
+            {
+                using DiskLayer second = VirtualDisk.OpenLayer(path, FileAccess.Read);
+                Assert.Equal(1 << 24, second.VirtualSize);
+            }
+        }
+        using (new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.None))
+        {
+            foreach (FileAccess access in new[] { FileAccess.Read, FileAccess.ReadWrite })
+                Assert.Contains("cannot be opened", Assert.Throws<VirtualDiskException>(() => VirtualDisk.OpenLayer(path, access)).Message);
+        }
+    }
+}
