@@ -374,8 +374,11 @@ public sealed class VirtualDisk : IDisposable
         if (ascii.StartsWith("conectix", StringComparison.Ordinal))
             throw new DiskFormatException(full, "signature", "a legacy VHD (version 1) file; only VHDX is supported (convert it with Hyper-V's Convert-VHD or qemu-img)");
         DiskFormat? byExtension = FormatFromExtension(full);
-        if (length <= 1024 * 1024 && LooksLikeDescriptor(ascii))
-            return DiskFormat.Vmdk; // a text descriptor (any extension: VMware names them .vmdk, OVA tools not always)
+        // A text descriptor (any extension: VMware names them .vmdk, OVA tools not always). One
+        // too large to be one is still recognised, to be refused as that, unread; a raw image
+        // by its name stays raw whatever its first bytes say.
+        if (LooksLikeDescriptor(ascii) && (length <= Descriptor.MaxBytes || byExtension != DiskFormat.Raw))
+            return DiskFormat.Vmdk;
         if (byExtension == DiskFormat.Raw)
             return DiskFormat.Raw;
         if (byExtension is DiskFormat known)
@@ -405,7 +408,7 @@ public sealed class VirtualDisk : IDisposable
     /// A VMDK text descriptor starts with a comment ("# Disk DescriptorFile") or, when written by
     /// hand or by some tools, directly with "version=" / "CID=" / "createType=".
     /// </summary>
-    private static bool LooksLikeDescriptor(string head)
+    internal static bool LooksLikeDescriptor(string head)
     {
         string text = head.TrimStart('\uFEFF', ' ', '\t', '\r', '\n');
         if (text.StartsWith("# Disk DescriptorFile", StringComparison.OrdinalIgnoreCase))

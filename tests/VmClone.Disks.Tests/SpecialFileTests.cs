@@ -33,6 +33,24 @@ public class SpecialFileTests
     }
 
     [UnixTheory]
+    [InlineData("FLAT")]
+    [InlineData("SPARSE")]
+    public void ANamedPipeAsAnExtentIsRefusedWithoutWaiting(string type)
+    {
+        using var dir = new TempFolder();
+        string descriptor = dir.File("disk.vmdk");
+        File.WriteAllText(descriptor, "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType=\"custom\"\n" +
+            $"RW 8192 {type} \"disk-s001.vmdk\"\n");
+        string fifo = dir.File("disk-s001.vmdk");
+        SpecialFiles.MakeFifo(fifo);
+        var ex = SpecialFiles.ThrowsWithin<DiskFormatException>(() => VirtualDisk.Open(descriptor, FileAccess.Read).Dispose(), fifo);
+        Assert.Equal(descriptor, ex.Path);
+        Assert.Equal(FileKind.NamedPipe, ex.FileKind);
+        Assert.Contains("extent file 'disk-s001.vmdk'", ex.Message);
+        Assert.Contains("is a named pipe (FIFO), not a disk file", ex.Message);
+    }
+
+    [UnixTheory]
     [InlineData("vhdx")]
     [InlineData("vmdk")]
     public void ANamedPipeAsAParentIsRefusedWithoutWaiting(string ext)
