@@ -184,18 +184,30 @@ public sealed class VirtualDisk : IDisposable
     /// Creates a differencing disk over <paramref name="parentPath"/> (whose chain must open
     /// cleanly) and opens it for writing. Creating a child copies no data: only metadata is written.
     /// </summary>
-    public static VirtualDisk CreateDifferencing(string path, string parentPath, DiskCreateOptions? options = null)
+    /// <param name="path">The new child's file; it must not exist.</param>
+    /// <param name="parentPath">The parent's file; its chain is opened read-only.</param>
+    /// <param name="options">The child's format, block and sector sizes.</param>
+    /// <param name="openOptions">
+    /// How the parent and its chain are held: with <see cref="DiskOpenOptions.AllowedParentRoot"/>
+    /// the parent itself and every layer below it must really lie inside that folder (links
+    /// resolved), else <see cref="DiskChainException"/> (<see cref="ChainProblem.OutsideAllowedRoot"/>)
+    /// and nothing is created; <see cref="DiskOpenOptions.MaxChainDepth"/> counts the new child;
+    /// <see cref="DiskOpenOptions.IgnoreParentIdentityMismatch"/> applies to the parent's chain.
+    /// Format and ParentPathOverride do not apply (the child's format is <paramref name="options"/>'s).
+    /// </param>
+    public static VirtualDisk CreateDifferencing(string path, string parentPath, DiskCreateOptions? options = null, DiskOpenOptions? openOptions = null)
     {
         string full = System.IO.Path.GetFullPath(path);
         string parentFull = System.IO.Path.GetFullPath(parentPath);
+        ParentResolver.RefuseOutsideRoot(full, parentFull, openOptions);
         // The parent chain is opened once: it must open cleanly (identity, size and sector size
         // come from it), and the new child is then linked to those same open layers instead of
         // being resolved and the whole chain opened a second time.
-        VirtualDisk parent = Open(parentFull, FileAccess.Read);
+        VirtualDisk parent = Open(parentFull, FileAccess.Read, ForParentChain(openOptions));
         DiskLayer? child = null;
         try
         {
-            CreateChildLayer(full, parent, options);
+            CreateChildLayer(full, parent, options, openOptions);
             child = OpenLayer(full, FileAccess.ReadWrite, FormatFromExtension(full) is null ? options?.Format : null);
             // What opening the child by its recorded paths would check: it names this parent's identity.
             ParentResolver.Adopt(child, parent.Top);
@@ -218,11 +230,22 @@ public sealed class VirtualDisk : IDisposable
     /// again nor opening each child after writing it. The parent stays open and owned by the
     /// caller; it is only read, so several threads may create children of it at once.
     /// </summary>
-    public static void CreateDifferencingFile(string path, VirtualDisk parent, DiskCreateOptions? options = null)
+    /// <param name="path">The new child's file; it must not exist.</param>
+    /// <param name="parent">The parent chain, open.</param>
+    /// <param name="options">The child's format, block and sector sizes.</param>
+    /// <param name="openOptions">
+    /// With <see cref="DiskOpenOptions.AllowedParentRoot"/> every layer of <paramref name="parent"/>
+    /// must really lie inside that folder (links resolved), else <see cref="DiskChainException"/>
+    /// (<see cref="ChainProblem.OutsideAllowedRoot"/>) and nothing is created, however the chain
+    /// was opened; <see cref="DiskOpenOptions.MaxChainDepth"/> counts the new child.
+    /// </param>
+    public static void CreateDifferencingFile(string path, VirtualDisk parent, DiskCreateOptions? options = null, DiskOpenOptions? openOptions = null)
     {
         if (parent is null)
             throw new ArgumentNullException(nameof(parent));
-        CreateChildLayer(System.IO.Path.GetFullPath(path), parent, options);
+        string full = System.IO.Path.GetFullPath(path);
+        ParentResolver.RefuseOutsideRoot(full, parent.Top, openOptions);
+        CreateChildLayer(full, parent, options, openOptions);
     }
 
     /// <summary>
@@ -241,11 +264,20 @@ public sealed class VirtualDisk : IDisposable
     /// Not atomic: cut off, the file is neither the old disk nor the new one. A caller that must
     /// survive that records its intent first and does this again (VmStore's journal does).
     /// </remarks>
-    public static bool TryRecreateDifferencingFile(string path, VirtualDisk parent, DiskCreateOptions? options = null)
+    /// <param name="path">The existing file to rewrite as the new child.</param>
+    /// <param name="parent">The parent chain, open.</param>
+    /// <param name="options">The child's format, block and sector sizes.</param>
+    /// <param name="openOptions">
+    /// As for <see cref="CreateDifferencingFile"/>: a parent chain outside
+    /// <see cref="DiskOpenOptions.AllowedParentRoot"/> is refused (<see cref="DiskChainException"/>)
+    /// before the file is opened, and the file is left as it was.
+    /// </param>
+    public static bool TryRecreateDifferencingFile(string path, VirtualDisk parent, DiskCreateOptions? options = null, DiskOpenOptions? openOptions = null)
     {
         if (parent is null)
             throw new ArgumentNullException(nameof(parent));
         string full = System.IO.Path.GetFullPath(path);
+        ParentResolver.RefuseOutsideRoot(full, parent.Top, openOptions);
         byte[] signature = new byte[8];
         switch (ChildFormat(full, parent, options))
         {
@@ -262,7 +294,7 @@ public sealed class VirtualDisk : IDisposable
         if (FileAccessor.OpenToRewrite(full, signature) is not FileAccessor target)
             return false;
         using (target)
-            CreateChildLayer(full, parent, options, target);
+            CreateChildLayer(full, parent, options, openOptions, target);
         return true;
     }
 
@@ -276,14 +308,28 @@ public sealed class VirtualDisk : IDisposable
     private static DiskFormat ChildFormat(string full, VirtualDisk parent, DiskCreateOptions? options) =>
         options?.Format ?? FormatFromExtension(full) ?? parent.Format;
 
+    /// <summary>
+    /// The options a new child's parent chain is opened with: the caller's boundary, depth and
+    /// identity rule; not its format or parent override, which are about the child.
+    /// </summary>
+    private static DiskOpenOptions ForParentChain(DiskOpenOptions? openOptions) =>
+        openOptions is null
+            ? DiskOpenOptions.Default
+            : new DiskOpenOptions
+            {
+                AllowedParentRoot = openOptions.AllowedParentRoot,
+                IgnoreParentIdentityMismatch = openOptions.IgnoreParentIdentityMismatch,
+                MaxChainDepth = openOptions.MaxChainDepth,
+            };
+
     /// <summary>Writes a new child file of <paramref name="parent"/> at <paramref name="full"/> (or into <paramref name="target"/>, that file opened to be rewritten).</summary>
-    private static void CreateChildLayer(string full, VirtualDisk parent, DiskCreateOptions? options, FileAccessor? target = null)
+    private static void CreateChildLayer(string full, VirtualDisk parent, DiskCreateOptions? options, DiskOpenOptions? openOptions, FileAccessor? target = null)
     {
         if (PathUtil.SamePath(full, parent.Path))
             throw new VirtualDiskException(full, $"A disk cannot be its own parent ('{full}').");
         options ??= new DiskCreateOptions();
         DiskFormat format = ChildFormat(full, parent, options);
-        int maxDepth = DiskOpenOptions.Default.MaxChainDepth;
+        int maxDepth = (openOptions ?? DiskOpenOptions.Default).MaxChainDepth;
         if (parent.Layers.Count >= maxDepth)
             throw new DiskChainException(full, ChainProblem.TooDeep,
                 $"The chain of '{full}' would be deeper than {maxDepth} layers; refusing to create it.");
