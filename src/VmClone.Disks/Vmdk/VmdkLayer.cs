@@ -376,7 +376,7 @@ internal sealed class VmdkLayer : DiskLayer
         }
 
         private DiskFormatException Refuse(string reason, FileKind? kind = null, Exception? inner = null) =>
-            new(_descriptor, "descriptor", reason, 0, inner) { FileKind = kind };
+            new(_descriptor, "descriptor", reason, null, inner) { FileKind = kind };
 
         /// <summary>The full path of extent file <paramref name="name"/>, once it is judged to lie where it may.</summary>
         public string Resolve(string name)
