@@ -1,5 +1,8 @@
+using System;
 using System.IO;
 using System.Net.Sockets;
+using System.Threading;
+using System.Threading.Tasks;
 using VmClone.Disks.Tests.Support;
 using Xunit;
 
@@ -76,6 +79,63 @@ public class SpecialFileTests
         Assert.Equal(FileKind.NamedPipe,
             SpecialFiles.ThrowsWithin<DiskFormatException>(() => VirtualDisk.CreateDifferencing(another, parent).Dispose(), parent).FileKind);
         Assert.False(File.Exists(another));
+    }
+
+    /// <summary>
+    /// An attacker swaps the disk file for a named pipe and back, as fast as the system renames,
+    /// while the file is opened again and again: every open ends, with the disk or with the
+    /// pipe's refusal, because the type is judged on the descriptor the open returned.
+    /// </summary>
+    [LinuxFact]
+    public void ADiskSwappedForANamedPipeDuringOpensNeverMakesOneWait()
+    {
+        using var dir = new TempFolder();
+        string path = dir.File("disk.vhdx");
+        string disk = dir.File("real.vhdx");
+        string fifo = dir.File("pipe");
+        VirtualDisk.CreateDynamic(disk, 1 << 24).Dispose();
+        SpecialFiles.MakeFifo(fifo);
+        using var stop = new CancellationTokenSource();
+        var swapper = Task.Run(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                SpecialFiles.Rename(disk, path);
+                SpecialFiles.Rename(path, disk);
+                SpecialFiles.Rename(fifo, path);
+                SpecialFiles.Rename(path, fifo);
+            }
+        });
+        int opened = 0, refused = 0;
+        try
+        {
+            SpecialFiles.EndsWithin(() =>
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                while ((refused < 20 || opened == 0) && clock.Elapsed < TimeSpan.FromSeconds(5))
+                {
+                    try
+                    {
+                        using DiskLayer layer = VirtualDisk.OpenLayer(path, FileAccess.Read);
+                        opened++;
+                    }
+                    catch (DiskFormatException ex) when (ex.FileKind == FileKind.NamedPipe)
+                    {
+                        refused++;
+                    }
+                    catch (VirtualDiskException ex) when (ex.Message.Contains("does not exist"))
+                    {
+                        // Caught between two renames.
+                    }
+                }
+            }, path, fifo);
+        }
+        finally
+        {
+            stop.Cancel();
+            swapper.Wait();
+        }
+        Assert.True(refused > 0, $"the pipe was never met ({opened} opens of the disk)");
     }
 
     [UnixTheory]

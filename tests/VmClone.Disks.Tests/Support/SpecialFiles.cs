@@ -31,6 +31,12 @@ public static class SpecialFiles
             throw new IOException($"link '{existing}' '{newPath}' failed: errno {Marshal.GetLastWin32Error()}");
     }
 
+    [DllImport("libc", EntryPoint = "rename", SetLastError = true)]
+    private static extern int RenameFile(string from, string to);
+
+    /// <summary>rename(2): replaces <paramref name="to"/> at once, whatever it is; false when <paramref name="from"/> is gone.</summary>
+    public static bool Rename(string from, string to) => RenameFile(from, to) == 0;
+
     /// <summary>Makes a named pipe (FIFO) at <paramref name="path"/>: opening it for reading waits for a writer.</summary>
     public static void MakeFifo(string path)
     {
@@ -45,6 +51,20 @@ public static class SpecialFiles
     /// </summary>
     public static TException ThrowsWithin<TException>(Action action, params string[] fifos)
         where TException : Exception
+    {
+        Exception? thrown = RunWithin(action, fifos);
+        Assert.NotNull(thrown);
+        return Assert.IsAssignableFrom<TException>(thrown);
+    }
+
+    /// <summary>Runs <paramref name="action"/>, which must end within <see cref="HangGuard"/> (see <see cref="ThrowsWithin"/>); what it throws is thrown on.</summary>
+    public static void EndsWithin(Action action, params string[] fifos)
+    {
+        if (RunWithin(action, fifos) is Exception thrown)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(thrown).Throw();
+    }
+
+    private static Exception? RunWithin(Action action, string[] fifos)
     {
         Task<Exception?> run = Task.Run(() =>
         {
@@ -65,9 +85,7 @@ public static class SpecialFiles
             run.Wait(HangGuard);
             Assert.Fail($"The open did not end within {HangGuard.TotalSeconds} s: it blocked on a named pipe.");
         }
-        Exception? thrown = run.Result;
-        Assert.NotNull(thrown);
-        return Assert.IsAssignableFrom<TException>(thrown);
+        return run.Result;
     }
 
     /// <summary>Lets a reader blocked in open() on the pipe go: a writer opens it without waiting and closes it (the reader then sees its end).</summary>
@@ -77,6 +95,16 @@ public static class SpecialFiles
         int fd = OpenFile(fifo, writeOnlyNonBlocking, 0);
         if (fd >= 0)
             CloseFile(fd);
+    }
+}
+
+/// <summary>A fact for what only Linux guarantees (an open that cannot block, whatever happens to the path meanwhile); skipped elsewhere.</summary>
+public sealed class LinuxFactAttribute : FactAttribute
+{
+    public LinuxFactAttribute()
+    {
+        if (!OperatingSystem.IsLinux())
+            Skip = "only Linux opens without blocking and judges the open descriptor; elsewhere the path is checked before the open";
     }
 }
 
