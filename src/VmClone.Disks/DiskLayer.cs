@@ -134,6 +134,21 @@ public abstract class DiskLayer : IDisposable
     public virtual void SetParent(ParentLink link) =>
         throw new NotSupportedException($"{Format} {Type} disk '{Path}' cannot be re-pointed at another parent.");
 
+    /// <summary>
+    /// <see cref="SetParent(ParentLink)"/>, held to the caller's boundary: with
+    /// <see cref="DiskOpenOptions.AllowedParentRoot"/> the new parent (and every layer linked
+    /// below it) must really lie inside that folder, links resolved; else
+    /// <see cref="DiskChainException"/> (<see cref="ChainProblem.OutsideAllowedRoot"/>) and
+    /// nothing is written.
+    /// </summary>
+    public void SetParent(ParentLink link, DiskOpenOptions? options)
+    {
+        if (link is null)
+            throw new ArgumentNullException(nameof(link));
+        ParentResolver.RefuseOutsideRoot(Path, link.Parent, options);
+        SetParent(link);
+    }
+
     /// <summary>Reads what lies beneath this layer: the parent chain's content, or zeros.</summary>
     protected void ReadBelow(long position, byte[] buffer, int offset, int count) =>
         ChainReader.Read(Parent, position, buffer, offset, count);

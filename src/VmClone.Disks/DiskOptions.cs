@@ -15,7 +15,13 @@ public sealed class DiskOpenOptions
     /// </summary>
     public bool IgnoreParentIdentityMismatch { get; set; }
 
-    /// <summary>When set, parents are only followed if they lie inside this folder.</summary>
+    /// <summary>
+    /// When set, parents are only followed if they really lie inside this folder: their paths
+    /// with every symbolic link resolved, so that a link or a linked folder inside it that leads
+    /// out is outside. Every engine entry point that opens, creates over or links to a parent
+    /// (Open, CreateDifferencing, CreateDifferencingFile, TryRecreateDifferencingFile,
+    /// ParentLink.For, DiskLayer.SetParent) holds the parent to it when given these options.
+    /// </summary>
     public string? AllowedParentRoot { get; set; }
 
     /// <summary>Use this file as the top layer's parent instead of the paths stored in it.</summary>

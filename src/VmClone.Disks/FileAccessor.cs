@@ -30,10 +30,12 @@ internal sealed class FileAccessor : IDisposable
         set => CurrentObserver.Value = value;
     }
 
-    private FileAccessor(string path, FileStream stream)
+    private FileAccessor(string path, FileStream stream, RegularFile.Facts facts = default)
     {
         Path = path;
         _stream = stream;
+        _length = facts.Length;
+        Identity = facts.Identity;
     }
 
     public string Path { get; }
@@ -42,17 +44,25 @@ internal sealed class FileAccessor : IDisposable
 
     public long Length => _length >= 0 ? _length : (_length = _stream.Length);
 
+    /// <summary>Which file this is (device and inode) where the system says (Linux), so that two names of one file are seen as one; null elsewhere.</summary>
+    public FileIdentity? Identity { get; }
+
     /// <summary>
     /// Opens a disk file. Readers share with readers only, writers with readers only: a file a
     /// running VM holds for writing is reported as in use instead of being read half-updated.
+    /// Only a regular file is opened, and without waiting: a named pipe, a device, a socket or a
+    /// folder is refused with a <see cref="DiskFormatException"/> whose
+    /// <see cref="DiskFormatException.FileKind"/> says what it is; with
+    /// <paramref name="refuseLink"/> so is a symbolic link (a VMDK extent must be a file of its own).
+    /// <paramref name="share"/> is the sharing asked of others (on Unix, as FileStream: an
+    /// exclusive lock for None, a shared one otherwise).
     /// </summary>
-    public static FileAccessor Open(string path, FileAccess access)
+    public static FileAccessor Open(string path, FileAccess access, bool refuseLink = false, FileShare share = FileShare.Read)
     {
         string full = System.IO.Path.GetFullPath(path);
         try
         {
-            var fs = OpenSharing(full, access);
-            return new FileAccessor(full, fs);
+            return OpenSharing(full, access, refuseLink, share);
         }
         catch (FileNotFoundException ex)
         {
@@ -80,13 +90,13 @@ internal sealed class FileAccessor : IDisposable
     /// drops an exclusive lock — is tried again for up to a tenth of a second; a file held for
     /// longer (a running machine) still fails at once after that.
     /// </summary>
-    private static FileStream OpenSharing(string full, FileAccess access)
+    private static FileAccessor OpenSharing(string full, FileAccess access, bool refuseLink, FileShare share)
     {
         for (int attempt = 0; ; attempt++)
         {
             try
             {
-                return new FileStream(full, FileMode.Open, access, FileShare.Read, 1, FileOptions.RandomAccess);
+                return OpenRegular(full, access, refuseLink, share);
             }
             catch (IOException ex) when (attempt < 10 && IsSharingViolation(ex))
             {
@@ -95,10 +105,25 @@ internal sealed class FileAccessor : IDisposable
         }
     }
 
+    private static FileAccessor OpenRegular(string full, FileAccess access, bool refuseLink, FileShare share)
+    {
+        if (RegularFile.OpenOnLinux(full, access, share, refuseLink, out RegularFile.Facts facts) is FileStream opened)
+            return new FileAccessor(full, opened, facts);
+        RegularFile.CheckBeforeOpen(full, refuseLink);
+        try
+        {
+            return new FileAccessor(full, new FileStream(full, FileMode.Open, access, share, 1, FileOptions.RandomAccess));
+        }
+        catch (UnauthorizedAccessException) when (Directory.Exists(full))
+        {
+            throw RegularFile.Refusal(full, FileKind.Folder);
+        }
+    }
+
     /// <summary>EWOULDBLOCK from flock (Linux, macOS: 11, 35); ERROR_SHARING_VIOLATION or ERROR_LOCK_VIOLATION (Windows).</summary>
     private static bool IsSharingViolation(IOException ex)
     {
-        if (ex is FileNotFoundException or DirectoryNotFoundException or PathTooLongException)
+        if (ex is FileNotFoundException or DirectoryNotFoundException or PathTooLongException or VirtualDiskException)
             return false;
         int code = ex.HResult & 0xFFFF;
         return RuntimeInformation.IsOSPlatform(OSPlatform.Windows)

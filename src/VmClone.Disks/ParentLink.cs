@@ -19,10 +19,17 @@ public sealed class ParentLink
     /// <summary>Path from the child's folder to the parent with '/' separators, or null when there is none (another drive).</summary>
     public string? RelativePath { get; }
 
-    /// <summary>The link from <paramref name="childPath"/> to <paramref name="parent"/>.</summary>
-    public static ParentLink For(string childPath, DiskLayer parent)
+    /// <summary>
+    /// The link from <paramref name="childPath"/> to <paramref name="parent"/>. With
+    /// <paramref name="options"/>' <see cref="DiskOpenOptions.AllowedParentRoot"/>, the parent
+    /// (and every layer linked below it) must really lie inside that folder, links resolved;
+    /// else <see cref="DiskChainException"/> (<see cref="ChainProblem.OutsideAllowedRoot"/>).
+    /// </summary>
+    public static ParentLink For(string childPath, DiskLayer parent, DiskOpenOptions? options = null)
     {
-        string childDir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(childPath)) ?? ".";
+        string childFull = System.IO.Path.GetFullPath(childPath);
+        ParentResolver.RefuseOutsideRoot(childFull, parent, options);
+        string childDir = System.IO.Path.GetDirectoryName(childFull) ?? ".";
         return new ParentLink(parent, parent.Path, PathUtil.GetRelativePath(childDir, parent.Path));
     }
 }

@@ -7,7 +7,8 @@ namespace VmClone.Disks;
 /// <summary>
 /// Finds and opens a differencing layer's parent: stored paths in the format's order, the
 /// first existing file whose identity the child accepts wins. Parents are untrusted input:
-/// loops, escapes from an allowed root and geometry mismatches are refused.
+/// loops, escapes from an allowed root (judged by real paths, links resolved: see
+/// <see cref="Containment"/>), anything but a regular file and geometry mismatches are refused.
 /// </summary>
 internal static class ParentResolver
 {
@@ -43,6 +44,7 @@ internal static class ParentResolver
         List<string> tried = new();
         List<string> candidates = overridePath is not null ? new List<string> { Path.GetFullPath(overridePath) } : CandidatePaths(child);
 
+        Containment? allowed = options.AllowedParentRoot is string root ? new Containment(root) : null;
         string? mismatchPath = null;
         string? mismatchIdentity = null;
         foreach (string candidate in candidates)
@@ -50,13 +52,8 @@ internal static class ParentResolver
             tried.Add(candidate);
             if (!File.Exists(candidate))
                 continue;
-            if (options.AllowedParentRoot is string root && !PathUtil.IsUnder(candidate, root))
-                throw new DiskChainException(child.Path, ChainProblem.OutsideAllowedRoot,
-                    $"The parent of '{child.Path}' is '{candidate}', outside '{root}' where parents may be; it was not opened.", candidate);
-            // A symbolic link inside the root may lead outside it: the real path must be inside too.
-            if (options.AllowedParentRoot is string realRoot && !PathUtil.IsReallyUnder(candidate, realRoot))
-                throw new DiskChainException(child.Path, ChainProblem.OutsideAllowedRoot,
-                    $"The parent of '{child.Path}' is '{candidate}', which is a symbolic link (or lies in a linked folder) leading to '{PathUtil.RealPath(candidate) ?? "a link loop"}', outside '{realRoot}' where parents may be; it was not opened.", candidate);
+            if (allowed is not null)
+                RefuseOutside(child.Path, candidate, allowed);
             foreach (DiskLayer layer in chainSoFar)
             {
                 if (PathUtil.SamePath(layer.Path, candidate))
@@ -64,7 +61,7 @@ internal static class ParentResolver
                         $"The parent chain of '{child.Path}' loops back to '{candidate}'.", candidate);
             }
 
-            DiskLayer parent = VirtualDisk.OpenLayer(candidate, FileAccess.Read);
+            DiskLayer parent = OpenCandidate(child, candidate);
             try
             {
                 if (reference.Accepts(parent.Identity))
@@ -100,6 +97,61 @@ internal static class ParentResolver
             $"The parent of '{child.Path}' was not found: it records {stored}; looked at {looked}. " +
             "Move the parent back, or re-point the child at it with Set-VmDisk -ParentPath.",
             tried.Count > 0 ? tried[0] : (reference.Candidates.Count > 0 ? reference.Candidates[0].StoredPath : null));
+    }
+
+    /// <summary>Opens a parent read-only; one that is no regular file is refused naming the child that points at it.</summary>
+    private static DiskLayer OpenCandidate(DiskLayer child, string candidate)
+    {
+        try
+        {
+            return VirtualDisk.OpenLayer(candidate, FileAccess.Read);
+        }
+        catch (DiskFormatException ex) when (ex.FileKind is FileKind kind && PathUtil.SamePath(ex.Path, candidate))
+        {
+            throw new DiskFormatException(candidate, kind, ex.Reason,
+                $"'{candidate}', the parent of '{child.Path}', {ex.Reason}; only regular files are opened as disks.", ex);
+        }
+    }
+
+    /// <summary>
+    /// Throws <see cref="DiskChainException"/> (<see cref="ChainProblem.OutsideAllowedRoot"/>)
+    /// when <paramref name="parentPath"/>, about to become or be opened as the parent of
+    /// <paramref name="childPath"/>, does not really lie inside the caller's
+    /// <see cref="DiskOpenOptions.AllowedParentRoot"/>; nothing without a root.
+    /// </summary>
+    public static void RefuseOutsideRoot(string childPath, string parentPath, DiskOpenOptions? options)
+    {
+        if (options?.AllowedParentRoot is string root)
+            RefuseOutside(childPath, parentPath, new Containment(root));
+    }
+
+    /// <summary>As <see cref="RefuseOutsideRoot(string, string, DiskOpenOptions?)"/> for a parent already open: it and every layer below it.</summary>
+    public static void RefuseOutsideRoot(string childPath, DiskLayer parent, DiskOpenOptions? options)
+    {
+        if (options?.AllowedParentRoot is not string root)
+            return;
+        var allowed = new Containment(root);
+        string child = childPath;
+        for (DiskLayer? layer = parent; layer is not null; layer = layer.Parent)
+        {
+            RefuseOutside(child, layer.Path, allowed);
+            child = layer.Path;
+        }
+    }
+
+    private static void RefuseOutside(string childPath, string parentPath, Containment allowed)
+    {
+        switch (allowed.Judge(parentPath, out string? real))
+        {
+            case ContainmentVerdict.Inside:
+                return;
+            case ContainmentVerdict.Outside:
+                throw new DiskChainException(childPath, ChainProblem.OutsideAllowedRoot,
+                    $"The parent of '{childPath}' is '{parentPath}', outside '{allowed.Root}' where parents may be; it was not opened.", parentPath);
+            default:
+                throw new DiskChainException(childPath, ChainProblem.OutsideAllowedRoot,
+                    $"The parent of '{childPath}' is '{parentPath}', which is a symbolic link (or lies in a linked folder) leading to '{real ?? "a link loop"}', outside '{allowed.Root}' where parents may be; it was not opened.", parentPath);
+        }
     }
 
     /// <summary>

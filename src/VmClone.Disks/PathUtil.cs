@@ -24,6 +24,10 @@ internal static class PathUtil
 
     private static readonly System.Reflection.PropertyInfo? LinkTargetProperty = typeof(FileSystemInfo).GetProperty("LinkTarget");
 
+    /// <summary>The target a symbolic link at <paramref name="path"/> stores, as stored; null when it is no link (or the runtime cannot tell).</summary>
+    public static string? LinkTarget(string path) =>
+        LinkTargetProperty?.GetValue(new FileInfo(path)) as string is { Length: > 0 } target ? target : null;
+
     /// <summary>Most symbolic links followed while resolving one path (Linux's own limit is 40).</summary>
     private const int MaxLinkHops = 40;
 
@@ -65,12 +69,10 @@ internal static class PathUtil
     /// True when <paramref name="path"/> really lies under <paramref name="root"/>: symbolic links
     /// in either are resolved first, so a link inside the root that points outside it is outside.
     /// </summary>
-    public static bool IsReallyUnder(string path, string root)
-    {
-        string? realPath = RealPath(path);
-        string? realRoot = RealPath(root);
-        return realPath is not null && realRoot is not null && IsUnder(realPath, realRoot);
-    }
+    public static bool IsReallyUnder(string path, string root) => new Containment(root).Judge(path, out _) == ContainmentVerdict.Inside;
+
+    /// <summary>Compares paths as this system's file names compare (ignoring case on Windows).</summary>
+    public static StringComparer Comparer => IsWindows ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
 
     /// <summary>Relative path from folder <paramref name="fromDirectory"/> to <paramref name="toPath"/>, or null when they share no root.</summary>
     public static string? GetRelativePath(string fromDirectory, string toPath)
@@ -118,4 +120,50 @@ internal static class PathUtil
 
     /// <summary>Windows form of a path, as VHDX's absolute_win32_path and relative_path keys expect.</summary>
     public static string ToWindowsSeparators(string path) => path.Replace('/', '\\');
+}
+
+/// <summary>How a path stands to the folder it must stay in.</summary>
+internal enum ContainmentVerdict
+{
+    /// <summary>Its real path (every link resolved) lies inside the folder's real path.</summary>
+    Inside,
+    /// <summary>Spelled outside the folder, and really outside too.</summary>
+    Outside,
+    /// <summary>Spelled inside the folder, but a symbolic link along it (or the file itself) leads out.</summary>
+    LeadsOutside,
+    /// <summary>The links along it, or along the folder, loop: it leads nowhere that can be judged.</summary>
+    LinkLoop,
+}
+
+/// <summary>
+/// The one place where a path taken from a file's contents is held to a folder: a VMDK extent to
+/// its descriptor's folder, a parent to <see cref="DiskOpenOptions.AllowedParentRoot"/>. Both
+/// are judged by their real paths, links resolved, so that a link inside the folder (or a
+/// linked folder) that leads out is outside, and a path spelled through another name of the
+/// folder that really lies in it is inside. The folder's own real path is resolved once.
+/// </summary>
+internal sealed class Containment
+{
+    public Containment(string root)
+    {
+        Root = Path.GetFullPath(root);
+        RealRoot = PathUtil.RealPath(Root);
+    }
+
+    /// <summary>The folder, as given (full path).</summary>
+    public string Root { get; }
+
+    /// <summary>The folder with its links resolved; null when they loop.</summary>
+    public string? RealRoot { get; }
+
+    /// <summary>Judges <paramref name="path"/>; <paramref name="realPath"/> is where it really leads (null when its links loop).</summary>
+    public ContainmentVerdict Judge(string path, out string? realPath)
+    {
+        realPath = PathUtil.RealPath(path);
+        if (realPath is null || RealRoot is null)
+            return ContainmentVerdict.LinkLoop;
+        if (PathUtil.IsUnder(realPath, RealRoot))
+            return ContainmentVerdict.Inside;
+        return PathUtil.IsUnder(path, Root) ? ContainmentVerdict.LeadsOutside : ContainmentVerdict.Outside;
+    }
 }

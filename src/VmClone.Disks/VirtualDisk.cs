@@ -61,7 +61,12 @@ public sealed class VirtualDisk : IDisposable
     /// <summary>Opens a disk file and its parent chain.</summary>
     public static VirtualDisk Open(string path, FileAccess access) => Open(path, access, null);
 
-    /// <summary>Opens a disk file and its parent chain. Parents are always opened read-only.</summary>
+    /// <summary>
+    /// Opens a disk file and its parent chain. Parents are always opened read-only. Every file
+    /// opened (the disk, its VMDK extents, each parent) must be a regular file (see
+    /// <see cref="OpenLayer"/>); with <see cref="DiskOpenOptions.AllowedParentRoot"/> every
+    /// parent must really lie inside that folder, links resolved.
+    /// </summary>
     public static VirtualDisk Open(string path, FileAccess access, DiskOpenOptions? options)
     {
         options ??= DiskOpenOptions.Default;
@@ -108,7 +113,12 @@ public sealed class VirtualDisk : IDisposable
     /// <summary>A disk over layers the caller opened and linked (Parent set), top first; it owns them from now on.</summary>
     internal static VirtualDisk FromLayers(List<DiskLayer> layers) => new(layers);
 
-    /// <summary>Opens one file as a layer, without following its parent. A file marked read-only is never opened for writing, even by root.</summary>
+    /// <summary>
+    /// Opens one file as a layer, without following its parent. A file marked read-only is never
+    /// opened for writing, even by root. Only a regular file is opened, and never by waiting: a
+    /// named pipe, a device, a socket or a folder (or a symbolic link to one) is refused with a
+    /// <see cref="DiskFormatException"/> whose <see cref="DiskFormatException.FileKind"/> says what it is.
+    /// </summary>
     public static DiskLayer OpenLayer(string path, FileAccess access, DiskFormat? format = null)
     {
         if (access == FileAccess.Write)
@@ -174,18 +184,30 @@ public sealed class VirtualDisk : IDisposable
     /// Creates a differencing disk over <paramref name="parentPath"/> (whose chain must open
     /// cleanly) and opens it for writing. Creating a child copies no data: only metadata is written.
     /// </summary>
-    public static VirtualDisk CreateDifferencing(string path, string parentPath, DiskCreateOptions? options = null)
+    /// <param name="path">The new child's file; it must not exist.</param>
+    /// <param name="parentPath">The parent's file; its chain is opened read-only.</param>
+    /// <param name="options">The child's format, block and sector sizes.</param>
+    /// <param name="openOptions">
+    /// How the parent and its chain are held: with <see cref="DiskOpenOptions.AllowedParentRoot"/>
+    /// the parent itself and every layer below it must really lie inside that folder (links
+    /// resolved), else <see cref="DiskChainException"/> (<see cref="ChainProblem.OutsideAllowedRoot"/>)
+    /// and nothing is created; <see cref="DiskOpenOptions.MaxChainDepth"/> counts the new child;
+    /// <see cref="DiskOpenOptions.IgnoreParentIdentityMismatch"/> applies to the parent's chain.
+    /// Format and ParentPathOverride do not apply (the child's format is <paramref name="options"/>'s).
+    /// </param>
+    public static VirtualDisk CreateDifferencing(string path, string parentPath, DiskCreateOptions? options = null, DiskOpenOptions? openOptions = null)
     {
         string full = System.IO.Path.GetFullPath(path);
         string parentFull = System.IO.Path.GetFullPath(parentPath);
+        ParentResolver.RefuseOutsideRoot(full, parentFull, openOptions);
         // The parent chain is opened once: it must open cleanly (identity, size and sector size
         // come from it), and the new child is then linked to those same open layers instead of
         // being resolved and the whole chain opened a second time.
-        VirtualDisk parent = Open(parentFull, FileAccess.Read);
+        VirtualDisk parent = Open(parentFull, FileAccess.Read, ForParentChain(openOptions));
         DiskLayer? child = null;
         try
         {
-            CreateChildLayer(full, parent, options);
+            CreateChildLayer(full, parent, options, openOptions);
             child = OpenLayer(full, FileAccess.ReadWrite, FormatFromExtension(full) is null ? options?.Format : null);
             // What opening the child by its recorded paths would check: it names this parent's identity.
             ParentResolver.Adopt(child, parent.Top);
@@ -208,11 +230,22 @@ public sealed class VirtualDisk : IDisposable
     /// again nor opening each child after writing it. The parent stays open and owned by the
     /// caller; it is only read, so several threads may create children of it at once.
     /// </summary>
-    public static void CreateDifferencingFile(string path, VirtualDisk parent, DiskCreateOptions? options = null)
+    /// <param name="path">The new child's file; it must not exist.</param>
+    /// <param name="parent">The parent chain, open.</param>
+    /// <param name="options">The child's format, block and sector sizes.</param>
+    /// <param name="openOptions">
+    /// With <see cref="DiskOpenOptions.AllowedParentRoot"/> every layer of <paramref name="parent"/>
+    /// must really lie inside that folder (links resolved), else <see cref="DiskChainException"/>
+    /// (<see cref="ChainProblem.OutsideAllowedRoot"/>) and nothing is created, however the chain
+    /// was opened; <see cref="DiskOpenOptions.MaxChainDepth"/> counts the new child.
+    /// </param>
+    public static void CreateDifferencingFile(string path, VirtualDisk parent, DiskCreateOptions? options = null, DiskOpenOptions? openOptions = null)
     {
         if (parent is null)
             throw new ArgumentNullException(nameof(parent));
-        CreateChildLayer(System.IO.Path.GetFullPath(path), parent, options);
+        string full = System.IO.Path.GetFullPath(path);
+        ParentResolver.RefuseOutsideRoot(full, parent.Top, openOptions);
+        CreateChildLayer(full, parent, options, openOptions);
     }
 
     /// <summary>
@@ -231,11 +264,20 @@ public sealed class VirtualDisk : IDisposable
     /// Not atomic: cut off, the file is neither the old disk nor the new one. A caller that must
     /// survive that records its intent first and does this again (VmStore's journal does).
     /// </remarks>
-    public static bool TryRecreateDifferencingFile(string path, VirtualDisk parent, DiskCreateOptions? options = null)
+    /// <param name="path">The existing file to rewrite as the new child.</param>
+    /// <param name="parent">The parent chain, open.</param>
+    /// <param name="options">The child's format, block and sector sizes.</param>
+    /// <param name="openOptions">
+    /// As for <see cref="CreateDifferencingFile"/>: a parent chain outside
+    /// <see cref="DiskOpenOptions.AllowedParentRoot"/> is refused (<see cref="DiskChainException"/>)
+    /// before the file is opened, and the file is left as it was.
+    /// </param>
+    public static bool TryRecreateDifferencingFile(string path, VirtualDisk parent, DiskCreateOptions? options = null, DiskOpenOptions? openOptions = null)
     {
         if (parent is null)
             throw new ArgumentNullException(nameof(parent));
         string full = System.IO.Path.GetFullPath(path);
+        ParentResolver.RefuseOutsideRoot(full, parent.Top, openOptions);
         byte[] signature = new byte[8];
         switch (ChildFormat(full, parent, options))
         {
@@ -252,7 +294,7 @@ public sealed class VirtualDisk : IDisposable
         if (FileAccessor.OpenToRewrite(full, signature) is not FileAccessor target)
             return false;
         using (target)
-            CreateChildLayer(full, parent, options, target);
+            CreateChildLayer(full, parent, options, openOptions, target);
         return true;
     }
 
@@ -266,14 +308,28 @@ public sealed class VirtualDisk : IDisposable
     private static DiskFormat ChildFormat(string full, VirtualDisk parent, DiskCreateOptions? options) =>
         options?.Format ?? FormatFromExtension(full) ?? parent.Format;
 
+    /// <summary>
+    /// The options a new child's parent chain is opened with: the caller's boundary, depth and
+    /// identity rule; not its format or parent override, which are about the child.
+    /// </summary>
+    private static DiskOpenOptions ForParentChain(DiskOpenOptions? openOptions) =>
+        openOptions is null
+            ? DiskOpenOptions.Default
+            : new DiskOpenOptions
+            {
+                AllowedParentRoot = openOptions.AllowedParentRoot,
+                IgnoreParentIdentityMismatch = openOptions.IgnoreParentIdentityMismatch,
+                MaxChainDepth = openOptions.MaxChainDepth,
+            };
+
     /// <summary>Writes a new child file of <paramref name="parent"/> at <paramref name="full"/> (or into <paramref name="target"/>, that file opened to be rewritten).</summary>
-    private static void CreateChildLayer(string full, VirtualDisk parent, DiskCreateOptions? options, FileAccessor? target = null)
+    private static void CreateChildLayer(string full, VirtualDisk parent, DiskCreateOptions? options, DiskOpenOptions? openOptions, FileAccessor? target = null)
     {
         if (PathUtil.SamePath(full, parent.Path))
             throw new VirtualDiskException(full, $"A disk cannot be its own parent ('{full}').");
         options ??= new DiskCreateOptions();
         DiskFormat format = ChildFormat(full, parent, options);
-        int maxDepth = DiskOpenOptions.Default.MaxChainDepth;
+        int maxDepth = (openOptions ?? DiskOpenOptions.Default).MaxChainDepth;
         if (parent.Layers.Count >= maxDepth)
             throw new DiskChainException(full, ChainProblem.TooDeep,
                 $"The chain of '{full}' would be deeper than {maxDepth} layers; refusing to create it.");
@@ -337,33 +393,16 @@ public sealed class VirtualDisk : IDisposable
         }
     }
 
-    /// <summary>Recognises a disk file by its signature (raw only by extension).</summary>
+    /// <summary>Recognises a disk file by its signature (raw only by extension). Only a regular file is opened (see <see cref="OpenLayer"/>).</summary>
     public static DiskFormat DetectFormat(string path)
     {
         string full = System.IO.Path.GetFullPath(path);
+        // Sharing writers too: only the signature is read, and only to name the format.
+        using FileAccessor file = FileAccessor.Open(full, FileAccess.Read, share: FileShare.ReadWrite | FileShare.Delete);
         byte[] head = new byte[256];
-        int n;
-        long length;
-        try
-        {
-            using var fs = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            length = fs.Length;
-            n = fs.Read(head, 0, head.Length);
-        }
-        catch (FileNotFoundException ex)
-        {
-            throw new VirtualDiskException(full, $"Disk file '{full}' does not exist.", ex);
-        }
-        catch (DirectoryNotFoundException ex)
-        {
-            throw new VirtualDiskException(full, $"Disk file '{full}' does not exist.", ex);
-        }
-        catch (UnauthorizedAccessException ex)
-        {
-            throw new VirtualDiskException(full, $"Disk file '{full}' cannot be read: access denied.", ex);
-        }
-
-        return DetectFormat(full, head, n, length);
+        int n = (int)Math.Min(head.Length, file.Length);
+        file.ReadOrZero(0, head, 0, n);
+        return DetectFormat(full, head, n, file.Length);
     }
 
     /// <summary>The format told by the first <paramref name="n"/> bytes of a file of <paramref name="length"/> bytes.</summary>
@@ -381,8 +420,11 @@ public sealed class VirtualDisk : IDisposable
         if (ascii.StartsWith("conectix", StringComparison.Ordinal))
             throw new DiskFormatException(full, "signature", "a legacy VHD (version 1) file; only VHDX is supported (convert it with Hyper-V's Convert-VHD or qemu-img)");
         DiskFormat? byExtension = FormatFromExtension(full);
-        if (length <= 1024 * 1024 && LooksLikeDescriptor(ascii))
-            return DiskFormat.Vmdk; // a text descriptor (any extension: VMware names them .vmdk, OVA tools not always)
+        // A text descriptor (any extension: VMware names them .vmdk, OVA tools not always). One
+        // too large to be one is still recognised, to be refused as that, unread; a raw image
+        // by its name stays raw whatever its first bytes say.
+        if (LooksLikeDescriptor(ascii) && (length <= Descriptor.MaxBytes || byExtension != DiskFormat.Raw))
+            return DiskFormat.Vmdk;
         if (byExtension == DiskFormat.Raw)
             return DiskFormat.Raw;
         if (byExtension is DiskFormat known)
@@ -412,7 +454,7 @@ public sealed class VirtualDisk : IDisposable
     /// A VMDK text descriptor starts with a comment ("# Disk DescriptorFile") or, when written by
     /// hand or by some tools, directly with "version=" / "CID=" / "createType=".
     /// </summary>
-    private static bool LooksLikeDescriptor(string head)
+    internal static bool LooksLikeDescriptor(string head)
     {
         string text = head.TrimStart('\uFEFF', ' ', '\t', '\r', '\n');
         if (text.StartsWith("# Disk DescriptorFile", StringComparison.OrdinalIgnoreCase))

@@ -34,6 +34,19 @@ public sealed class DiskFormatException : VirtualDiskException
         Offset = offset;
     }
 
+    /// <summary>
+    /// A file that is no regular file where one was expected: <paramref name="reason"/> says what
+    /// it is ("is a named pipe (FIFO), not a disk file"), <paramref name="message"/> says it with
+    /// the file's name and its role.
+    /// </summary>
+    internal DiskFormatException(string path, FileKind kind, string reason, string message, Exception? inner = null)
+        : base(path, message, inner)
+    {
+        Structure = "file type";
+        Reason = reason;
+        FileKind = kind;
+    }
+
     /// <summary>The on-disk structure at fault, e.g. "header", "BAT", "grain table".</summary>
     public string Structure { get; }
 
@@ -43,10 +56,38 @@ public sealed class DiskFormatException : VirtualDiskException
     /// <summary>File offset of the structure, when known.</summary>
     public long? Offset { get; }
 
+    /// <summary>
+    /// What was found where a disk file was expected, when that is what is wrong (a named pipe,
+    /// a device, a folder, a socket, a symbolic link where none may be); null for a problem
+    /// inside a file.
+    /// </summary>
+    public FileKind? FileKind { get; internal set; }
+
     private static string Compose(string path, string structure, string reason, long? offset) =>
         offset is long o
             ? $"'{path}' is not a valid disk: {structure} at offset {o}: {reason}"
             : $"'{path}' is not a valid disk: {structure}: {reason}";
+}
+
+/// <summary>What kind of file system object a path names.</summary>
+public enum FileKind
+{
+    /// <summary>A regular file: the only kind VmClone opens as a disk, an extent or a parent.</summary>
+    RegularFile,
+    /// <summary>A folder (directory).</summary>
+    Folder,
+    /// <summary>A named pipe (FIFO): reading it waits for a writer, possibly forever.</summary>
+    NamedPipe,
+    /// <summary>A character device (/dev/zero, a terminal).</summary>
+    CharacterDevice,
+    /// <summary>A block device (a whole disk or partition).</summary>
+    BlockDevice,
+    /// <summary>A Unix domain socket.</summary>
+    Socket,
+    /// <summary>A symbolic link, where the file itself must be a regular file (a VMDK extent).</summary>
+    SymbolicLink,
+    /// <summary>Anything else the system reports.</summary>
+    Other,
 }
 
 /// <summary>What is wrong with a parent chain.</summary>

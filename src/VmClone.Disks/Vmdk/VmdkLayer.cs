@@ -279,35 +279,47 @@ internal sealed class VmdkLayer : DiskLayer
     {
         long length = file.Length;
         if (length > Descriptor.MaxBytes)
-            throw new DiskFormatException(path, "descriptor", $"a {length}-byte file is too large to be a descriptor and has no KDMV signature", 0);
+        {
+            byte[] head = new byte[256];
+            file.ReadOrZero(0, head, 0, head.Length);
+            throw new DiskFormatException(path, "descriptor", VirtualDisk.LooksLikeDescriptor(System.Text.Encoding.ASCII.GetString(head))
+                ? $"a text descriptor of {length} bytes, larger than the 1 MiB a descriptor may have; it was not read"
+                : $"a {length}-byte file is too large to be a descriptor and has no KDMV signature", 0);
+        }
         byte[] text = file.ReadBytes(0, (int)length, "descriptor");
         Descriptor descriptor = Descriptor.Parse(text, text.Length, path, 0);
-        string folder = System.IO.Path.GetDirectoryName(path) ?? ".";
-        var extents = new List<VmdkExtent>();
-        var flatFiles = new Dictionary<string, FileAccessor>(StringComparer.Ordinal);
-        long start = 0;
         foreach (ExtentLine line in descriptor.Extents)
         {
             RejectUnsupportedType(path, line, 0);
-            long size = (long)line.Sectors * 512;
             if (line.Access == ExtentAccess.NoAccess)
                 throw new DiskFormatException(path, "descriptor", $"extent '{line.FileName}' is marked NOACCESS; such disks cannot be read", 0);
-            if (line.Type == "ZERO")
+            if (write && line.Type != "ZERO" && line.Access == ExtentAccess.ReadOnly)
+                throw new VirtualDiskException(path, $"'{path}' cannot be opened for writing: its extent '{line.FileName}' is marked RDONLY.");
+        }
+        // Every extent's path is judged before any is opened: a descriptor that names a file
+        // twice, or one outside its folder, costs no open at all.
+        var files = new ExtentFiles(path, file.Identity);
+        var paths = new List<string?>(descriptor.Extents.Count);
+        foreach (ExtentLine line in descriptor.Extents)
+            paths.Add(line.Type == "ZERO" ? null : files.Resolve(line.FileName!));
+
+        var extents = new List<VmdkExtent>();
+        long start = 0;
+        FileAccess access = write ? FileAccess.ReadWrite : FileAccess.Read;
+        for (int i = 0; i < descriptor.Extents.Count; i++)
+        {
+            ExtentLine line = descriptor.Extents[i];
+            long size = (long)line.Sectors * 512;
+            if (paths[i] is not string extentPath)
             {
                 extents.Add(new ZeroExtent(start, size));
                 start += size;
                 continue;
             }
-            if (write && line.Access == ExtentAccess.ReadOnly)
-                throw new VirtualDiskException(path, $"'{path}' cannot be opened for writing: its extent '{line.FileName}' is marked RDONLY.");
-            string extentPath = ResolveExtentPath(path, folder, line.FileName!);
-            if (PathUtil.SamePath(extentPath, path))
-                throw new DiskFormatException(path, "descriptor", $"extent '{line.FileName}' is the descriptor file itself", 0);
-            FileAccess access = write ? FileAccess.ReadWrite : FileAccess.Read;
+            FileAccessor ef = files.Open(line.FileName!, extentPath, access);
+            opened.Add(ef);
             if (line.Type == "SPARSE")
             {
-                FileAccessor ef = FileAccessor.Open(extentPath, access);
-                opened.Add(ef);
                 byte[] hb = new byte[Math.Min(SparseExtentHeader.Size, (int)Math.Min(ef.Length, SparseExtentHeader.Size))];
                 ef.ReadExactly(0, hb, 0, hb.Length, "sparse extent header");
                 RejectForeignExtent(extentPath, hb);
@@ -321,14 +333,8 @@ internal sealed class VmdkLayer : DiskLayer
             }
             else
             {
-                bool owns = false;
-                if (!flatFiles.TryGetValue(extentPath, out FileAccessor? ff))
-                {
-                    ff = FileAccessor.Open(extentPath, access);
-                    flatFiles[extentPath] = ff;
-                    owns = true;
-                }
-                var extent = new FlatExtent(ff, start, size, (long)line.Offset * 512, owns);
+                var extent = new FlatExtent(ef, start, size, (long)line.Offset * 512, ownsFile: true);
+                opened.Remove(ef);
                 opened.Add(extent);
                 extents.Add(extent);
             }
@@ -346,21 +352,89 @@ internal sealed class VmdkLayer : DiskLayer
     }
 
     /// <summary>
-    /// Extent file names are relative to the descriptor's folder. A name that leads out of that
-    /// folder (absolute, or through '..') is refused: a hostile descriptor must not make us read
-    /// or write arbitrary files.
+    /// The extent files of one text descriptor, which whoever wrote it may have made hostile. An
+    /// extent is a regular file of its own in the descriptor's folder: its name may not be
+    /// absolute, lead out through '..', name the folder itself, lead through a linked folder to
+    /// anywhere outside (judged by real paths, see <see cref="Containment"/>), be a symbolic
+    /// link itself, or name a file another extent (or the descriptor) already is, by any name.
+    /// Every refusal is a <see cref="DiskFormatException"/> on the descriptor naming the extent.
     /// </summary>
-    private static string ResolveExtentPath(string descriptorPath, string folder, string name)
+    private sealed class ExtentFiles
     {
-        string local = name.Replace('\\', '/');
-        if (System.IO.Path.DirectorySeparatorChar == '\\')
-            local = local.Replace('/', '\\');
-        if (local.IndexOf('\0') >= 0 || System.IO.Path.IsPathRooted(local) || (name.Length >= 2 && name[1] == ':'))
-            throw new DiskFormatException(descriptorPath, "descriptor", $"extent file '{name}' is an absolute path; only files beside the descriptor are opened", 0);
-        string full = System.IO.Path.GetFullPath(System.IO.Path.Combine(folder, local));
-        if (!PathUtil.IsUnder(full, folder))
-            throw new DiskFormatException(descriptorPath, "descriptor", $"extent file '{name}' lies outside the descriptor's folder", 0);
-        return full;
+        private readonly string _descriptor;
+        private readonly string _folder;
+        private readonly FileIdentity? _descriptorIdentity;
+        private readonly HashSet<string> _paths = new(PathUtil.Comparer);
+        private readonly Dictionary<FileIdentity, string> _identities = new();
+        private Containment? _containment;
+
+        public ExtentFiles(string descriptor, FileIdentity? descriptorIdentity)
+        {
+            _descriptor = descriptor;
+            _folder = System.IO.Path.GetDirectoryName(descriptor) ?? ".";
+            _descriptorIdentity = descriptorIdentity;
+        }
+
+        private DiskFormatException Refuse(string reason, FileKind? kind = null, Exception? inner = null) =>
+            new(_descriptor, "descriptor", reason, null, inner) { FileKind = kind };
+
+        /// <summary>The full path of extent file <paramref name="name"/>, once it is judged to lie where it may.</summary>
+        public string Resolve(string name)
+        {
+            string local = name.Replace('\\', '/');
+            if (System.IO.Path.DirectorySeparatorChar == '\\')
+                local = local.Replace('/', '\\');
+            if (local.IndexOf('\0') >= 0 || System.IO.Path.IsPathRooted(local) || (name.Length >= 2 && name[1] == ':'))
+                throw Refuse($"extent file '{name}' is an absolute path; only files beside the descriptor are opened");
+            string full = System.IO.Path.GetFullPath(System.IO.Path.Combine(_folder, local));
+            if (PathUtil.SamePath(full, _folder))
+                throw Refuse($"extent file '{name}' names the descriptor's folder itself, not a file");
+            if (!PathUtil.IsUnder(full, _folder))
+                throw Refuse($"extent file '{name}' lies outside the descriptor's folder");
+            if (PathUtil.SamePath(full, _descriptor))
+                throw Refuse($"extent file '{name}' is the descriptor file itself");
+            if (!_paths.Add(full))
+                throw Refuse($"extent file '{name}' is named twice; each extent of a disk is a file of its own");
+            // A name in a subfolder: that folder, links resolved, must still be inside. (The
+            // descriptor's folder is where extents are looked for however it is reached.)
+            string dir = System.IO.Path.GetDirectoryName(full) ?? _folder;
+            if (!PathUtil.SamePath(dir, _folder))
+            {
+                _containment ??= new Containment(_folder);
+                if (_containment.Judge(dir, out string? real) != ContainmentVerdict.Inside)
+                    throw Refuse($"extent file '{name}' lies in a linked folder leading to '{real ?? "a link loop"}', outside the descriptor's folder '{_containment.RealRoot ?? _folder}'");
+            }
+            return full;
+        }
+
+        /// <summary>Opens the extent at <paramref name="full"/> (resolved by <see cref="Resolve"/>): a regular file, not a link, not one already open under another name.</summary>
+        public FileAccessor Open(string name, string full, FileAccess access)
+        {
+            FileAccessor file;
+            try
+            {
+                file = FileAccessor.Open(full, access, refuseLink: true);
+            }
+            catch (DiskFormatException ex) when (ex.FileKind is FileKind kind && PathUtil.SamePath(ex.Path, full))
+            {
+                throw Refuse(kind == FileKind.SymbolicLink
+                    ? $"extent file '{name}' {ex.Reason}: an extent must be a regular file in the descriptor's folder"
+                    : $"extent file '{name}' {ex.Reason}", kind, ex);
+            }
+            if (file.Identity is FileIdentity id)
+            {
+                string? reason = id.Equals(_descriptorIdentity) ? $"extent file '{name}' is the descriptor file itself (another name of it)"
+                    : _identities.TryGetValue(id, out string? other) ? $"extent file '{name}' is the same file as extent '{other}'"
+                    : null;
+                if (reason is not null)
+                {
+                    file.Dispose();
+                    throw Refuse(reason);
+                }
+                _identities[id] = name;
+            }
+            return file;
+        }
     }
 
     // ------------------------------------------------------------------ create
