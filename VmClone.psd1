@@ -53,7 +53,7 @@
 - Fleet commands work on several clones at a time (-ThrottleLimit); unattended hosts never
   block on a prompt (ConfirmationNotPossible).
 - DSC resources VmCloneBase and VmCloneClone; a sample scheduled rebase script.
-- Help: about_VmClone, about_VmClone_Rebase, about_VmClone_Scheduling; every example runs.
+- Help: about_VmClone, about_VmClone_Rebase, about_VmClone_Scheduling, about_VmClone_Security; every example runs.
 '@
         }
     }

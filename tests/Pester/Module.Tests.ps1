@@ -24,10 +24,14 @@ Describe 'The VmClone module' {
         ($about | Out-String) | Should -Match 'differencing'
     }
 
-    It 'has about topics for rebase planning and unattended use' {
+    It 'has about topics for rebase planning, unattended use and the trust boundary' {
         (Get-Help about_VmClone_Rebase | Out-String) | Should -Match 'OUTLINE RULE'
         (Get-Help about_VmClone_Rebase | Out-String) | Should -Match 'GOING BACK'
         (Get-Help about_VmClone_Scheduling | Out-String) | Should -Match 'ConfirmationNotPossible'
+        $security = Get-Help about_VmClone_Security | Out-String
+        foreach ($rule in 'WHO IS TRUSTED', 'NOTHING OUTSIDE', 'ONLY REGULAR FILES', 'DECIDE UNDER THE LOCK', 'COST BOUNDED BY THE FILE', 'VALIDATE BEFORE WRITING') {
+            $security | Should -Match $rule
+        }
     }
 }
 

@@ -35,7 +35,7 @@ Describe 'The module manifest' {
     It 'ships every file it names' {
         $base = Split-Path $env:VMCLONE_MODULE
         foreach ($f in @($data.RootModule) + $data.FormatsToProcess + $data.NestedModules + 'en-US/VmClone.PowerShell.dll-Help.xml' +
-            'en-US/about_VmClone.help.txt' + 'en-US/about_VmClone_Rebase.help.txt' + 'en-US/about_VmClone_Scheduling.help.txt' +
+            'en-US/about_VmClone.help.txt' + 'en-US/about_VmClone_Rebase.help.txt' + 'en-US/about_VmClone_Scheduling.help.txt' + 'en-US/about_VmClone_Security.help.txt' +
             'Samples/Invoke-ScheduledRebase.ps1') {
             Join-Path $base $f | Should -Exist
         }
