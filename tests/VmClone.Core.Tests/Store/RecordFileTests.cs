@@ -41,12 +41,15 @@ public class RecordFileTests
     }
 
     /// <summary>Runs <paramref name="work"/> with a hang guard; a reader left waiting on <paramref name="fifo"/> is let go by opening it for writing.</summary>
-    private static Exception? BoundedThrows(Action work, string fifo)
+    private static Exception? BoundedThrows(Action work, string fifo) => BoundedThrows(work, () => fifo);
+
+    private static Exception? BoundedThrows(Action work, Func<string?> fifoOf)
     {
         Task task = Task.Run(work);
         bool ended = task.Wait(TimeSpan.Zero) || WaitQuietly(task);
         if (!ended)
         {
+            string fifo = fifoOf() ?? "";
             using (new FileStream(fifo, FileMode.Open, FileAccess.Write))
             {
             }
@@ -147,5 +150,39 @@ public class RecordFileTests
         File.WriteAllText(json, text.Substring(0, text.Length - 1) + new string(' ', 2 << 20) + "}", new UTF8Encoding(false));
         var refused = Assert.Throws<StoreException>(() => t.Store.LoadClone("c1"));
         Assert.Equal(StoreErrorIds.ManifestInvalid, refused.ErrorId);
+    }
+
+    [Fact]
+    public void APlanSwappedForAFifoJustBeforeRecoveryReadsItEndsInBoundedTime()
+    {
+        if (OperatingSystem.IsWindows())
+            return;
+        using TestStore t = NewStoreWithClone();
+        FaultPoint.Hook = p => { if (p == "committing") throw new SimulatedCrash(p); };
+        try
+        {
+            Assert.Throws<SimulatedCrash>(() => t.Store.Execute(t.Store.PlanRestore("c1")));
+        }
+        finally
+        {
+            FaultPoint.Hook = null;
+        }
+        string? fifo = null;
+        Exception? failed = BoundedThrows(() =>
+        {
+            RecordFile.BeforeOpen = path =>
+            {
+                if (Path.GetFileName(path) != "plan.json")
+                    return;
+                fifo = path;
+                File.Delete(path);
+                MakeFifo(path);
+            };
+            t.Store.Check(repair: true);
+        }, () => fifo);
+        Assert.Null(failed);
+        Assert.NotNull(fifo);
+        Assert.True(t.Store.Check(repair: false).IsHealthy);
+        Assert.Equal(CloneState.Ready, t.Store.GetClone("c1").State);
     }
 }
