@@ -81,6 +81,7 @@ public static partial class DiskOperations
             {
                 for (int i = 0; i < t; i++)
                     upper.Add(VirtualDisk.OpenLayer(chain[i], FileAccess.Read));
+                CheckReopened(upper, target, options, chainOptions.IgnoreParentIdentityMismatch);
                 for (int i = 0; i < t; i++)
                     upper[i].Parent = i + 1 < t ? upper[i + 1] : target.Top;
                 // The view shares the target's open layers, so it reads what is being written.
@@ -101,6 +102,27 @@ public static partial class DiskOperations
 
         using VirtualDisk merged = VirtualDisk.Open(targetPath, FileAccess.Read, new DiskOpenOptions { AllowedParentRoot = options.AllowedParentRoot, MaxChainDepth = options.MaxChainDepth });
         return Describe(merged.Top, 0, merged.Layers.Count, null);
+    }
+
+    /// <summary>
+    /// The layers above the target and the target itself were opened again by the paths the
+    /// chain was first followed along: each must still lie inside the caller's root (a layer
+    /// swapped for a link leading out since is refused before anything is written) and, unless
+    /// a cut-off merge is being finished, still be the parent its child names.
+    /// </summary>
+    private static void CheckReopened(List<DiskLayer> upper, VirtualDisk target, DiskOpenOptions options, bool acceptMismatch)
+    {
+        for (int i = 1; i < upper.Count; i++)
+            ParentResolver.RefuseOutsideRoot(upper[i - 1].Path, upper[i].Path, options);
+        ParentResolver.RefuseOutsideRoot(upper[upper.Count - 1].Path, target.Top, options);
+        if (acceptMismatch)
+            return;
+        for (int i = 0; i < upper.Count; i++)
+        {
+            DiskLayer parent = i + 1 < upper.Count ? upper[i + 1] : target.Top;
+            if (upper[i].ParentReference is not ParentReference reference || !reference.Accepts(parent.Identity))
+                throw ParentResolver.ModifiedParent(upper[i], parent.Path, parent.Identity);
+        }
     }
 
     /// <summary>

@@ -22,20 +22,11 @@ public static partial class DiskOperations
     {
         if (parentPath is null && virtualSize is null)
             throw new ArgumentException("A new disk needs either a size or a parent.", nameof(virtualSize));
-        if (parentPath is not null && openOptions?.AllowedParentRoot is string root)
-        {
-            string parentFull = System.IO.Path.GetFullPath(parentPath);
-            if (!PathUtil.IsReallyUnder(parentFull, root))
-                throw new DiskChainException(System.IO.Path.GetFullPath(path), ChainProblem.OutsideAllowedRoot,
-                    $"The parent '{parentFull}' lies outside '{root}' where parents may be (or is a link leading out of it); it was not opened.", parentFull);
-            // Its whole chain must stay inside too; creating the child then opens it as usual.
-            using (VirtualDisk.Open(parentFull, FileAccess.Read, new DiskOpenOptions { AllowedParentRoot = root, MaxChainDepth = openOptions.MaxChainDepth }))
-            {
-            }
-        }
+        // The engine holds the parent and its whole chain to the caller's root while it opens
+        // them, the one time they are opened: a child is never linked to a chain leading out.
         VirtualDisk disk = parentPath is null
             ? VirtualDisk.CreateDynamic(path, virtualSize!.Value, options)
-            : VirtualDisk.CreateDifferencing(path, parentPath, options);
+            : VirtualDisk.CreateDifferencing(path, parentPath, options, openOptions);
         using (disk)
         {
             if (parentPath is not null && virtualSize is long size && size != disk.Capacity)

@@ -73,7 +73,7 @@ public static partial class DiskOperations
                     $"'{newParentFull}' does not hold the content '{child}' was made from (the child expects {layer.ParentReference.ExpectedIdentity}, " +
                     $"the new parent is {newParent.Top.Identity}). To move the child onto different content while keeping what it shows, use -PreserveContent; " +
                     "-IgnoreIdMismatch forces the link, and the child may then show corrupted content.", newParentFull);
-            layer.SetParent(ParentLink.For(child, newParent.Top));
+            layer.SetParent(ParentLink.For(child, newParent.Top, options), options);
             layer.Flush();
         }
         else
@@ -81,7 +81,7 @@ public static partial class DiskOperations
             using VirtualDisk disk = VirtualDisk.Open(child, FileAccess.ReadWrite, chainOptions);
             CheckReparent(disk.Top, newParent);
             CopyDifferences(disk, newParent, batching, progress, cancellationToken);
-            disk.Top.SetParent(ParentLink.For(child, newParent.Top));
+            disk.Top.SetParent(ParentLink.For(child, newParent.Top, options), options);
             disk.Flush();
         }
 

@@ -1,5 +1,5 @@
+using System;
 using System.IO;
-using System.Text;
 using VmClone.Core.Store;
 
 namespace VmClone.Core.Disks;
@@ -17,12 +17,18 @@ internal static class MergeMarker
     /// <summary>The target the marker names, or null when there is no marker; MergeMarkerInvalid when it is not a small regular file.</summary>
     public static string? Read(string marker, string child)
     {
-        FileNodeKind kind = FileNode.Of(marker);
-        if (kind == FileNodeKind.Missing)
+        try
+        {
+            return RecordFile.ReadAllText(marker, MaxBytes).Trim();
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
             return null;
-        if (kind != FileNodeKind.RegularFile || new FileInfo(marker).Length > MaxBytes)
+        }
+        catch (RecordFileRefusal ex)
+        {
             throw new VmCloneException("MergeMarkerInvalid", VmCloneErrorKind.InvalidData,
-                $"'{marker}', which records a merge of '{child}' in progress, is not a small regular file (it is a link, a FIFO, a device or too large); it was not read. Remove it if no merge of that disk was cut off.", marker);
-        return File.ReadAllText(marker, Encoding.UTF8).Trim();
+                $"'{marker}', which records a merge of '{child}' in progress, is not a small regular file (it is a link, a FIFO, a device or too large); it was not read. Remove it if no merge of that disk was cut off.", marker, ex);
+        }
     }
 }

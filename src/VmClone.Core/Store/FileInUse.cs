@@ -1,14 +1,16 @@
 using System;
 using System.IO;
 using System.Runtime.InteropServices;
+using VmClone.Disks;
 
 namespace VmClone.Core.Store;
 
 /// <summary>
 /// Whether another program has a file open in a way that forbids replacing it. Two probes:
 /// an exclusive open (Windows share modes; on Linux and macOS flock, which .NET and the flock
-/// command use), and on Linux a POSIX/OFD record-lock query (fcntl F_GETLK), which is how QEMU
-/// locks the images of a running machine.
+/// command use) that never waits on a FIFO or a device in the file's place, and on Linux a
+/// POSIX/OFD record-lock query (fcntl F_GETLK), which is how QEMU locks the images of a
+/// running machine.
 /// </summary>
 internal static class FileInUse
 {
@@ -31,13 +33,33 @@ internal static class FileInUse
     [DllImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     private static extern int Fcntl(IntPtr fd, int command, ref Flock lk);
 
+    /// <summary>
+    /// The file opened with an exclusive flock, as FileStream with FileShare.None opens it, but
+    /// so that it cannot block: on Linux without waiting (a FIFO swapped in after any check of the
+    /// path would make a plain open wait for a writer forever), elsewhere after checking the kind.
+    /// A FIFO, a device or a folder is refused (<see cref="DiskFormatException"/>).
+    /// </summary>
+    private static FileStream OpenExclusive(string full)
+    {
+        if (RegularFile.OpenOnLinux(full, FileAccess.Read, FileShare.None, refuseLink: false, out _) is FileStream opened)
+            return opened;
+        RegularFile.CheckBeforeOpen(full, refuseLink: false);
+        return new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.None, 1, FileOptions.None);
+    }
+
     /// <summary>Null when nobody else holds the file; else a few words on who does.</summary>
     public static string? Holder(string path)
     {
         FileStream probe;
         try
         {
-            probe = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.None, 1, FileOptions.None);
+            probe = OpenExclusive(Path.GetFullPath(path));
+        }
+        catch (DiskFormatException)
+        {
+            // Not a regular file (a FIFO, a device, a folder): no disk is open on it, and opening
+            // it for the probe must not wait on it; what it is, is for the caller's checks to say.
+            return null;
         }
         catch (FileNotFoundException)
         {

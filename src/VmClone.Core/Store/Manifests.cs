@@ -106,7 +106,7 @@ public static class Manifest
     public const int CurrentFormatVersion = 1;
 
     /// <summary>Largest manifest or journal read (a fleet's manifests are a few KiB).</summary>
-    internal const int MaxManifestBytes = 16 << 20;
+    internal const int MaxManifestBytes = 1 << 20;
 
     private static readonly JsonSerializerOptions Options = new()
     {
@@ -128,15 +128,20 @@ public static class Manifest
         try
         {
             // A record may lie in a folder someone else can write: a link or a FIFO in its place
-            // is refused, not followed or waited on, and a huge file is not read.
-            FileNodeKind kind = FileNode.Of(path);
-            if (kind is not (FileNodeKind.RegularFile or FileNodeKind.Missing))
-                throw new StoreException(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData,
-                    $"The manifest '{path}' is {(kind == FileNodeKind.Link ? "a symbolic link" : "not a regular file")}; it was not read. Run Test-VmStore.", path);
-            if (kind == FileNodeKind.RegularFile && new FileInfo(path).Length > MaxManifestBytes)
-                throw new StoreException(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData,
-                    $"The manifest '{path}' is larger than {MaxManifestBytes >> 20} MiB; it was not read. Run Test-VmStore.", path);
-            text = System.IO.File.ReadAllText(path, Encoding.UTF8);
+            // is refused, not followed or waited on, and a huge file is not read (also when it is
+            // swapped in after any check of the path).
+            text = RecordFile.ReadAllText(path, MaxManifestBytes);
+        }
+        catch (RecordFileRefusal ex)
+        {
+            string what = ex.Problem switch
+            {
+                RecordFileProblem.Link => "a symbolic link",
+                RecordFileProblem.TooLarge => $"larger than {MaxManifestBytes >> 20} MiB",
+                _ => "not a regular file",
+            };
+            throw new StoreException(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData,
+                $"The manifest '{path}' is {what}; it was not read. Run Test-VmStore.", path, ex);
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {

@@ -42,6 +42,9 @@ internal sealed class StoreLocks : IDisposable
 {
     internal const string FolderName = ".locks";
 
+    /// <summary>Largest owner file read: it holds a process, a host and a line on what it does.</summary>
+    private const int MaxOwnerBytes = 64 * 1024;
+
     /// <summary>Environment variable: seconds a command waits for a lock before it is refused (default 30).</summary>
     internal const string TimeoutVariable = "VMCLONE_LOCK_TIMEOUT_SECONDS";
 
@@ -192,9 +195,9 @@ internal sealed class StoreLocks : IDisposable
             string[] lines;
             try
             {
-                lines = File.ReadAllLines(file);
+                lines = RecordFile.ReadAllText(file, MaxOwnerBytes).Replace("\r", "").Split('\n');
             }
-            catch (IOException)
+            catch (Exception ex) when (ex is IOException or RecordFileRefusal or UnauthorizedAccessException)
             {
                 continue;
             }

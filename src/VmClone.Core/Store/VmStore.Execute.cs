@@ -288,7 +288,7 @@ public sealed partial class VmStore
     /// </summary>
     private void RecreateInPlace(PlannedVolume step, string staging)
     {
-        if (OverParent(step.Source!, parent => VirtualDisk.TryRecreateDifferencingFile(step.Path, parent, new DiskCreateOptions { Format = step.Format })))
+        if (OverParent(step.Source!, parent => VirtualDisk.TryRecreateDifferencingFile(step.Path, parent, new DiskCreateOptions { Format = step.Format }, OpenOptions)))
             return;
         string staged = Path.Combine(staging, Path.GetFileName(step.Path));
         if (File.Exists(staged))

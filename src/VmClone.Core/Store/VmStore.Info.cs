@@ -261,7 +261,7 @@ public sealed partial class VmStore
     private void CreateChild(string path, string parentPath, DiskFormat format) =>
         OverParent(parentPath, parent =>
         {
-            VirtualDisk.CreateDifferencingFile(path, parent, new DiskCreateOptions { Format = format });
+            VirtualDisk.CreateDifferencingFile(path, parent, new DiskCreateOptions { Format = format }, OpenOptions);
             return true;
         });
 

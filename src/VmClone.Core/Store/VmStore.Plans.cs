@@ -45,7 +45,8 @@ public sealed partial class VmStore
                 string source = Path.GetFullPath(spec.Path);
                 if (!File.Exists(source))
                     throw new StoreException("VolumeSourceNotFound", VmCloneErrorKind.NotFound, $"Volume '{spec.Name}': the file '{source}' does not exist.", spec.Path);
-                using (VirtualDisk disk = VirtualDisk.Open(source, FileAccess.Read))
+                // A source inside the store is held to its boundary, as importing it is (BuildStaged).
+                using (VirtualDisk disk = VirtualDisk.Open(source, FileAccess.Read, IsUnder(source, Root) ? OpenOptions : null))
                 {
                     step.VirtualSize = disk.Capacity;
                     step.LogicalSectorSize = disk.LogicalSectorSize;

@@ -194,9 +194,15 @@ public sealed partial class VmStore
         try
         {
             // Never a link or a FIFO, never a huge file: such a plan.json was never ours.
-            if (FileNode.Of(planPath) != FileNodeKind.RegularFile || new FileInfo(planPath).Length > Manifest.MaxManifestBytes)
-                return null;
-            return Manifest.Deserialize<StorePlan>(File.ReadAllText(planPath));
+            return Manifest.Deserialize<StorePlan>(RecordFile.ReadAllText(planPath, Manifest.MaxManifestBytes));
+        }
+        catch (RecordFileRefusal)
+        {
+            return null;
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
         }
         catch (System.Text.Json.JsonException)
         {

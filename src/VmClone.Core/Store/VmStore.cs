@@ -217,7 +217,16 @@ public sealed partial class VmStore : IDisposable
     internal string ManifestDigest(string manifestPath)
     {
         using SHA256 sha = SHA256.Create();
-        return BitConverter.ToString(sha.ComputeHash(File.ReadAllBytes(manifestPath))).Replace("-", "");
+        byte[] content;
+        try
+        {
+            content = RecordFile.ReadAll(manifestPath, Manifest.MaxManifestBytes);
+        }
+        catch (RecordFileRefusal ex)
+        {
+            throw new StoreException(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData, $"The manifest {ex.Message} Run Test-VmStore.", manifestPath, ex);
+        }
+        return BitConverter.ToString(sha.ComputeHash(content)).Replace("-", "");
     }
 
     /// <summary>Every clone manifest that can be read, by name.</summary>
