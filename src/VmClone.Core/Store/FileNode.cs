@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using System.Runtime.InteropServices;
+using VmClone.Disks;
 
 namespace VmClone.Core.Store;
 
@@ -24,41 +25,19 @@ internal static class FileNode
 {
     private static readonly bool IsWindows = RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
 
-    // The runtime's own native shim (every .NET on Linux and macOS loads it): its FileStatus is
-    // the same on every platform, unlike libc's struct stat. Mode is the second int32.
-    [DllImport("libSystem.Native", EntryPoint = "SystemNative_LStat", SetLastError = true)]
-    private static extern int LStat(string path, byte[] status);
-
-    private const int ModeOffset = 4;
-    private const int TypeMask = 0xF000;
-    private const int TypeRegular = 0x8000;
-    private const int TypeDirectory = 0x4000;
-    private const int TypeLink = 0xA000;
-
-    private static bool _noShim;
-
     /// <summary>What <paramref name="path"/> is; a link is reported as a link, never as what it leads to.</summary>
     public static FileNodeKind Of(string path)
     {
-        if (!IsWindows && !_noShim)
+        // The engine's own lstat (statx on Linux), which judges every disk file it opens.
+        if (!IsWindows && RegularFile.KindOf(path, followLinks: false) is FileKind kind)
         {
-            try
+            return kind switch
             {
-                byte[] status = new byte[256];
-                if (LStat(path, status) != 0)
-                    return FileNodeKind.Missing;
-                return (BitConverter.ToInt32(status, ModeOffset) & TypeMask) switch
-                {
-                    TypeRegular => FileNodeKind.RegularFile,
-                    TypeDirectory => FileNodeKind.Directory,
-                    TypeLink => FileNodeKind.Link,
-                    _ => FileNodeKind.Special,
-                };
-            }
-            catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
-            {
-                _noShim = true;
-            }
+                FileKind.RegularFile => FileNodeKind.RegularFile,
+                FileKind.Folder => FileNodeKind.Directory,
+                FileKind.SymbolicLink => FileNodeKind.Link,
+                _ => FileNodeKind.Special,
+            };
         }
         return FromAttributes(path);
     }
