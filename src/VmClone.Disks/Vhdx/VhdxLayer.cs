@@ -48,6 +48,8 @@ internal sealed partial class VhdxLayer : DiskLayer
     private Bat _bat = null!;
     private long _nextFreeOffset;
     private long _allocatedBlocks;
+    // 1 MiB units of the file that two BAT entries claim (null in a sound file): blocks there are refused.
+    private ClaimMap? _sharedUnits;
     private bool _fileWriteGuidChanged;
     private bool _dataWriteGuidChanged;
     private bool _unflushed;
@@ -365,7 +367,7 @@ internal sealed partial class VhdxLayer : DiskLayer
         long end = _view.Length;
         foreach (var r in _reserved)
             end = Math.Max(end, r.End);
-        _bat.Summarize(out _allocatedBlocks, out long storedEnd);
+        _bat.Summarize(_view.Length, out _allocatedBlocks, out long storedEnd, out _sharedUnits);
         _nextFreeOffset = VhdxConstants.RoundUp(Math.Max(end, storedEnd), VhdxConstants.MiB);
     }
 
@@ -495,6 +497,10 @@ internal sealed partial class VhdxLayer : DiskLayer
         foreach (var r in _reserved)
             if (e.FileOffset < r.End && r.Start < e.FileOffset + length)
                 throw BatError(index, $"{what} at file offset {e.FileOffset} overlaps {r.Name}");
+        // A block two entries name would be read for two parts of the disk (a small file
+        // claiming terabytes); neither copy can be trusted.
+        if (_sharedUnits is not null && _sharedUnits.AnyClaimed(e.FileOffset / VhdxConstants.MiB, (length + VhdxConstants.MiB - 1) / VhdxConstants.MiB))
+            throw BatError(index, $"{what} at file offset {e.FileOffset} is also named by another BAT entry; a block in the file belongs to one entry only (MS-VHDX 2.5)");
     }
 
     private DiskFormatException BatError(long index, string reason) =>
