@@ -15,6 +15,19 @@ internal sealed partial class VhdxLayer
     public override IReadOnlyList<string> Check()
     {
         CommitBatch();
+        try
+        {
+            return CheckStructures();
+        }
+        catch (Exception ex) when (ex is OutOfMemoryException or OverflowException or IndexOutOfRangeException or ArgumentOutOfRangeException)
+        {
+            // Every allocation is bounded by the file first; a failure here means a hostile or corrupt file.
+            throw new DiskFormatException(Path, "BAT", $"checking the file failed ({ex.Message})", _regions.Bat.FileOffset, ex);
+        }
+    }
+
+    private IReadOnlyList<string> CheckStructures()
+    {
         var problems = new List<string>();
         var counts = new Dictionary<string, int>();
 

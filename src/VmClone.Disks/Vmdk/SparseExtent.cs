@@ -115,6 +115,25 @@ internal sealed class SparseExtent : VmdkExtent
     /// </summary>
     public static SparseExtent Open(FileAccessor file, SparseExtentHeader header, long start, long length, bool ownsFile)
     {
+        try
+        {
+            return OpenValidated(file, header, start, length, ownsFile);
+        }
+        catch (Exception ex) when (IsResourceFailure(ex))
+        {
+            throw new DiskFormatException(file.Path, "sparse extent", $"the file's tables cannot be loaded ({ex.Message})", null, ex);
+        }
+    }
+
+    /// <summary>
+    /// Failures no sound file causes: every allocation is bounded by the file's length first, so
+    /// one of these means a hostile or corrupt file, reported as a format error naming it.
+    /// </summary>
+    private static bool IsResourceFailure(Exception ex) =>
+        ex is OutOfMemoryException or OverflowException or IndexOutOfRangeException or ArgumentOutOfRangeException;
+
+    private static SparseExtent OpenValidated(FileAccessor file, SparseExtentHeader header, long start, long length, bool ownsFile)
+    {
         string path = file.Path;
         long fileLength = file.Length;
         SparseExtentHeader effective = header;
@@ -735,6 +754,18 @@ internal sealed class SparseExtent : VmdkExtent
     public override void Check(List<string> problems)
     {
         CommitDeferred();
+        try
+        {
+            CheckTables(problems);
+        }
+        catch (Exception ex) when (IsResourceFailure(ex))
+        {
+            throw new DiskFormatException(_file.Path, "grain tables", $"checking the tables failed ({ex.Message})", null, ex);
+        }
+    }
+
+    private void CheckTables(List<string> problems)
+    {
         string p = $"'{_file.Path}'";
         long fileLength = _file.Length;
         if (_uncleanAtOpen)
