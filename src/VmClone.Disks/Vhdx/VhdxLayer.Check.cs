@@ -40,12 +40,12 @@ internal sealed partial class VhdxLayer
             return n < MaxSentencesPerKind;
         }
 
-        if (!_otherHeaderValid)
-            if (Counted("header")) problems.Add($"Warning: header copy {2 - _headerSlot} (at {HeaderOffset(1 - _headerSlot)}) is not valid; the current copy is intact and the next update rewrites the other.");
-        if (RegionTable2Problem() is string regionProblem)
-            if (Counted("region")) problems.Add(regionProblem);
-        if (_view.HasOverlay)
-            if (Counted("log")) problems.Add($"The log of '{Path}' has not been replayed into the file (it was replayed in memory for this read-only open); open it for writing once to apply it.");
+        if (!_otherHeaderValid && Counted("header"))
+            problems.Add($"Warning: header copy {2 - _headerSlot} (at {HeaderOffset(1 - _headerSlot)}) is not valid; the current copy is intact and the next update rewrites the other.");
+        if (RegionTable2Problem() is string regionProblem && Counted("region"))
+            problems.Add(regionProblem);
+        if (_view.HasOverlay && Counted("log"))
+            problems.Add($"The log of '{Path}' has not been replayed into the file (it was replayed in memory for this read-only open); open it for writing once to apply it.");
 
         // Overlaps come from the units two entries claim (found at open, from the same BAT);
         // only those units get an owner here, so no list of every stored block is built.
@@ -56,13 +56,13 @@ internal sealed partial class VhdxLayer
             if (e.Raw == 0 && !_parameters.LeaveBlockAllocated)
                 continue; // NOT_PRESENT with nothing else set: nothing to check
             bool isBitmap = _bat.IsBitmapIndex(i);
-            if (e.HasReservedBits)
-                if (Counted("reserved")) problems.Add($"BAT entry {i} has reserved bits set (0x{e.Raw:X16}).");
+            if (e.HasReservedBits && Counted("reserved"))
+                problems.Add($"BAT entry {i} has reserved bits set (0x{e.Raw:X16}).");
             long block = i - i / (_bat.ChunkRatio + 1);
             if (isBitmap)
             {
-                if (e.State is not (BatState.NotPresent or BatState.FullyPresent))
-                    if (Counted("state")) problems.Add($"The {EntryName(i)} has invalid state {e.RawState} (only 0 and 6 are defined).");
+                if (e.State is not (BatState.NotPresent or BatState.FullyPresent) && Counted("state"))
+                    problems.Add($"The {EntryName(i)} has invalid state {e.RawState} (only 0 and 6 are defined).");
             }
             else if (block >= _bat.DataBlocks)
             {
@@ -80,20 +80,21 @@ internal sealed partial class VhdxLayer
                     case BatState.Zero:
                     case BatState.Unmapped:
                     case BatState.UnmappedV095:
-                        if (_parameters.LeaveBlockAllocated)
-                            if (Counted("fixed")) problems.Add($"The disk is fixed (LeaveBlockAllocated) but {EntryName(i)} is not present (state {e.RawState}).");
+                        if (_parameters.LeaveBlockAllocated && Counted("fixed"))
+                            problems.Add($"The disk is fixed (LeaveBlockAllocated) but {EntryName(i)} is not present (state {e.RawState}).");
                         continue;
                     default:
-                        if (Counted("state")) problems.Add($"The {EntryName(i)} has undefined state {e.RawState}.");
+                        if (Counted("state"))
+                            problems.Add($"The {EntryName(i)} has undefined state {e.RawState}.");
                         continue;
                 }
                 if (e.State == BatState.PartiallyPresent)
                 {
-                    if (!_parameters.HasParent)
-                        if (Counted("partial")) problems.Add($"The {EntryName(i)} is PARTIALLY_PRESENT in a disk without a parent.");
+                    if (!_parameters.HasParent && Counted("partial"))
+                        problems.Add($"The {EntryName(i)} is PARTIALLY_PRESENT in a disk without a parent.");
                     long? sb = _bat.BitmapIndexForBlock(block);
-                    if (sb is null || _bat[sb.Value].State != BatState.FullyPresent)
-                        if (Counted("partial")) problems.Add($"The {EntryName(i)} is PARTIALLY_PRESENT but its sector bitmap block is not present.");
+                    if ((sb is null || _bat[sb.Value].State != BatState.FullyPresent) && Counted("partial"))
+                        problems.Add($"The {EntryName(i)} is PARTIALLY_PRESENT but its sector bitmap block is not present.");
                 }
             }
             if (isBitmap && e.State != BatState.FullyPresent)
@@ -101,12 +102,13 @@ internal sealed partial class VhdxLayer
             long length = isBitmap ? VhdxConstants.SectorBitmapBlockSize : Math.Min(BlockSize, _virtualSize - block * BlockSize);
             if (!e.FileOffsetRepresentable || e.FileOffset > _view.Length - length)
             {
-                if (Counted("eof")) problems.Add($"The {EntryName(i)} at file offset {(e.FileOffsetRepresentable ? e.FileOffset : -1)} lies beyond the end of the file ({_view.Length} bytes).");
+                if (Counted("eof"))
+                    problems.Add($"The {EntryName(i)} at file offset {(e.FileOffsetRepresentable ? e.FileOffset : -1)} lies beyond the end of the file ({_view.Length} bytes).");
                 continue;
             }
             foreach (var r in _reserved)
-                if (e.FileOffset < r.End && r.Start < e.FileOffset + length)
-                    if (Counted("overlap")) problems.Add($"The {EntryName(i)} at file offset {e.FileOffset} overlaps {r.Name}.");
+                if (e.FileOffset < r.End && r.Start < e.FileOffset + length && Counted("overlap"))
+                    problems.Add($"The {EntryName(i)} at file offset {e.FileOffset} overlaps {r.Name}.");
             if (_sharedUnits is null)
                 continue;
             long first = e.FileOffset / VhdxConstants.MiB;
@@ -120,8 +122,8 @@ internal sealed partial class VhdxLayer
                 else
                     owners[u] = i;
             }
-            if (other >= 0)
-                if (Counted("overlap")) problems.Add($"The {EntryName(i)} at file offset {e.FileOffset} overlaps the {EntryName(other)}.");
+            if (other >= 0 && Counted("overlap"))
+                problems.Add($"The {EntryName(i)} at file offset {e.FileOffset} overlaps the {EntryName(other)}.");
         }
 
         string EntryName(long i) => _bat.IsBitmapIndex(i)

@@ -828,20 +828,22 @@ internal sealed class SparseExtent : VmdkExtent
             {
                 if ((long)ps * 512 + _header.GtBytes > fileLength)
                 {
-                    if (Counted("gd")) problems.Add($"{p}: grain directory entry {i} points to sector {ps}, beyond the end of the file; grains {(long)i * _gtes} to {(long)(i + 1) * _gtes - 1} are unreadable.");
+                    if (Counted("gd"))
+                        problems.Add($"{p}: grain directory entry {i} points to sector {ps}, beyond the end of the file; grains {(long)i * _gtes} to {(long)(i + 1) * _gtes - 1} are unreadable.");
                 }
                 else
                     primary = GrainTable.Parse(_file.ReadBytes((long)ps * 512, _header.GtBytes, "grain table"), _gtes);
             }
             if (_rgd is not null)
             {
-                if ((ps == 0) != (rs == 0))
-                    if (Counted("gdmismatch")) problems.Add(CopyMismatch($"{p}: the grain directory and the redundant grain directory disagree at entry {i} (sector {ps} vs {rs})"));
+                if ((ps == 0) != (rs == 0) && Counted("gdmismatch"))
+                    problems.Add(CopyMismatch($"{p}: the grain directory and the redundant grain directory disagree at entry {i} (sector {ps} vs {rs})"));
                 if (rs != 0)
                 {
                     if ((long)rs * 512 + _header.GtBytes > fileLength)
                     {
-                        if (Counted("rgd")) problems.Add($"{p}: redundant grain directory entry {i} points to sector {rs}, beyond the end of the file.");
+                        if (Counted("rgd"))
+                            problems.Add($"{p}: redundant grain directory entry {i} points to sector {rs}, beyond the end of the file.");
                     }
                     else
                         redundant = GrainTable.Parse(_file.ReadBytes((long)rs * 512, _header.GtBytes, "redundant grain table"), _gtes);
@@ -853,18 +855,20 @@ internal sealed class SparseExtent : VmdkExtent
             {
                 long grain = (long)i * _gtes + j;
                 uint g = primary[j];
-                if (redundant is not null && redundant[j] != g)
-                    if (Counted("gtmismatch")) problems.Add(CopyMismatch($"{p}: the grain table and its redundant copy disagree for grain {grain} (sector {g} vs {redundant[j]})"));
+                if (redundant is not null && redundant[j] != g && Counted("gtmismatch"))
+                    problems.Add(CopyMismatch($"{p}: the grain table and its redundant copy disagree for grain {grain} (sector {g} vs {redundant[j]})"));
                 if (g == GrainTable.Unallocated || (g == GrainTable.Zeroed && _header.HasZeroedGrainGtes))
                     continue;
                 if (grain * _grainBytes >= Length)
                 {
-                    if (Counted("beyond")) problems.Add($"{p}: grain {grain} lies past the end of the virtual disk but is allocated (sector {g}).");
+                    if (Counted("beyond"))
+                        problems.Add($"{p}: grain {grain} lies past the end of the virtual disk but is allocated (sector {g}).");
                     continue;
                 }
                 if ((long)g * 512 >= fileLength)
                 {
-                    if (Counted("eof")) problems.Add($"{p}: the grain table entry for grain {grain} points to sector {g}, beyond the end of the file ({fileLength} bytes).");
+                    if (Counted("eof"))
+                        problems.Add($"{p}: the grain table entry for grain {grain} points to sector {g}, beyond the end of the file ({fileLength} bytes).");
                     continue;
                 }
                 if (compressed)
@@ -872,10 +876,10 @@ internal sealed class SparseExtent : VmdkExtent
                     CheckCompressedGrain(grain, g, Report, p);
                     continue;
                 }
-                if (!used.Claim(g, grainSectors))
-                    if (Counted("overlap")) problems.Add($"{p}: grain {grain} (sector {g}) and another grain overlap in the file; writing one corrupts the other.");
-                if (metadata.AnyClaimed(g, grainSectors))
-                    if (Counted("meta")) problems.Add($"{p}: grain {grain} at sector {g} overlaps the file's metadata (header, descriptor, grain directory or a grain table).");
+                if (!used.Claim(g, grainSectors) && Counted("overlap"))
+                    problems.Add($"{p}: grain {grain} (sector {g}) and another grain overlap in the file; writing one corrupts the other.");
+                if (metadata.AnyClaimed(g, grainSectors) && Counted("meta"))
+                    problems.Add($"{p}: grain {grain} at sector {g} overlaps the file's metadata (header, descriptor, grain directory or a grain table).");
             }
         }
 
