@@ -180,12 +180,19 @@ internal sealed class Bat
     /// <summary>
     /// Counts stored payload blocks (FULLY or PARTIALLY_PRESENT) and finds the end of the last
     /// stored block or sector bitmap block, in one pass over the entries (empty pages skipped).
+    /// The same pass claims the 1 MiB units of a file of <paramref name="fileLength"/> bytes
+    /// each stored block occupies (blocks lie on 1 MiB boundaries, 2.5.1): units claimed by two
+    /// entries come back in <paramref name="shared"/> (null when there are none, as in every
+    /// sound file), so reads can refuse them.
     /// </summary>
-    public void Summarize(out long storedBlocks, out long storedEnd)
+    public void Summarize(long fileLength, out long storedBlocks, out long storedEnd, out ClaimMap? shared)
     {
         long period = ChunkRatio + 1;
         long stored = 0;
         long end = 0;
+        long fileUnits = fileLength / VhdxConstants.MiB;
+        ClaimMap? claimed = null;
+        shared = null;
         for (int p = 0; p < _pages.Length; p++)
         {
             ulong[] page = _pages[p];
@@ -208,10 +215,35 @@ internal sealed class Bat
                     stored++;
                 if (e.FileOffset <= long.MaxValue / 2)
                     end = Math.Max(end, e.FileOffset + (isBitmap ? VhdxConstants.SectorBitmapBlockSize : BlockSize));
+                long unit = e.FileOffset / VhdxConstants.MiB;
+                if (unit >= fileUnits)
+                    continue; // beyond the file: refused when read
+                long units = Math.Min(StoredUnits(first + i, isBitmap), fileUnits - unit);
+                claimed ??= new ClaimMap(fileUnits);
+                if (!claimed.Claim(unit, units))
+                {
+                    // Mark every unit this entry shares; the earlier claimant's units are among them.
+                    shared ??= new ClaimMap(fileUnits);
+                    for (long u = unit; u < unit + units; u++)
+                    {
+                        if (claimed.IsClaimed(u))
+                            shared.Claim(u, 1);
+                    }
+                }
             }
         }
         storedBlocks = stored;
         storedEnd = end;
+    }
+
+    /// <summary>1 MiB units of the file the block an entry describes occupies (the last payload block may be shorter).</summary>
+    public long StoredUnits(long index, bool isBitmap)
+    {
+        if (isBitmap)
+            return VhdxConstants.SectorBitmapBlockSize / VhdxConstants.MiB;
+        long block = index - index / (ChunkRatio + 1);
+        long used = Math.Max(1, Math.Min(BlockSize, VirtualSize - block * BlockSize));
+        return (used + VhdxConstants.MiB - 1) / VhdxConstants.MiB;
     }
 
     /// <summary>BAT index of payload block <paramref name="block"/>: i + i / chunkRatio.</summary>

@@ -130,3 +130,152 @@ internal static class LogReplayer
         return result;
     }
 }
+
+/// <summary>
+/// The replayed log indexed once: the file ranges its operations write, as runs in file order
+/// that do not overlap, each taken from the last operation that wrote it (later entries and
+/// later descriptors win, 2.3.3). A read looks its range up by binary search instead of
+/// scanning every operation, so a log of a million descriptors costs a lookup per read.
+/// </summary>
+internal sealed class ReplayedLog
+{
+    private readonly long[] _starts;
+    private readonly long[] _ends;
+    private readonly LogOperation[] _sources;
+
+    private ReplayedLog(long[] starts, long[] ends, LogOperation[] sources, long dataEnd)
+    {
+        _starts = starts;
+        _ends = ends;
+        _sources = sources;
+        DataEnd = dataEnd;
+    }
+
+    /// <summary>Number of runs.</summary>
+    public int Count => _starts.Length;
+
+    /// <summary>First byte any run covers (long.MaxValue when there is none).</summary>
+    public long Start => _starts.Length == 0 ? long.MaxValue : _starts[0];
+
+    /// <summary>End of the last run (long.MinValue when there is none).</summary>
+    public long End => _ends.Length == 0 ? long.MinValue : _ends[_ends.Length - 1];
+
+    /// <summary>
+    /// End of the furthest run that writes data: how far the log itself makes the file reach.
+    /// Zeros past the end of the file need no space, and a size the log merely claims
+    /// (LastFileOffset) is no reason to grow the file.
+    /// </summary>
+    public long DataEnd { get; }
+
+    /// <summary>Run <paramref name="i"/>: file range and the operation whose content it holds.</summary>
+    public (long Start, long End, LogOperation Source) this[int i] => (_starts[i], _ends[i], _sources[i]);
+
+    /// <summary>
+    /// Paints the operations latest first over the elementary ranges between their boundaries;
+    /// a "next unpainted range" forest makes every range painted once: O(n log n) in all.
+    /// </summary>
+    public static ReplayedLog Build(List<LogOperation> operations)
+    {
+        int n = operations.Count;
+        var coords = new long[2 * n];
+        for (int i = 0; i < n; i++)
+        {
+            coords[2 * i] = operations[i].FileOffset;
+            coords[2 * i + 1] = operations[i].End;
+        }
+        Array.Sort(coords);
+        int m = 0;
+        for (int i = 0; i < coords.Length; i++)
+        {
+            if (m == 0 || coords[m - 1] != coords[i])
+                coords[m++] = coords[i];
+        }
+        int ranges = Math.Max(0, m - 1);
+        var owner = new int[ranges];
+        var next = new int[ranges + 1];
+        for (int k = 0; k <= ranges; k++)
+            next[k] = k;
+        for (int k = 0; k < ranges; k++)
+            owner[k] = -1;
+
+        int Find(int k)
+        {
+            int root = k;
+            while (next[root] != root)
+                root = next[root];
+            while (next[k] != root)
+            {
+                int t = next[k];
+                next[k] = root;
+                k = t;
+            }
+            return root;
+        }
+
+        for (int j = n - 1; j >= 0; j--)
+        {
+            LogOperation op = operations[j];
+            int from = Array.BinarySearch(coords, 0, m, op.FileOffset);
+            int to = Array.BinarySearch(coords, 0, m, op.End);
+            for (int k = Find(from); k < to; k = Find(k + 1))
+            {
+                owner[k] = j;
+                next[k] = k + 1;
+            }
+        }
+
+        var starts = new List<long>();
+        var ends = new List<long>();
+        var sources = new List<LogOperation>();
+        int last = -1;
+        long dataEnd = long.MinValue;
+        for (int k = 0; k < ranges; k++)
+        {
+            if (owner[k] < 0)
+            {
+                last = -1;
+                continue;
+            }
+            if (owner[k] == last)
+            {
+                ends[ends.Count - 1] = coords[k + 1];
+            }
+            else
+            {
+                starts.Add(coords[k]);
+                ends.Add(coords[k + 1]);
+                sources.Add(operations[owner[k]]);
+                last = owner[k];
+            }
+            if (operations[owner[k]].Data is not null)
+                dataEnd = Math.Max(dataEnd, coords[k + 1]);
+        }
+        return new ReplayedLog(starts.ToArray(), ends.ToArray(), sources.ToArray(), dataEnd);
+    }
+
+    /// <summary>Puts the log's content for [position, position + count) over what <paramref name="buffer"/> holds.</summary>
+    public void Apply(long position, byte[] buffer, int offset, int count)
+    {
+        long end = position + count;
+        // The first run ending after position (runs are disjoint, so ends are sorted too).
+        int lo = 0, hi = _ends.Length;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >> 1;
+            if (_ends[mid] <= position)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (int i = lo; i < _starts.Length && _starts[i] < end; i++)
+        {
+            long from = Math.Max(position, _starts[i]);
+            long to = Math.Min(end, _ends[i]);
+            LogOperation op = _sources[i];
+            if (op.Data is null)
+                Array.Clear(buffer, (int)(offset + from - position), (int)(to - from));
+            else
+                Array.Copy(op.Data, from - op.FileOffset, buffer, offset + from - position, to - from);
+        }
+    }
+}

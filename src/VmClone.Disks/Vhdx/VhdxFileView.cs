@@ -1,17 +1,18 @@
 using System;
-using System.Collections.Generic;
 
 namespace VmClone.Disks.Vhdx;
 
 /// <summary>
-/// The VHDX file as the engine sees it: the real file, plus (read-only opens of a file with a
-/// dirty log) the replayed log applied in memory. Every structure read goes through it, so
-/// the BAT and metadata read as they will be after replay while the file stays untouched.
+/// The VHDX file as the engine sees it: the real file, plus (a file with a dirty log) the
+/// replayed log applied in memory. Every structure read goes through it, so the BAT and
+/// metadata read as they will be after replay while the file stays untouched: a read-only open
+/// keeps it that way, a read-write one writes the replay into the file only once everything
+/// read through the view has been validated.
 /// </summary>
 internal sealed class VhdxFileView
 {
     private readonly FileAccessor _file;
-    private List<LogOperation>? _overlay;
+    private ReplayedLog? _overlay;
     private long _overlayStart = long.MaxValue;
     private long _overlayEnd = long.MinValue;
     private long _logicalLength = -1;
@@ -29,15 +30,25 @@ internal sealed class VhdxFileView
     /// <summary>File length as the replayed file would have it.</summary>
     public long Length => Math.Max(_file.Length, _logicalLength);
 
-    public void SetOverlay(List<LogOperation> operations, long lastFileOffset)
+    /// <summary>
+    /// Reads from now on see the replayed log over the file. The file reaches as far as the log
+    /// writes data, never to a length the log only claims.
+    /// </summary>
+    public void SetOverlay(ReplayedLog log)
     {
-        _overlay = operations;
-        foreach (LogOperation op in operations)
-        {
-            _overlayStart = Math.Min(_overlayStart, op.FileOffset);
-            _overlayEnd = Math.Max(_overlayEnd, op.End);
-        }
-        _logicalLength = Math.Max(lastFileOffset, _overlayEnd);
+        _overlay = log;
+        _overlayStart = log.Start;
+        _overlayEnd = log.End;
+        _logicalLength = log.DataEnd;
+    }
+
+    /// <summary>Back to the file alone (once the replay has been written into it).</summary>
+    public void ClearOverlay()
+    {
+        _overlay = null;
+        _overlayStart = long.MaxValue;
+        _overlayEnd = long.MinValue;
+        _logicalLength = -1;
     }
 
     /// <summary>Reads a structure; a range past the (replayed) end of the file is a format error.</summary>
@@ -80,18 +91,7 @@ internal sealed class VhdxFileView
     {
         if (_overlay is null || position >= _overlayEnd || position + count <= _overlayStart)
             return;
-        long end = position + count;
-        foreach (LogOperation op in _overlay)
-        {
-            long from = Math.Max(position, op.FileOffset);
-            long to = Math.Min(end, op.End);
-            if (from >= to)
-                continue;
-            if (op.Data is null)
-                Array.Clear(buffer, (int)(offset + from - position), (int)(to - from));
-            else
-                Array.Copy(op.Data, from - op.FileOffset, buffer, offset + from - position, to - from);
-        }
+        _overlay.Apply(position, buffer, offset, count);
     }
 
     public void Write(long position, byte[] buffer, int offset, int count)

@@ -48,11 +48,14 @@ internal sealed partial class VhdxLayer : DiskLayer
     private Bat _bat = null!;
     private long _nextFreeOffset;
     private long _allocatedBlocks;
+    // 1 MiB units of the file that two BAT entries claim (null in a sound file): blocks there are refused.
+    private ClaimMap? _sharedUnits;
     private bool _fileWriteGuidChanged;
     private bool _dataWriteGuidChanged;
     private bool _unflushed;
     private string _logState = "clean";
     private Guid _replayedLogGuid;
+    private int _replayedEntries;
 
     private VhdxLayer(FileAccessor file)
     {
@@ -60,7 +63,11 @@ internal sealed partial class VhdxLayer : DiskLayer
         _view = new VhdxFileView(file);
     }
 
-    /// <summary>Opens and validates a VHDX file; a read-write open replays a dirty log into the file, a read-only one in memory.</summary>
+    /// <summary>
+    /// Opens and validates a VHDX file. A dirty log is replayed in memory; a read-write open
+    /// writes that replay into the file only after every structure has been validated through
+    /// it, so a file that is refused is never written.
+    /// </summary>
     public static DiskLayer Open(string path, FileAccess access) => Open(FileAccessor.Open(path, access));
 
     /// <summary>Opens a VHDX from a file already open (read-write or not, as the layer will be); disposes it on failure.</summary>
@@ -161,11 +168,13 @@ internal sealed partial class VhdxLayer : DiskLayer
         _reserved.Add((0, VhdxConstants.HeaderSectionLength, "the header section"));
         if (_header.LogLength > 0)
             _reserved.Add(((long)_header.LogOffset, (long)_header.LogOffset + _header.LogLength, "the log"));
-        if (_header.LogGuid != Guid.Empty)
-            ReplayLog(fileLength);
+        bool dirty = _header.LogGuid != Guid.Empty;
+        ReplayedLog? replayed = dirty ? ReplayLogInMemory(fileLength) : null;
         LoadRegions();
         LoadMetadata();
         LoadBat();
+        if (dirty && CanWrite)
+            WriteReplay(replayed);
     }
 
     /// <summary>2.2.2: valid = signature and checksum; the larger sequence number wins; one valid copy is enough.</summary>
@@ -192,8 +201,11 @@ internal sealed partial class VhdxLayer : DiskLayer
 
     private static long HeaderOffset(int slot) => slot == 0 ? VhdxConstants.Header1Offset : VhdxConstants.Header2Offset;
 
-    /// <summary>2.3.3: replay into the file on a read-write open, into an in-memory overlay on a read-only one.</summary>
-    private void ReplayLog(long fileLength)
+    /// <summary>
+    /// 2.3.3: finds the active sequence and lays it over the file in memory (indexed once), so
+    /// regions, metadata and BAT are read and validated as they are after replay.
+    /// </summary>
+    private ReplayedLog? ReplayLogInMemory(long fileLength)
     {
         long logOffset = (long)_header.LogOffset;
         long logLength = _header.LogLength;
@@ -202,41 +214,48 @@ internal sealed partial class VhdxLayer : DiskLayer
         byte[] log = _file.ReadBytes(logOffset, (int)logLength, "log");
         LogReplayPlan? plan = LogReplayer.FindActiveSequence(log, _header.LogGuid, Path, logOffset, fileLength);
         _replayedLogGuid = _header.LogGuid;
-        if (!CanWrite)
+        if (plan is null)
         {
-            if (plan is null)
-            {
-                _logState = "log GUID set but no complete log sequence: nothing to replay";
-                return;
-            }
-            _view.SetOverlay(plan.Operations, plan.LastFileOffset);
-            _logState = $"replayed in memory only ({plan.EntryCount} entries; the file was not changed)";
-            return;
+            _logState = "log GUID set but no complete log sequence: nothing to replay";
+            return null;
         }
+        ReplayedLog replayed = ReplayedLog.Build(plan.Operations);
+        _view.SetOverlay(replayed);
+        _replayedEntries = plan.EntryCount;
+        _logState = $"replayed in memory only ({plan.EntryCount} entries; the file was not changed)";
+        return replayed;
+    }
 
+    /// <summary>
+    /// A read-write open, after everything validated: a new FileWriteGuid, the replayed runs
+    /// written into the file and flushed, then the log GUID cleared (2.3.3). Zeros past the
+    /// end of the file need no writing; the file grows only as far as the log writes data.
+    /// </summary>
+    private void WriteReplay(ReplayedLog? replayed)
+    {
+        _view.ClearOverlay();
         UpdateHeader(h => h.FileWriteGuid = Guid.NewGuid());
         _fileWriteGuidChanged = true;
-        if (plan is not null)
+        if (replayed is not null)
         {
-            var zeros = new byte[VhdxConstants.MiB];
-            foreach (LogOperation op in plan.Operations)
+            byte[]? zeros = null;
+            for (int i = 0; i < replayed.Count; i++)
             {
+                (long start, long end, LogOperation op) = replayed[i];
                 if (op.Data is not null)
                 {
-                    _view.Write(op.FileOffset, op.Data);
+                    _view.Write(start, op.Data, (int)(start - op.FileOffset), (int)(end - start));
                     continue;
                 }
-                // Zeros past the current end need no writing: extending the file zero-fills.
-                long end = Math.Min(op.End, _file.Length);
-                for (long at = op.FileOffset; at < end; at += zeros.Length)
-                    _view.Write(at, zeros, 0, (int)Math.Min(zeros.Length, end - at));
+                zeros ??= new byte[VhdxConstants.MiB];
+                long stop = Math.Min(end, _file.Length);
+                for (long at = start; at < stop; at += zeros.Length)
+                    _view.Write(at, zeros, 0, (int)Math.Min(zeros.Length, stop - at));
             }
-            if (_file.Length < plan.LastFileOffset)
-                _view.SetLength(plan.LastFileOffset);
             _view.Flush();
         }
         UpdateHeader(h => h.LogGuid = Guid.Empty);
-        _logState = plan is null ? "log GUID cleared (no complete log sequence)" : $"replayed into the file ({plan.EntryCount} entries)";
+        _logState = replayed is null ? "log GUID cleared (no complete log sequence)" : $"replayed into the file ({_replayedEntries} entries)";
     }
 
     /// <summary>
@@ -365,7 +384,7 @@ internal sealed partial class VhdxLayer : DiskLayer
         long end = _view.Length;
         foreach (var r in _reserved)
             end = Math.Max(end, r.End);
-        _bat.Summarize(out _allocatedBlocks, out long storedEnd);
+        _bat.Summarize(_view.Length, out _allocatedBlocks, out long storedEnd, out _sharedUnits);
         _nextFreeOffset = VhdxConstants.RoundUp(Math.Max(end, storedEnd), VhdxConstants.MiB);
     }
 
@@ -495,6 +514,10 @@ internal sealed partial class VhdxLayer : DiskLayer
         foreach (var r in _reserved)
             if (e.FileOffset < r.End && r.Start < e.FileOffset + length)
                 throw BatError(index, $"{what} at file offset {e.FileOffset} overlaps {r.Name}");
+        // A block two entries name would be read for two parts of the disk (a small file
+        // claiming terabytes); neither copy can be trusted.
+        if (_sharedUnits is not null && _sharedUnits.AnyClaimed(e.FileOffset / VhdxConstants.MiB, (length + VhdxConstants.MiB - 1) / VhdxConstants.MiB))
+            throw BatError(index, $"{what} at file offset {e.FileOffset} is also named by another BAT entry; a block in the file belongs to one entry only (MS-VHDX 2.5)");
     }
 
     private DiskFormatException BatError(long index, string reason) =>

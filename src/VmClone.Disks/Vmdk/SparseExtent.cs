@@ -66,6 +66,13 @@ internal sealed class SparseExtent : VmdkExtent
     private byte[]? _compressedBuffer;
     private long? _allocatedBytes;
 
+    // Grains named by the tables loaded so far (a unit is a grain-sized slot of the file, a
+    // sector for compressed grains), and which tables have been counted: a grain named twice
+    // is refused when its second table is loaded, so no run of the disk is read from another's
+    // grain and what the layer reports as data never exceeds what the file holds.
+    private ClaimMap? _grainClaims;
+    private ulong[]? _claimedTables;
+
     private enum GrainKind
     {
         Unallocated,
@@ -108,6 +115,25 @@ internal sealed class SparseExtent : VmdkExtent
     /// </summary>
     public static SparseExtent Open(FileAccessor file, SparseExtentHeader header, long start, long length, bool ownsFile)
     {
+        try
+        {
+            return OpenValidated(file, header, start, length, ownsFile);
+        }
+        catch (Exception ex) when (IsResourceFailure(ex))
+        {
+            throw new DiskFormatException(file.Path, "sparse extent", $"the file's tables cannot be loaded ({ex.Message})", null, ex);
+        }
+    }
+
+    /// <summary>
+    /// Failures no sound file causes: every allocation is bounded by the file's length first, so
+    /// one of these means a hostile or corrupt file, reported as a format error naming it.
+    /// </summary>
+    private static bool IsResourceFailure(Exception ex) =>
+        ex is OutOfMemoryException or OverflowException or IndexOutOfRangeException or ArgumentOutOfRangeException;
+
+    private static SparseExtent OpenValidated(FileAccessor file, SparseExtentHeader header, long start, long length, bool ownsFile)
+    {
         string path = file.Path;
         long fileLength = file.Length;
         SparseExtentHeader effective = header;
@@ -137,13 +163,85 @@ internal sealed class SparseExtent : VmdkExtent
 
         int entries = (int)effective.NumGdEntries;
         uint[] gd = GrainTable.Parse(file.ReadBytes((long)effective.GdOffset * 512, entries * 4, "grain directory"), entries);
+        RefuseSharedTables(gd, path, (long)effective.GdOffset * 512, "grain directory", fileLength, effective.GtBytes);
         uint[]? rgd = null;
         if (effective.HasRedundantGd)
+        {
             rgd = GrainTable.Parse(file.ReadBytes((long)effective.RgdOffset * 512, entries * 4, "redundant grain directory"), entries);
+            RefuseSharedTables(rgd, path, (long)effective.RgdOffset * 512, "redundant grain directory", fileLength, effective.GtBytes);
+        }
         return new SparseExtent(file, ownsFile, effective, headerOffset, gd, rgd, start, length, header.UncleanShutdown);
     }
 
     private static long RoundUp(long value, long unit) => (value + unit - 1) / unit * unit;
+
+    /// <summary>
+    /// Refuses a directory naming one grain table (or overlapping ones) from two entries: each
+    /// table maps its own 512 grains of the disk, so a table named twice would make a small file
+    /// claim terabytes of the same data. Writers lay tables out in ascending order, which is
+    /// checked without allocating; only another order needs a bitmap over the file's tables.
+    /// Entries past the end of the file are left to the read that uses them.
+    /// </summary>
+    private static void RefuseSharedTables(uint[] directory, string path, long directoryOffset, string structure, long fileLength, int gtBytes)
+    {
+        long gtSectors = gtBytes / 512;
+        long last = -1;
+        bool ascending = true;
+        foreach (uint sector in directory)
+        {
+            if (sector == GrainTable.Unallocated)
+                continue;
+            if (last >= 0 && sector < last + gtSectors)
+            {
+                ascending = false;
+                break;
+            }
+            last = sector;
+        }
+        if (ascending)
+            return;
+        var tables = new ClaimMap(fileLength / gtBytes + 1);
+        for (int i = 0; i < directory.Length; i++)
+        {
+            uint sector = directory[i];
+            if (sector == GrainTable.Unallocated || (long)sector * 512 + gtBytes > fileLength)
+                continue;
+            // Tables that do not overlap start in different table-sized slots of the file.
+            if (!tables.Claim(sector / gtSectors, 1))
+                throw new DiskFormatException(path, structure,
+                    $"entry {i} names the grain table at sector {sector}, which an earlier entry names too (or overlaps); a table maps one part of the disk only", directoryOffset + i * 4L);
+        }
+    }
+
+    /// <summary>
+    /// Counts the grains of table <paramref name="gdIndex"/> (once per table) and refuses one that
+    /// another loaded table already names. Grains past the end of the file or of the extent are
+    /// left out: they are refused or never read.
+    /// </summary>
+    private void ClaimGrains(int gdIndex, uint[] table)
+    {
+        _claimedTables ??= new ulong[(_gd.Length + 63) / 64];
+        if ((_claimedTables[gdIndex >> 6] & (1UL << (gdIndex & 63))) != 0)
+            return;
+        long unit = _header.IsCompressed ? 1 : (long)_header.GrainSize;
+        long fileSectors = _file.Length / 512;
+        for (int j = 0; j < table.Length; j++)
+        {
+            uint g = table[j];
+            if (g == GrainTable.Unallocated || (g == GrainTable.Zeroed && _header.HasZeroedGrainGtes) || g >= fileSectors)
+                continue;
+            long grain = (long)gdIndex * _gtes + j;
+            if (grain * _grainBytes >= Length)
+                continue;
+            // Grains that do not overlap start in different grain-sized slots of the file.
+            _grainClaims ??= new ClaimMap(fileSectors / unit + 1);
+            if (!_grainClaims.Claim(g / unit, 1))
+                throw new DiskFormatException(_file.Path, "grain table",
+                    $"the entry for grain {grain} names sector {g}, which another grain table entry names too; a grain holds one part of the disk only",
+                    (long)_gd[gdIndex] * 512 + j * 4L);
+        }
+        _claimedTables[gdIndex >> 6] |= 1UL << (gdIndex & 63);
+    }
 
     private long GdEntryOffset(int index) => (long)_header.GdOffset * 512 + index * 4L;
 
@@ -157,6 +255,7 @@ internal sealed class SparseExtent : VmdkExtent
             return null;
         uint[] table = ReadTable(sector, "grain table", () =>
             new DiskFormatException(_file.Path, "grain directory", $"entry {gdIndex} points to a grain table at sector {sector}, beyond the end of the file ({_file.Length} bytes)", GdEntryOffset(gdIndex)));
+        ClaimGrains(gdIndex, table);
         if (_tables.Count >= MaxCachedTables)
             _tables.Clear();
         _tables[gdIndex] = table;
@@ -241,9 +340,13 @@ internal sealed class SparseExtent : VmdkExtent
                 var table = new ReadOnlySpan<byte>(bytes, i * gtBytes, gtBytes);
                 bool empty = ZeroBytes.All(table);
                 _tableEmpty![first + i] = empty ? (byte)1 : (byte)2;
+                if (empty || _tables.ContainsKey(first + i))
+                    continue;
+                uint[] parsed = GrainTable.Parse(table, _gtes);
+                ClaimGrains(first + i, parsed);
                 // A table with entries is about to be looked up: keep it instead of reading it again.
-                if (!empty && _tables.Count < MaxCachedTables && !_tables.ContainsKey(first + i))
-                    _tables[first + i] = GrainTable.Parse(table, _gtes);
+                if (_tables.Count < MaxCachedTables)
+                    _tables[first + i] = parsed;
             }
         }
         finally
@@ -507,8 +610,11 @@ internal sealed class SparseExtent : VmdkExtent
 
         var touched = new SortedDictionary<int, uint[]>();
         var fresh = new HashSet<int>();
+        _grainClaims ??= new ClaimMap(_nextFree / _grainBytes + 1);
         foreach (KeyValuePair<long, uint> p in pending)
         {
+            // New grains lie in space appended at the end: never named by anything else.
+            _grainClaims.Claim(p.Value / (long)_header.GrainSize, 1);
             int gdIndex = (int)(p.Key / _gtes);
             if (!touched.TryGetValue(gdIndex, out uint[]? table))
             {
@@ -517,6 +623,8 @@ internal sealed class SparseExtent : VmdkExtent
                 {
                     table = new uint[_gtes];
                     fresh.Add(gdIndex);
+                    _claimedTables ??= new ulong[(_gd.Length + 63) / 64];
+                    _claimedTables[gdIndex >> 6] |= 1UL << (gdIndex & 63);
                 }
                 touched[gdIndex] = table;
             }
@@ -646,27 +754,36 @@ internal sealed class SparseExtent : VmdkExtent
     public override void Check(List<string> problems)
     {
         CommitDeferred();
+        try
+        {
+            CheckTables(problems);
+        }
+        catch (Exception ex) when (IsResourceFailure(ex))
+        {
+            throw new DiskFormatException(_file.Path, "grain tables", $"checking the tables failed ({ex.Message})", null, ex);
+        }
+    }
+
+    private void CheckTables(List<string> problems)
+    {
         string p = $"'{_file.Path}'";
         long fileLength = _file.Length;
         if (_uncleanAtOpen)
             problems.Add($"{p} was not closed cleanly (uncleanShutdown is set): the program that last wrote it stopped before closing it, so its most recent writes may be missing.");
 
-        // Metadata the grains must not overlap, in sectors [start, end).
-        var metadata = new List<KeyValuePair<long, long>> { new(0, 1) };
-        if (_header.DescriptorOffset != 0)
-            metadata.Add(new((long)_header.DescriptorOffset, (long)(_header.DescriptorOffset + _header.DescriptorSize)));
-        long gdSectors = (_gd.Length * 4L + 511) / 512;
-        long gtSectors = (_header.GtBytes + 511) / 512;
-        metadata.Add(new((long)_header.GdOffset, (long)_header.GdOffset + gdSectors));
-        if (_rgd is not null)
-            metadata.Add(new((long)_header.RgdOffset, (long)_header.RgdOffset + gdSectors));
-
         var counts = new Dictionary<string, int>();
-        void Report(string kind, string sentence)
+        // Counts a problem and says whether its sentence is still wanted; the sentence is only
+        // built when it is, so tables full of bad entries cost no string per entry.
+        bool Counted(string kind)
         {
             counts.TryGetValue(kind, out int c);
             counts[kind] = c + 1;
-            if (c < MaxProblemsPerKind)
+            return c < MaxProblemsPerKind;
+        }
+
+        void Report(string kind, string sentence)
+        {
+            if (Counted(kind))
                 problems.Add(sentence);
         }
 
@@ -678,8 +795,30 @@ internal sealed class SparseExtent : VmdkExtent
             ? $"Warning: {sentence}, left by a write that was cut off between the two copies; the primary copy is used and is consistent."
             : sentence + ".";
 
-        var grains = new List<KeyValuePair<long, long>>(); // (start sector, grain index)
+        // Sectors of metadata (header, descriptor, directories, every table inside the file) and
+        // sectors some grain already uses: bitmaps over the file's real length, with pages only
+        // where something is, instead of lists of every grain to sort.
+        long gdSectors = (_gd.Length * 4L + 511) / 512;
+        long gtSectors = (_header.GtBytes + 511) / 512;
+        long fileSectors = fileLength / 512 + 1;
+        var metadata = new ClaimMap(fileSectors);
+        metadata.Claim(0, 1);
+        if (_header.DescriptorOffset != 0)
+            metadata.Claim((long)_header.DescriptorOffset, (long)_header.DescriptorSize);
+        metadata.Claim((long)_header.GdOffset, gdSectors);
+        if (_rgd is not null)
+            metadata.Claim((long)_header.RgdOffset, gdSectors);
+        for (int i = 0; i < _gd.Length; i++)
+        {
+            if (_gd[i] != 0 && (long)_gd[i] * 512 + _header.GtBytes <= fileLength)
+                metadata.Claim(_gd[i], gtSectors);
+            if (_rgd is not null && _rgd[i] != 0 && (long)_rgd[i] * 512 + _header.GtBytes <= fileLength)
+                metadata.Claim(_rgd[i], gtSectors);
+        }
+        var used = new ClaimMap(fileSectors);
         bool compressed = _header.IsCompressed;
+        long grainSectors = (long)_header.GrainSize;
+
         for (int i = 0; i < _gd.Length; i++)
         {
             uint ps = _gd[i];
@@ -688,26 +827,26 @@ internal sealed class SparseExtent : VmdkExtent
             if (ps != 0)
             {
                 if ((long)ps * 512 + _header.GtBytes > fileLength)
-                    Report("gd", $"{p}: grain directory entry {i} points to sector {ps}, beyond the end of the file; grains {(long)i * _gtes} to {(long)(i + 1) * _gtes - 1} are unreadable.");
-                else
                 {
-                    primary = GrainTable.Parse(_file.ReadBytes((long)ps * 512, _header.GtBytes, "grain table"), _gtes);
-                    metadata.Add(new(ps, ps + gtSectors));
+                    if (Counted("gd"))
+                        problems.Add($"{p}: grain directory entry {i} points to sector {ps}, beyond the end of the file; grains {(long)i * _gtes} to {(long)(i + 1) * _gtes - 1} are unreadable.");
                 }
+                else
+                    primary = GrainTable.Parse(_file.ReadBytes((long)ps * 512, _header.GtBytes, "grain table"), _gtes);
             }
             if (_rgd is not null)
             {
-                if ((ps == 0) != (rs == 0))
-                    Report("gdmismatch", CopyMismatch($"{p}: the grain directory and the redundant grain directory disagree at entry {i} (sector {ps} vs {rs})"));
+                if ((ps == 0) != (rs == 0) && Counted("gdmismatch"))
+                    problems.Add(CopyMismatch($"{p}: the grain directory and the redundant grain directory disagree at entry {i} (sector {ps} vs {rs})"));
                 if (rs != 0)
                 {
                     if ((long)rs * 512 + _header.GtBytes > fileLength)
-                        Report("rgd", $"{p}: redundant grain directory entry {i} points to sector {rs}, beyond the end of the file.");
-                    else
                     {
-                        redundant = GrainTable.Parse(_file.ReadBytes((long)rs * 512, _header.GtBytes, "redundant grain table"), _gtes);
-                        metadata.Add(new(rs, rs + gtSectors));
+                        if (Counted("rgd"))
+                            problems.Add($"{p}: redundant grain directory entry {i} points to sector {rs}, beyond the end of the file.");
                     }
+                    else
+                        redundant = GrainTable.Parse(_file.ReadBytes((long)rs * 512, _header.GtBytes, "redundant grain table"), _gtes);
                 }
             }
             if (primary is null)
@@ -716,51 +855,31 @@ internal sealed class SparseExtent : VmdkExtent
             {
                 long grain = (long)i * _gtes + j;
                 uint g = primary[j];
-                if (redundant is not null && redundant[j] != g)
-                    Report("gtmismatch", CopyMismatch($"{p}: the grain table and its redundant copy disagree for grain {grain} (sector {g} vs {redundant[j]})"));
+                if (redundant is not null && redundant[j] != g && Counted("gtmismatch"))
+                    problems.Add(CopyMismatch($"{p}: the grain table and its redundant copy disagree for grain {grain} (sector {g} vs {redundant[j]})"));
                 if (g == GrainTable.Unallocated || (g == GrainTable.Zeroed && _header.HasZeroedGrainGtes))
                     continue;
                 if (grain * _grainBytes >= Length)
                 {
-                    Report("beyond", $"{p}: grain {grain} lies past the end of the virtual disk but is allocated (sector {g}).");
+                    if (Counted("beyond"))
+                        problems.Add($"{p}: grain {grain} lies past the end of the virtual disk but is allocated (sector {g}).");
                     continue;
                 }
                 if ((long)g * 512 >= fileLength)
                 {
-                    Report("eof", $"{p}: the grain table entry for grain {grain} points to sector {g}, beyond the end of the file ({fileLength} bytes).");
+                    if (Counted("eof"))
+                        problems.Add($"{p}: the grain table entry for grain {grain} points to sector {g}, beyond the end of the file ({fileLength} bytes).");
                     continue;
                 }
                 if (compressed)
-                    CheckCompressedGrain(grain, g, Report, p);
-                else
-                    grains.Add(new(g, grain));
-            }
-        }
-
-        if (!compressed)
-        {
-            grains.Sort((a, b) => a.Key.CompareTo(b.Key));
-            long grainSectors = (long)_header.GrainSize;
-            for (int k = 1; k < grains.Count; k++)
-            {
-                if (grains[k - 1].Key + grainSectors > grains[k].Key)
-                    Report("overlap", $"{p}: grains {grains[k - 1].Value} and {grains[k].Value} overlap in the file (sectors {grains[k - 1].Key} and {grains[k].Key}); writing one corrupts the other.");
-            }
-            metadata.Sort((a, b) => a.Key.CompareTo(b.Key));
-            int m = 0;
-            foreach (KeyValuePair<long, long> gr in grains)
-            {
-                long gStart = gr.Key, gEnd = gr.Key + grainSectors;
-                while (m < metadata.Count && metadata[m].Value <= gStart)
-                    m++;
-                for (int k = m; k < metadata.Count && metadata[k].Key < gEnd; k++)
                 {
-                    if (metadata[k].Value > gStart)
-                    {
-                        Report("meta", $"{p}: grain {gr.Value} at sector {gStart} overlaps the file's metadata (header, descriptor, grain directory or a grain table at sectors {metadata[k].Key}–{metadata[k].Value - 1}).");
-                        break;
-                    }
+                    CheckCompressedGrain(grain, g, Report, p);
+                    continue;
                 }
+                if (!used.Claim(g, grainSectors) && Counted("overlap"))
+                    problems.Add($"{p}: grain {grain} (sector {g}) and another grain overlap in the file; writing one corrupts the other.");
+                if (metadata.AnyClaimed(g, grainSectors) && Counted("meta"))
+                    problems.Add($"{p}: grain {grain} at sector {g} overlaps the file's metadata (header, descriptor, grain directory or a grain table).");
             }
         }
 

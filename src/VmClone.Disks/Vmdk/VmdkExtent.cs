@@ -67,6 +67,11 @@ internal sealed class FlatExtent : VmdkExtent
     private readonly long _fileOffset;
     private readonly bool _ownsFile;
 
+    // The last answers of the file system, in file offsets: [_dataFrom, _dataTo) holds data,
+    // [_holeFrom, _holeTo) is a hole. Reads ask for an extent each time; these keep that to
+    // a few system calls per run of the file instead of two per read.
+    private long _dataFrom = -1, _dataTo = -1, _holeFrom = -1, _holeTo = -1;
+
     public FlatExtent(FileAccessor file, long start, long length, long fileOffset, bool ownsFile)
         : base(start, length)
     {
@@ -83,15 +88,45 @@ internal sealed class FlatExtent : VmdkExtent
 
     public override long AllocatedBytes => Length;
 
-    public override LayerExtent GetExtent(long position, long maxLength) =>
-        new(ExtentKind.Data, Math.Min(maxLength, Length - position));
+    /// <summary>
+    /// Data only where the file holds bytes: its holes and anything past its end (a flat file
+    /// may be shorter than its extent line) read as zeros and are reported as zero runs, so a
+    /// copy of a small or sparse file never writes more than the file holds.
+    /// </summary>
+    public override LayerExtent GetExtent(long position, long maxLength)
+    {
+        long max = Math.Min(maxLength, Length - position);
+        long at = _fileOffset + position;
+        long fileLength = _file.Length;
+        if (at >= fileLength)
+            return new(ExtentKind.Zero, max);
+        if (at >= _dataFrom && at < _dataTo)
+            return new(ExtentKind.Data, Math.Min(max, _dataTo - at));
+        if (at >= _holeFrom && at < _holeTo)
+            return new(ExtentKind.Zero, Math.Min(max, _holeTo - at));
+        long? data = _file.NextData(at);
+        if (data is not long d)
+            return new(ExtentKind.Data, Math.Min(max, fileLength - at)); // the system cannot tell: read it
+        if (d > at)
+        {
+            (_holeFrom, _holeTo) = (at, d);
+            return new(ExtentKind.Zero, Math.Min(max, d - at));
+        }
+        long hole = _file.NextHole(at) ?? fileLength;
+        (_dataFrom, _dataTo) = (at, Math.Max(hole, at + 1));
+        return new(ExtentKind.Data, Math.Min(max, _dataTo - at));
+    }
 
     /// <summary>A flat file shorter than its extent reads as zeros past its end (as qemu does for sparse files).</summary>
     public override void ReadData(long position, byte[] buffer, int offset, int count) =>
         _file.ReadOrZero(_fileOffset + position, buffer, offset, count);
 
-    public override void Write(long position, byte[] buffer, int offset, int count, BelowReader below) =>
+    public override void Write(long position, byte[] buffer, int offset, int count, BelowReader below)
+    {
+        // What was a hole or past the end may hold data now.
+        _holeFrom = _holeTo = _dataFrom = _dataTo = -1;
         _file.Write(_fileOffset + position, buffer, offset, count);
+    }
 
     public override void Flush()
     {

@@ -43,6 +43,11 @@ public class VhdxExtentRunTests
         }
         ulong stored = VhdxFixture.ReadBatEntry(path, 0);
         Assert.Equal(6UL, stored & 7);
+        long blockCount = (size + MiB - 1) / MiB;
+        // Every Data entry below names its own block (a block belongs to one entry): the file
+        // is extended, as a hole, over all of them.
+        using (var fs = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
+            fs.SetLength(Math.Max(fs.Length, ((long)(stored >> 20) + blockCount + 1) * MiB));
 
         var rng = new Random(seed);
         long blocks = (size + MiB - 1) / MiB;
@@ -65,7 +70,7 @@ public class VhdxExtentRunTests
             for (long i = b; i < b + run; i++)
             {
                 long index = i + i / ratio;
-                BinaryPrimitives.WriteUInt64LittleEndian(bat.AsSpan((int)(index * 8)), raw);
+                BinaryPrimitives.WriteUInt64LittleEndian(bat.AsSpan((int)(index * 8)), pick < 5 ? raw : stored + ((ulong)i << 20));
                 kinds[i] = KindOf(raw);
             }
             b += run;

@@ -134,8 +134,11 @@ public class VhdxLogTests
         // Entry 10 at 0 (tail 0) makes block 0 present; entry 11 at 8 KiB continues it (tail 0) and adds block 1.
         byte[] afterFirst = (byte[])batSector.Clone();
         long blockAt = length - MiB;
+        // Block 1 gets its own copy of the data: a block in the file belongs to one BAT entry.
+        VhdxFixture.WriteAt(path, length, block);
         BinaryPrimitives.WriteUInt64LittleEndian(afterFirst, (ulong)(blockAt / MiB) << 20 | 6);
-        BinaryPrimitives.WriteUInt64LittleEndian(afterFirst.AsSpan(8), (ulong)(blockAt / MiB) << 20 | 6);
+        BinaryPrimitives.WriteUInt64LittleEndian(afterFirst.AsSpan(8), (ulong)(length / MiB) << 20 | 6);
+        length += MiB;
         VhdxFixture.WriteAt(path, LogOffset + 8192, LogEntry.Build(logGuid, 11, 0, new[] { (bat, afterFirst) }, (ulong)length, (ulong)length));
         // A stale, higher-numbered entry whose tail points at itself but whose checksum is broken must not win.
         byte[] stale = LogEntry.Build(logGuid, 50, 16384, new[] { (bat, new byte[4096]) }, (ulong)length, (ulong)length);
