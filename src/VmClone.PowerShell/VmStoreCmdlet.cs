@@ -15,7 +15,7 @@ namespace VmClone.PowerShell;
 /// </summary>
 public abstract class VmStoreCmdlet : VmCloneCmdlet, IDisposable
 {
-    /// <summary>The store folder. By default $env:VMCLONE_STORE, else VmClone in the per-user local data folder; objects from Get-VmBase and Get-VmClone bring their own. A store is created by the first command that writes to it.</summary>
+    /// <summary>The store folder. By default $env:VMCLONE_STORE, else VmClone in the per-user local data folder; objects from Get-VmBase and Get-VmClone bring their own. A store is made by New-VmBase; every other command refuses a folder that is not a store (StoreNotFound).</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     public string Store { get; set; } = null!;
@@ -46,10 +46,16 @@ public abstract class VmStoreCmdlet : VmCloneCmdlet, IDisposable
     {
         VmStore store = VmStore.At(root, rememberBases: true);
         if (_stores.TryGetValue(store.Root, out VmStore? known))
-            return known;
-        _stores[store.Root] = store;
+            store = known;
+        else
+            _stores[store.Root] = store;
+        if (!CreatesStore)
+            store.RequireExisting();
         return store;
     }
+
+    /// <summary>True for the commands that make a store of a new or empty folder (New-VmBase); every other one refuses a folder that is not a store with StoreNotFound.</summary>
+    private protected virtual bool CreatesStore => false;
 
     /// <summary>True when -WhatIf (or $WhatIfPreference) is in force.</summary>
     protected bool IsWhatIf =>

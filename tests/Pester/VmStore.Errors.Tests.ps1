@@ -199,7 +199,8 @@ Describe 'Store errors and conventions' {
             $env:VMCLONE_STORE = $store
             (Get-VmClone).Name | Should -Be 'lab-01'
             $env:VMCLONE_STORE = Join-Path $dir 'other'
-            Get-VmClone | Should -BeNullOrEmpty
+            # A store that does not exist is said to be missing, not listed as empty.
+            (Get-Caught { Get-VmClone -ErrorAction Stop }).FullyQualifiedErrorId | Should -Be 'StoreNotFound,VmClone.PowerShell.Commands.GetVmCloneCommand'
             Get-VmClone -Store $store | Restore-VmClone -Force -PassThru | ForEach-Object Store | Should -Be $store
             Get-VmBase -Store $store | Get-VmVolume | Should -HaveCount 3
             Test-Path (Join-Path $dir 'other') | Should -BeFalse

@@ -14,4 +14,7 @@ public static class StoreErrorIds
 
     /// <summary>The clone changed between planning and carrying out the operation; nothing was done.</summary>
     public const string CloneChanged = "CloneChanged";
+
+    /// <summary>The folder given as the store does not exist or is not a VmClone store; only a command that creates a base makes one.</summary>
+    public const string StoreNotFound = "StoreNotFound";
 }

@@ -116,6 +116,24 @@ public sealed partial class VmStore : IDisposable
     internal string FromStoreRelative(string relative) =>
         Path.GetFullPath(Path.Combine(Root, relative.Replace('/', Path.DirectorySeparatorChar)));
 
+    /// <summary>
+    /// Refuses a folder that is not a store yet, for every command but those that create one
+    /// (a new base): a mistyped -Store would otherwise read as an empty, healthy store, and a
+    /// changing command would make a store of it.
+    /// </summary>
+    public void RequireExisting()
+    {
+        if (_created || _exists || (_exists = Exists))
+            return;
+        throw new StoreException(StoreErrorIds.StoreNotFound, VmCloneErrorKind.NotFound,
+            Directory.Exists(Root)
+                ? $"'{Root}' is not a VmClone store (it has no {StoreFile}). Check -Store (or ${StoreVariable}); a store is made by New-VmBase in a new or empty folder."
+                : $"There is no VmClone store at '{Root}': the folder does not exist. Check -Store (or ${StoreVariable}); a store is made by New-VmBase.",
+            Root);
+    }
+
+    private volatile bool _exists;
+
     /// <summary>Makes the folder a store if it is not one yet. A non-empty folder that is not a store is refused.</summary>
     internal void EnsureCreated()
     {

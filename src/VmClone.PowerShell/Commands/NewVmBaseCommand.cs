@@ -11,7 +11,7 @@ namespace VmClone.PowerShell.Commands;
 /// <summary>Creates a read-only base in the store from disk files, empty volumes, or a clone's current content.</summary>
 /// <remarks>
 /// <para>A base is a prepared machine's set of volumes, its storage outline: each volume has a name, a type (System, Temporary or Data), a format and a size. With -Volume, each volume is either copied from an existing VHDX, VMDK or raw file (sparse: zero runs are not stored; a differencing file is flattened with its chain) or created empty with SizeBytes. With -FromClone (or a clone piped in), the clone's current content becomes the new base, each volume flattened into a standalone file; temporary volumes take the clone's initial state, never its scratch content.</para>
-/// <para>From then on the base's files are read only: marked read-only on disk, and refused for writing by VmClone itself, because every clone depends on them. The store is created on first use.</para>
+/// <para>From then on the base's files are read only: marked read-only on disk, and refused for writing by VmClone itself, because every clone depends on them. The first base makes the store (every other command refuses a folder that is not a store yet, with StoreNotFound).</para>
 /// <para>The usual way to update a fleet: clone the old base, change that clone (install updates), make it the new base with New-VmBase -FromClone, then move the clones with Invoke-VmRebase.</para>
 /// <para>From a clone: a clone volume that is a symbolic link, lies in a linked folder or is a VMDK descriptor is refused with VolumeOutsideStore (nothing outside the store is ever copied into a base), a FIFO or device with VolumeNotRegularFile, a manifest naming files outside the clone's folder with ManifestInvalid.</para>
 /// </remarks>
@@ -38,6 +38,9 @@ namespace VmClone.PowerShell.Commands;
 [OutputType(typeof(VmBaseInfo))]
 public sealed class NewVmBaseCommand : VmStoreCmdlet
 {
+    /// <summary>The first base makes the store.</summary>
+    private protected override bool CreatesStore => true;
+
     private const string FilesSet = "Files";
     private const string CloneSet = "FromClone";
 
