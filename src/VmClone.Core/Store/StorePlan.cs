@@ -156,6 +156,13 @@ public sealed class StorePlan
 
     public List<PlannedVolume> Volumes { get; set; } = new();
 
+    /// <summary>
+    /// For a new base from a clone: copy the clone's volumes even while another program (a running
+    /// virtual machine) holds them open, which copies disks in the middle of being written. Off
+    /// unless the caller says it knows (New-VmBase -Force).
+    /// </summary>
+    public bool SourceMayBeInUse { get; set; }
+
     /// <summary>The base manifest to write last (NewBase), without identities yet.</summary>
     public BaseManifest? BaseManifest { get; set; }
 

@@ -68,8 +68,13 @@ public sealed partial class VmStore
     }
 
     /// <summary>Plans a new base holding a clone's current content, each volume flattened into a standalone file.</summary>
-    /// <remarks>Temporary volumes take the clone's initial state (its base's temporary content): scratch data is never baked into a base.</remarks>
-    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null)
+    /// <remarks>
+    /// Temporary volumes take the clone's initial state (its base's temporary content): scratch
+    /// data is never baked into a base. The clone's files are probed when the base is made: one
+    /// another program holds open (a running machine) is refused as VolumeInUse, unless
+    /// <paramref name="sourceMayBeInUse"/>.
+    /// </remarks>
+    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false)
     {
         StoreNames.Validate(name, "base");
         if (format is DiskFormat f)
@@ -81,6 +86,7 @@ public sealed partial class VmStore
         string folder = BaseFolder(name);
         var plan = NewPlan(StoreOperation.NewBase, name, "base", folder);
         plan.ToBase = clone.Name;
+        plan.SourceMayBeInUse = sourceMayBeInUse;
         plan.BaseManifest = new BaseManifest { Name = name, Source = $"clone {clone.Name}" };
         foreach (CloneVolumeManifest v in clone.Volumes)
         {

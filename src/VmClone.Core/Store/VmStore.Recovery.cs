@@ -279,6 +279,15 @@ public sealed partial class VmStore
     /// </summary>
     internal static void RefuseInUse(IEnumerable<string> files, string subjectKind, string subject)
     {
+        if (FindHolder(files) is (string file, string holder))
+            throw new StoreException("VolumeInUse", VmCloneErrorKind.InUse,
+                $"The {subjectKind} '{subject}' was not changed: its file '{file}' is open in another program ({holder}). " +
+                "Stop the virtual machine (or the program) that uses it, then run the command again.", subject);
+    }
+
+    /// <summary>The first of <paramref name="files"/> another program holds open, and a few words on who holds it; null when none is.</summary>
+    private static (string File, string Holder)? FindHolder(IEnumerable<string> files)
+    {
         foreach (string file in files.Distinct(StringComparer.Ordinal))
         {
             // Only a regular file can be a running machine's disk; opening a FIFO would block,
@@ -293,12 +302,10 @@ public sealed partial class VmStore
                 System.Threading.Thread.Sleep(100);
                 holder = FileInUse.Holder(file);
             }
-            if (holder is null)
-                continue;
-            throw new StoreException("VolumeInUse", VmCloneErrorKind.InUse,
-                $"The {subjectKind} '{subject}' was not changed: its file '{file}' is open in another program ({holder}). " +
-                "Stop the virtual machine (or the program) that uses it, then run the command again.", subject);
+            if (holder is not null)
+                return (file, holder);
         }
+        return null;
     }
 
     /// <summary>The files of a clone that an operation changes in place, replaces or deletes.</summary>

@@ -13,6 +13,7 @@ namespace VmClone.PowerShell.Commands;
 /// <para>A base is a prepared machine's set of volumes, its storage outline: each volume has a name, a type (System, Temporary or Data), a format and a size. With -Volume, each volume is either copied from an existing VHDX, VMDK or raw file (sparse: zero runs are not stored; a differencing file is flattened with its chain) or created empty with SizeBytes. With -FromClone (or a clone piped in), the clone's current content becomes the new base, each volume flattened into a standalone file; temporary volumes take the clone's initial state, never its scratch content.</para>
 /// <para>From then on the base's files are read only: marked read-only on disk, and refused for writing by VmClone itself, because every clone depends on them. The first base makes the store (every other command refuses a folder that is not a store yet, with StoreNotFound).</para>
 /// <para>The usual way to update a fleet: clone the old base, change that clone (install updates), make it the new base with New-VmBase -FromClone, then move the clones with Invoke-VmRebase.</para>
+/// <para>From a clone: while another program (a running virtual machine) holds one of the clone's files open, the base is refused with VolumeInUse, naming the file and who holds it: its disks would be copied in the middle of being written. Shut the machine down first, or add -Force if you know its disks are quiescent.</para>
 /// <para>From a clone: a clone volume that is a symbolic link, lies in a linked folder or is a VMDK descriptor is refused with VolumeOutsideStore (nothing outside the store is ever copied into a base), a FIFO or device with VolumeNotRegularFile, a manifest naming files outside the clone's folder with ManifestInvalid.</para>
 /// </remarks>
 /// <example>
@@ -65,6 +66,10 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
     [ValidateSet("Vhdx", "Vmdk")]
     public DiskFormat Format { get; set; } = DiskFormat.Vhdx;
 
+    /// <summary>With -FromClone: copy the clone's volumes even while another program holds them open (a running virtual machine), for a machine whose disks you know are quiescent (paused, or frozen by its guest agent). Without it such a clone is refused with VolumeInUse.</summary>
+    [Parameter(ParameterSetName = CloneSet)]
+    public SwitchParameter Force { get; set; }
+
     protected override void ProcessRecord()
     {
         object target = ParameterSetName == CloneSet ? FromClone : Name;
@@ -74,7 +79,7 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
             StorePlan plan;
             if (ParameterSetName == CloneSet)
             {
-                plan = store.PlanNewBaseFromClone(Name, FromClone, IsBound(nameof(Format)) ? Format : null);
+                plan = store.PlanNewBaseFromClone(Name, FromClone, IsBound(nameof(Format)) ? Format : null, sourceMayBeInUse: Force);
             }
             else
             {

@@ -1,0 +1,63 @@
+# New-VmBase -FromClone never copies the disks of a running machine unless told: a clone whose
+# file another program holds open (QEMU takes POSIX record locks on its images) is refused with
+# VolumeInUse, naming the file and the holder; -Force copies it anyway.
+BeforeAll {
+    Import-Module $env:VMCLONE_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+
+    # Holds a POSIX record lock on the whole file, as a running QEMU does, until stopped.
+    function Start-RecordLock([string] $Path) {
+        $ready = "$Path.held"
+        $script = "import fcntl, sys, time`nf = open(sys.argv[1], 'rb+')`nfcntl.lockf(f, fcntl.LOCK_EX)`nopen(sys.argv[2], 'w').close()`ntime.sleep(120)"
+        $p = Start-Process -FilePath 'python3' -ArgumentList @('-c', "`"$script`"", "`"$Path`"", "`"$ready`"") -PassThru
+        $watch = [Diagnostics.Stopwatch]::StartNew()
+        while (-not (Test-Path -LiteralPath $ready) -and $watch.Elapsed.TotalSeconds -lt 30) { Start-Sleep -Milliseconds 20 }
+        Remove-Item -LiteralPath $ready -ErrorAction SilentlyContinue
+        $p
+    }
+}
+
+Describe 'New-VmBase -FromClone of a clone in use' -Skip:(-not $IsLinux) {
+    BeforeAll {
+        $dir = New-TestFolder
+        $store = Join-Path $dir 'store'
+        New-TestFleet $store -Clone lab-01 -Folder $dir
+        $system = (Get-VmVolume -Clone lab-01 -Store $store | Where-Object Name -eq system).Path
+        Write-DiskBytes $system 4096 ([Text.Encoding]::UTF8.GetBytes('updated in lab-01'))
+        $lock = Start-RecordLock $system
+    }
+    AfterAll {
+        if ($lock -and -not $lock.HasExited) { $lock.Kill(); $lock.WaitForExit() }
+        Remove-TestFolder $dir
+    }
+
+    It 'is refused by parameter with VolumeInUse, naming the file and the holder, and makes nothing' {
+        $e = try { New-VmBase win11-v2 -FromClone lab-01 -Store $store -ErrorAction Stop; $null } catch { $_ }
+        $e.FullyQualifiedErrorId | Should -Be 'VolumeInUse,VmClone.PowerShell.Commands.NewVmBaseCommand'
+        $e.TargetObject | Should -Be 'lab-01'
+        $e.Exception.Message | Should -BeLike "*$system*record lock*-Force*"
+        Get-VmBase -Store $store | ForEach-Object Name | Should -Be 'win11'
+        Test-Path (Join-Path $store 'bases/win11-v2') | Should -BeFalse
+        @(Get-ChildItem (Join-Path $store 'bases') -Force | Where-Object Name -like '.*').Count | Should -Be 0
+    }
+
+    It 'is refused piped as well' {
+        $err = $null
+        Get-VmClone lab-01 -Store $store | New-VmBase -Name win11-v2 -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -Be 'VolumeInUse,VmClone.PowerShell.Commands.NewVmBaseCommand'
+    }
+
+    It 'copies the clone anyway with -Force, by parameter and piped' {
+        $made = New-VmBase win11-v2 -FromClone lab-01 -Store $store -Force
+        $made.Name | Should -Be 'win11-v2'
+        $v2system = (Get-VmVolume -Base win11-v2 -Store $store | Where-Object Name -eq system).Path
+        [Text.Encoding]::UTF8.GetString((Read-DiskBytes $v2system 4096 17)) | Should -Be 'updated in lab-01'
+        (Get-VmClone lab-01 -Store $store | New-VmBase -Name win11-v3 -Force).Name | Should -Be 'win11-v3'
+    }
+
+    It 'copies the clone without -Force once the machine has let go' {
+        $lock.Kill(); $lock.WaitForExit()
+        (New-VmBase win11-v4 -FromClone lab-01 -Store $store).Name | Should -Be 'win11-v4'
+    }
+}
