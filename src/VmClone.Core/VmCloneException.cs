@@ -17,6 +17,8 @@ public enum VmCloneErrorKind
     InvalidData,
     /// <summary>The operation cannot be done in the current state.</summary>
     InvalidOperation,
+    /// <summary>What is to be changed cannot be written (a read-only file system, a folder this user may not write).</summary>
+    NotWritable,
 }
 
 /// <summary>

@@ -60,6 +60,7 @@ public abstract class VmCloneCmdlet : PSCmdlet
                 VmClone.Core.VmCloneErrorKind.AlreadyExists => ErrorCategory.ResourceExists,
                 VmClone.Core.VmCloneErrorKind.InUse => ErrorCategory.ResourceBusy,
                 VmClone.Core.VmCloneErrorKind.InvalidData => ErrorCategory.InvalidData,
+                VmClone.Core.VmCloneErrorKind.NotWritable => ErrorCategory.WriteError,
                 _ => ErrorCategory.InvalidOperation,
             }, targetWins ? target : vm.Target ?? target);
         (string id, ErrorCategory category) = ex switch

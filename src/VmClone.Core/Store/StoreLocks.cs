@@ -4,6 +4,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
+using System.Runtime.InteropServices;
 using System.Threading;
 
 namespace VmClone.Core.Store;
@@ -81,9 +82,16 @@ internal sealed class StoreLocks : IDisposable
             .ThenBy(r => r.Name.ToLowerInvariant(), StringComparer.Ordinal)
             .ToList();
         string folder = Path.Combine(storeRoot, FolderName);
-        Directory.CreateDirectory(folder);
-        // Before any lock file is opened: nobody else may even reach them (older versions left 0755).
-        OwnerOnly.RestrictFolder(folder);
+        try
+        {
+            Directory.CreateDirectory(folder);
+            // Before any lock file is opened: nobody else may even reach them (older versions left 0755).
+            OwnerOnly.RestrictFolder(folder);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw NotWritable(storeRoot, folder, ex);
+        }
         var locks = new StoreLocks();
         try
         {
@@ -135,14 +143,49 @@ internal sealed class StoreLocks : IDisposable
                 OwnerOnly.Restrict(held);
                 return held;
             }
-            catch (IOException ex) when (ex is not (DirectoryNotFoundException or FileNotFoundException or PathTooLongException))
+            catch (IOException ex) when (IsHeld(ex))
             {
                 if (DateTime.UtcNow >= until)
                     return null;
                 cancellationToken.ThrowIfCancellationRequested();
                 Thread.Sleep(50);
             }
+            catch (Exception ex) when (ex is UnauthorizedAccessException or IOException && ex is not (DirectoryNotFoundException or FileNotFoundException or PathTooLongException))
+            {
+                // Nobody holds it: the file cannot be made or opened at all (a read-only file
+                // system, a folder this user may not write). Waiting would not help, and calling
+                // the store busy would send the admin looking for a command that is not there.
+                throw NotWritable(StoreRootOf(path), path, ex);
+            }
         }
+    }
+
+    /// <summary>
+    /// True when the open failed only because another holds the lock: EWOULDBLOCK from flock
+    /// (Linux 11, macOS 35), ERROR_SHARING_VIOLATION or ERROR_LOCK_VIOLATION (Windows).
+    /// </summary>
+    private static bool IsHeld(IOException ex) =>
+        ex is not (DirectoryNotFoundException or FileNotFoundException or PathTooLongException)
+        && (RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? (ex.HResult & 0xFFFF) is 32 or 33 : ex.HResult is 11 or 35);
+
+    /// <summary>The store of a lock file: store/.lock, or store/.locks/NAME.lock.</summary>
+    private static string StoreRootOf(string lockPath)
+    {
+        string folder = Path.GetDirectoryName(lockPath) ?? lockPath;
+        return Path.GetFileName(folder) == FolderName ? Path.GetDirectoryName(folder) ?? folder : folder;
+    }
+
+    /// <summary>The refusal of a store whose lock file or folder <paramref name="path"/> cannot be written, with the system's reason.</summary>
+    private static StoreException NotWritable(string storeRoot, string path, Exception ex)
+    {
+        bool readOnly = ex.HResult == 30 || (ex.HResult & 0xFFFF) == 19; // EROFS; ERROR_WRITE_PROTECT
+        string why = readOnly
+            ? "its file system is read-only"
+            : ex is UnauthorizedAccessException ? "this user may not write there" : $"the system says: {ex.Message}";
+        return new StoreException("StoreNotWritable", VmCloneErrorKind.NotWritable,
+            $"Store '{storeRoot}' cannot be written: '{path}' cannot be created or opened for writing, because {why}. Nothing was changed. " +
+            (readOnly ? "Reading commands (Get-VmClone, Test-VmStore without -Repair) still work; mount it read-write to change it." : "Run the command as a user who may write the store, or give that user the store's folders."),
+            storeRoot, ex);
     }
 
     /// <summary>
