@@ -110,6 +110,21 @@ public sealed class VirtualDisk : IDisposable
         }
     }
 
+    // The allowed root this open chain was last found inside. Its layers are open files, so a
+    // chain judged once stays judged for every child made over it, and a fleet makes thousands
+    // (each judgment resolves every path component of every layer). A child records only its
+    // parent's path and identity; whoever opens the child later resolves and judges again.
+    private volatile string? _insideRoot;
+
+    /// <summary>Refuses, for a child at <paramref name="childPath"/>, a chain with any layer outside <paramref name="options"/>' allowed root.</summary>
+    private void RefuseOutsideRoot(string childPath, DiskOpenOptions? options)
+    {
+        if (options?.AllowedParentRoot is not string root || string.Equals(_insideRoot, root, StringComparison.Ordinal))
+            return;
+        ParentResolver.RefuseOutsideRoot(childPath, Top, options);
+        _insideRoot = root;
+    }
+
     /// <summary>A disk over layers the caller opened and linked (Parent set), top first; it owns them from now on.</summary>
     internal static VirtualDisk FromLayers(List<DiskLayer> layers) => new(layers);
 
@@ -244,7 +259,7 @@ public sealed class VirtualDisk : IDisposable
         if (parent is null)
             throw new ArgumentNullException(nameof(parent));
         string full = System.IO.Path.GetFullPath(path);
-        ParentResolver.RefuseOutsideRoot(full, parent.Top, openOptions);
+        parent.RefuseOutsideRoot(full, openOptions);
         CreateChildLayer(full, parent, options, openOptions);
     }
 
@@ -277,7 +292,7 @@ public sealed class VirtualDisk : IDisposable
         if (parent is null)
             throw new ArgumentNullException(nameof(parent));
         string full = System.IO.Path.GetFullPath(path);
-        ParentResolver.RefuseOutsideRoot(full, parent.Top, openOptions);
+        parent.RefuseOutsideRoot(full, openOptions);
         byte[] signature = new byte[8];
         switch (ChildFormat(full, parent, options))
         {
