@@ -74,8 +74,13 @@ public static partial class DiskOperations
         }
 
         File.WriteAllText(marker, targetPath);
-        using (VirtualDisk target = VirtualDisk.Open(targetPath, FileAccess.ReadWrite, chainOptions))
+        // Until the first range is copied the target is as it was: a merge refused before that
+        // (the target read-only, in use, swapped) takes its new marker away again, or the marker
+        // would claim a merge in progress that never started.
+        bool copying = false;
+        try
         {
+            using VirtualDisk target = VirtualDisk.Open(targetPath, FileAccess.ReadWrite, chainOptions);
             var upper = new List<DiskLayer>();
             try
             {
@@ -86,6 +91,7 @@ public static partial class DiskOperations
                     upper[i].Parent = i + 1 < t ? upper[i + 1] : target.Top;
                 // The view shares the target's open layers, so it reads what is being written.
                 VirtualDisk view = VirtualDisk.FromLayers(upper.Concat(target.Layers).ToList());
+                copying = true;
                 CopyAllocated(view, target.Content, writeZeros: true, $"Merging {Path.GetFileName(child)} into {Path.GetFileName(targetPath)}",
                     progress, cancellationToken, include: e => e.Level >= 0 && e.Level < t);
                 target.Flush();
@@ -95,6 +101,11 @@ public static partial class DiskOperations
                 foreach (DiskLayer layer in upper)
                     layer.Dispose();
             }
+        }
+        catch when (!copying && resumedTarget is null)
+        {
+            TryDelete(marker);
+            throw;
         }
         for (int i = 0; i < t; i++)
             File.Delete(chain[i]);
@@ -160,5 +171,16 @@ public static partial class DiskOperations
             }
         }
         return found;
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
     }
 }

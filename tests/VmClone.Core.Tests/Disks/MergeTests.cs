@@ -42,6 +42,28 @@ public class MergeTests
         Assert.True(DiskOperations.Check(b).IsHealthy);
     }
 
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vmdk")]
+    public void AMergeRefusedBeforeItStartsLeavesNoMarkerAndChangesNothing(string ext)
+    {
+        using var dir = new TempFolder();
+        var (b, c) = MakePair(dir, 14, Size, ext);
+        ReadOnlyFile.Mark(b, readOnly: true); // a base's volume: never written
+        string baseBytes = Hashing.Sha256File(b), childBytes = Hashing.Sha256File(c);
+
+        Assert.ThrowsAny<VirtualDiskException>(() => DiskOperations.Merge(c, null, force: false, null, CancellationToken.None));
+
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.vmclone-merging"));
+        Assert.Equal(baseBytes, Hashing.Sha256File(b));
+        Assert.Equal(childBytes, Hashing.Sha256File(c));
+        ReadOnlyFile.Mark(b, readOnly: false);
+        // Nothing claims a merge in progress: the same merge simply runs once it can.
+        string expected = DiskFiles.ContentHash(c);
+        DiskOperations.Merge(c, null, force: false, null, CancellationToken.None);
+        Assert.Equal(expected, DiskFiles.ContentHash(b));
+    }
+
     [Fact]
     public void MergingTwoLevelsIntoTheGrandparent()
     {
