@@ -84,6 +84,19 @@ Describe 'Store errors and conventions' {
         Get-StoreSnapshot | Should -Be $before
     }
 
+    It 'says with -WhatIf that Remove-VmClone deletes the other files in the clone folder, and keeps them then' {
+        $vmx = Join-Path $store 'clones/lab-01/lab-01.vmx'
+        Set-Content -LiteralPath $vmx -Value 'displayName = "lab-01"'
+        $transcript = Join-Path $dir 'remove-whatif.txt'
+        Start-Transcript -LiteralPath $transcript | Out-Null
+        try { Remove-VmClone lab-01 -Store $store -WhatIf; 'lab-01' | Remove-VmClone -Store $store -WhatIf }
+        finally { Stop-Transcript | Out-Null }
+        $text = Get-Content -LiteralPath $transcript -Raw
+        ([regex]::Matches($text, 'lab-01\.vmx \(not a volume, in the folder\): delete')).Count | Should -Be 2
+        Test-Path -LiteralPath $vmx | Should -BeTrue
+        Remove-Item -LiteralPath $vmx
+    }
+
     It 'reports an unknown base with its name as target' {
         $e = Get-Caught { New-VmClone lab-02 -Base nope -Store $store -ErrorAction Stop }
         $e.FullyQualifiedErrorId | Should -Be 'BaseNotFound,VmClone.PowerShell.Commands.NewVmCloneCommand'

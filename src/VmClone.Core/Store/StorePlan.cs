@@ -163,6 +163,13 @@ public sealed class StorePlan
     /// </summary>
     public bool SourceMayBeInUse { get; set; }
 
+    /// <summary>
+    /// For a removal: what else the subject's folder holds besides its volumes and manifest (a
+    /// hypervisor's .vmx, an admin's notes), by name. The folder goes as a whole, so these go with
+    /// it, and -WhatIf says so.
+    /// </summary>
+    public List<string> OtherFiles { get; set; } = new();
+
     /// <summary>The base manifest to write last (NewBase), without identities yet.</summary>
     public BaseManifest? BaseManifest { get; set; }
 
@@ -193,6 +200,8 @@ public sealed class StorePlan
         sb.Append(" in ").Append(Store);
         foreach (PlannedVolume v in Volumes)
             sb.Append(Environment.NewLine).Append("  ").Append(v.Describe(Store));
+        foreach (string other in OtherFiles)
+            sb.Append(Environment.NewLine).Append("  ").Append(other).Append(" (not a volume, in the folder): delete");
         return sb.ToString();
     }
 

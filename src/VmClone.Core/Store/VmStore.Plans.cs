@@ -297,7 +297,25 @@ public sealed partial class VmStore
             foreach (CloneVolumeManifest v in clone.Volumes)
                 plan.Volumes.Add(new PlannedVolume { Volume = v.Name, Type = v.Type, Format = v.Format, Action = VolumeAction.Delete, Path = Path.Combine(folder, v.File) });
         }
+        plan.OtherFiles.AddRange(OtherEntries(folder, CloneFile, plan.Volumes.Select(v => Path.GetFileName(v.Path))));
         return plan;
+    }
+
+    /// <summary>
+    /// Names of what a subject's folder holds besides its manifest and volumes (sorted; none for
+    /// a folder that is a link, which is removed as a link without being entered).
+    /// </summary>
+    private static IEnumerable<string> OtherEntries(string folder, string manifestFile, IEnumerable<string?> volumeFiles)
+    {
+        if (FileNode.Of(folder) != FileNodeKind.Directory)
+            return Array.Empty<string>();
+        var known = new HashSet<string>(volumeFiles.OfType<string>(), StringComparer.Ordinal) { manifestFile };
+        return Directory.EnumerateFileSystemEntries(folder)
+            .Select(Path.GetFileName)
+            .OfType<string>()
+            .Where(n => !known.Contains(n))
+            .OrderBy(n => n, StringComparer.Ordinal)
+            .ToList();
     }
 
     /// <summary>Plans removing a base; refused (BaseInUse, naming them) while any clone or other file depends on it.</summary>
@@ -319,6 +337,7 @@ public sealed partial class VmStore
         var plan = NewPlan(StoreOperation.RemoveBase, b.Name, "base", folder);
         foreach (BaseVolumeManifest v in b.Volumes)
             plan.Volumes.Add(new PlannedVolume { Volume = v.Name, Type = v.Type, Format = v.Format, Action = VolumeAction.Delete, Path = Path.Combine(folder, v.File) });
+        plan.OtherFiles.AddRange(OtherEntries(folder, BaseFile, plan.Volumes.Select(v => Path.GetFileName(v.Path))));
         return plan;
     }
 
