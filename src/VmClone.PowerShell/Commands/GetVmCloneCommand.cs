@@ -20,30 +20,45 @@ namespace VmClone.PowerShell.Commands;
 /// <code>Get-VmClone -Base win11 | Format-List Name, State, LastRestored, DivergedBytes</code>
 /// <para>-Base narrows the list to the clones whose manifest names that base.</para>
 /// </example>
-[Cmdlet(VerbsCommon.Get, "VmClone")]
+/// <example>
+/// <summary>The clones of bases piped in</summary>
+/// <code>Get-VmBase win11* | Get-VmClone</code>
+/// <para>A base from Get-VmBase lists that base's clones (its name is not taken for a clone's name).</para>
+/// </example>
+[Cmdlet(VerbsCommon.Get, "VmClone", DefaultParameterSetName = NameSet)]
 [OutputType(typeof(VmCloneInfo))]
 public sealed class GetVmCloneCommand : VmStoreCmdlet
 {
+    private const string NameSet = "Name";
+    private const string BaseObjectSet = "BaseObject";
+
     /// <summary>Clone names; wildcards allowed. All clones when omitted.</summary>
-    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = NameSet)]
     [ArgumentCompleter(typeof(CloneNameCompleter))]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     public string[] Name { get; set; } = null!;
 
     /// <summary>Only the clones of this base.</summary>
-    [Parameter]
+    [Parameter(ParameterSetName = NameSet)]
     [ArgumentCompleter(typeof(BaseNameCompleter))]
     [ValidateNotNullOrEmpty]
     public string Base { get; set; } = null!;
 
+    /// <summary>A base from Get-VmBase, piped: its clones are listed.</summary>
+    [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = BaseObjectSet)]
+    [ValidateNotNull]
+    public VmBaseInfo InputObject { get; set; } = null!;
+
     protected override void ProcessRecord()
     {
-        Try(IsBound(nameof(Base)) ? Base : Name is null ? "*" : string.Join(",", Name), () =>
+        string? baseName = ParameterSetName == BaseObjectSet ? InputObject.Name : IsBound(nameof(Base)) ? Base : null;
+        string[]? names = ParameterSetName == BaseObjectSet ? null : Name;
+        Try(baseName ?? (names is null ? "*" : string.Join(",", names)), () =>
         {
-            VmStore store = OpenStore();
-            var wanted = Match(Name, store.CloneNames(), "clone", store.Root).ToList();
-            foreach (VmCloneInfo c in store.GetClones(n => wanted.Contains(n), IsBound(nameof(Base)) ? Base : null))
+            VmStore store = ParameterSetName == BaseObjectSet ? StoreAt(InputObject.Store) : OpenStore();
+            var wanted = Match(names, store.CloneNames(), "clone", store.Root).ToList();
+            foreach (VmCloneInfo c in store.GetClones(n => wanted.Contains(n), baseName))
                 WriteObject(c);
         });
     }
