@@ -31,6 +31,25 @@ Describe 'New-VmDisk' {
         $info.'virtual-size' | Should -Be 3GB
     }
 
+    It 'refuses a name whose extension names no format it writes (<_>), by parameter and piped, writing nothing' -ForEach 'disk.qcow2', 'disk.vhd', 'disk' {
+        $name = $_
+        $e = try { New-VmDisk -Path "./$name" -SizeBytes 1GB -ErrorAction Stop; $null } catch { $_ }
+        $e.FullyQualifiedErrorId | Should -Be 'UnknownDiskExtension,VmClone.PowerShell.Commands.NewVmDiskCommand'
+        $e.TargetObject | Should -Be (Join-Path $dir $name)
+        Test-Path "./$name" | Should -BeFalse
+        $err = $null
+        "./$name" | New-VmDisk -SizeBytes 1GB -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'UnknownDiskExtension,*'
+        New-VmDisk ./base.vhdx 1GB | Out-Null
+        $e = try { New-VmDisk -Path "./$name" -ParentPath ./base.vhdx -ErrorAction Stop; $null } catch { $_ }
+        $e.FullyQualifiedErrorId | Should -BeLike 'UnknownDiskExtension,*'
+        $e = try { Convert-VmDisk ./base.vhdx -DestinationPath "./$name" -ErrorAction Stop; $null } catch { $_ }
+        $e.FullyQualifiedErrorId | Should -Be 'UnknownDiskExtension,VmClone.PowerShell.Commands.ConvertVmDiskCommand'
+        Test-Path "./$name" | Should -BeFalse
+        # Said in so many words, the format is written whatever the name.
+        (New-VmDisk -Path "./$name" -SizeBytes 1GB -Format Vmdk).Format | Should -Be 'Vmdk'
+    }
+
     It 'honours block size and sector sizes' {
         $disk = New-VmDisk ./4k.vhdx 1GB -BlockSizeBytes 1MB -LogicalSectorSizeBytes 4096 -PhysicalSectorSizeBytes 4096
         $disk.BlockSize | Should -Be 1MB

@@ -9,6 +9,24 @@ namespace VmClone.Core.Disks;
 /// <summary>Disk-level operations on any file, in or out of a store: create, inspect, check.</summary>
 public static partial class DiskOperations
 {
+    /// <summary>
+    /// The format a new file at <paramref name="path"/> is written in: <paramref name="given"/>,
+    /// else the one its extension names. A file whose extension names none (x.qcow2, x.vhd, a
+    /// file without one) is refused (UnknownDiskExtension) rather than written in a format its
+    /// name does not say, which no hypervisor would then open by that name.
+    /// </summary>
+    public static DiskFormat FormatFor(string path, DiskFormat? given)
+    {
+        if (given is DiskFormat format)
+            return format;
+        if (VirtualDisk.FormatFromExtension(path) is DiskFormat fromName)
+            return fromName;
+        string extension = Path.GetExtension(path);
+        throw new VmCloneException("UnknownDiskExtension", VmCloneErrorKind.InvalidArgument,
+            $"'{path}': {(extension.Length == 0 ? "a file name without an extension" : $"the extension '{extension}'")} names no format VmClone writes " +
+            "(.vhdx or .avhdx, .vmdk, .raw, .img, .bin or .dd); name the file with one of them, or give the format.", path);
+    }
+
     /// <summary>Creates a dynamic disk (no parent) or a differencing disk over <paramref name="parentPath"/>.</summary>
     public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options) =>
         Create(path, virtualSize, parentPath, options, null);

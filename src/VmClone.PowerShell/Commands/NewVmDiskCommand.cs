@@ -8,7 +8,7 @@ namespace VmClone.PowerShell.Commands;
 /// <summary>Creates a dynamic or differencing virtual disk file (VHDX, VMDK or raw).</summary>
 /// <remarks>
 /// <para>New-VmDisk creates an empty dynamic disk of the size you give, or a differencing disk (a child) over an existing disk and its chain. Creating a child copies no data: only metadata is written, so it takes milliseconds whatever the parent's size.</para>
-/// <para>The format follows the file extension (.vhdx/.avhdx, .vmdk, .raw/.img) unless -Format says otherwise. A child records its parent's relative and absolute path and the parent's identity (VHDX DataWriteGuid, VMDK CID); if the parent is modified later, opening the child is refused.</para>
+/// <para>The format follows the file extension (.vhdx/.avhdx, .vmdk, .raw/.img) unless -Format says otherwise; a name whose extension names no such format (x.qcow2, x.vhd) is refused with UnknownDiskExtension unless -Format is given. A child records its parent's relative and absolute path and the parent's identity (VHDX DataWriteGuid, VMDK CID); if the parent is modified later, opening the child is refused.</para>
 /// <para>The command works on any path, in or out of a VmClone store, and never overwrites an existing file.</para>
 /// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened.</para>
 /// </remarks>
@@ -79,12 +79,13 @@ public sealed class NewVmDiskCommand : VmCloneCmdlet
             {
                 string path = ResolveNewPath(input);
                 string? parent = ParameterSetName == DifferencingSet ? ResolveNewPath(ParentPath) : null;
+                DiskFormat format = DiskOperations.FormatFor(path, MyInvocation.BoundParameters.ContainsKey(nameof(Format)) ? Format : null);
                 string what = parent is null ? $"Create a dynamic disk of {SizeBytes} bytes" : $"Create a differencing disk over '{parent}'";
                 if (!ShouldProcess(path, what))
                     return;
                 var options = new DiskCreateOptions
                 {
-                    Format = MyInvocation.BoundParameters.ContainsKey(nameof(Format)) ? Format : null,
+                    Format = format,
                     BlockSizeBytes = MyInvocation.BoundParameters.ContainsKey(nameof(BlockSizeBytes)) ? BlockSizeBytes : null,
                     LogicalSectorSizeBytes = MyInvocation.BoundParameters.ContainsKey(nameof(LogicalSectorSizeBytes)) ? LogicalSectorSizeBytes : null,
                     PhysicalSectorSizeBytes = MyInvocation.BoundParameters.ContainsKey(nameof(PhysicalSectorSizeBytes)) ? PhysicalSectorSizeBytes : null,
