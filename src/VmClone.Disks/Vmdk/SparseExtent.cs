@@ -232,20 +232,44 @@ internal sealed class SparseExtent : VmdkExtent
         return map;
     }
 
+    /// <summary>
+    /// Claims the grain tables a directory names. Writers lay tables out back to back, so runs of
+    /// consecutive tables are claimed at once: a fresh 100 GiB disk's 3,200 tables cost a
+    /// compare each and one claim, not 3,200 claims on every read-write open.
+    /// </summary>
     private static void ClaimTables(ClaimMap map, uint[] directory, string path, string structure, long directoryOffset, long fileLength, int gtBytes)
     {
         long gtSectors = (gtBytes + 511) / 512;
-        for (int i = 0; i < directory.Length; i++)
+        int i = 0;
+        while (i < directory.Length)
         {
-            uint sector = directory[i];
-            if (sector == GrainTable.Unallocated)
+            if (directory[i] == GrainTable.Unallocated)
+            {
+                i++;
                 continue;
-            if ((long)sector * 512 + gtBytes > fileLength)
-                throw new DiskFormatException(path, structure,
-                    $"entry {i} names a grain table at sector {sector}, beyond the end of the file ({fileLength} bytes); the file cannot be written safely", directoryOffset + i * 4L);
-            if (!map.Claim(sector, gtSectors))
-                throw new DiskFormatException(path, structure,
-                    $"entry {i} names a grain table at sector {sector}, which overlaps the header, the embedded descriptor's area, a grain directory or another grain table; the file cannot be written safely", directoryOffset + i * 4L);
+            }
+            int first = i;
+            long start = directory[i];
+            while (i + 1 < directory.Length && directory[i + 1] == start + (i + 1 - first) * gtSectors)
+                i++;
+            int count = i - first + 1;
+            i++;
+            if ((start + (count - 1) * gtSectors) * 512 + gtBytes <= fileLength && !map.AnyClaimed(start, count * gtSectors))
+            {
+                map.Claim(start, count * gtSectors);
+                continue;
+            }
+            // Something in the run is wrong: find the first entry that is, to name it.
+            for (int k = first; k < first + count; k++)
+            {
+                long sector = start + (k - first) * gtSectors;
+                if (sector * 512 + gtBytes > fileLength)
+                    throw new DiskFormatException(path, structure,
+                        $"entry {k} names a grain table at sector {sector}, beyond the end of the file ({fileLength} bytes); the file cannot be written safely", directoryOffset + k * 4L);
+                if (!map.Claim(sector, gtSectors))
+                    throw new DiskFormatException(path, structure,
+                        $"entry {k} names a grain table at sector {sector}, which overlaps the header, the embedded descriptor's area, a grain directory or another grain table; the file cannot be written safely", directoryOffset + k * 4L);
+            }
         }
     }
 
