@@ -184,12 +184,17 @@ internal sealed class Bat
     /// each stored block occupies (blocks lie on 1 MiB boundaries, 2.5.1): units claimed by two
     /// entries come back in <paramref name="shared"/> (null when there are none, as in every
     /// sound file), so reads can refuse them.
+    /// <paramref name="storedEnd"/> counts only blocks that start inside the file: one an entry
+    /// places past its end is refused when used, and must not decide where a writer appends.
+    /// <paramref name="reach"/> is the end of the furthest block that starts inside the first
+    /// <paramref name="realLength"/> bytes: as far as this file's blocks can honestly reach.
     /// </summary>
-    public void Summarize(long fileLength, out long storedBlocks, out long storedEnd, out ClaimMap? shared)
+    public void Summarize(long fileLength, long realLength, out long storedBlocks, out long storedEnd, out ClaimMap? shared, out long reach)
     {
         long period = ChunkRatio + 1;
         long stored = 0;
         long end = 0;
+        reach = 0;
         long fileUnits = fileLength / VhdxConstants.MiB;
         ClaimMap? claimed = null;
         shared = null;
@@ -213,8 +218,10 @@ internal sealed class Bat
                     continue;
                 if (!isBitmap)
                     stored++;
-                if (e.FileOffset <= long.MaxValue / 2)
+                if (e.FileOffset < fileLength)
                     end = Math.Max(end, e.FileOffset + (isBitmap ? VhdxConstants.SectorBitmapBlockSize : BlockSize));
+                if (e.FileOffset < realLength)
+                    reach = Math.Max(reach, e.FileOffset + StoredBytes(first + i, isBitmap));
                 long unit = e.FileOffset / VhdxConstants.MiB;
                 if (unit >= fileUnits)
                     continue; // beyond the file: refused when read
@@ -234,6 +241,15 @@ internal sealed class Bat
         }
         storedBlocks = stored;
         storedEnd = end;
+    }
+
+    /// <summary>Bytes of the file the block an entry describes occupies (the last payload block may be shorter).</summary>
+    public long StoredBytes(long index, bool isBitmap)
+    {
+        if (isBitmap)
+            return VhdxConstants.SectorBitmapBlockSize;
+        long block = index - index / (ChunkRatio + 1);
+        return Math.Max(1, Math.Min(BlockSize, VirtualSize - block * BlockSize));
     }
 
     /// <summary>1 MiB units of the file the block an entry describes occupies (the last payload block may be shorter).</summary>

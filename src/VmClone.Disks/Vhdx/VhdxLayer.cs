@@ -47,6 +47,7 @@ internal sealed partial class VhdxLayer : DiskLayer
     private ParentReference? _parentReference;
     private Bat _bat = null!;
     private long _nextFreeOffset;
+    private long _reach;
     private long _allocatedBlocks;
     // 1 MiB units of the file that two BAT entries claim (null in a sound file): blocks there are refused.
     private ClaimMap? _sharedUnits;
@@ -174,7 +175,25 @@ internal sealed partial class VhdxLayer : DiskLayer
         LoadMetadata();
         LoadBat();
         if (dirty && CanWrite)
+        {
+            RefuseReplayBeyondReach(replayed);
             WriteReplay(replayed);
+        }
+    }
+
+    /// <summary>
+    /// A log writes metadata and payload of this file only: the file itself, its regions, and
+    /// blocks the (replayed) BAT places starting inside the file. Data past all of that has
+    /// nothing here to belong to, and writing it would grow the file to wherever the log says;
+    /// such a log is malformed and the read-write open refused before anything is written.
+    /// </summary>
+    private void RefuseReplayBeyondReach(ReplayedLog? replayed)
+    {
+        if (replayed is null || replayed.DataEnd <= _reach)
+            return;
+        throw new DiskFormatException(Path, "log",
+            $"a log entry writes data up to {replayed.DataEnd}, past everything this file's regions and blocks reach ({_reach} bytes; the file is {_file.Length} bytes); the file cannot be written safely",
+            (long)_header.LogOffset);
     }
 
     /// <summary>2.2.2: valid = signature and checksum; the larger sequence number wins; one valid copy is enough.</summary>
@@ -384,7 +403,16 @@ internal sealed partial class VhdxLayer : DiskLayer
         long end = _view.Length;
         foreach (var r in _reserved)
             end = Math.Max(end, r.End);
-        _bat.Summarize(_view.Length, out _allocatedBlocks, out long storedEnd, out _sharedUnits);
+        _bat.Summarize(_view.Length, _file.Length, out _allocatedBlocks, out long storedEnd, out _sharedUnits, out long reach);
+        foreach (var r in _reserved)
+        {
+            if (r.Start < _file.Length)
+                reach = Math.Max(reach, r.End);
+        }
+        _reach = Math.Max(_file.Length, reach);
+        // New blocks go at the real end of the file (past blocks that start inside it), never
+        // where an entry pointing past the end claims a block lies; such an entry is refused
+        // when its block is read or written.
         _nextFreeOffset = VhdxConstants.RoundUp(Math.Max(end, storedEnd), VhdxConstants.MiB);
     }
 

@@ -73,6 +73,14 @@ internal sealed class SparseExtent : VmdkExtent
     private ClaimMap? _grainClaims;
     private ulong[]? _claimedTables;
 
+    // Open for writing only: the sectors of the metadata a write updates (header, embedded
+    // descriptor, both directories, every table they name), checked at open to lie inside the
+    // file and overlap nothing; grains are checked against it as their tables are loaded. Grains
+    // are claimed in grain-sized slots of the file's grid, which starts at overHead's phase.
+    private readonly ClaimMap? _writeMetadata;
+    private readonly long _gridPhase;
+    private readonly long _lengthAtOpen;
+
     private enum GrainKind
     {
         Unallocated,
@@ -81,7 +89,7 @@ internal sealed class SparseExtent : VmdkExtent
         Compressed,
     }
 
-    private SparseExtent(FileAccessor file, bool ownsFile, SparseExtentHeader header, long headerOffset, uint[] gd, uint[]? rgd, long start, long length, bool uncleanAtOpen)
+    private SparseExtent(FileAccessor file, bool ownsFile, SparseExtentHeader header, long headerOffset, uint[] gd, uint[]? rgd, long start, long length, bool uncleanAtOpen, ClaimMap? writeMetadata)
         : base(start, length)
     {
         _file = file;
@@ -93,9 +101,17 @@ internal sealed class SparseExtent : VmdkExtent
         _grainBytes = header.GrainBytes;
         _gtes = (int)header.NumGTEsPerGT;
         _uncleanAtOpen = uncleanAtOpen;
-        long metadataEnd = (long)Math.Min(header.OverHead, (ulong)long.MaxValue / 1024) * 512;
-        _nextFree = RoundUp(Math.Max(file.Length, metadataEnd), _grainBytes);
+        _writeMetadata = writeMetadata;
+        _lengthAtOpen = file.Length;
+        // Only a writable extent allocates; its overHead was checked to lie inside the file. New
+        // grains go at the real end of the file, on the grid of the grains already there, never
+        // where a header or a table claims the file ends.
+        _gridPhase = writeMetadata is null ? 0 : (long)(header.OverHead % header.GrainSize) * 512;
+        _nextFree = OnGrid(file.Length);
     }
+
+    /// <summary>The first grain position of the file's grid at or after <paramref name="offset"/>.</summary>
+    private long OnGrid(long offset) => _gridPhase + RoundUp(Math.Max(0, offset - _gridPhase), _grainBytes);
 
     public SparseExtentHeader Header => _header;
 
@@ -170,7 +186,91 @@ internal sealed class SparseExtent : VmdkExtent
             rgd = GrainTable.Parse(file.ReadBytes((long)effective.RgdOffset * 512, entries * 4, "redundant grain directory"), entries);
             RefuseSharedTables(rgd, path, (long)effective.RgdOffset * 512, "redundant grain directory", fileLength, effective.GtBytes);
         }
-        return new SparseExtent(file, ownsFile, effective, headerOffset, gd, rgd, start, length, header.UncleanShutdown);
+        ClaimMap? writeMetadata = file.CanWrite && !effective.IsCompressed && !effective.HasMarkers
+            ? ClaimWriteMetadata(effective, gd, rgd, path, fileLength)
+            : null;
+        return new SparseExtent(file, ownsFile, effective, headerOffset, gd, rgd, start, length, header.UncleanShutdown, writeMetadata);
+    }
+
+    /// <summary>
+    /// Before an extent is opened for writing: everything a write updates in place (header,
+    /// embedded descriptor, both grain directories, every grain table either directory names)
+    /// must lie inside the file and overlap nothing else, and overHead must not lie past the
+    /// file's end, or a write would land on other metadata or grow the file to what a header
+    /// claims. Only positions are checked (from the directories already read), so the cost is
+    /// one claim per directory entry. Returns the sectors claimed, against which grains are
+    /// checked as their tables are loaded.
+    /// </summary>
+    private static ClaimMap ClaimWriteMetadata(SparseExtentHeader h, uint[] gd, uint[]? rgd, string path, long fileLength)
+    {
+        const string Why = "the file cannot be written safely";
+        long fileSectors = fileLength / 512;
+        if (h.OverHead > (ulong)fileSectors)
+            throw new DiskFormatException(path, "sparse extent header",
+                $"overHead (the first grain) at sector {h.OverHead} lies beyond the end of the file ({fileLength} bytes); {Why}", SparseExtentHeader.OffOverHead);
+        var map = new ClaimMap(fileSectors + 1);
+        map.Claim(0, 1);
+        if (h.DescriptorOffset != 0)
+        {
+            if (h.DescriptorOffset + h.DescriptorSize > (ulong)fileSectors)
+                throw new DiskFormatException(path, "embedded descriptor",
+                    $"its area (sector {h.DescriptorOffset}, {h.DescriptorSize} sectors) runs past the end of the file ({fileLength} bytes); {Why}", (long)h.DescriptorOffset * 512);
+            if (!map.Claim((long)h.DescriptorOffset, (long)h.DescriptorSize))
+                throw new DiskFormatException(path, "embedded descriptor",
+                    $"its area (sector {h.DescriptorOffset}, {h.DescriptorSize} sectors) overlaps the header; {Why}", (long)h.DescriptorOffset * 512);
+        }
+        long gdSectors = (gd.Length * 4L + 511) / 512;
+        if (!map.Claim((long)h.GdOffset, gdSectors))
+            throw new DiskFormatException(path, "grain directory",
+                $"the grain directory (sector {h.GdOffset}, {gdSectors} sectors) overlaps the header or the embedded descriptor's area; {Why}", (long)h.GdOffset * 512);
+        if (rgd is not null && !map.Claim((long)h.RgdOffset, gdSectors))
+            throw new DiskFormatException(path, "redundant grain directory",
+                $"the redundant grain directory (sector {h.RgdOffset}, {gdSectors} sectors) overlaps the header, the embedded descriptor's area or the grain directory; {Why}", (long)h.RgdOffset * 512);
+        ClaimTables(map, gd, path, "grain directory", (long)h.GdOffset * 512, fileLength, h.GtBytes);
+        if (rgd is not null)
+            ClaimTables(map, rgd, path, "redundant grain directory", (long)h.RgdOffset * 512, fileLength, h.GtBytes);
+        return map;
+    }
+
+    /// <summary>
+    /// Claims the grain tables a directory names. Writers lay tables out back to back, so runs of
+    /// consecutive tables are claimed at once: a fresh 100 GiB disk's 3,200 tables cost a
+    /// compare each and one claim, not 3,200 claims on every read-write open.
+    /// </summary>
+    private static void ClaimTables(ClaimMap map, uint[] directory, string path, string structure, long directoryOffset, long fileLength, int gtBytes)
+    {
+        long gtSectors = (gtBytes + 511) / 512;
+        int i = 0;
+        while (i < directory.Length)
+        {
+            if (directory[i] == GrainTable.Unallocated)
+            {
+                i++;
+                continue;
+            }
+            int first = i;
+            long start = directory[i];
+            while (i + 1 < directory.Length && directory[i + 1] == start + (i + 1 - first) * gtSectors)
+                i++;
+            int count = i - first + 1;
+            i++;
+            if ((start + (count - 1) * gtSectors) * 512 + gtBytes <= fileLength && !map.AnyClaimed(start, count * gtSectors))
+            {
+                map.Claim(start, count * gtSectors);
+                continue;
+            }
+            // Something in the run is wrong: find the first entry that is, to name it.
+            for (int k = first; k < first + count; k++)
+            {
+                long sector = start + (k - first) * gtSectors;
+                if (sector * 512 + gtBytes > fileLength)
+                    throw new DiskFormatException(path, structure,
+                        $"entry {k} names a grain table at sector {sector}, beyond the end of the file ({fileLength} bytes); the file cannot be written safely", directoryOffset + k * 4L);
+                if (!map.Claim(sector, gtSectors))
+                    throw new DiskFormatException(path, structure,
+                        $"entry {k} names a grain table at sector {sector}, which overlaps the header, the embedded descriptor's area, a grain directory or another grain table; the file cannot be written safely", directoryOffset + k * 4L);
+            }
+        }
     }
 
     private static long RoundUp(long value, long unit) => (value + unit - 1) / unit * unit;
@@ -228,10 +328,17 @@ internal sealed class SparseExtent : VmdkExtent
         for (int j = 0; j < table.Length; j++)
         {
             uint g = table[j];
-            if (g == GrainTable.Unallocated || (g == GrainTable.Zeroed && _header.HasZeroedGrainGtes) || g >= fileSectors)
+            if (g == GrainTable.Unallocated || (g == GrainTable.Zeroed && _header.HasZeroedGrainGtes))
                 continue;
             long grain = (long)gdIndex * _gtes + j;
             if (grain * _grainBytes >= Length)
+                continue;
+            if (_writeMetadata is not null)
+            {
+                ClaimWritableGrain(grain, g, (long)_gd[gdIndex] * 512 + j * 4L);
+                continue;
+            }
+            if (g >= fileSectors)
                 continue;
             // Grains that do not overlap start in different grain-sized slots of the file.
             _grainClaims ??= new ClaimMap(fileSectors / unit + 1);
@@ -241,6 +348,43 @@ internal sealed class SparseExtent : VmdkExtent
                     (long)_gd[gdIndex] * 512 + j * 4L);
         }
         _claimedTables[gdIndex >> 6] |= 1UL << (gdIndex & 63);
+    }
+
+    /// <summary>
+    /// A grain of an extent open for writing: it must lie whole inside the file (new grains are
+    /// appended at its end and must not overlap it), on no metadata (a write into it would
+    /// overwrite the descriptor, a directory or a table) and on no other grain.
+    /// </summary>
+    private void ClaimWritableGrain(long grain, uint g, long entryOffset)
+    {
+        long grainSectors = (long)_header.GrainSize;
+        // The length at open: space appended since holds only what this extent wrote there.
+        if ((long)g * 512 + _grainBytes > _lengthAtOpen)
+            throw new DiskFormatException(_file.Path, "grain table",
+                $"the entry for grain {grain} names sector {g}, and the grain runs past the end of the file ({_lengthAtOpen} bytes); the file cannot be written safely", entryOffset);
+        if (_writeMetadata!.AnyClaimed(g, grainSectors))
+            throw new DiskFormatException(_file.Path, "grain table",
+                $"the entry for grain {grain} names sector {g}, which lies on the header, the embedded descriptor, a grain directory or a grain table; the file cannot be written safely", entryOffset);
+        if (!ClaimGrainSlots(g))
+            throw new DiskFormatException(_file.Path, "grain table",
+                $"the entry for grain {grain} names sector {g}, which overlaps another grain; a grain holds one part of the disk only", entryOffset);
+    }
+
+    /// <summary>
+    /// Claims the grid slots grain sector <paramref name="g"/> covers (one when on the grid, the
+    /// two it straddles when not): two grains overlap only if they share a slot. False when one
+    /// was claimed already.
+    /// </summary>
+    private bool ClaimGrainSlots(uint g)
+    {
+        long grainSectors = (long)_header.GrainSize;
+        long rel = (long)g - _gridPhase / 512;
+        if (rel < 0)
+            return true; // before the grid: on the header or metadata, refused above
+        _grainClaims ??= new ClaimMap(_file.Length / _grainBytes + 1);
+        long first = rel / grainSectors;
+        long count = rel % grainSectors == 0 ? 1 : 2;
+        return _grainClaims.Claim(first, count);
     }
 
     private long GdEntryOffset(int index) => (long)_header.GdOffset * 512 + index * 4L;
@@ -510,6 +654,20 @@ internal sealed class SparseExtent : VmdkExtent
         return _grainCache;
     }
 
+    /// <summary>
+    /// Loads (and so checks) every grain table a write of [<paramref name="position"/>,
+    /// position + count) looks up, before the layer changes anything in the file.
+    /// </summary>
+    public override void PrepareWrite(long position, long count)
+    {
+        if (count <= 0 || _writeMetadata is null)
+            return;
+        long firstTable = position / _grainBytes / _gtes;
+        long lastTable = (position + count - 1) / _grainBytes / _gtes;
+        for (long t = firstTable; t <= lastTable && t < _gd.Length; t++)
+            Table((int)t);
+    }
+
     public override void Write(long position, byte[] buffer, int offset, int count, BelowReader below)
     {
         if (ReadOnlyReason is string reason)
@@ -610,11 +768,10 @@ internal sealed class SparseExtent : VmdkExtent
 
         var touched = new SortedDictionary<int, uint[]>();
         var fresh = new HashSet<int>();
-        _grainClaims ??= new ClaimMap(_nextFree / _grainBytes + 1);
         foreach (KeyValuePair<long, uint> p in pending)
         {
             // New grains lie in space appended at the end: never named by anything else.
-            _grainClaims.Claim(p.Value / (long)_header.GrainSize, 1);
+            ClaimGrainSlots(p.Value);
             int gdIndex = (int)(p.Key / _gtes);
             if (!touched.TryGetValue(gdIndex, out uint[]? table))
             {
@@ -683,7 +840,7 @@ internal sealed class SparseExtent : VmdkExtent
     /// <summary>Reserves <paramref name="bytes"/> at the end of the file, aligned; returns its sector.</summary>
     private uint Allocate(long bytes, long alignment)
     {
-        long offset = RoundUp(_nextFree, alignment);
+        long offset = alignment == _grainBytes ? OnGrid(_nextFree) : RoundUp(_nextFree, alignment);
         long end = offset + bytes;
         if (end / 512 > uint.MaxValue)
             throw new VirtualDiskException(_file.Path,

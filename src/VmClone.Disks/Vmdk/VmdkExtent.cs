@@ -41,6 +41,15 @@ internal abstract class VmdkExtent : IDisposable
     /// <summary>Writes at <paramref name="position"/> (extent relative); new allocation units are completed from <paramref name="below"/> (virtual positions).</summary>
     public abstract void Write(long position, byte[] buffer, int offset, int count, BelowReader below);
 
+    /// <summary>
+    /// Checks what a write of [<paramref name="position"/>, position + count) (extent relative)
+    /// will rely on, reading what it must, without writing: a refusal comes before the layer's
+    /// first change to any file.
+    /// </summary>
+    public virtual void PrepareWrite(long position, long count)
+    {
+    }
+
     public virtual void Flush()
     {
     }

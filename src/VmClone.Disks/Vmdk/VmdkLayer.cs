@@ -588,6 +588,15 @@ internal sealed class VmdkLayer : DiskLayer
         CheckRange(position, count);
         if (count == 0)
             return;
+        // Every table the write looks up is checked before the CID (or anything) changes.
+        for (long at = position, left = count; left > 0;)
+        {
+            VmdkExtent e = ExtentAt(at, out _);
+            long n = Math.Min(left, e.Start + e.Length - at);
+            e.PrepareWrite(at - e.Start, n);
+            at += n;
+            left -= n;
+        }
         RenewCid();
         while (count > 0)
         {

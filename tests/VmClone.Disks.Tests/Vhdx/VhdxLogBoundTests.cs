@@ -234,4 +234,70 @@ public class VhdxLogBoundTests
         Assert.Equal(Guid.Empty, layer.LogGuid);
         Assert.Empty(layer.Check());
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ReadWriteOpenWithALogWritingFarPastTheFileIsRefusedAndWritesNothing(bool withBatEntry)
+    {
+        using var dir = new TempFolder();
+        string path = dir.File("far-log.vhdx");
+        VirtualDisk.CreateDynamic(path, 8 * MiB, new DiskCreateOptions { BlockSizeBytes = MiB }).Dispose();
+        long bat = VhdxFixture.BatOffset(path);
+        long length = new FileInfo(path).Length;
+        // The log makes block 0 present 64 GiB past the end of an 8 MiB file and writes a
+        // sector there, claiming a file that long: nothing of this file reaches that far.
+        long far = 64 * 1024 * MiB;
+        byte[] batSector = VhdxFixture.ReadAt(path, bat, 4096);
+        BinaryPrimitives.WriteUInt64LittleEndian(batSector, (ulong)(far / MiB) << 20 | 6);
+        var data = new byte[4096];
+        new Random(12).NextBytes(data);
+        var ops = new List<(long, long, byte[]?)> { (far, 4096, data) };
+        if (withBatEntry)
+            ops.Add((bat, 4096, batSector));
+        MakeDirty(path, LogEntryOf(Guid.NewGuid(), 30, ops, (ulong)length, (ulong)(far + MiB)));
+        AssertRefusedUntouched(path);
+    }
+
+    [Fact]
+    public void ABatEntryPastTheEndOfTheFileDoesNotDecideWhereNewBlocksGo()
+    {
+        using var dir = new TempFolder();
+        string path = dir.File("far-bat.vhdx");
+        using (VirtualDisk disk = VirtualDisk.CreateDynamic(path, 8 * MiB, new DiskCreateOptions { BlockSizeBytes = MiB }))
+            disk.Content.Write(new byte[4096], 0, 4096);
+        long bat = VhdxFixture.BatOffset(path);
+        // Block 1 is said to be present 64 GiB past the end of the file.
+        var entry = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(entry, (ulong)(64 * 1024) << 20 | 6);
+        VhdxFixture.WriteAt(path, bat + 8, entry);
+        long length = new FileInfo(path).Length;
+        var sector = new byte[512];
+        new Random(4).NextBytes(sector);
+        long[] at = { 2 * MiB, 4 * MiB, 8 * MiB - 512 };
+        using (VirtualDisk disk = VirtualDisk.Open(path, FileAccess.ReadWrite))
+        {
+            foreach (long a in at)
+            {
+                disk.Content.Position = a;
+                disk.Content.Write(sector, 0, sector.Length);
+            }
+            disk.Content.Flush();
+            // The block the entry names is refused, naming the file.
+            disk.Content.Position = MiB;
+            var ex = Assert.Throws<DiskFormatException>(() => disk.Content.Write(sector, 0, sector.Length));
+            Assert.Contains(path, ex.Message);
+            Assert.Contains("BAT", ex.Message);
+        }
+        // Three new 1 MiB blocks at the real end of the file, not 64 GiB on.
+        Assert.True(new FileInfo(path).Length <= length + 4 * MiB, $"the file grew from {length} to {new FileInfo(path).Length} bytes");
+        using VirtualDisk ro = VirtualDisk.Open(path, FileAccess.Read);
+        var back = new byte[512];
+        foreach (long a in at)
+        {
+            ro.Content.Position = a;
+            ro.Content.ReadExactly(back, 0, back.Length);
+            Assert.Equal(sector, back);
+        }
+    }
 }
