@@ -284,7 +284,8 @@ internal sealed class SparseExtent : VmdkExtent
     /// </summary>
     private static void RefuseSharedTables(uint[] directory, string path, long directoryOffset, string structure, long fileLength, int gtBytes)
     {
-        long gtSectors = gtBytes / 512;
+        // A table of fewer than 128 entries still takes a sector of its own.
+        long gtSectors = (gtBytes + 511) / 512;
         long last = -1;
         bool ascending = true;
         foreach (uint sector in directory)
@@ -438,9 +439,11 @@ internal sealed class SparseExtent : VmdkExtent
     private void ClassifyTablesFrom(int first)
     {
         int gtBytes = _header.GtBytes;
-        int gtSectors = gtBytes / 512;
+        // Tables are sector-aligned: one of fewer than 128 entries leaves the rest of its sector
+        // unused, so only tables of whole sectors lie back to back and are read together.
+        int gtSectors = (gtBytes + 511) / 512;
         int count = 1;
-        int maxCount = Math.Max(1, (1 << 20) / gtBytes);
+        int maxCount = gtBytes % 512 == 0 ? Math.Max(1, (1 << 20) / gtBytes) : 1;
         while (first + count < _gd.Length && count < maxCount && _tableEmpty![first + count] == 0 &&
                _gd[first + count] == _gd[first] + (uint)(count * gtSectors))
             count++;
@@ -457,7 +460,7 @@ internal sealed class SparseExtent : VmdkExtent
             // is classified by one call instead of reading 6.4 MiB of zeros.
             int k = 0;
             while (first + k < _gd.Length && _tableEmpty![first + k] == 0 &&
-                   _gd[first + k] == _gd[first] + (uint)(k * gtSectors) && offset + (long)(k + 1) * gtBytes <= data)
+                   _gd[first + k] == _gd[first] + (uint)(k * gtSectors) && offset + (long)k * gtSectors * 512 + gtBytes <= data)
             {
                 _tableEmpty[first + k] = 1;
                 k++;
