@@ -173,34 +173,11 @@ public class ResourceBoundTests
 
     // ------------------------------------------------------------------ VHDX: BAT aliases
 
-    private static string AliasedVhdx(TempFolder dir)
-    {
-        string path = dir.File("aliased.vhdx");
-        using (VirtualDisk disk = VirtualDisk.CreateDynamic(path, TiB, new DiskCreateOptions { BlockSizeBytes = MiB }))
-        {
-            var data = new byte[4096];
-            new Random(4).NextBytes(data);
-            disk.Content.Write(data, 0, data.Length);
-        }
-        ulong block0 = VhdxFixture.ReadBatEntry(path, 0);
-        Assert.Equal(6UL, block0 & 7);
-        long entries = Bat.ComputeEntryCount(TiB, MiB, 512, false);
-        long ratio = Bat.ComputeChunkRatio(MiB, 512);
-        var bat = new byte[entries * 8];
-        for (long i = 0; i < entries; i++)
-        {
-            if (i % (ratio + 1) != ratio)
-                BinaryPrimitives.WriteUInt64LittleEndian(bat.AsSpan((int)(i * 8)), block0);
-        }
-        VhdxFixture.WriteAt(path, VhdxFixture.BatOffset(path), bat);
-        return path;
-    }
-
     [Fact]
     public void VhdxBatAliasingOneBlockIsCheckedInBoundedMemoryAndRefusedOnRead()
     {
         using var dir = new TempFolder();
-        string path = AliasedVhdx(dir);
+        string path = AliasedDisks.Vhdx(dir.File("aliased.vhdx"), TiB, 4096);
         using DiskLayer layer = VirtualDisk.OpenLayer(path, FileAccess.Read);
         IReadOnlyList<string> problems = Array.Empty<string>();
         (long bytes, TimeSpan time) = Measure(() => problems = layer.Check());

@@ -51,54 +51,13 @@ public class ConvertBoundTests
         return path;
     }
 
-    /// <summary>A 1 TiB dynamic VHDX whose every BAT entry names the one block it stores.</summary>
-    private static string AliasedVhdx(TempFolder dir)
-    {
-        string path = dir.File("aliased.vhdx");
-        using (VirtualDisk disk = VirtualDisk.CreateDynamic(path, TiB, new DiskCreateOptions { BlockSizeBytes = MiB }))
-        {
-            var data = new byte[MiB];
-            new Random(4).NextBytes(data);
-            disk.Content.Write(data, 0, data.Length);
-        }
-        byte[] regions = new byte[RegionTable.Length];
-        using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read))
-        {
-            fs.Position = 192 * 1024;
-            fs.ReadExactly(regions, 0, regions.Length);
-        }
-        long batOffset = RegionTable.TryParse(regions, out _)!.Bat.FileOffset;
-        var first = new byte[8];
-        using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read))
-        {
-            fs.Position = batOffset;
-            fs.ReadExactly(first, 0, 8);
-        }
-        ulong block0 = BinaryPrimitives.ReadUInt64LittleEndian(first);
-        Assert.Equal(6UL, block0 & 7);
-        long entries = Bat.ComputeEntryCount(TiB, MiB, 512, false);
-        long ratio = Bat.ComputeChunkRatio(MiB, 512);
-        var bat = new byte[entries * 8];
-        for (long i = 0; i < entries; i++)
-        {
-            if (i % (ratio + 1) != ratio)
-                BinaryPrimitives.WriteUInt64LittleEndian(bat.AsSpan((int)(i * 8)), block0);
-        }
-        using (var fs = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
-        {
-            fs.Position = batOffset;
-            fs.Write(bat, 0, bat.Length);
-        }
-        return path;
-    }
-
     [Theory]
     [InlineData("vmdk")]
     [InlineData("vhdx")]
     public void ConvertingAFileWhoseTablesAliasOneBlockIsRefusedAndWritesNothing(string format)
     {
         using var dir = new TempFolder();
-        string source = format == "vmdk" ? AliasedVmdk(dir) : AliasedVhdx(dir);
+        string source = format == "vmdk" ? AliasedVmdk(dir) : AliasedDisks.Vhdx(dir.File("aliased.vhdx"), TiB, (int)MiB);
         string destination = dir.File("out.raw");
         // A hang guard only: the refusal comes at the first aliased block, in well under a second.
         using var guard = new CancellationTokenSource(TimeSpan.FromSeconds(20));
