@@ -25,7 +25,7 @@ internal static class PlanVerification
                 Check(boundary, plan, step, old, missingAllowed: true);
             // What it reads: a base volume (a new child's parent) or a clone volume. A source
             // outside the store is the administrator's own file given to New-VmBase.
-            if (step.Source is string source && StorePathIsInside(boundary.Root, source))
+            if (step.Source is string source && VmStore.IsUnder(source, boundary.Root))
                 Check(boundary, plan, step, source, missingAllowed: false);
             if (step.StampedFile is string stamped && !Nullable.Equals(FileStamp.Of(stamped), step.PlannedStamp))
                 throw new StoreException(StoreErrorIds.CloneChanged, VmCloneErrorKind.InUse,
@@ -42,7 +42,4 @@ internal static class PlanVerification
             $"The {plan.SubjectKind} '{plan.Subject}' was not changed: volume '{step.Volume}': {StoreBoundary.Describe(problem, Path.GetFullPath(path))}" +
             (problem == BoundaryProblem.Missing ? " (it was there when the operation was planned). Run the command again." : ". Run Test-VmStore."), plan.Subject);
     }
-
-    private static bool StorePathIsInside(string root, string path) =>
-        Path.GetFullPath(path).StartsWith(root.TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
 }

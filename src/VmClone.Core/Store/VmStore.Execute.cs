@@ -120,7 +120,7 @@ public sealed partial class VmStore
             // A running machine's disks are copied in the middle of being written: the base would
             // hold a file system no clean shutdown left. The same probe that guards restore and rebase.
             string cloneFolder = CloneFolder(sourceClone);
-            if (FindHolder(plan.Volumes.Select(v => v.Source).OfType<string>().Where(s => PathUtil.IsUnder(s, cloneFolder))) is (string file, string holder))
+            if (FindHolder(plan.Volumes.Select(v => v.Source).OfType<string>().Where(s => IsUnder(s, cloneFolder))) is (string file, string holder))
                 throw new StoreException("VolumeInUse", VmCloneErrorKind.InUse,
                     $"Base '{plan.Subject}' was not made: the file '{file}' of clone '{sourceClone}' is open in another program ({holder}), so its content may be half-written. " +
                     "Shut the virtual machine down and run the command again, or add -Force if you know its disks are quiescent.", sourceClone);
