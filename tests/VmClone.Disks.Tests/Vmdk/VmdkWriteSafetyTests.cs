@@ -165,7 +165,7 @@ public class VmdkWriteSafetyTests
         StillReads(path);
     }
 
-    [Fact]
+    [OracleFact(tools: new[] { "qemu-img" })]
     public void AFreshFileIsStillWrittenAndReadBack()
     {
         using var dir = new TempFolder();
@@ -185,5 +185,10 @@ public class VmdkWriteSafetyTests
             disk.Content.ReadExactly(back, 0, back.Length);
             Assert.Equal(sector, back);
         }
+        // An independent reader agrees: the file is consistent and reads what we wrote.
+        var (code, output) = VmdkOracle.QemuCheck(path);
+        Assert.True(code == 0, output);
+        using (VirtualDisk disk = VirtualDisk.Open(path, FileAccess.Read))
+            Assert.Equal(Hashing.Sha256Stream(disk.Content), Oracle.QemuRawSha256(path, "vmdk"));
     }
 }
