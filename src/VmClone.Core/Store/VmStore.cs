@@ -224,6 +224,8 @@ public sealed partial class VmStore : IDisposable
     public CloneManifest LoadClone(string name)
     {
         CloneManifest manifest = ReadClone(name);
+        if (CloneRename.IsRenamed(manifest, name))
+            throw CloneRename.Refusal(CloneFolder(name), manifest);
         if (StoreBoundary.CloneManifestProblem(manifest, name) is string problem)
             throw UntrustedManifest(Path.Combine(CloneFolder(name), CloneFile), "clone", name, problem);
         return manifest;
