@@ -13,8 +13,9 @@ namespace VmClone.Core.Store;
 /// </summary>
 internal sealed class CloneRecord
 {
-    private CloneRecord(string name, string folder, CloneManifest? manifest, string? unreadable, bool tooNew)
+    private CloneRecord(string name, string folder, CloneManifest? manifest, string? unreadable, bool tooNew, string? errorId = null)
     {
+        ErrorId = errorId ?? StoreErrorIds.ManifestInvalid;
         Name = name;
         Folder = folder;
         Manifest = manifest;
@@ -35,6 +36,9 @@ internal sealed class CloneRecord
     /// <summary>Why the manifest cannot be read (naming the file), or null.</summary>
     public string? Unreadable { get; }
 
+    /// <summary>The error id a command refused for the unreadable manifest carries (ManifestInvalid, ManifestMissing, StoreFormatUnsupported).</summary>
+    public string ErrorId { get; }
+
     /// <summary>The manifest has a format version newer than this VmClone understands: it is never rebuilt (that would drop what the newer version wrote).</summary>
     public bool TooNew { get; }
 
@@ -48,7 +52,7 @@ internal sealed class CloneRecord
         }
         catch (StoreException ex)
         {
-            return new CloneRecord(name, folder, null, ex.Message, ex.ErrorId == "StoreFormatUnsupported");
+            return new CloneRecord(name, folder, null, ex.Message, ex.ErrorId == "StoreFormatUnsupported", ex.ErrorId);
         }
         catch (Exception ex) when (ex is UnauthorizedAccessException or IOException)
         {

@@ -189,6 +189,17 @@ public class CloneRecordTests
         VmStoreReport report = t.Store.Check(repair: false);
         Assert.False(report.IsHealthy);
         Assert.Contains(report.Problems, p => p.Subject == "clone c1" && p.Path == CloneJson(t, "c1"));
+
+        // A command on it is refused, naming the clone and saying what mends it.
+        var refused = Assert.IsType<StoreException>(Record.Exception(() => t.Store.PlanRestore("c1")));
+        Assert.Equal("c1", refused.Target);
+        if (how == "newer")
+            Assert.Equal("StoreFormatUnsupported", refused.ErrorId);
+        else
+        {
+            Assert.Equal(StoreErrorIds.ManifestInvalid, refused.ErrorId);
+            Assert.Contains("Test-VmStore -Repair rebuilds it", refused.Message);
+        }
     }
 
     [Theory]
