@@ -99,8 +99,9 @@ public class CloneRecordTests
         }
     }
 
-    [OracleTheory(tools: new[] { "qemu-img" })]
+    [OracleTheory(tools: new[] { "qemu-img" }, python: new[] { "pyvhdi" })]
     [InlineData(DiskFormat.Vmdk)]
+    [InlineData(DiskFormat.Vhdx)]
     public void RepairAdoptsTheRenamedFoldersNameAndTheCloneThenRestoresOverItsBase(DiskFormat format)
     {
         using var t = NewStore(format);
@@ -119,10 +120,19 @@ public class CloneRecordTests
         string baseSystem = TestStore.Hash(t.BaseVolume("b1", "system"));
         Assert.Equal(baseSystem, TestStore.Hash(system));
         Assert.Equal(data, TestStore.Hash(t.Volume("lab-02", "data")));
-        // qemu-img follows the clone's own parent link, unchanged by the mend.
-        Oracle.Run("qemu-img", $"check -f vmdk \"{system}\"");
-        Assert.Equal(baseSystem, Oracle.QemuRawSha256(system, "vmdk"), ignoreCase: true);
-        Assert.Equal(data, Oracle.QemuRawSha256(t.Volume("lab-02", "data"), "vmdk"), ignoreCase: true);
+        // The independent readers follow the clone's own parent links, unchanged by the mend.
+        if (format == DiskFormat.Vmdk)
+        {
+            Oracle.Run("qemu-img", $"check -f vmdk \"{system}\"");
+            Assert.Equal(baseSystem, Oracle.QemuRawSha256(system, "vmdk"), ignoreCase: true);
+            Assert.Equal(data, Oracle.QemuRawSha256(t.Volume("lab-02", "data"), "vmdk"), ignoreCase: true);
+        }
+        else
+        {
+            Oracle.PrepareEmptyVhdxChildForLibvhdi(system, 5 << 20);
+            Assert.Equal(TestStore.Hash(system), Oracle.LibvhdiSha256(t.BaseVolume("b1", "system"), system), ignoreCase: true);
+            Assert.Equal(data, Oracle.LibvhdiSha256(t.BaseVolume("b1", "data"), t.Volume("lab-02", "data")), ignoreCase: true);
+        }
     }
 
     [Fact]
