@@ -77,9 +77,10 @@ internal sealed class CloneRecord
 /// </summary>
 internal static class CloneRename
 {
-    /// <summary>True when the manifest read from folder <paramref name="folderName"/> differs from a trusted one only by the clone's name.</summary>
+    /// <summary>True when the manifest read from folder <paramref name="folderName"/> (a valid clone name) differs from a trusted one only by the clone's name.</summary>
     public static bool IsRenamed(CloneManifest manifest, string folderName) =>
         !string.Equals(manifest.Name, folderName, StringComparison.OrdinalIgnoreCase)
+        && StoreNames.Problem(folderName) is null
         && StoreNames.Problem(manifest.Name) is null
         && StoreBoundary.CloneManifestProblem(manifest, manifest.Name) is null;
 

@@ -145,6 +145,7 @@ public sealed partial class VmStore
                     $"not repaired: remove the link (Remove-VmClone or Remove-VmBase deletes the link, never what it leads to)");
                 continue;
             }
+            T? read = null;
             if (bases is not null && File.Exists(manifestPath))
             {
                 // A clone: one whose manifest cannot be read is rebuilt from its volumes, not dropped.
@@ -161,11 +162,12 @@ public sealed partial class VmStore
                     yield return (dir, name, subject, manifestPath, (T)(object)record.Manifest);
                     continue;
                 }
+                read = (T)(object)record.Manifest;
             }
             T manifest;
             try
             {
-                manifest = Manifest.Read<T>(manifestPath);
+                manifest = read ?? Manifest.Read<T>(manifestPath);
             }
             catch (StoreException ex)
             {

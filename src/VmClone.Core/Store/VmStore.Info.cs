@@ -21,7 +21,7 @@ public sealed partial class VmStore
     public IReadOnlyList<VmBaseInfo> GetBases(Func<string, bool>? match = null)
     {
         IReadOnlyList<CloneRecord> clones = CloneRecord.ReadAll(this);
-        Func<string, BaseManifest?> baseOf = TrustedBases();
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
         var result = new List<VmBaseInfo>();
         foreach (string name in BaseNames())
         {
@@ -36,7 +36,7 @@ public sealed partial class VmStore
             {
                 continue; // Test-VmStore reports it
             }
-            result.Add(DescribeBase(manifest, clones.Count(c => string.Equals(BaseOf(c, baseOf), name, StringComparison.OrdinalIgnoreCase))));
+            result.Add(DescribeBase(manifest, clones.Count(c => string.Equals(UnreadableClone.BaseOf(this, c, baseOf), name, StringComparison.OrdinalIgnoreCase))));
         }
         return result;
     }
@@ -45,8 +45,8 @@ public sealed partial class VmStore
     public VmBaseInfo GetBase(string name)
     {
         BaseManifest manifest = LoadBase(name);
-        Func<string, BaseManifest?> baseOf = TrustedBases();
-        int count = CloneRecord.ReadAll(this).Count(c => string.Equals(BaseOf(c, baseOf), manifest.Name, StringComparison.OrdinalIgnoreCase));
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
+        int count = CloneRecord.ReadAll(this).Count(c => string.Equals(UnreadableClone.BaseOf(this, c, baseOf), manifest.Name, StringComparison.OrdinalIgnoreCase));
         return DescribeBase(manifest, count);
     }
 
@@ -56,14 +56,14 @@ public sealed partial class VmStore
         if (baseName is not null)
             LoadBase(baseName);
         var result = new List<VmCloneInfo>();
-        Func<string, BaseManifest?> baseOf = TrustedBases();
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
         foreach (CloneRecord record in CloneRecord.ReadAll(this))
         {
             if (match is not null && !match(record.Name))
                 continue;
-            if (baseName is not null && !string.Equals(BaseOf(record, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
+            if (baseName is not null && !string.Equals(UnreadableClone.BaseOf(this, record, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
                 continue;
-            result.Add(record.Manifest is null ? DescribeUnreadable(record, baseOf) : DescribeClone(record.Name, record.Manifest));
+            result.Add(record.Manifest is null ? UnreadableClone.Describe(this, record, baseOf) : DescribeClone(record.Name, record.Manifest));
         }
         return result;
     }
@@ -72,48 +72,12 @@ public sealed partial class VmStore
     public VmCloneInfo GetClone(string name)
     {
         StoreNames.Validate(name, "clone");
-        if (CloneExists(name) && Boundary.CheckFolder(CloneFolder(name)) == BoundaryProblem.None
-            && CloneRecord.Read(CloneFolder(name), name) is { Manifest: null } unreadable)
-            return DescribeUnreadable(unreadable, TrustedBases());
-        return DescribeClone(name, ReadClone(name));
-    }
-
-    /// <summary>The bases' manifests that can be trusted, each read once (null for any other name).</summary>
-    private Func<string, BaseManifest?> TrustedBases()
-    {
-        var read = new Dictionary<string, BaseManifest?>(StringComparer.OrdinalIgnoreCase);
-        return name =>
+        if (CloneExists(name) && Boundary.CheckFolder(CloneFolder(name)) == BoundaryProblem.None)
         {
-            if (read.TryGetValue(name, out BaseManifest? known))
-                return known;
-            BaseManifest? manifest = null;
-            try { manifest = BaseExists(name) ? LoadBase(name) : null; } catch (StoreException) { }
-            return read[name] = manifest;
-        };
-    }
-
-    /// <summary>The base a clone belongs to: the one its manifest names, or for an unreadable manifest the one its volumes depend on (null when that cannot be told).</summary>
-    private string? BaseOf(CloneRecord record, Func<string, BaseManifest?> baseOf) =>
-        record.Manifest?.Base ?? ManifestRebuild.Of(this, record.Folder, baseOf).Base;
-
-    /// <summary>A clone whose manifest cannot be read: its state, the reason, and the base its volumes depend on.</summary>
-    private VmCloneInfo DescribeUnreadable(CloneRecord record, Func<string, BaseManifest?> baseOf)
-    {
-        ManifestRebuild rebuild = ManifestRebuild.Of(this, record.Folder, baseOf);
-        string mend = record.TooNew
-            ? "it was written by a newer VmClone: use that version"
-            : rebuild.Manifest is not null
-                ? "Test-VmStore -Repair rebuilds it from the volumes' parent links"
-                : $"Test-VmStore -Repair cannot rebuild it ({rebuild.Refusal}); restore it from a backup";
-        return new VmCloneInfo
-        {
-            Name = record.Name,
-            Base = rebuild.Base ?? "",
-            Store = Root,
-            Path = record.Folder,
-            State = CloneState.Unreadable,
-            Problem = $"{record.Unreadable} {mend}.",
-        };
+            CloneRecord record = CloneRecord.Read(CloneFolder(name), name);
+            return record.Manifest is null ? UnreadableClone.Describe(this, record, UnreadableClone.TrustedBases(this)) : DescribeClone(name, record.Manifest);
+        }
+        return DescribeClone(name, ReadClone(name)); // CloneNotFound, or ManifestInvalid for a linked folder
     }
 
     internal VmBaseInfo DescribeBase(BaseManifest manifest, int cloneCount)
