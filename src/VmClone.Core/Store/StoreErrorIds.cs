@@ -17,4 +17,7 @@ public static class StoreErrorIds
 
     /// <summary>The folder given as the store does not exist or is not a VmClone store; only a command that creates a base makes one.</summary>
     public const string StoreNotFound = "StoreNotFound";
+
+    /// <summary>The clone's folder was renamed: its manifest names another clone. Test-VmStore -Repair makes the folder's name the clone's (or rename the folder back); nothing was done.</summary>
+    public const string CloneRenamed = "CloneRenamed";
 }

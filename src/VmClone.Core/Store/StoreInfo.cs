@@ -17,6 +17,10 @@ public enum CloneState
     Interrupted,
     /// <summary>The clone's manifest names a file outside the clone's folder (or is otherwise untrustworthy): nothing it names is opened, and no command acts on it until it is mended.</summary>
     ManifestInvalid,
+    /// <summary>The clone's folder was renamed (or copied): its manifest names another clone. No command acts on it until Test-VmStore -Repair makes the folder's name its name (or the folder is renamed back).</summary>
+    Renamed,
+    /// <summary>The clone's clone.json cannot be read (damaged, empty, not a regular file, or written by a newer VmClone); <see cref="VmCloneInfo.Problem"/> says why. Test-VmStore -Repair rebuilds it from the volumes' own parent links where that is unambiguous.</summary>
+    Unreadable,
 }
 
 /// <summary>One volume of a base or a clone, as Get-VmVolume shows it.</summary>
@@ -80,7 +84,7 @@ public sealed class VmBaseInfo
 
     public IReadOnlyList<VmVolumeInfo> Volumes { get; set; } = Array.Empty<VmVolumeInfo>();
 
-    /// <summary>Number of clones whose manifest names this base.</summary>
+    /// <summary>Number of clones whose manifest names this base, and of clones whose manifest cannot be read whose volumes depend on it.</summary>
     public int CloneCount { get; set; }
 
     /// <summary>Total size of the base's volume files.</summary>
@@ -125,6 +129,9 @@ public sealed class VmCloneInfo
     /// <summary>Bytes of its system and temporary volumes that differ from the base: what a restore would discard.</summary>
     public long DivergedBytes { get; set; }
 
+    /// <summary>Why the clone is <see cref="CloneState.Renamed"/> or <see cref="CloneState.Unreadable"/> (naming the folder and its manifest), or null.</summary>
+    public string? Problem { get; set; }
+
     public override string ToString() => Name;
 }
 
@@ -151,6 +158,8 @@ public enum StoreProblemKind
     InterruptedOperation,
     /// <summary>A volume file is a symbolic link, lies in a linked folder, is not a regular file, or is a VMDK descriptor naming other files: it is not opened.</summary>
     VolumeNotContained,
+    /// <summary>A clone's folder was renamed (or copied): the name its manifest holds is not the folder's.</summary>
+    CloneRenamed,
 }
 
 /// <summary>One problem Test-VmStore found, naming the base, clone or file.</summary>

@@ -124,7 +124,8 @@ public sealed partial class VmStore
     /// manifest is missing or unreadable is reported (with <paramref name="notRepaired"/>) and skipped.
     /// </summary>
     private IEnumerable<(string Dir, string Name, string Subject, string ManifestPath, T Manifest)> ReadManifests<T>(
-        string top, string manifestFile, string kind, string notRepaired, List<VmStoreProblem> problems, CancellationToken cancellationToken)
+        string top, string manifestFile, string kind, string notRepaired, List<VmStoreProblem> problems, CancellationToken cancellationToken,
+        bool repair = false, Dictionary<string, BaseManifest>? bases = null)
         where T : class
     {
         if (!Directory.Exists(top))
@@ -144,10 +145,29 @@ public sealed partial class VmStore
                     $"not repaired: remove the link (Remove-VmClone or Remove-VmBase deletes the link, never what it leads to)");
                 continue;
             }
+            T? read = null;
+            if (bases is not null && File.Exists(manifestPath))
+            {
+                // A clone: one whose manifest cannot be read is rebuilt from its volumes, not dropped.
+                CloneRecord record = CloneRecord.Read(dir, name);
+                if (record.Manifest is null)
+                {
+                    if (MendUnreadable(record, problems, repair, bases) is CloneManifest rebuilt)
+                        yield return (dir, name, subject, manifestPath, (T)(object)rebuilt);
+                    continue;
+                }
+                if (CloneRename.IsRenamed(record.Manifest, name))
+                {
+                    MendRenamed(record.Folder, record.Manifest, problems, repair);
+                    yield return (dir, name, subject, manifestPath, (T)(object)record.Manifest);
+                    continue;
+                }
+                read = (T)(object)record.Manifest;
+            }
             T manifest;
             try
             {
-                manifest = Manifest.Read<T>(manifestPath);
+                manifest = read ?? Manifest.Read<T>(manifestPath);
             }
             catch (StoreException ex)
             {
@@ -231,7 +251,7 @@ public sealed partial class VmStore
     {
         int count = 0;
         foreach ((string dir, string name, string subject, string manifestPath, CloneManifest manifest) in ReadManifests<CloneManifest>(
-            ClonesFolder, CloneFile, "clone", "not repaired: remove the folder (Remove-VmClone works on it) if it is not needed", problems, cancellationToken))
+            ClonesFolder, CloneFile, "clone", "not repaired: remove the folder (Remove-VmClone works on it) if it is not needed", problems, cancellationToken, repair, bases))
         {
             count++;
             if (!bases.ContainsKey(manifest.Base))
@@ -298,6 +318,43 @@ public sealed partial class VmStore
             ReportUnknownFiles(problems, subject, dir, known, repair);
         }
         return count;
+    }
+
+    /// <summary>
+    /// Reports a clone whose manifest cannot be read; with <paramref name="repair"/>, rebuilds it
+    /// from the volumes' parent links (see <see cref="ManifestRebuild"/>) under the clone's lock
+    /// and returns it. A manifest that cannot be rebuilt unambiguously, or one a newer VmClone
+    /// wrote, is left as it is, with the reason; nothing in the folder is deleted either way.
+    /// </summary>
+    private CloneManifest? MendUnreadable(CloneRecord record, List<VmStoreProblem> problems, bool repair, Dictionary<string, BaseManifest> bases)
+    {
+        string subject = $"clone {record.Name}";
+        ManifestRebuild rebuild = ManifestRebuild.Of(this, record.Folder, n => bases.TryGetValue(n, out BaseManifest? b) ? b : null);
+        string? refusal = record.TooNew ? "it was written by a newer VmClone, whose record a rebuild would lose; use that version" : rebuild.Refusal;
+        VmStoreProblem p = Add(problems, StoreProblemKind.ManifestInvalid, subject, record.ManifestPath, record.Unreadable!,
+            refusal is null ? null : $"not repaired: the manifest cannot be rebuilt from the volumes: {refusal}; nothing was deleted. Restore '{record.ManifestPath}' from a backup");
+        if (!repair || refusal is not null)
+            return null;
+        CloneManifest rebuilt = rebuild.Manifest!;
+        using (StoreLocks.Acquire(Root, new[] { new LockRequest("clone", record.Name, exclusive: true) }, $"Test-VmStore -Repair: rebuild the manifest of clone '{record.Name}'", CancellationToken.None))
+            Manifest.Write(record.ManifestPath, rebuilt);
+        Repaired(p, $"rebuilt the manifest from the volumes' parent links (base '{rebuilt.Base}'; volumes {string.Join(", ", rebuilt.Volumes.Select(v => $"'{v.Name}' ({v.Type}, {v.File})"))}); every file was kept");
+        return rebuilt;
+    }
+
+    /// <summary>Reports a clone whose folder was renamed; with <paramref name="repair"/>, makes the folder's name the clone's when no other clone has it.</summary>
+    private void MendRenamed(string folder, CloneManifest manifest, List<VmStoreProblem> problems, bool repair)
+    {
+        string name = Path.GetFileName(folder);
+        string oldName = manifest.Name;
+        string? clash = CloneRename.AdoptProblem(this, folder);
+        VmStoreProblem p = Add(problems, StoreProblemKind.CloneRenamed, $"clone {name}", Path.Combine(folder, CloneFile),
+            $"{CloneRename.Describe(folder, manifest)}; no command acts on it until it has one name",
+            clash is null ? null : $"not repaired: {clash}");
+        if (!repair || clash is not null)
+            return;
+        CloneRename.Adopt(this, folder, manifest);
+        Repaired(p, $"made the folder's name '{name}' the clone's name in its manifest (it was '{oldName}'); its volumes and their parent links are unchanged");
     }
 
     /// <summary>Reports a volume file that is a link, a FIFO or a VMDK descriptor naming other files (it is not opened further); true when it was one.</summary>

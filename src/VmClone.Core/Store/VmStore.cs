@@ -205,7 +205,11 @@ public sealed partial class VmStore : IDisposable
             throw new StoreException("CloneNotFound", VmCloneErrorKind.NotFound,
                 $"There is no clone '{name}' in store '{Root}'." + Suggest(CloneNames()), name);
         RequireRealFolder(CloneFolder(name), "clone", name);
-        return Manifest.Read<CloneManifest>(Path.Combine(CloneFolder(name), CloneFile));
+        CloneRecord record = CloneRecord.Read(CloneFolder(name), name);
+        if (record.Manifest is null)
+            throw new StoreException(record.ErrorId, VmCloneErrorKind.InvalidData,
+                $"The clone '{name}' was not changed: {record.Unreadable}" + (record.ErrorId != StoreErrorIds.ManifestInvalid ? "" : " Test-VmStore -Repair rebuilds it from the clone's volumes (keeping every file) where that is unambiguous."), name);
+        return record.Manifest;
     }
 
     /// <summary>ManifestInvalid when a base's or clone's folder is a link (or lies in one): nothing in it is read.</summary>
@@ -224,6 +228,8 @@ public sealed partial class VmStore : IDisposable
     public CloneManifest LoadClone(string name)
     {
         CloneManifest manifest = ReadClone(name);
+        if (CloneRename.IsRenamed(manifest, name))
+            throw CloneRename.Refusal(CloneFolder(name), manifest);
         if (StoreBoundary.CloneManifestProblem(manifest, name) is string problem)
             throw UntrustedManifest(Path.Combine(CloneFolder(name), CloneFile), "clone", name, problem);
         return manifest;
