@@ -65,6 +65,21 @@ public sealed partial class VmStore
         return result;
     }
 
+    /// <summary>
+    /// Names of the clones on <paramref name="baseName"/>, sorted, read from their manifests
+    /// alone: no volume is opened (a fleet command plans each clone afterwards, which reads it
+    /// again). BaseNotFound when there is no such base.
+    /// </summary>
+    public IReadOnlyList<string> CloneNamesOf(string baseName)
+    {
+        LoadBase(baseName);
+        return ReadableClones()
+            .Where(p => string.Equals(p.Value.Base, baseName, StringComparison.OrdinalIgnoreCase))
+            .Select(p => p.Key)
+            .OrderBy(n => n, StringComparer.OrdinalIgnoreCase)
+            .ToList();
+    }
+
     /// <summary>One clone, described; CloneNotFound when it does not exist.</summary>
     public VmCloneInfo GetClone(string name) => DescribeClone(name, ReadClone(name));
 

@@ -33,12 +33,10 @@ namespace VmClone.PowerShell.Commands;
 /// </example>
 [Cmdlet(VerbsLifecycle.Invoke, "VmRebase", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
 [OutputType(typeof(VmCloneInfo))]
-public sealed class InvokeVmRebaseCommand : VmStoreCmdlet
+public sealed class InvokeVmRebaseCommand : FleetCmdlet
 {
     private const string NameSet = "Name";
     private const string BaseSet = "Base";
-
-    private readonly List<(string Store, string Clone)> _work = new();
 
     /// <summary>Names of the clones to rebase.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
@@ -62,44 +60,34 @@ public sealed class InvokeVmRebaseCommand : VmStoreCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
-    /// <summary>How many clones are rebased at the same time; by default twice the number of processors (at most 64), since the work on a clone mostly waits for the disk. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
-    [Parameter]
-    [ValidateRange(1, 64)]
-    public int ThrottleLimit { get; set; } = FleetRunner.DefaultThrottleLimit;
-
     protected override void ProcessRecord()
     {
-        // Collected first, so that overall progress knows how many clones there are.
-        Try(ParameterSetName == BaseSet ? Base : string.Join(",", Name), () =>
+        if (ParameterSetName == NameSet)
         {
-            VmStore store = OpenStore();
-            if (ParameterSetName == BaseSet)
-            {
-                foreach (VmCloneInfo c in store.GetClones(null, Base))
-                    _work.Add((store.Root, c.Name));
-            }
-            else
-            {
-                foreach (string name in Name)
-                    _work.Add((store.Root, name));
-            }
+            RunFleet(Name);
+            return;
+        }
+        // The clones of the base by their names alone: each is read again when it is planned.
+        VmStore? store = null;
+        IReadOnlyList<string>? names = null;
+        Try(Base, () =>
+        {
+            store = OpenStore();
+            names = store.CloneNamesOf(Base);
         });
+        if (store is not null && names is not null)
+            RunFleet(store, names);
     }
 
-    protected override void EndProcessing()
-    {
-        foreach ((string root, string name) in _work)
-        {
-            Try(name, () =>
-            {
-                VmStore store = StoreAt(root);
-                StorePlan plan = store.PlanRebase(name, NewBase);
-                if (!FirstTime(store, name) || !ShouldRun(plan, $"Rebase clone '{name}' onto '{NewBase}' (system replaced, temporary reset, data kept)", Force))
-                    return;
-                Fleet(ThrottleLimit, $"Rebasing onto {NewBase}").Run(store, name, $"Rebase clone '{name}' onto '{NewBase}'",
-                    (progress, cancel) => store.Execute(plan, progress, cancel), writeResult: true);
-            });
-        }
-        base.EndProcessing();
-    }
+    private protected override StorePlan Plan(VmStore store, string name) => store.PlanRebase(name, NewBase);
+
+    private protected override string Caption(string name) => $"Rebase clone '{name}' onto '{NewBase}' (system replaced, temporary reset, data kept)";
+
+    private protected override string Activity => $"Rebasing onto {NewBase}";
+
+    private protected override string Describe(string name) => $"Rebase clone '{name}' onto '{NewBase}'";
+
+    private protected override bool SkipConfirmation => Force;
+
+    private protected override bool WriteResult => true;
 }
