@@ -68,6 +68,24 @@ public sealed partial class VmStore
         return result;
     }
 
+    /// <summary>
+    /// Names of the clones on <paramref name="baseName"/>, sorted, read from their manifests
+    /// alone: no volume of a readable clone is opened (a fleet command plans each clone
+    /// afterwards, which reads it again). A clone whose manifest cannot be read is named when its
+    /// volumes' parent links lead to the base, so a fleet command over the base fails it loudly
+    /// instead of passing it by. BaseNotFound when there is no such base.
+    /// </summary>
+    public IReadOnlyList<string> CloneNamesOf(string baseName)
+    {
+        LoadBase(baseName);
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
+        return CloneRecord.ReadAll(this)
+            .Where(r => string.Equals(UnreadableClone.BaseOf(this, r, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
+            .Select(r => r.Name)
+            .OrderBy(n => n, StringComparer.OrdinalIgnoreCase)
+            .ToList();
+    }
+
     /// <summary>One clone, described (<see cref="CloneState.Unreadable"/> when its manifest cannot be read); CloneNotFound when it does not exist.</summary>
     public VmCloneInfo GetClone(string name)
     {

@@ -35,7 +35,9 @@ public sealed class RestoreVmCloneCommand : CloneFleetCmdlet
 
     private protected override string Caption(string name) => $"Restore clone '{name}' (its system and temporary content is discarded)";
 
-    private protected override (string Activity, string Description) Describe(string name) => ("Restoring clones", $"Restore clone '{name}'");
+    private protected override string Activity => "Restoring clones";
+
+    private protected override string Describe(string name) => $"Restore clone '{name}'";
 
     private protected override bool SkipConfirmation => Force;
 
