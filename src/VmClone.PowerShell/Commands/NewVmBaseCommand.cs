@@ -63,7 +63,8 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
 
     /// <summary>Format of the base's files: Vhdx (default for -Volume) or Vmdk. With -FromClone, by default each volume keeps the clone's format.</summary>
     [Parameter]
-    [ValidateSet("Vhdx", "Vmdk")]
+    [ArgumentCompleter(typeof(BaseFormatCompleter))]
+    [ValidateDiskFormat(DiskFormatUse.Base)]
     public DiskFormat Format { get; set; } = DiskFormat.Vhdx;
 
     /// <summary>With -FromClone: copy the clone's volumes even while another program holds them open (a running virtual machine), for a machine whose disks you know are quiescent (paused, or frozen by its guest agent). Without it such a clone is refused with VolumeInUse.</summary>
