@@ -20,8 +20,9 @@ public enum DiskFormatUse
 }
 
 /// <summary>
-/// Validates a -Format value against the format registry, so that a format is offered by the
-/// cmdlets exactly when it has a registration. <see cref="ValidValues"/> is what the help lists.
+/// Validates a -Format value (the DiskFormat enum, or a format's name) against the format
+/// registry, so that a format is accepted by the cmdlets exactly when it has a registration.
+/// <see cref="ValidValues"/> is what the help lists.
 /// </summary>
 [AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
 public sealed class ValidateDiskFormatAttribute : ValidateArgumentsAttribute
@@ -45,6 +46,9 @@ public sealed class ValidateDiskFormatAttribute : ValidateArgumentsAttribute
         _ => DiskFormats.All,
     };
 
+    /// <summary>The format named <paramref name="name"/> (case-insensitive), once validated.</summary>
+    internal static DiskFormat Parse(string name) => (DiskFormat)Enum.Parse(typeof(DiskFormat), name, ignoreCase: true);
+
     protected override void Validate(object arguments, EngineIntrinsics engineIntrinsics)
     {
         object value = arguments is PSObject ps ? ps.BaseObject : arguments;
@@ -58,42 +62,17 @@ public sealed class ValidateDiskFormatAttribute : ValidateArgumentsAttribute
     }
 }
 
-/// <summary>Completes -Format with the registered formats fit for the parameter's use (see <see cref="ValidateDiskFormatAttribute"/>).</summary>
-public abstract class DiskFormatCompleter : IArgumentCompleter
+/// <summary>
+/// Completes a [string] -Format with the formats the store keeps bases in. (An enum-typed
+/// -Format is completed by PowerShell with every enum value, before any completer is asked.)
+/// </summary>
+public sealed class BaseFormatCompleter : IArgumentCompleter
 {
-    private readonly DiskFormatUse _use;
-
-    private protected DiskFormatCompleter(DiskFormatUse use) => _use = use;
-
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete, CommandAst commandAst, IDictionary fakeBoundParameters)
     {
         string word = (wordToComplete ?? "").Trim('\'', '"');
-        return ValidateDiskFormatAttribute.Formats(_use)
+        return ValidateDiskFormatAttribute.Formats(DiskFormatUse.Base)
             .Where(f => f.Name.StartsWith(word, StringComparison.OrdinalIgnoreCase))
             .Select(f => new CompletionResult(f.Name, f.Name, CompletionResultType.ParameterValue, f.Name));
-    }
-}
-
-/// <summary>Completes every registered format.</summary>
-public sealed class ReadFormatCompleter : DiskFormatCompleter
-{
-    public ReadFormatCompleter() : base(DiskFormatUse.Read)
-    {
-    }
-}
-
-/// <summary>Completes the formats VmClone writes.</summary>
-public sealed class WriteFormatCompleter : DiskFormatCompleter
-{
-    public WriteFormatCompleter() : base(DiskFormatUse.Write)
-    {
-    }
-}
-
-/// <summary>Completes the formats the store keeps bases in.</summary>
-public sealed class BaseFormatCompleter : DiskFormatCompleter
-{
-    public BaseFormatCompleter() : base(DiskFormatUse.Base)
-    {
     }
 }

@@ -44,7 +44,6 @@ public sealed class ConvertVmDiskCommand : VmCloneCmdlet
 
     /// <summary>Format of the new file; by default from its extension.</summary>
     [Parameter]
-    [ArgumentCompleter(typeof(WriteFormatCompleter))]
     [ValidateDiskFormat(DiskFormatUse.Write)]
     public DiskFormat DestinationFormat { get; set; }
 

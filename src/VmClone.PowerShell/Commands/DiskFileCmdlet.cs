@@ -28,7 +28,6 @@ public abstract class DiskFileCmdlet : VmCloneCmdlet
 
     /// <summary>Treat the file as this format instead of detecting it (for raw images without a .raw or .img extension).</summary>
     [Parameter]
-    [ArgumentCompleter(typeof(ReadFormatCompleter))]
     [ValidateDiskFormat(DiskFormatUse.Read)]
     public DiskFormat Format { get; set; }
 

@@ -69,7 +69,6 @@ public sealed class NewVmDiskCommand : VmCloneCmdlet
 
     /// <summary>File format. By default it follows the extension (.vhdx, .avhdx, .vmdk, .raw, .img); VHDX otherwise.</summary>
     [Parameter]
-    [ArgumentCompleter(typeof(WriteFormatCompleter))]
     [ValidateDiskFormat(DiskFormatUse.Write)]
     public DiskFormat Format { get; set; }
 
