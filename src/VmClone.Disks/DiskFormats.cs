@@ -18,7 +18,8 @@ namespace VmClone.Disks;
 /// </summary>
 /// <remarks>
 /// A new format is a folder of its own (its <see cref="DiskLayer"/> and structures) and one
-/// row in <see cref="Rows"/>, which must provide: its <see cref="DiskFormat"/> value; its file
+/// row in <see cref="Rows"/>, which must provide: its <see cref="DiskFormat"/> value (a new
+/// member of that enum, which its layer's <see cref="DiskLayer.Format"/> returns); its file
 /// extensions (the first is what new files get); how its first bytes are recognised; open
 /// over an open file; create standalone; create a child over a parent (or none: no parent);
 /// the signature an existing file must start with to be rewritten in place as a new child
@@ -26,7 +27,9 @@ namespace VmClone.Disks;
 /// contract suite (tests/VmClone.Disks.Tests/Contract, tests/VmClone.Core.Tests/Disks/ChainContractTests)
 /// then runs its create, child, random-write, re-point, merge, convert, crash-point and
 /// bad-input checks for every writable row that can have a parent; the oracle a format is
-/// judged by (qemu-img, vhdiinfo) is named in that suite's format list.
+/// judged by (qemu-img, libvhdi) is named in that suite's ContractFormats.OracleSha256.
+/// Rows are recognised before the formats refused by name below, so a row for a format listed
+/// there (VHD's "conectix") takes its place.
 /// </remarks>
 public static class DiskFormats
 {
@@ -177,15 +180,19 @@ internal sealed class FileHead
     /// <summary>The format the file's extension names, or null.</summary>
     public DiskFormatInfo? ByExtension { get; }
 
-    /// <summary>The bytes read as ASCII.</summary>
+    /// <summary>The bytes read as ASCII (a byte above 0x7F reads as '?': compare binary magic with <see cref="StartsWith(byte[])"/>).</summary>
     public string Ascii => _ascii ??= Encoding.ASCII.GetString(Bytes, 0, Count);
+
+    /// <summary>True when the file starts with <paramref name="signature"/>.</summary>
+    public bool StartsWith(params byte[] signature) =>
+        Count >= signature.Length && Bytes.AsSpan(0, signature.Length).SequenceEqual(signature);
 }
 
 /// <summary>One format's registration in <see cref="DiskFormats"/>: what the rest of VmClone asks about a format.</summary>
 public sealed class DiskFormatInfo
 {
     internal DiskFormatInfo(DiskFormat format, string[] extensions, Func<FileHead, bool>? recognise,
-        Func<FileAccessor, DiskLayer> open, Action<LayerCreateSpec> createStandalone, Action<LayerCreateSpec>? createChild,
+        Func<FileAccessor, DiskLayer> open, Action<LayerCreateSpec>? createStandalone, Action<LayerCreateSpec>? createChild,
         byte[]? rewriteSignature, bool canHoldBase, bool canWrite)
     {
         Format = format;
@@ -229,8 +236,8 @@ public sealed class DiskFormatInfo
     /// <summary>Opens a layer over a file already open (writable when it is); disposes it on failure.</summary>
     internal Func<FileAccessor, DiskLayer> Open { get; }
 
-    /// <summary>Writes a new layer without a parent (<see cref="LayerCreateSpec.Parent"/> null).</summary>
-    internal Action<LayerCreateSpec> CreateStandalone { get; }
+    /// <summary>Writes a new layer without a parent (<see cref="LayerCreateSpec.Parent"/> null); null for a format VmClone only reads.</summary>
+    internal Action<LayerCreateSpec>? CreateStandalone { get; }
 
     /// <summary>Writes a new child over <see cref="LayerCreateSpec.Parent"/>; null when the format has no parent.</summary>
     internal Action<LayerCreateSpec>? CreateChild { get; }

@@ -357,9 +357,11 @@ public sealed class VirtualDisk : IDisposable
         if (spec.Target is null && File.Exists(spec.Path))
             throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': the file already exists.");
         DiskFormatInfo row = DiskFormats.Get(format, spec.Path);
+        if (!row.CanWrite || row.CreateStandalone is not Action<LayerCreateSpec> createStandalone)
+            throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': VmClone reads {row.Name} files but does not write them.");
         if (spec.Parent is null)
         {
-            row.CreateStandalone(spec);
+            createStandalone(spec);
         }
         else if (row.CreateChild is Action<LayerCreateSpec> createChild)
         {
