@@ -151,7 +151,7 @@ public static partial class DiskOperations
                 continue;
             foreach (string file in Directory.EnumerateFiles(folder))
             {
-                if (VirtualDisk.FormatFromExtension(file) is not (DiskFormat.Vhdx or DiskFormat.Vmdk))
+                if (DiskFormats.FromExtension(file) is not { CanHaveParent: true })
                     continue;
                 if (PathUtil.SamePath(file, parent) || excluded.Any(e => PathUtil.SamePath(e, file)))
                     continue;

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using VmClone.Disks;
 
@@ -11,8 +12,8 @@ public static partial class DiskOperations
 {
     /// <summary>
     /// The format a new file at <paramref name="path"/> is written in: <paramref name="given"/>,
-    /// else the one its extension names. A file whose extension names none (x.qcow2, x.vhd, a
-    /// file without one) is refused (UnknownDiskExtension) rather than written in a format its
+    /// else the one its extension names in the format registry. A file whose extension names
+    /// none (x.qcow2, x.vhd, a file without one) is refused (UnknownDiskExtension) rather than written in a format its
     /// name does not say, which no hypervisor would then open by that name.
     /// </summary>
     public static DiskFormat FormatFor(string path, DiskFormat? given)
@@ -24,8 +25,12 @@ public static partial class DiskOperations
         string extension = Path.GetExtension(path);
         throw new VmCloneException("UnknownDiskExtension", VmCloneErrorKind.InvalidArgument,
             $"'{path}': {(extension.Length == 0 ? "a file name without an extension" : $"the extension '{extension}'")} names no format VmClone writes " +
-            "(.vhdx or .avhdx, .vmdk, .raw, .img, .bin or .dd); name the file with one of them, or give the format.", path);
+            $"({string.Join(", ", DiskFormats.All.Select(f => Alternatives(f.Extensions)))}); name the file with one of them, or give the format.", path);
     }
+
+    /// <summary>"a", "a or b", "a, b or c".</summary>
+    private static string Alternatives(IReadOnlyList<string> items) =>
+        items.Count <= 1 ? string.Join("", items) : string.Join(", ", items.Take(items.Count - 1)) + " or " + items[items.Count - 1];
 
     /// <summary>Creates a dynamic disk (no parent) or a differencing disk over <paramref name="parentPath"/>.</summary>
     public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options) =>

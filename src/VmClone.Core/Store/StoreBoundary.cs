@@ -68,7 +68,7 @@ internal sealed class StoreBoundary
         _ => "",
     };
 
-    /// <summary>Why <paramref name="file"/> is not a volume file name a manifest may give (the bare name of a .vhdx or .vmdk file of a valid volume name), or null.</summary>
+    /// <summary>Why <paramref name="file"/> is not a volume file name a manifest may give (the bare name of a file of a valid volume name with a base format's extension), or null.</summary>
     public static string? VolumeFileNameProblem(string? file)
     {
         if (string.IsNullOrEmpty(file))
@@ -76,8 +76,8 @@ internal sealed class StoreBoundary
         if (file!.IndexOfAny(Separators) >= 0 || Path.IsPathRooted(file) || file.IndexOf(':') >= 0)
             return "it is a path, not a file name in the folder";
         string extension = Path.GetExtension(file);
-        if (!extension.Equals(".vhdx", StringComparison.OrdinalIgnoreCase) && !extension.Equals(".vmdk", StringComparison.OrdinalIgnoreCase))
-            return "it is not a .vhdx or .vmdk file";
+        if (!DiskFormats.BaseFormats.Any(f => f.DefaultExtension.Equals(extension, StringComparison.OrdinalIgnoreCase)))
+            return $"it is not a {string.Join(" or ", DiskFormats.BaseFormats.Select(f => f.DefaultExtension))} file";
         return StoreNames.Problem(Path.GetFileNameWithoutExtension(file));
     }
 

@@ -478,9 +478,9 @@ public sealed partial class VmStore
 
     private static void CheckBaseFormat(DiskFormat format)
     {
-        if (format is not (DiskFormat.Vhdx or DiskFormat.Vmdk))
+        if (DiskFormats.Find(format) is not { CanHoldBase: true })
             throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument,
-                $"Base volumes are stored as VHDX or VMDK (clones are differencing disks over them), not {format}.");
+                $"Base volumes are stored as {string.Join(" or ", DiskFormats.BaseFormats.Select(f => f.Name.ToUpperInvariant()))} (clones are differencing disks over them), not {format}.");
     }
 
     private static BaseVolumeManifest BaseVolume(BaseManifest b, string volume) =>

@@ -96,12 +96,8 @@ public sealed partial class VmStore : IDisposable
 
     public string CloneFolder(string name) => Path.Combine(ClonesFolder, name);
 
-    internal static string Extension(DiskFormat format) => format switch
-    {
-        DiskFormat.Vhdx => ".vhdx",
-        DiskFormat.Vmdk => ".vmdk",
-        _ => ".raw",
-    };
+    /// <summary>The extension a volume file of <paramref name="format"/> gets; a format the registry does not know is refused.</summary>
+    internal static string Extension(DiskFormat format) => DiskFormats.Get(format, format.ToString()).DefaultExtension;
 
     /// <summary>A path inside the store as stored in manifests: relative, '/' separators.</summary>
     internal string ToStoreRelative(string fullPath)
