@@ -425,9 +425,9 @@ public sealed class VirtualDisk : IDisposable
     {
         string ascii = Encoding.ASCII.GetString(head, 0, n);
         if (ascii.StartsWith("vhdxfile", StringComparison.Ordinal))
-            return DiskFormat.Vhdx;
+            return NamedAs(full, DiskFormat.Vhdx, "a VHDX disk");
         if (ascii.StartsWith("KDMV", StringComparison.Ordinal))
-            return DiskFormat.Vmdk;
+            return NamedAs(full, DiskFormat.Vmdk, "a VMDK sparse extent");
         if (ascii.StartsWith("COWD", StringComparison.Ordinal))
             throw new DiskFormatException(full, "signature", "a VMware ESX 2/3 COWD (vmfsSparse) extent; this format is not supported");
         if (n >= 8 && BitConverter.ToUInt64(head, 0) == 0xCAFEBABEUL)
@@ -439,12 +439,35 @@ public sealed class VirtualDisk : IDisposable
         // too large to be one is still recognised, to be refused as that, unread; a raw image
         // by its name stays raw whatever its first bytes say.
         if (LooksLikeDescriptor(ascii) && (length <= Descriptor.MaxBytes || byExtension != DiskFormat.Raw))
-            return DiskFormat.Vmdk;
+            return NamedAs(full, DiskFormat.Vmdk, "a VMDK descriptor");
         if (byExtension == DiskFormat.Raw)
             return DiskFormat.Raw;
         if (byExtension is DiskFormat known)
             throw new DiskFormatException(full, "signature", $"the file has a .{known.ToString().ToLowerInvariant()} name but no {known.ToString().ToUpperInvariant()} signature (truncated, encrypted or not a disk)", 0);
         throw new DiskFormatException(full, "signature", "not a VHDX or VMDK file; open raw images with the Raw format (or a .raw/.img extension)", 0);
+    }
+
+    /// <summary>
+    /// <paramref name="found"/>, unless the file's extension names the other disk format: a
+    /// hypervisor opens a disk by its name (Hyper-V refuses a .vhdx that is not VHDX), so a VMDK
+    /// renamed .vhdx (or a VHDX renamed .vmdk) is refused rather than opened by its content,
+    /// naming the file, its extension and the format it holds. Raw names (.img, .raw ...) say no
+    /// format and a file without a known extension is judged by its content alone.
+    /// </summary>
+    private static DiskFormat NamedAs(string full, DiskFormat found, string holds)
+    {
+        if (FormatFromExtension(full) is DiskFormat named && named != DiskFormat.Raw && named != found)
+        {
+            string extension = System.IO.Path.GetExtension(full);
+            string right = found == DiskFormat.Vhdx ? ".vhdx" : ".vmdk";
+            throw new DiskFormatException(full, "extension",
+                $"the file is named {extension}, the extension of {named.ToString().ToUpperInvariant()}, but holds {holds} ({found.ToString().ToUpperInvariant()}); " +
+                $"a hypervisor opening it by its name would refuse it. Rename it to {right}, or convert it with Convert-VmDisk", 0)
+            {
+                FormatFound = found,
+            };
+        }
+        return found;
     }
 
     /// <summary>

@@ -71,6 +71,7 @@ public abstract class VmCloneCmdlet : PSCmdlet
             DiskChainException { Problem: ChainProblem.TooDeep } => ("DiskChainTooDeep", ErrorCategory.LimitsExceeded),
             DiskChainException { Problem: ChainProblem.OutsideAllowedRoot } => ("DiskParentOutsideRoot", ErrorCategory.SecurityError),
             DiskChainException => ("DiskChainIncompatible", ErrorCategory.InvalidArgument),
+            DiskFormatException { FormatFound: not null } => ("DiskExtensionMismatch", ErrorCategory.InvalidData),
             DiskFormatException => ("DiskFormatInvalid", ErrorCategory.InvalidData),
             VirtualDiskException v when v.InnerException is FileNotFoundException or DirectoryNotFoundException => ("DiskNotFound", ErrorCategory.ObjectNotFound),
             VirtualDiskException v when v.InnerException is UnauthorizedAccessException => ("DiskAccessDenied", ErrorCategory.PermissionDenied),

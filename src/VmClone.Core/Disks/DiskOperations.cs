@@ -147,6 +147,7 @@ public static partial class DiskOperations
             Type = layer.Type,
             VirtualSize = layer.VirtualSize,
             FileSize = layer.FileSize,
+            SizeOnDisk = layer.SizeOnDisk,
             AllocatedSize = layer.AllocatedBytes,
             BlockSize = layer.BlockSize,
             LogicalSectorSize = layer.LogicalSectorSize,

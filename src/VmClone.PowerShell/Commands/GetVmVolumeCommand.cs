@@ -5,7 +5,7 @@ namespace VmClone.PowerShell.Commands;
 
 /// <summary>Shows the volumes of clones or bases: type, format, file, parent, sizes and drift.</summary>
 /// <remarks>
-/// <para>Each volume shows its file and the parent file it links to (what the disk itself says), its virtual size, its size on disk, the bytes its own file stores (OwnedBytes) and, for a clone, how much of it no longer reads as the base (DivergedBytes, sector-exact).</para>
+/// <para>Each volume shows its file and the parent file it links to (what the disk itself says), its virtual size, its size on disk (SizeOnDisk: the space the file system has allocated for the file, Linux st_blocks × 512 or Windows GetCompressedFileSize, not its length, so a sparse file counts only what it holds; the length on macOS), the bytes its own file stores (OwnedBytes) and, for a clone, how much of it no longer reads as the base (DivergedBytes, sector-exact).</para>
 /// <para>Pipe clones from Get-VmClone or bases from Get-VmBase, or name them with -Clone or -Base.</para>
 /// </remarks>
 /// <example>
@@ -20,7 +20,7 @@ namespace VmClone.PowerShell.Commands;
 /// </example>
 /// <example>
 /// <summary>Only the temporary volumes, then their files through Get-VmDisk</summary>
-/// <code>Get-VmVolume -Clone lab-01, lab-02 -Type Temporary | Get-VmDisk | Format-Table Type, FileSize, Path</code>
+/// <code>Get-VmVolume -Clone lab-01, lab-02 -Type Temporary | Get-VmDisk | Format-Table Type, SizeOnDisk, Path</code>
 /// <para>-Type filters by volume type; volumes bind to Get-VmDisk by their Path.</para>
 /// </example>
 [Cmdlet(VerbsCommon.Get, "VmVolume", DefaultParameterSetName = CloneSet)]
