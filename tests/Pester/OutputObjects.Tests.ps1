@@ -120,7 +120,7 @@ Describe 'A disk whose extension names another format' {
             $out = @($all | Where-Object { $_ -isnot [Management.Automation.ErrorRecord] })
             $out | Should -BeNullOrEmpty -Because "$command"
             $err.Count | Should -Be 1 -Because "$command"
-            $err[0].FullyQualifiedErrorId | Should -BeLike 'DiskExtensionMismatch,*' -Because "$command"
+            $err[0].FullyQualifiedErrorId | Should -BeLike "$([VmClone.Core.Store.StoreErrorIds]::DiskExtensionMismatch),*" -Because "$command"
             $err[0].Exception.Message | Should -BeLike "*'$full'*" -Because "$command"
             $err[0].Exception.Message | Should -BeLike "*$Extension*$Holds*" -Because "$command"
         }
@@ -137,6 +137,15 @@ Describe 'A disk whose extension names another format' {
         $store = Join-Path $dir 'store'
         New-VmBase b -Store $store -Volume @{ Name = 'system'; Type = 'System'; Path = './system.vhdx' } -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $err.Count | Should -Be 1
-        $err[0].FullyQualifiedErrorId | Should -BeLike 'DiskExtensionMismatch,*'
+        $err[0].FullyQualifiedErrorId | Should -BeLike "$([VmClone.Core.Store.StoreErrorIds]::DiskExtensionMismatch),*"
+    }
+}
+
+Describe 'The error ids in the help' {
+    It 'explains each id of [VmClone.Core.Store.StoreErrorIds] in about_VmClone_Errors' {
+        $help = Get-Help about_VmClone_Errors | Out-String
+        $ids = [VmClone.Core.Store.StoreErrorIds].GetFields() | Where-Object IsLiteral | ForEach-Object { $_.GetRawConstantValue() }
+        $ids.Count | Should -BeGreaterThan 50
+        $ids | Where-Object { $help -notmatch "(?m)^\s+$_\s*$" } | Should -BeNullOrEmpty
     }
 }

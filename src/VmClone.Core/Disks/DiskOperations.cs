@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Threading;
 using VmClone.Disks;
+using VmClone.Core.Store;
 
 namespace VmClone.Core.Disks;
 
@@ -22,7 +23,7 @@ public static partial class DiskOperations
         if (VirtualDisk.FormatFromExtension(path) is DiskFormat fromName)
             return fromName;
         string extension = Path.GetExtension(path);
-        throw new VmCloneException("UnknownDiskExtension", VmCloneErrorKind.InvalidArgument,
+        throw new VmCloneException(StoreErrorIds.UnknownDiskExtension, VmCloneErrorKind.InvalidArgument,
             $"'{path}': {(extension.Length == 0 ? "a file name without an extension" : $"the extension '{extension}'")} names no format VmClone writes " +
             "(.vhdx or .avhdx, .vmdk, .raw, .img, .bin or .dd); name the file with one of them, or give the format.", path);
     }

@@ -75,7 +75,7 @@ public sealed class GetVmVolumeCommand : VmStoreCmdlet
                     break;
                 default:
                     WriteError(new ErrorRecord(new System.ArgumentException($"Get-VmVolume takes clones (Get-VmClone) and bases (Get-VmBase), not {InputObject.BaseObject.GetType().Name}."),
-                        "InvalidInputObject", ErrorCategory.InvalidArgument, InputObject));
+                        StoreErrorIds.InvalidInputObject, ErrorCategory.InvalidArgument, InputObject));
                     break;
             }
             return;
