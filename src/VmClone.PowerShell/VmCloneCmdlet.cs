@@ -85,6 +85,9 @@ public abstract class VmCloneCmdlet : PSCmdlet
             OperationCanceledException => (StoreErrorIds.OperationStopped, ErrorCategory.OperationStopped),
             _ => (StoreErrorIds.OperationFailed, ErrorCategory.NotSpecified),
         };
+        // An argument error names the code's parameter (" (Parameter 'spec')"): the user sees the message alone.
+        if (ex is ArgumentException { ParamName: not null })
+            ex = new ArgumentException(VmClone.Core.UserFacing.Message(ex), ex);
         return new ErrorRecord(ex, id, category, target);
     }
 

@@ -149,3 +149,39 @@ Describe 'The error ids in the help' {
         $ids | Where-Object { $help -notmatch "(?m)^\s+$_\s*$" } | Should -BeNullOrEmpty
     }
 }
+
+Describe 'Error messages speak of the user''s names and files' {
+    BeforeAll {
+        $dir = New-TestFolder
+        $store = Join-Path $dir 'store'
+        New-TestFleet -Root $store -Folder $dir -Clone lab-01
+        New-VmDisk (Join-Path $dir 'src.vhdx') 64MB | Out-Null
+    }
+    AfterAll { Remove-TestFolder $dir }
+
+    It 'names no parameter of the code and no staging file in any message' {
+        $src = Join-Path $dir 'src.vhdx'
+        $paths = @(
+            { New-VmDisk (Join-Path $dir 'odd.vhdx') -SizeBytes 1000 }
+            { New-VmDisk (Join-Path $dir 'odd.vhdx') -SizeBytes 64MB -BlockSizeBytes 3MB }
+            { New-VmDisk (Join-Path $dir 'odd.vmdk') -SizeBytes 1000 }
+            { New-VmDisk (Join-Path $dir 'odd.vmdk') -SizeBytes 64MB -BlockSizeBytes 3MB }
+            { New-VmDisk (Join-Path $dir 'odd.vhdx') -ParentPath $src -SizeBytes 128MB }
+            { Convert-VmDisk $src (Join-Path $dir 'out.vhdx') -BlockSizeBytes 3MB }
+            { Convert-VmDisk $src (Join-Path $dir 'out.vmdk') -BlockSizeBytes 3MB }
+            { New-VmBase odd -Store $store -Volume @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = 1000 } }
+            { New-VmBase odd -Store $store -Volume @{ Name = 'system'; Type = 'System'; Path = (Join-Path $dir 'none.vhdx') } }
+            { New-VmClone lab-01 -Base win11 -Store $store }
+            { Restore-VmClone nope -Store $store -Force }
+        )
+        $messages = foreach ($p in $paths) {
+            $all = try { @(& $p 2>&1) } catch { @($_) }
+            $err = @($all | Where-Object { $_ -is [Management.Automation.ErrorRecord] })
+            $err.Count | Should -BeGreaterThan 0 -Because "$p fails"
+            foreach ($e in $err) { "$p => $($e.Exception.Message) | $($e.ErrorDetails.Message)" }
+        }
+        $messages | Where-Object { $_ -match "\(Parameter '|\.vmclone-|\.staging-|\.removing-|Actual value was" } | Should -BeNullOrEmpty
+        Get-ChildItem $dir -Force -Filter 'odd.*' | Should -BeNullOrEmpty
+        Get-ChildItem $dir -Force -Filter 'out.*' | Should -BeNullOrEmpty
+    }
+}

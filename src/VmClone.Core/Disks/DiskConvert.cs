@@ -109,6 +109,11 @@ public static partial class DiskOperations
             write(staged);
             File.Move(staged, destination);
         }
+        catch (Exception ex) when (UserFacing.Renamed(ex, staged, destination) is Exception renamed)
+        {
+            // The staging folder is ours; the user named the destination.
+            throw renamed;
+        }
         finally
         {
             try

@@ -40,7 +40,7 @@ public static partial class DiskOperations
     public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options, DiskOpenOptions? openOptions)
     {
         if (parentPath is null && virtualSize is null)
-            throw new ArgumentException("A new disk needs either a size or a parent.", nameof(virtualSize));
+            throw new ArgumentException("A new disk needs either a size (-SizeBytes) or a parent (-ParentPath).");
         // The engine holds the parent and its whole chain to the caller's root while it opens
         // them, the one time they are opened: a child is never linked to a chain leading out.
         VirtualDisk disk = parentPath is null
@@ -52,7 +52,7 @@ public static partial class DiskOperations
             {
                 disk.Dispose();
                 File.Delete(path);
-                throw new ArgumentException($"A differencing disk has its parent's size ({disk.Capacity} bytes); {size} was asked for.", nameof(virtualSize));
+                throw new ArgumentException($"'{path}': a differencing disk has its parent's size ({disk.Capacity} bytes); {size} was asked for (leave out -SizeBytes).");
             }
             return Describe(disk.Top, 0, disk.Layers.Count, null);
         }
