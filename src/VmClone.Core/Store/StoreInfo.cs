@@ -50,7 +50,13 @@ public sealed class VmVolumeInfo
     /// <summary>Bytes of virtual content stored in the volume's own file (allocated blocks or grains).</summary>
     public long OwnedBytes { get; set; }
 
-    /// <summary>Bytes of the virtual disk that no longer read from the base: written (or zeroed) by the clone, sector-exact; for a standalone volume, every byte it holds.</summary>
+    /// <summary>
+    /// Bytes of the virtual disk whose content the volume's own file decides (for a volume over
+    /// the base: what no longer reads from the base), counted as finely as the format records
+    /// it: 512-byte sectors for a VHDX differencing volume (its sector bitmap); whole blocks
+    /// (32 MiB by default) for a standalone VHDX and whole grains (64 KiB) for a VMDK, whose
+    /// files record no finer. A few sectors written into an empty standalone VHDX count as one block.
+    /// </summary>
     public long DivergedBytes { get; set; }
 
     /// <summary>Why the volume's chain does not open cleanly, or null.</summary>
