@@ -170,6 +170,8 @@ Describe 'Error messages speak of the user''s names and files' {
             { Convert-VmDisk $src (Join-Path $dir 'out.vhdx') -BlockSizeBytes 3MB }
             { Convert-VmDisk $src (Join-Path $dir 'out.vmdk') -BlockSizeBytes 3MB }
             { New-VmBase odd -Store $store -Volume @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = 1000 } }
+            { New-VmBase odd -Store $store -Volume @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = 128TB } }
+            { New-VmBase odd -Store $store -Volume @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = 128TB } -Format Vmdk }
             { New-VmBase odd -Store $store -Volume @{ Name = 'system'; Type = 'System'; Path = (Join-Path $dir 'none.vhdx') } }
             { New-VmClone lab-01 -Base win11 -Store $store }
             { Restore-VmClone nope -Store $store -Force }

@@ -68,8 +68,18 @@ public sealed partial class VmStore
                     $"There is not enough free space in '{Root}' for: {plan.Describe().Split('\n')[0].Trim()}. " +
                     "Nothing of it was kept (its unfinished files were deleted, the originals are untouched); free some space and run the command again.", plan.Subject, ex);
             }
+            catch (Exception ex) when (plan.Operation is StoreOperation.NewBase or StoreOperation.NewClone
+                && UserFacing.Renamed(ex, StagingFolderOf(plan), FinalFolderOf(plan)) is Exception renamed)
+            {
+                // A new base or clone is made in a staging folder of ours; the user knows only its name.
+                throw renamed;
+            }
         }
     }
+
+    private string FinalFolderOf(StorePlan plan) => plan.Operation == StoreOperation.NewBase ? BaseFolder(plan.Subject) : CloneFolder(plan.Subject);
+
+    private string StagingFolderOf(StorePlan plan) => WorkFolder(FinalFolderOf(plan), StagingPrefix);
 
     /// <summary>The same operation planned again, for what the subject is now.</summary>
     private StorePlan Replan(StorePlan plan) => plan.Operation switch
