@@ -125,7 +125,7 @@ public static class DiskFormats
         foreach (DiskFormatInfo row in Rows)
         {
             if (row.Recognise is not null && row.Recognise(h))
-                return row.Format;
+                return NamedAs(path, row, h.ByExtension);
         }
         foreach ((Func<FileHead, bool> matches, string reason) in Unsupported)
         {
@@ -142,6 +142,26 @@ public static class DiskFormats
         string byName = string.Join(", ", Rows.Where(r => r.Recognise is null).Select(r =>
             $"open {r.Name.ToLowerInvariant()} images with the {r.Name} format (or a {string.Join("/", r.Extensions.Take(2))} extension)"));
         throw new DiskFormatException(path, "signature", $"not a {bySignature} file; {byName}", 0);
+    }
+
+    /// <summary>
+    /// <paramref name="found"/>, unless the file's extension names another format recognised by
+    /// its content: a hypervisor opens a disk by its name (Hyper-V refuses a .vhdx that is not
+    /// VHDX), so a VMDK renamed .vhdx (or a VHDX renamed .vmdk) is refused rather than opened by
+    /// its content, naming the file, its extension and the format it holds. Raw names (.img, .raw
+    /// ...) say no format, and a file without a known extension is judged by its content alone.
+    /// </summary>
+    private static DiskFormat NamedAs(string path, DiskFormatInfo found, DiskFormatInfo? named)
+    {
+        if (named is null || named.Recognise is null || named.Format == found.Format)
+            return found.Format;
+        string extension = System.IO.Path.GetExtension(path);
+        throw new DiskFormatException(path, "extension",
+            $"the file is named {extension}, the extension of {named.Name.ToUpperInvariant()}, but holds a {found.Name.ToUpperInvariant()} disk; " +
+            $"a hypervisor opening it by its name would refuse it. Rename it to {found.DefaultExtension}, or convert it with Convert-VmDisk", 0)
+        {
+            FormatFound = found.Format,
+        };
     }
 
     private static byte[] LittleEndian(ulong value, int length)

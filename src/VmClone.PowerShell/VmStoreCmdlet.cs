@@ -90,7 +90,7 @@ public abstract class VmStoreCmdlet : VmCloneCmdlet, IDisposable
             _cannotConfirm = true;
             WriteError(new ErrorRecord(new InvalidOperationException(
                 $"{MyInvocation.MyCommand.Name} asks for confirmation before it changes anything, and this PowerShell host cannot ask ({ex.Message}) Add -Force or -Confirm:$false to run it unattended, or -WhatIf to see the plan.", ex),
-                "ConfirmationNotPossible", ErrorCategory.InvalidOperation, plan.Subject));
+                StoreErrorIds.ConfirmationNotPossible, ErrorCategory.InvalidOperation, plan.Subject));
             return false;
         }
     }
@@ -134,7 +134,7 @@ public abstract class VmStoreCmdlet : VmCloneCmdlet, IDisposable
             }
             if (!any && !WildcardPattern.ContainsWildcardCharacters(pattern))
             {
-                string id = kind == "base" ? "BaseNotFound" : "CloneNotFound";
+                string id = kind == "base" ? StoreErrorIds.BaseNotFound : StoreErrorIds.CloneNotFound;
                 WriteError(ToErrorRecord(new StoreException(id, VmCloneErrorKind.NotFound, $"There is no {kind} '{pattern}' in store '{storeRoot}'.", pattern), pattern));
             }
         }

@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmClone.Disks;
+using VmClone.Core.Store;
 
 namespace VmClone.Core.Disks;
 
@@ -23,7 +24,7 @@ public static partial class DiskOperations
         if (VirtualDisk.FormatFromExtension(path) is DiskFormat fromName)
             return fromName;
         string extension = Path.GetExtension(path);
-        throw new VmCloneException("UnknownDiskExtension", VmCloneErrorKind.InvalidArgument,
+        throw new VmCloneException(StoreErrorIds.UnknownDiskExtension, VmCloneErrorKind.InvalidArgument,
             $"'{path}': {(extension.Length == 0 ? "a file name without an extension" : $"the extension '{extension}'")} names no format VmClone writes " +
             $"({string.Join(", ", DiskFormats.All.Select(f => Alternatives(f.Extensions)))}); name the file with one of them, or give the format.", path);
     }
@@ -44,7 +45,7 @@ public static partial class DiskOperations
     public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options, DiskOpenOptions? openOptions)
     {
         if (parentPath is null && virtualSize is null)
-            throw new ArgumentException("A new disk needs either a size or a parent.", nameof(virtualSize));
+            throw new ArgumentException("A new disk needs either a size (-SizeBytes) or a parent (-ParentPath).");
         // The engine holds the parent and its whole chain to the caller's root while it opens
         // them, the one time they are opened: a child is never linked to a chain leading out.
         VirtualDisk disk = parentPath is null
@@ -56,7 +57,7 @@ public static partial class DiskOperations
             {
                 disk.Dispose();
                 File.Delete(path);
-                throw new ArgumentException($"A differencing disk has its parent's size ({disk.Capacity} bytes); {size} was asked for.", nameof(virtualSize));
+                throw new ArgumentException($"'{path}': a differencing disk has its parent's size ({disk.Capacity} bytes); {size} was asked for (leave out -SizeBytes).");
             }
             return Describe(disk.Top, 0, disk.Layers.Count, null);
         }
@@ -152,6 +153,7 @@ public static partial class DiskOperations
             Type = layer.Type,
             VirtualSize = layer.VirtualSize,
             FileSize = layer.FileSize,
+            SizeOnDisk = layer.SizeOnDisk,
             AllocatedSize = layer.AllocatedBytes,
             BlockSize = layer.BlockSize,
             LogicalSectorSize = layer.LogicalSectorSize,

@@ -52,7 +52,7 @@ internal sealed class CloneRecord
         }
         catch (StoreException ex)
         {
-            return new CloneRecord(name, folder, null, ex.Message, ex.ErrorId == "StoreFormatUnsupported", ex.ErrorId);
+            return new CloneRecord(name, folder, null, ex.Message, ex.ErrorId == StoreErrorIds.StoreFormatUnsupported, ex.ErrorId);
         }
         catch (Exception ex) when (ex is UnauthorizedAccessException or IOException)
         {

@@ -5,6 +5,8 @@ using VmClone.Disks;
 namespace VmClone.Core.Store;
 
 /// <summary>Whether a clone can be used as it is.</summary>
+// ConvertTo-Json (Newtonsoft in PowerShell) writes the name, not the number, without -EnumsAsStrings.
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum CloneState
 {
     /// <summary>Every volume's chain opens and its base is as it was made.</summary>
@@ -46,13 +48,19 @@ public sealed class VmVolumeInfo
 
     public long VirtualSize { get; set; }
 
-    /// <summary>Size of the file on disk.</summary>
+    /// <summary>Space the volume's file takes on the file system: allocated bytes (Linux st_blocks × 512, Windows GetCompressedFileSize), not the length, so a sparse file counts only what it holds; the length on macOS.</summary>
     public long SizeOnDisk { get; set; }
 
     /// <summary>Bytes of virtual content stored in the volume's own file (allocated blocks or grains).</summary>
     public long OwnedBytes { get; set; }
 
-    /// <summary>Bytes of the virtual disk that no longer read from the base: written (or zeroed) by the clone, sector-exact; for a standalone volume, every byte it holds.</summary>
+    /// <summary>
+    /// Bytes of the virtual disk whose content the volume's own file decides (for a volume over
+    /// the base: what no longer reads from the base), counted as finely as the format records
+    /// it: 512-byte sectors for a VHDX differencing volume (its sector bitmap); whole blocks
+    /// (32 MiB by default) for a standalone VHDX and whole grains (64 KiB) for a VMDK, whose
+    /// files record no finer. A few sectors written into an empty standalone VHDX count as one block.
+    /// </summary>
     public long DivergedBytes { get; set; }
 
     /// <summary>Why the volume's chain does not open cleanly, or null.</summary>
@@ -87,7 +95,7 @@ public sealed class VmBaseInfo
     /// <summary>Number of clones whose manifest names this base, and of clones whose manifest cannot be read whose volumes depend on it.</summary>
     public int CloneCount { get; set; }
 
-    /// <summary>Total size of the base's volume files.</summary>
+    /// <summary>Space the base's volume files take on the file system (allocated bytes, see <see cref="VmVolumeInfo.SizeOnDisk"/>).</summary>
     public long SizeOnDisk { get; set; }
 
     /// <summary>True when a volume's identity differs from the one recorded when the base was made.</summary>
@@ -120,7 +128,7 @@ public sealed class VmCloneInfo
 
     public IReadOnlyList<VmVolumeInfo> Volumes { get; set; } = Array.Empty<VmVolumeInfo>();
 
-    /// <summary>Total size of the clone's volume files.</summary>
+    /// <summary>Space the clone's volume files take on the file system (allocated bytes, see <see cref="VmVolumeInfo.SizeOnDisk"/>).</summary>
     public long SizeOnDisk { get; set; }
 
     /// <summary>Bytes of virtual content the clone's files store themselves.</summary>
@@ -136,6 +144,8 @@ public sealed class VmCloneInfo
 }
 
 /// <summary>What kind of problem Test-VmStore found.</summary>
+// ConvertTo-Json (Newtonsoft in PowerShell) writes the name, not the number, without -EnumsAsStrings.
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum StoreProblemKind
 {
     /// <summary>store.json, base.json or clone.json is missing, unreadable or too new.</summary>

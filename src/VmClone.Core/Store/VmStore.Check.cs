@@ -69,8 +69,8 @@ public sealed partial class VmStore
         catch (StoreException ex)
         {
             VmStoreProblem p = Add(problems, StoreProblemKind.ManifestInvalid, "store", path, ex.Message,
-                ex.ErrorId == "StoreFormatUnsupported" ? "not repaired: the store was written by a newer VmClone" : null);
-            if (repair && ex.ErrorId != "StoreFormatUnsupported")
+                ex.ErrorId == StoreErrorIds.StoreFormatUnsupported ? "not repaired: the store was written by a newer VmClone" : null);
+            if (repair && ex.ErrorId != StoreErrorIds.StoreFormatUnsupported)
             {
                 Manifest.Write(path, new StoreManifest { Created = DateTimeOffset.UtcNow });
                 Repaired(p, $"wrote a new {StoreFile}");

@@ -262,7 +262,7 @@ public sealed partial class VmStore
             sectorSize = layer.LogicalSectorSize;
             info.Format = layer.Format;
             info.VirtualSize = layer.VirtualSize;
-            info.SizeOnDisk = layer.FileSize;
+            info.SizeOnDisk = layer.SizeOnDisk;
             info.OwnedBytes = layer.AllocatedBytes;
             info.DivergedBytes = DivergedBytes(layer);
             if (layer.ParentReference is null)

@@ -18,7 +18,7 @@ public sealed partial class VmStore
         CheckBaseFormat(format);
         RefuseExistingBase(name);
         if (volumes is null || volumes.Count == 0)
-            throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument, $"Base '{name}' needs at least one volume (-Volume @{{ Name = 'system'; Type = 'System'; Path = './disk.vhdx' }}).", name);
+            throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument, $"Base '{name}' needs at least one volume (-Volume @{{ Name = 'system'; Type = 'System'; Path = './disk.vhdx' }}).", name);
         var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         string folder = BaseFolder(name);
         var plan = NewPlan(StoreOperation.NewBase, name, "base", folder);
@@ -26,12 +26,12 @@ public sealed partial class VmStore
         foreach (VolumeSpec spec in volumes)
         {
             if (spec is null)
-                throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument, "A volume specification is empty.", name);
+                throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument, "A volume specification is empty.", name);
             StoreNames.Validate(spec.Name, "volume");
             if (!seen.Add(spec.Name))
-                throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument, $"Volume name '{spec.Name}' is given twice; each volume of a base needs its own name.", spec.Name);
+                throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument, $"Volume name '{spec.Name}' is given twice; each volume of a base needs its own name.", spec.Name);
             if ((spec.Path is null) == (spec.SizeBytes is null))
-                throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument,
+                throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument,
                     $"Volume '{spec.Name}' needs either Path (an existing VHDX, VMDK or raw file to copy) or SizeBytes (a new empty volume), not {(spec.Path is null ? "neither" : "both")}.", spec.Name);
             var step = new PlannedVolume
             {
@@ -44,7 +44,7 @@ public sealed partial class VmStore
             {
                 string source = Path.GetFullPath(spec.Path);
                 if (!File.Exists(source))
-                    throw new StoreException("VolumeSourceNotFound", VmCloneErrorKind.NotFound, $"Volume '{spec.Name}': the file '{source}' does not exist.", spec.Path);
+                    throw new StoreException(StoreErrorIds.VolumeSourceNotFound, VmCloneErrorKind.NotFound, $"Volume '{spec.Name}': the file '{source}' does not exist.", spec.Path);
                 // A source inside the store is held to its boundary, as importing it is (BuildStaged).
                 using (VirtualDisk disk = VirtualDisk.Open(source, FileAccess.Read, IsUnder(source, Root) ? OpenOptions : null))
                 {
@@ -58,7 +58,7 @@ public sealed partial class VmStore
             {
                 long size = spec.SizeBytes!.Value;
                 if (size <= 0 || size % 512 != 0)
-                    throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument, $"Volume '{spec.Name}': size {size} must be a positive multiple of 512 bytes.", spec.Name);
+                    throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument, $"Volume '{spec.Name}': size {size} must be a positive multiple of 512 bytes.", spec.Name);
                 step.Action = VolumeAction.CreateEmpty;
                 step.VirtualSize = size;
             }
@@ -124,7 +124,7 @@ public sealed partial class VmStore
         StoreNames.Validate(name, "clone");
         BaseManifest b = LoadBase(baseName);
         if (CloneExists(name) || Directory.Exists(CloneFolder(name)))
-            throw new StoreException("CloneExists", VmCloneErrorKind.AlreadyExists,
+            throw new StoreException(StoreErrorIds.CloneExists, VmCloneErrorKind.AlreadyExists,
                 $"A clone named '{name}' already exists in store '{Root}'; choose another name, or remove it first (Remove-VmClone {name}).", name);
         RequireUnmodifiedBase(b);
         string folder = CloneFolder(name);
@@ -330,7 +330,7 @@ public sealed partial class VmStore
         BaseManifest b = LoadBase(baseName);
         IReadOnlyList<string> dependents = FindDependents(b.Name);
         if (dependents.Count > 0)
-            throw new StoreException("BaseInUse", VmCloneErrorKind.InUse,
+            throw new StoreException(StoreErrorIds.BaseInUse, VmCloneErrorKind.InUse,
                 $"Base '{b.Name}' cannot be removed: {string.Join("; ", dependents)} depend(s) on it. " +
                 $"Rebase them onto another base (Invoke-VmRebase -Base {b.Name} -NewBase ...) or remove them first.", b.Name);
         string folder = BaseFolder(b.Name);
@@ -434,7 +434,7 @@ public sealed partial class VmStore
             }
         }
         if (differences.Count > 0)
-            throw new StoreException("OutlineMismatch", VmCloneErrorKind.InvalidOperation,
+            throw new StoreException(StoreErrorIds.OutlineMismatch, VmCloneErrorKind.InvalidOperation,
                 $"Clone '{clone.Name}' cannot move onto base '{nb.Name}': their storage outlines differ ({string.Join("; ", differences)}). " +
                 "A new base must have the same volumes, types, order and sizes; make it from a clone of the old base (New-VmBase -FromClone).", clone.Name);
     }
@@ -445,7 +445,7 @@ public sealed partial class VmStore
         VmBaseInfo info = DescribeBase(b, 0);
         VmVolumeInfo? bad = info.Volumes.FirstOrDefault(v => v.Problem is not null);
         if (bad is not null)
-            throw new StoreException(info.IsModified ? "BaseModified" : "BaseBroken", VmCloneErrorKind.InvalidData,
+            throw new StoreException(info.IsModified ? StoreErrorIds.BaseModified : StoreErrorIds.BaseBroken, VmCloneErrorKind.InvalidData,
                 $"Base '{b.Name}' cannot be used: volume '{bad.Name}' is {bad.Problem}. Its clones may show corrupted content; run Test-VmStore.", b.Name);
     }
 
@@ -464,7 +464,7 @@ public sealed partial class VmStore
                 throw new StoreException(StoreBoundary.ErrorId(info.Boundary), VmCloneErrorKind.InvalidData,
                     $"Clone '{clone.Name}': volume '{v.Name}' cannot be used: {info.Problem}. Nothing was changed; run Test-VmStore.", clone.Name);
             bool modified = info.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0;
-            throw new StoreException(modified ? "BaseModified" : "CloneBroken", VmCloneErrorKind.InvalidData,
+            throw new StoreException(modified ? StoreErrorIds.BaseModified : StoreErrorIds.CloneBroken, VmCloneErrorKind.InvalidData,
                 $"Clone '{clone.Name}': volume '{v.Name}' cannot be read safely: {info.Problem} Nothing was changed; run Test-VmStore.", clone.Name);
         }
     }
@@ -472,20 +472,20 @@ public sealed partial class VmStore
     private void RefuseExistingBase(string name)
     {
         if (BaseExists(name) || Directory.Exists(BaseFolder(name)))
-            throw new StoreException("BaseExists", VmCloneErrorKind.AlreadyExists,
+            throw new StoreException(StoreErrorIds.BaseExists, VmCloneErrorKind.AlreadyExists,
                 $"A base named '{name}' already exists in store '{Root}'; choose another name.", name);
     }
 
     private static void CheckBaseFormat(DiskFormat format)
     {
         if (DiskFormats.Find(format) is not { CanHoldBase: true })
-            throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument,
+            throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument,
                 $"Base volumes are stored as {string.Join(" or ", DiskFormats.BaseFormats.Select(f => f.Name.ToUpperInvariant()))} (clones are differencing disks over them), not {format}.");
     }
 
     private static BaseVolumeManifest BaseVolume(BaseManifest b, string volume) =>
         b.Volumes.FirstOrDefault(v => string.Equals(v.Name, volume, StringComparison.OrdinalIgnoreCase))
-        ?? throw new StoreException("OutlineMismatch", VmCloneErrorKind.InvalidData, $"Base '{b.Name}' has no volume '{volume}'.", b.Name);
+        ?? throw new StoreException(StoreErrorIds.OutlineMismatch, VmCloneErrorKind.InvalidData, $"Base '{b.Name}' has no volume '{volume}'.", b.Name);
 
     /// <summary>A clone volume over base volume <paramref name="bv"/>: a child, or (data the base does not hold) an empty standalone disk.</summary>
     private PlannedVolume ChildOrEmpty(BaseManifest b, BaseVolumeManifest bv, string folder, VolumeAction childAction)

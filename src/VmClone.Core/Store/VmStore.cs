@@ -67,7 +67,7 @@ public sealed partial class VmStore : IDisposable
                 return Path.GetFullPath(fromEnv);
             string data = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData);
             if (string.IsNullOrEmpty(data))
-                throw new StoreException("StoreNotConfigured", VmCloneErrorKind.InvalidArgument,
+                throw new StoreException(StoreErrorIds.StoreNotConfigured, VmCloneErrorKind.InvalidArgument,
                     $"There is no per-user data folder on this system; set ${StoreVariable} or pass -Store.");
             return Path.Combine(data, "VmClone");
         }
@@ -146,7 +146,7 @@ public sealed partial class VmStore : IDisposable
         }
         if (Directory.Exists(Root) && Directory.EnumerateFileSystemEntries(Root).Any(e =>
                 Path.GetFileName(e) is not ("bases" or "clones" or LockFile or StoreLocks.FolderName)))
-            throw new StoreException("NotAStore", VmCloneErrorKind.InvalidArgument,
+            throw new StoreException(StoreErrorIds.NotAStore, VmCloneErrorKind.InvalidArgument,
                 $"'{Root}' is not empty and is not a VmClone store (it has no {StoreFile}); choose an empty or new folder for -Store.", Root);
         Directory.CreateDirectory(BasesFolder);
         Directory.CreateDirectory(ClonesFolder);
@@ -183,7 +183,7 @@ public sealed partial class VmStore : IDisposable
     {
         StoreNames.Validate(name, "base");
         if (!BaseExists(name))
-            throw new StoreException("BaseNotFound", VmCloneErrorKind.NotFound,
+            throw new StoreException(StoreErrorIds.BaseNotFound, VmCloneErrorKind.NotFound,
                 $"There is no base '{name}' in store '{Root}'." + Suggest(BaseNames()), name);
         string folder = BaseFolder(name);
         RequireRealFolder(folder, "base", name);
@@ -198,7 +198,7 @@ public sealed partial class VmStore : IDisposable
     {
         StoreNames.Validate(name, "clone");
         if (!CloneExists(name))
-            throw new StoreException("CloneNotFound", VmCloneErrorKind.NotFound,
+            throw new StoreException(StoreErrorIds.CloneNotFound, VmCloneErrorKind.NotFound,
                 $"There is no clone '{name}' in store '{Root}'." + Suggest(CloneNames()), name);
         RequireRealFolder(CloneFolder(name), "clone", name);
         CloneRecord record = CloneRecord.Read(CloneFolder(name), name);
@@ -279,7 +279,7 @@ public sealed partial class VmStore : IDisposable
         string path = Path.Combine(Root, LockFile);
         FileStream? held = StoreLocks.Take(path, exclusive, timeout ?? StoreLocks.DefaultTimeout, cancellationToken);
         if (held is null)
-            throw new StoreException("StoreBusy", VmCloneErrorKind.InUse,
+            throw new StoreException(StoreErrorIds.StoreBusy, VmCloneErrorKind.InUse,
                 exclusive
                     ? $"Other VmClone commands are changing store '{Root}'; try again when they have finished."
                     : $"Store '{Root}' is being repaired (Test-VmStore -Repair); try again when it has finished.", Root);

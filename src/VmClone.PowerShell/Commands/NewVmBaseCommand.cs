@@ -140,5 +140,5 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
         values.TryGetValue(key, out object? v) ? (v is PSObject pso ? pso.BaseObject : v) : null;
 
     private static StoreException Invalid(string message) =>
-        new("InvalidVolumeSpec", VmClone.Core.VmCloneErrorKind.InvalidArgument, message);
+        new(StoreErrorIds.InvalidVolumeSpec, VmClone.Core.VmCloneErrorKind.InvalidArgument, message);
 }
