@@ -120,7 +120,7 @@ public sealed partial class VmStore
             VmVolumeInfo info = DescribeCloneVolume(manifest.Name, v, folder);
             if (info.Problem is not null)
             {
-                CloneState s = info.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0 ? CloneState.BaseModified : CloneState.Broken;
+                CloneState s = info.ChainProblem == ChainProblem.ParentModified ? CloneState.BaseModified : CloneState.Broken;
                 if (state == CloneState.Ready || s == CloneState.Broken)
                     state = s;
             }
@@ -242,6 +242,7 @@ public sealed partial class VmStore
         catch (VirtualDiskException ex)
         {
             info.Problem = ex.Message;
+            info.ChainProblem = (ex as DiskChainException)?.Problem;
             return info;
         }
         try
@@ -252,6 +253,7 @@ public sealed partial class VmStore
         catch (VirtualDiskException ex)
         {
             info.ParentPath = (ex as DiskChainException)?.ParentPath;
+            info.ChainProblem = (ex as DiskChainException)?.Problem;
             info.Problem = ex.Message;
         }
         return info;

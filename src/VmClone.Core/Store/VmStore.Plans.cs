@@ -126,7 +126,7 @@ public sealed partial class VmStore
         if (CloneExists(name) || Directory.Exists(CloneFolder(name)))
             throw new StoreException("CloneExists", VmCloneErrorKind.AlreadyExists,
                 $"A clone named '{name}' already exists in store '{Root}'; choose another name, or remove it first (Remove-VmClone {name}).", name);
-        RequireUnmodifiedBase(b);
+        RequireUnmodifiedBase(b, name);
         string folder = CloneFolder(name);
         var plan = NewPlan(StoreOperation.NewClone, name, "clone", folder);
         plan.ToBase = b.Name;
@@ -155,7 +155,7 @@ public sealed partial class VmStore
         string digest = CloneExists(cloneName) ? ManifestDigest(Path.Combine(CloneFolder(cloneName), CloneFile)) : "";
         CloneManifest clone = LoadClone(cloneName);
         BaseManifest b = LoadBase(clone.Base);
-        RequireUnmodifiedBase(b);
+        RequireUnmodifiedBase(b, clone.Name);
         string folder = CloneFolder(clone.Name);
         var plan = NewPlan(operation, clone.Name, "clone", folder);
         plan.FromBase = plan.ToBase = b.Name;
@@ -199,7 +199,7 @@ public sealed partial class VmStore
         string digest = CloneExists(cloneName) ? ManifestDigest(Path.Combine(CloneFolder(cloneName), CloneFile)) : "";
         CloneManifest clone = LoadClone(cloneName);
         BaseManifest nb = LoadBase(newBaseName);
-        RequireUnmodifiedBase(nb);
+        RequireUnmodifiedBase(nb, clone.Name);
         string folder = CloneFolder(clone.Name);
         CheckOutline(clone, nb);
         RequireHealthyClone(clone, dataOnly: true);
@@ -439,14 +439,23 @@ public sealed partial class VmStore
                 "A new base must have the same volumes, types, order and sizes; make it from a clone of the old base (New-VmBase -FromClone).", clone.Name);
     }
 
-    /// <summary>Refuses a base whose volume files are missing or were modified after it was made.</summary>
-    private void RequireUnmodifiedBase(BaseManifest b)
+    /// <summary>
+    /// Refuses a base whose volume files are missing or were modified after it was made. The
+    /// refusal is about <paramref name="clone"/> (the clone the operation was for, a new clone's
+    /// name) when there is one: a fleet command's log then tells which clones failed.
+    /// </summary>
+    private void RequireUnmodifiedBase(BaseManifest b, string? clone = null)
     {
         VmBaseInfo info = DescribeBase(b, 0);
         VmVolumeInfo? bad = info.Volumes.FirstOrDefault(v => v.Problem is not null);
-        if (bad is not null)
-            throw new StoreException(info.IsModified ? "BaseModified" : "BaseBroken", VmCloneErrorKind.InvalidData,
-                $"Base '{b.Name}' cannot be used: volume '{bad.Name}' is {bad.Problem}. Its clones may show corrupted content; run Test-VmStore.", b.Name);
+        if (bad is null)
+            return;
+        string who = clone is null ? $"Base '{b.Name}' cannot be used" : $"Clone '{clone}' was not changed: its base '{b.Name}' cannot be used";
+        if (info.IsModified)
+            throw new StoreException("BaseModified", VmCloneErrorKind.InvalidData,
+                $"{who}: volume '{bad.Name}' was {bad.Problem}, so clones of it may show corrupted content. {BaseModifiedAdvice.For(b.Name, bad.Format)}.", clone ?? b.Name);
+        throw new StoreException("BaseBroken", VmCloneErrorKind.InvalidData,
+            $"{who}: volume '{bad.Name}': {bad.Problem}. Its clones may show corrupted content; run Test-VmStore.", clone ?? b.Name);
     }
 
     /// <summary>Refuses a clone whose volumes (or only its data volumes) do not open cleanly: their content must not be trusted.</summary>
@@ -463,8 +472,10 @@ public sealed partial class VmStore
             if (info.Boundary is not (BoundaryProblem.None or BoundaryProblem.Missing))
                 throw new StoreException(StoreBoundary.ErrorId(info.Boundary), VmCloneErrorKind.InvalidData,
                     $"Clone '{clone.Name}': volume '{v.Name}' cannot be used: {info.Problem}. Nothing was changed; run Test-VmStore.", clone.Name);
-            bool modified = info.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0;
-            throw new StoreException(modified ? "BaseModified" : "CloneBroken", VmCloneErrorKind.InvalidData,
+            if (info.ChainProblem == ChainProblem.ParentModified)
+                throw new StoreException("BaseModified", VmCloneErrorKind.InvalidData,
+                    $"Clone '{clone.Name}': volume '{v.Name}' cannot be read safely: {info.Problem} Nothing was changed. {BaseModifiedAdvice.For(clone.Base, v.Format)}.", clone.Name);
+            throw new StoreException("CloneBroken", VmCloneErrorKind.InvalidData,
                 $"Clone '{clone.Name}': volume '{v.Name}' cannot be read safely: {info.Problem} Nothing was changed; run Test-VmStore.", clone.Name);
         }
     }
