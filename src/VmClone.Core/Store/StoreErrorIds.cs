@@ -15,6 +15,9 @@ public static class StoreErrorIds
     /// <summary>The clone changed between planning and carrying out the operation; nothing was done.</summary>
     public const string CloneChanged = "CloneChanged";
 
+    /// <summary>A rebase onto a base of another format than the clone's volumes, without asking to convert them (Invoke-VmRebase -ConvertFormat); nothing was changed.</summary>
+    public const string RebaseFormatMismatch = "RebaseFormatMismatch";
+
     /// <summary>The folder given as the store does not exist or is not a VmClone store; only a command that creates a base makes one.</summary>
     public const string StoreNotFound = "StoreNotFound";
 }

@@ -191,7 +191,13 @@ public sealed partial class VmStore
     /// differ. System volumes become children of the new base's, temporary volumes its initial
     /// state; data volumes keep their content byte for byte and stop depending on the old base.
     /// </summary>
-    public StorePlan PlanRebase(string cloneName, string newBaseName)
+    /// <remarks>
+    /// A new base of another format than the clone's volumes is refused (RebaseFormatMismatch)
+    /// unless <paramref name="convertFormat"/>: every volume then becomes the new base's format,
+    /// data volumes converted into standalone files of it, and each step whose file changes name
+    /// says which file it supersedes.
+    /// </remarks>
+    public StorePlan PlanRebase(string cloneName, string newBaseName, bool convertFormat = false)
     {
         // The digest before the manifest it stands for: a change between the two reads then
         // fails the check at execution (CloneChanged) instead of passing it with a stale plan.
@@ -202,12 +208,16 @@ public sealed partial class VmStore
         RequireUnmodifiedBase(nb, clone.Name);
         string folder = CloneFolder(clone.Name);
         CheckOutline(clone, nb);
+        bool onNewBase = string.Equals(clone.Base, nb.Name, StringComparison.OrdinalIgnoreCase);
+        if (!onNewBase && !convertFormat)
+            RebaseFormats.RequireSame(clone, nb);
         RequireHealthyClone(clone, dataOnly: true);
         var plan = NewPlan(StoreOperation.Rebase, clone.Name, "clone", folder);
         plan.FromBase = clone.Base;
         plan.ToBase = nb.Name;
         plan.ManifestDigest = digest;
-        if (string.Equals(clone.Base, nb.Name, StringComparison.OrdinalIgnoreCase))
+        plan.ConvertFormat = convertFormat;
+        if (onNewBase)
         {
             // Already there (an earlier run finished this clone): running a rebase again redoes
             // nothing that is done. Restore-VmClone is what starts a clone afresh.
@@ -232,6 +242,10 @@ public sealed partial class VmStore
                 step = ChildOrEmpty(nb, bv, folder, v.Type == VolumeType.System ? VolumeAction.Replace : VolumeAction.Reset);
                 if (!string.Equals(step.Path, current, StringComparison.Ordinal))
                     step.Supersedes = current;
+            }
+            else if (v.Format != bv.Format)
+            {
+                step = RebaseFormats.ConvertData(v, bv, current, Path.Combine(folder, v.Name + Extension(bv.Format)));
             }
             else
             {
