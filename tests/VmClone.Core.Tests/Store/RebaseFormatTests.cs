@@ -107,6 +107,58 @@ public class RebaseFormatTests
         Assert.Contains(plan.Volumes, v => v.Volume == "data" && v.Action == VolumeAction.Reparent);
     }
 
+    /// <summary>
+    /// A journal of a converting rebase is finished only when each conversion reads the very
+    /// file of that volume it supersedes: one that would convert another file (here the clone's
+    /// system volume into its data volume's name, deleting the real data) is refused by repair
+    /// and nothing it names is touched.
+    /// </summary>
+    [Theory]
+    [InlineData("system")]
+    [InlineData("other clone")]
+    public void AJournalConvertingAnotherFileThanTheOneItSupersedesIsRefused(string from)
+    {
+        using var t = new TestStore();
+        Setup(t, DiskFormat.Vhdx, DiskFormat.Vmdk);
+        t.Store.Execute(t.Store.PlanNewClone("other", "v1"));
+        string folder = t.Store.CloneFolder("lab");
+        string dataFile = Path.Combine(folder, "data.vhdx");
+        string source = from == "system" ? Path.Combine(folder, "system.vhdx") : Path.Combine(t.Store.CloneFolder("other"), "data.vhdx");
+        CloneManifest m = t.Store.LoadClone("lab");
+        m.Revision = Guid.NewGuid().ToString("N");
+        m.Base = "v2";
+        CloneVolumeManifest data = m.Volumes.Single(v => v.Name == "data");
+        data.File = "data.vmdk";
+        data.Format = DiskFormat.Vmdk;
+        data.Parent = null;
+        var plan = new StorePlan
+        {
+            Operation = StoreOperation.Rebase, Store = t.Root, Subject = "lab", SubjectKind = "clone", Folder = folder,
+            FromBase = "v1", ToBase = "v2", Phase = "Committing", CloneManifest = m, ConvertFormat = true,
+            Volumes =
+            {
+                new PlannedVolume
+                {
+                    Volume = "data", Type = VolumeType.Data, Format = DiskFormat.Vmdk, Action = VolumeAction.Flatten,
+                    Path = Path.Combine(folder, "data.vmdk"), Source = source, Supersedes = dataFile,
+                },
+            },
+        };
+        string staging = Path.Combine(t.Store.ClonesFolder, ".staging-lab");
+        Directory.CreateDirectory(staging);
+        VirtualDisk.CreateDynamic(Path.Combine(staging, "data.vmdk"), TestStore.VolumeSize, new DiskCreateOptions { Format = DiskFormat.Vmdk }).Dispose();
+        File.WriteAllText(Path.Combine(staging, "plan.json"), Manifest.Serialize(plan));
+        string[] named = { dataFile, source, Path.Combine(folder, "system.vhdx") };
+        string before = string.Join(",", named.Select(f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f)))));
+
+        VmStoreReport report = t.Store.Check(repair: true);
+        Assert.Contains(report.Problems, p => p.Kind == StoreProblemKind.ManifestInvalid && !p.Repaired && p.Path.EndsWith("plan.json", StringComparison.Ordinal));
+        Assert.True(File.Exists(dataFile), "the data volume the journal would delete is kept");
+        Assert.Equal(before, string.Join(",", named.Select(f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f))))));
+        Assert.Equal("v1", t.Store.LoadClone("lab").Base);
+        Assert.False(File.Exists(Path.Combine(folder, "data.vmdk")));
+    }
+
     /// <summary>qemu-img's output, or null when it is not installed; a failing run fails the test.</summary>
     private static string? QemuImg(params string[] args)
     {
