@@ -258,6 +258,7 @@ public sealed partial class VmStore
         return plan;
     }
 
+    /// <summary>The step of a data volume of the new base's format (another format is <see cref="RebaseFormats.ConvertData"/>'s).</summary>
     private PlannedVolume PlanDataRebase(BaseManifest nb, BaseVolumeManifest bv, CloneVolumeManifest v, string current)
     {
         string newParent = Path.Combine(BaseFolder(nb.Name), bv.File);
@@ -271,7 +272,7 @@ public sealed partial class VmStore
             step.Action = VolumeAction.Keep;
             step.Reason = "a standalone data volume depends on no base";
         }
-        else if (bv.HoldsData && bv.Format == v.Format)
+        else if (bv.HoldsData)
         {
             step.Action = VolumeAction.Reparent;
             step.Source = newParent;
@@ -281,9 +282,7 @@ public sealed partial class VmStore
         {
             step.Action = VolumeAction.Flatten;
             step.Source = current;
-            step.Reason = bv.HoldsData
-                ? $"the new base's data volume is {bv.Format}, this one {v.Format}"
-                : "the new base's data volume is empty: nothing to depend on";
+            step.Reason = "the new base's data volume is empty: nothing to depend on";
         }
         return step;
     }
