@@ -175,4 +175,7 @@ public static class StoreErrorIds
 
     /// <summary>An unexpected error.</summary>
     public const string OperationFailed = "OperationFailed";
+
+    /// <summary>A rebase onto a base of another format than the clone's volumes, without asking to convert them (Invoke-VmRebase -ConvertFormat); nothing was changed.</summary>
+    public const string RebaseFormatMismatch = "RebaseFormatMismatch";
 }

@@ -66,6 +66,9 @@ public sealed class VmVolumeInfo
     /// <summary>Why the volume's chain does not open cleanly, or null.</summary>
     public string? Problem { get; set; }
 
+    /// <summary>What is wrong with the volume's parent chain as a type (the parent was modified, is missing, ...), or null when the chain opens or the problem is not the chain's.</summary>
+    public ChainProblem? ChainProblem { get; set; }
+
     /// <summary>Why the volume file itself was not opened (a link, a FIFO, outside its folder), or None.</summary>
     internal BoundaryProblem Boundary { get; set; }
 

@@ -223,7 +223,7 @@ public sealed partial class VmStore
                     if (!string.Equals(layer.Identity, v.Identity, StringComparison.OrdinalIgnoreCase))
                         Add(problems, StoreProblemKind.BaseModified, subject, path,
                             $"volume '{v.Name}' was modified after the base was made (identity {layer.Identity}, recorded {v.Identity}); clones that depend on it may show corrupted content",
-                            "not repaired: restore the base's file from a backup, or rebase its clones onto another base and remove it");
+                            "not repaired: " + BaseModifiedAdvice.For(manifest.Name, v.Format));
                     foreach (string issue in layer.Check())
                         Add(problems, StoreProblemKind.ChainBroken, subject, path, $"volume '{v.Name}': {issue}", "not repaired: the file is damaged");
                 }
@@ -250,6 +250,9 @@ public sealed partial class VmStore
     private int CheckClones(List<VmStoreProblem> problems, bool repair, Dictionary<string, BaseManifest> bases, CancellationToken cancellationToken)
     {
         int count = 0;
+        // Base volumes CheckBases found modified (their identity is not the one recorded): a
+        // clone over one is BaseModified even when its child still accepts the parent.
+        var modifiedBaseFiles = new HashSet<string>(problems.Where(p => p.Kind == StoreProblemKind.BaseModified).Select(p => p.Path), StringComparer.Ordinal);
         foreach ((string dir, string name, string subject, string manifestPath, CloneManifest manifest) in ReadManifests<CloneManifest>(
             ClonesFolder, CloneFile, "clone", "not repaired: remove the folder (Remove-VmClone works on it) if it is not needed", problems, cancellationToken, repair, bases))
         {
@@ -261,6 +264,7 @@ public sealed partial class VmStore
             var parentBases = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
             foreach (CloneVolumeManifest v in manifest.Volumes)
             {
+                bool modifiedReported = false;
                 string path = Path.Combine(dir, v.File);
                 known.Add(v.File);
                 if (FileNode.Of(path) == FileNodeKind.Missing)
@@ -280,12 +284,17 @@ public sealed partial class VmStore
                 }
                 if (link.Problem is not null)
                 {
-                    bool modified = link.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0;
+                    bool modified = link.ChainProblem == ChainProblem.ParentModified;
                     Add(problems, modified ? StoreProblemKind.BaseModified : StoreProblemKind.ChainBroken, subject, path, $"volume '{v.Name}': {link.Problem}",
-                        modified ? "not repaired: the base it depends on was modified; restore the base's file, or Restore-VmClone to drop the clone's changes" : "not repaired");
+                        modified ? "not repaired: the base it depends on was modified. " + BaseModifiedAdvice.For(manifest.Base, v.Format) : "not repaired");
+                    modifiedReported |= modified;
                 }
                 foreach (string issue in link.FileIssues)
                     Add(problems, StoreProblemKind.ChainBroken, subject, path, $"volume '{v.Name}': {issue}", "not repaired: the file is damaged");
+                if (!modifiedReported && link.ParentPath is not null && modifiedBaseFiles.Contains(Path.GetFullPath(link.ParentPath)))
+                    Add(problems, StoreProblemKind.BaseModified, subject, path,
+                        $"volume '{v.Name}' depends on '{link.ParentPath}', which was modified after its base was made (its identity is not the one the base recorded)",
+                        "not repaired: the base it depends on was modified. " + BaseModifiedAdvice.For(manifest.Base, v.Format));
                 if (link.ParentPath is not null && IsUnder(link.ParentPath, BasesFolder))
                     parentBases.Add(Path.GetFileName(Path.GetDirectoryName(link.ParentPath)!));
                 string? actual = link.ParentPath is null ? null : ToStoreRelative(link.ParentPath);
@@ -376,6 +385,8 @@ public sealed partial class VmStore
     {
         public string? ParentPath;
         public string? Problem;
+        /// <summary>The chain's problem as a type, beside <see cref="Problem"/>'s words.</summary>
+        public ChainProblem? ChainProblem;
         public bool NotSingleFile;
         public List<string> FileIssues = new();
     }
@@ -388,6 +399,7 @@ public sealed partial class VmStore
         if (walk.Layers.Count == 0)
         {
             result.Problem = walk.Problem?.Message ?? "cannot be opened";
+            result.ChainProblem = (walk.Problem as DiskChainException)?.Problem;
             return result;
         }
         if (!StoreBoundary.IsSingleFile(walk.Layers[0]))
@@ -399,10 +411,9 @@ public sealed partial class VmStore
             result.ParentPath = walk.Layers[1].Path;
         else if (walk.Problem is DiskChainException chain)
             result.ParentPath = chain.ParentPath;
-        if (walk.Mismatches.Count > 0)
-            result.Problem = walk.Mismatches[0].Message;
-        else if (walk.Problem is not null)
-            result.Problem = walk.Problem.Message;
+        VirtualDiskException? problem = walk.Mismatches.Count > 0 ? walk.Mismatches[0] : walk.Problem;
+        result.Problem = problem?.Message;
+        result.ChainProblem = (problem as DiskChainException)?.Problem;
         try
         {
             result.FileIssues.AddRange(walk.Layers[0].Check());

@@ -86,7 +86,7 @@ public sealed partial class VmStore
     {
         StoreOperation.Restore => PlanRestore(plan.Subject),
         StoreOperation.ClearTemporary => PlanClearTemporary(plan.Subject),
-        StoreOperation.Rebase => PlanRebase(plan.Subject, plan.ToBase!),
+        StoreOperation.Rebase => PlanRebase(plan.Subject, plan.ToBase!, plan.ConvertFormat),
         _ => plan,
     };
 

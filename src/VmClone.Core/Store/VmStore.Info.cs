@@ -153,7 +153,7 @@ public sealed partial class VmStore
             VmVolumeInfo info = DescribeCloneVolume(renamed ? name : manifest.Name, v, folder);
             if (info.Problem is not null)
             {
-                CloneState s = info.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0 ? CloneState.BaseModified : CloneState.Broken;
+                CloneState s = info.ChainProblem == ChainProblem.ParentModified ? CloneState.BaseModified : CloneState.Broken;
                 if (state == CloneState.Ready || s == CloneState.Broken)
                     state = s;
             }
@@ -276,6 +276,7 @@ public sealed partial class VmStore
         catch (VirtualDiskException ex)
         {
             info.Problem = ex.Message;
+            info.ChainProblem = (ex as DiskChainException)?.Problem;
             return info;
         }
         try
@@ -286,6 +287,7 @@ public sealed partial class VmStore
         catch (VirtualDiskException ex)
         {
             info.ParentPath = (ex as DiskChainException)?.ParentPath;
+            info.ChainProblem = (ex as DiskChainException)?.Problem;
             info.Problem = ex.Message;
         }
         return info;

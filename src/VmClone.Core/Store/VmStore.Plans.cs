@@ -126,7 +126,7 @@ public sealed partial class VmStore
         if (CloneExists(name) || Directory.Exists(CloneFolder(name)))
             throw new StoreException(StoreErrorIds.CloneExists, VmCloneErrorKind.AlreadyExists,
                 $"A clone named '{name}' already exists in store '{Root}'; choose another name, or remove it first (Remove-VmClone {name}).", name);
-        RequireUnmodifiedBase(b);
+        RequireUnmodifiedBase(b, name);
         string folder = CloneFolder(name);
         var plan = NewPlan(StoreOperation.NewClone, name, "clone", folder);
         plan.ToBase = b.Name;
@@ -155,7 +155,7 @@ public sealed partial class VmStore
         string digest = CloneExists(cloneName) ? ManifestDigest(Path.Combine(CloneFolder(cloneName), CloneFile)) : "";
         CloneManifest clone = LoadClone(cloneName);
         BaseManifest b = LoadBase(clone.Base);
-        RequireUnmodifiedBase(b);
+        RequireUnmodifiedBase(b, clone.Name);
         string folder = CloneFolder(clone.Name);
         var plan = NewPlan(operation, clone.Name, "clone", folder);
         plan.FromBase = plan.ToBase = b.Name;
@@ -191,7 +191,13 @@ public sealed partial class VmStore
     /// differ. System volumes become children of the new base's, temporary volumes its initial
     /// state; data volumes keep their content byte for byte and stop depending on the old base.
     /// </summary>
-    public StorePlan PlanRebase(string cloneName, string newBaseName)
+    /// <remarks>
+    /// A new base of another format than the clone's volumes is refused (RebaseFormatMismatch)
+    /// unless <paramref name="convertFormat"/>: every volume then becomes the new base's format,
+    /// data volumes converted into standalone files of it, and each step whose file changes name
+    /// says which file it supersedes.
+    /// </remarks>
+    public StorePlan PlanRebase(string cloneName, string newBaseName, bool convertFormat = false)
     {
         // The digest before the manifest it stands for: a change between the two reads then
         // fails the check at execution (CloneChanged) instead of passing it with a stale plan.
@@ -199,15 +205,19 @@ public sealed partial class VmStore
         string digest = CloneExists(cloneName) ? ManifestDigest(Path.Combine(CloneFolder(cloneName), CloneFile)) : "";
         CloneManifest clone = LoadClone(cloneName);
         BaseManifest nb = LoadBase(newBaseName);
-        RequireUnmodifiedBase(nb);
+        RequireUnmodifiedBase(nb, clone.Name);
         string folder = CloneFolder(clone.Name);
         CheckOutline(clone, nb);
+        bool onNewBase = string.Equals(clone.Base, nb.Name, StringComparison.OrdinalIgnoreCase);
+        if (!onNewBase && !convertFormat)
+            RebaseFormats.RequireSame(clone, nb);
         RequireHealthyClone(clone, dataOnly: true);
         var plan = NewPlan(StoreOperation.Rebase, clone.Name, "clone", folder);
         plan.FromBase = clone.Base;
         plan.ToBase = nb.Name;
         plan.ManifestDigest = digest;
-        if (string.Equals(clone.Base, nb.Name, StringComparison.OrdinalIgnoreCase))
+        plan.ConvertFormat = convertFormat;
+        if (onNewBase)
         {
             // Already there (an earlier run finished this clone): running a rebase again redoes
             // nothing that is done. Restore-VmClone is what starts a clone afresh.
@@ -233,6 +243,10 @@ public sealed partial class VmStore
                 if (!string.Equals(step.Path, current, StringComparison.Ordinal))
                     step.Supersedes = current;
             }
+            else if (v.Format != bv.Format)
+            {
+                step = RebaseFormats.ConvertData(v, bv, current, Path.Combine(folder, v.Name + Extension(bv.Format)));
+            }
             else
             {
                 step = PlanDataRebase(nb, bv, v, current);
@@ -244,6 +258,7 @@ public sealed partial class VmStore
         return plan;
     }
 
+    /// <summary>The step of a data volume of the new base's format (another format is <see cref="RebaseFormats.ConvertData"/>'s).</summary>
     private PlannedVolume PlanDataRebase(BaseManifest nb, BaseVolumeManifest bv, CloneVolumeManifest v, string current)
     {
         string newParent = Path.Combine(BaseFolder(nb.Name), bv.File);
@@ -257,7 +272,7 @@ public sealed partial class VmStore
             step.Action = VolumeAction.Keep;
             step.Reason = "a standalone data volume depends on no base";
         }
-        else if (bv.HoldsData && bv.Format == v.Format)
+        else if (bv.HoldsData)
         {
             step.Action = VolumeAction.Reparent;
             step.Source = newParent;
@@ -267,9 +282,7 @@ public sealed partial class VmStore
         {
             step.Action = VolumeAction.Flatten;
             step.Source = current;
-            step.Reason = bv.HoldsData
-                ? $"the new base's data volume is {bv.Format}, this one {v.Format}"
-                : "the new base's data volume is empty: nothing to depend on";
+            step.Reason = "the new base's data volume is empty: nothing to depend on";
         }
         return step;
     }
@@ -439,14 +452,23 @@ public sealed partial class VmStore
                 "A new base must have the same volumes, types, order and sizes; make it from a clone of the old base (New-VmBase -FromClone).", clone.Name);
     }
 
-    /// <summary>Refuses a base whose volume files are missing or were modified after it was made.</summary>
-    private void RequireUnmodifiedBase(BaseManifest b)
+    /// <summary>
+    /// Refuses a base whose volume files are missing or were modified after it was made. The
+    /// refusal is about <paramref name="clone"/> (the clone the operation was for, a new clone's
+    /// name) when there is one: a fleet command's log then tells which clones failed.
+    /// </summary>
+    private void RequireUnmodifiedBase(BaseManifest b, string? clone = null)
     {
         VmBaseInfo info = DescribeBase(b, 0);
         VmVolumeInfo? bad = info.Volumes.FirstOrDefault(v => v.Problem is not null);
-        if (bad is not null)
-            throw new StoreException(info.IsModified ? StoreErrorIds.BaseModified : StoreErrorIds.BaseBroken, VmCloneErrorKind.InvalidData,
-                $"Base '{b.Name}' cannot be used: volume '{bad.Name}' is {bad.Problem}. Its clones may show corrupted content; run Test-VmStore.", b.Name);
+        if (bad is null)
+            return;
+        string who = clone is null ? $"Base '{b.Name}' cannot be used" : $"Clone '{clone}' was not changed: its base '{b.Name}' cannot be used";
+        if (info.IsModified)
+            throw new StoreException(StoreErrorIds.BaseModified, VmCloneErrorKind.InvalidData,
+                $"{who}: volume '{bad.Name}' was {bad.Problem}, so clones of it may show corrupted content. {BaseModifiedAdvice.For(b.Name, bad.Format)}.", clone ?? b.Name);
+        throw new StoreException(StoreErrorIds.BaseBroken, VmCloneErrorKind.InvalidData,
+            $"{who}: volume '{bad.Name}': {bad.Problem}. Its clones may show corrupted content; run Test-VmStore.", clone ?? b.Name);
     }
 
     /// <summary>Refuses a clone whose volumes (or only its data volumes) do not open cleanly: their content must not be trusted.</summary>
@@ -463,8 +485,10 @@ public sealed partial class VmStore
             if (info.Boundary is not (BoundaryProblem.None or BoundaryProblem.Missing))
                 throw new StoreException(StoreBoundary.ErrorId(info.Boundary), VmCloneErrorKind.InvalidData,
                     $"Clone '{clone.Name}': volume '{v.Name}' cannot be used: {info.Problem}. Nothing was changed; run Test-VmStore.", clone.Name);
-            bool modified = info.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0;
-            throw new StoreException(modified ? StoreErrorIds.BaseModified : StoreErrorIds.CloneBroken, VmCloneErrorKind.InvalidData,
+            if (info.ChainProblem == ChainProblem.ParentModified)
+                throw new StoreException(StoreErrorIds.BaseModified, VmCloneErrorKind.InvalidData,
+                    $"Clone '{clone.Name}': volume '{v.Name}' cannot be read safely: {info.Problem} Nothing was changed. {BaseModifiedAdvice.For(clone.Base, v.Format)}.", clone.Name);
+            throw new StoreException(StoreErrorIds.CloneBroken, VmCloneErrorKind.InvalidData,
                 $"Clone '{clone.Name}': volume '{v.Name}' cannot be read safely: {info.Problem} Nothing was changed; run Test-VmStore.", clone.Name);
         }
     }
