@@ -40,4 +40,28 @@ internal sealed class FeatureNameTable
         string word = kind switch { Incompatible => "incompatible", Compatible => "compatible", _ => "autoclear" };
         return Name(kind, bit) is string n ? $"{word} feature bit {bit} (\"{n}\")" : $"{word} feature bit {bit}";
     }
+
+    /// <summary>The table qemu writes into every version 3 image: the features this version of the format defines.</summary>
+    public static byte[] Standard()
+    {
+        (int Kind, int Bit, string Name)[] features =
+        {
+            (Incompatible, 0, "dirty bit"),
+            (Incompatible, 1, "corrupt bit"),
+            (Incompatible, 2, "external data file"),
+            (Incompatible, 3, "compression type"),
+            (Incompatible, 4, "extended L2 entries"),
+            (Compatible, 0, "lazy refcounts"),
+            (Autoclear, 0, "bitmaps"),
+            (Autoclear, 1, "raw external data"),
+        };
+        byte[] table = new byte[features.Length * 48];
+        for (int i = 0; i < features.Length; i++)
+        {
+            table[i * 48] = (byte)features[i].Kind;
+            table[i * 48 + 1] = (byte)features[i].Bit;
+            Encoding.ASCII.GetBytes(features[i].Name).CopyTo(table, i * 48 + 2);
+        }
+        return table;
+    }
 }

@@ -91,4 +91,22 @@ internal sealed class HeaderExtensions
         }
         return new HeaderExtensions(all, Math.Min(at, limit));
     }
+
+    /// <summary>Extensions as stored: each type, length and data padded to 8 bytes, then the end marker.</summary>
+    public static byte[] Compose(IReadOnlyList<(uint Type, byte[] Data)> extensions)
+    {
+        int length = 8;
+        foreach ((uint _, byte[] data) in extensions)
+            length += 8 + ((data.Length + 7) & ~7);
+        byte[] all = new byte[length];
+        int at = 0;
+        foreach ((uint type, byte[] data) in extensions)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(all.AsSpan(at), type);
+            BinaryPrimitives.WriteUInt32BigEndian(all.AsSpan(at + 4), (uint)data.Length);
+            data.CopyTo(all, at + 8);
+            at += 8 + ((data.Length + 7) & ~7);
+        }
+        return all; // the last 8 bytes stay zero: type 0 ends the list
+    }
 }

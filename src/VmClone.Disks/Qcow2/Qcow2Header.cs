@@ -211,4 +211,32 @@ internal sealed class Qcow2Header
         if (length > 0 && (offset == 0 || offset >= (ulong)fileLength || length > limit - offset))
             throw new DiskFormatException(path, what, $"{length} bytes at {offset} reach past the end of the file ({fileLength} bytes)", (long)Math.Min(offset, long.MaxValue));
     }
+
+    /// <summary>
+    /// The header of a new image, as qemu-img create writes it: version 3 with the 112-byte
+    /// header (compression type deflate) or version 2 with 72 bytes; no snapshots.
+    /// </summary>
+    public static byte[] Compose(uint version, int clusterBits, ulong size, uint l1Size, ulong l1Offset, ulong refcountTableOffset,
+        uint refcountTableClusters, ulong incompatible, int refcountOrder, ulong backingOffset, uint backingSize)
+    {
+        byte[] h = new byte[version == 2 ? V2Length : V3Length];
+        Span<byte> b = h;
+        BinaryPrimitives.WriteUInt32BigEndian(b, Magic);
+        BinaryPrimitives.WriteUInt32BigEndian(b.Slice(VersionAt), version);
+        BinaryPrimitives.WriteUInt64BigEndian(b.Slice(BackingOffsetAt), backingOffset);
+        BinaryPrimitives.WriteUInt32BigEndian(b.Slice(BackingSizeAt), backingSize);
+        BinaryPrimitives.WriteUInt32BigEndian(b.Slice(ClusterBitsAt), (uint)clusterBits);
+        BinaryPrimitives.WriteUInt64BigEndian(b.Slice(SizeAt), size);
+        BinaryPrimitives.WriteUInt32BigEndian(b.Slice(L1SizeAt), l1Size);
+        BinaryPrimitives.WriteUInt64BigEndian(b.Slice(L1OffsetAt), l1Offset);
+        BinaryPrimitives.WriteUInt64BigEndian(b.Slice(RefcountTableOffsetAt), refcountTableOffset);
+        BinaryPrimitives.WriteUInt32BigEndian(b.Slice(RefcountTableClustersAt), refcountTableClusters);
+        if (version >= 3)
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(b.Slice(IncompatibleAt), incompatible);
+            BinaryPrimitives.WriteUInt32BigEndian(b.Slice(RefcountOrderAt), (uint)refcountOrder);
+            BinaryPrimitives.WriteUInt32BigEndian(b.Slice(HeaderLengthAt), V3Length);
+        }
+        return h;
+    }
 }
