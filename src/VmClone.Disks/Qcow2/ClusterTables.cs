@@ -199,4 +199,51 @@ internal sealed class ClusterTables
         _cache[l1Index] = table;
         return table;
     }
+
+    /// <summary>L1 entry <paramref name="l1Index"/> as stored (0 past the table).</summary>
+    public ulong L1Entry(long l1Index) => l1Index < _l1.Length ? _l1[l1Index] : 0;
+
+    /// <summary>Host offset of the L2 table of L1 entry <paramref name="l1Index"/> (0: none).</summary>
+    public long L2Offset(long l1Index) => (long)(L1Entry(l1Index) & L1OffsetMask);
+
+    /// <summary>The COPIED flag (bit 63) of L1 and L2 entries: refcount exactly one.</summary>
+    public const ulong Copied = 1UL << 63;
+
+    /// <summary>Writes the L2 entry of guest cluster <paramref name="guestCluster"/> into its table (which exists), in the file and the cache; not flushed.</summary>
+    public void WriteEntry(long guestCluster, L2Entry entry)
+    {
+        long l1Index = guestCluster / EntriesPerTable;
+        long l2Offset = L2Offset(l1Index);
+        byte[] table = Table((int)l1Index, l2Offset);
+        int at = (int)(guestCluster % EntriesPerTable) * _header.L2EntryBytes;
+        BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at), entry.Word);
+        if (_header.HasExtendedL2)
+            BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at + 8), entry.Bitmap);
+        _file.Write(l2Offset + at, table, at, _header.L2EntryBytes);
+    }
+
+    /// <summary>
+    /// Writes a new L2 table at <paramref name="l2Offset"/> holding only <paramref name="entry"/>
+    /// for <paramref name="guestCluster"/>, flushes it, then points the L1 entry at it (not flushed):
+    /// the table is complete on disk before anything names it.
+    /// </summary>
+    public void WriteNewTable(long guestCluster, long l2Offset, L2Entry entry)
+    {
+        long l1Index = guestCluster / EntriesPerTable;
+        byte[] table = new byte[_header.ClusterSize];
+        int at = (int)(guestCluster % EntriesPerTable) * _header.L2EntryBytes;
+        BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at), entry.Word);
+        if (_header.HasExtendedL2)
+            BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at + 8), entry.Bitmap);
+        _file.Write(l2Offset, table, 0, table.Length);
+        _file.Flush();
+        ulong l1 = (ulong)l2Offset | Copied;
+        byte[] raw = new byte[8];
+        BinaryPrimitives.WriteUInt64BigEndian(raw, l1);
+        _file.Write((long)_header.L1TableOffset + l1Index * 8, raw, 0, 8);
+        _l1[l1Index] = l1;
+        if (_cache.Count >= CacheTables)
+            _cache.Clear();
+        _cache[(int)l1Index] = table;
+    }
 }

@@ -153,9 +153,12 @@ public sealed partial class Qcow2Layer
         var extensions = new List<(uint, byte[])>();
         if (backingFormat is not null)
             extensions.Add((HeaderExtensions.BackingFormatType, Encoding.ASCII.GetBytes(backingFormat)));
-        if (version >= 3)
-            extensions.Add((HeaderExtensions.FeatureNameTableType, FeatureNameTable.Standard()));
         int headerLength = version == 2 ? Qcow2Header.V2Length : Qcow2Header.V3Length;
+        // The feature-name table names features for error messages; nothing depends on it, and
+        // qemu leaves it out of clusters of 4 KiB and less, where it would crowd the first cluster.
+        byte[] featureNames = FeatureNameTable.Standard();
+        if (version >= 3 && cluster > 4096 && headerLength + HeaderExtensions.Compose(extensions).Length + 8 + featureNames.Length + (backingName?.Length ?? 0) < cluster)
+            extensions.Add((HeaderExtensions.FeatureNameTableType, featureNames));
         byte[] extensionBytes = HeaderExtensions.Compose(extensions);
         long backingOffset = headerLength + extensionBytes.Length;
         if (backingOffset + (backingName?.Length ?? 0) > cluster)

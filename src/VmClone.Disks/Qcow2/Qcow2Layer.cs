@@ -20,6 +20,9 @@ namespace VmClone.Disks.Qcow2;
 /// qcow2 records nothing about its backing file's content, so the parent reference carries no
 /// identity (any parent at the stored path is accepted), and this layer's own
 /// <see cref="Identity"/> is its size and last write time, as for raw files.
+///
+/// Written: images without internal snapshots, bitmaps or external data, never marked corrupt
+/// or dirty (see Qcow2Layer.Write.cs for the order that keeps a cut-off write to leaks).
 /// </summary>
 public sealed partial class Qcow2Layer : DiskLayer
 {
@@ -29,9 +32,9 @@ public sealed partial class Qcow2Layer : DiskLayer
     private readonly HeaderExtensions _extensions;
     private readonly ClusterTables _tables;
     private readonly CompressedClusterReader _compressed;
-    private readonly ParentReference? _parentReference;
-    private readonly string? _backingName;
-    private readonly string? _backingFormat;
+    private ParentReference? _parentReference;
+    private string? _backingName;
+    private string? _backingFormat;
     private readonly long _size;
     private readonly int _clusterBits;
     private readonly long _unit;
@@ -69,7 +72,10 @@ public sealed partial class Qcow2Layer : DiskLayer
     /// file is never written.
     /// </summary>
     /// <param name="path">The image.</param>
-    /// <param name="writable">Open for writing (refused for now: the engine reads qcow2).</param>
+    /// <param name="writable">
+    /// Open for writing: refused for an image marked corrupt or dirty, one with internal
+    /// snapshots, persistent bitmaps or an external data file, or a file marked read-only.
+    /// </param>
     /// <param name="options">
     /// <see cref="DiskOpenOptions.AllowExternalDataFile"/> lets an image with an external data
     /// file be read (the data file must lie in the image's folder);
@@ -79,11 +85,8 @@ public sealed partial class Qcow2Layer : DiskLayer
     {
         string full = System.IO.Path.GetFullPath(path);
         if (writable)
-        {
             ReadOnlyFile.RefuseWrite(full);
-            throw new VirtualDiskException(full, $"'{full}' is a qcow2 image; VmClone reads qcow2 images but does not write into them yet. Open it read-only.");
-        }
-        return Open(FileAccessor.Open(full, FileAccess.Read), options);
+        return Open(FileAccessor.Open(full, writable ? FileAccess.ReadWrite : FileAccess.Read), options);
     }
 
     /// <summary>A layer over a file already open (read-only); disposes it on failure.</summary>
@@ -93,8 +96,6 @@ public sealed partial class Qcow2Layer : DiskLayer
         FileAccessor? dataFile = null;
         try
         {
-            if (file.CanWrite)
-                throw new VirtualDiskException(file.Path, $"'{file.Path}' is a qcow2 image; VmClone reads qcow2 images but does not write into them yet. Open it read-only.");
             string path = file.Path;
             // The header and its extensions sit in the first cluster; 4 KiB holds them in every
             // image qemu writes, and a larger first cluster is read further only when they go on.
@@ -112,6 +113,8 @@ public sealed partial class Qcow2Layer : DiskLayer
                 : firstCluster;
             HeaderExtensions extensions = HeaderExtensions.Parse(path, head, header.HeaderLength, extensionLimit);
             RefuseUnsupported(path, header, extensions);
+            if (file.CanWrite)
+                RefuseWriting(path, header, extensions);
 
             string? backingName = ReadBackingName(path, file, header);
             string? backingFormatName = extensions.BackingFormat;
@@ -264,7 +267,7 @@ public sealed partial class Qcow2Layer : DiskLayer
 
     public override long BlockSize => _header.ClusterSize;
 
-    public override bool CanWrite => false;
+    public override bool CanWrite => _file.CanWrite;
 
     /// <summary>qcow2 records no content identity: the size and last write time stand in, as for raw files.</summary>
     public override string Identity => $"qcow2:{_size}:{File.GetLastWriteTimeUtc(Path).Ticks}";
@@ -478,11 +481,6 @@ public sealed partial class Qcow2Layer : DiskLayer
         if (_backingFormat == "qcow2" && Parent.Format != DiskFormat.Qcow2)
             throw new DiskChainException(Path, ChainProblem.Incompatible,
                 $"'{Path}' records its backing file '{Parent.Path}' as qcow2, but that file is {Parent.Format}.", Parent.Path);
-    }
-
-    public override void Write(long position, byte[] buffer, int offset, int count)
-    {
-        EnsureWritable();
     }
 
     public override IReadOnlyList<string> Check()

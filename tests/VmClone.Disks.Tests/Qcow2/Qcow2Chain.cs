@@ -12,10 +12,10 @@ namespace VmClone.Disks.Tests.Qcow2;
 /// </summary>
 internal static class Qcow2Chain
 {
-    public static VirtualDisk Open(string path, DiskOpenOptions? options = null)
+    public static VirtualDisk Open(string path, DiskOpenOptions? options = null, bool writable = false)
     {
         options ??= new DiskOpenOptions();
-        var layers = new List<DiskLayer> { Qcow2Layer.Open(path, false, options) };
+        var layers = new List<DiskLayer> { Qcow2Layer.Open(path, writable, options) };
         try
         {
             while (layers[^1] is Qcow2Layer current && current.ParentReference is not null)
