@@ -24,8 +24,12 @@ internal sealed class ClusterAllocator
     private readonly Dictionary<long, byte[]> _blocks = new();
     private long _nextFree;
 
-    public ClusterAllocator(string path, FileAccessor file, Qcow2Header header)
+    private readonly Action<long> _metadata;
+
+    /// <summary><paramref name="metadata"/> hears of each refcount block this allocator places.</summary>
+    public ClusterAllocator(string path, FileAccessor file, Qcow2Header header, Action<long> metadata)
     {
+        _metadata = metadata;
         _path = path;
         _file = file;
         _header = header;
@@ -75,6 +79,7 @@ internal sealed class ClusterAllocator
                 _file.Flush();
                 _table[b] = (ulong)(n * _cluster);
                 _blocks[b] = block;
+                _metadata(n * _cluster);
                 _nextFree = n + 1;
                 continue;
             }

@@ -28,8 +28,11 @@ internal sealed class ClusterTables
     private readonly Dictionary<int, byte[]> _cache = new();
     private readonly bool _zeroFlagMeaningful;
 
-    private ClusterTables(string path, FileAccessor file, Qcow2Header header, ulong[] l1)
+    private readonly ClaimMap _claims;
+
+    private ClusterTables(string path, FileAccessor file, Qcow2Header header, ulong[] l1, ClaimMap claims)
     {
+        _claims = claims;
         _path = path;
         _file = file;
         _header = header;
@@ -96,7 +99,7 @@ internal sealed class ClusterTables
                     throw new DiskFormatException(path, "L2 table", $"the L2 table of L1 entry {i} overlaps the header, a refcount structure, the L1 table, the snapshot table or another L2 table", l2);
             }
         }
-        return new ClusterTables(path, file, header, l1);
+        return new ClusterTables(path, file, header, l1, claims);
     }
 
     private static void Claim(string path, ClaimMap claims, string what, long offset, long length, long cluster, long? entryAt)
@@ -246,4 +249,10 @@ internal sealed class ClusterTables
             _cache.Clear();
         _cache[(int)l1Index] = table;
     }
+
+    /// <summary>True when the host cluster at <paramref name="hostOffset"/> holds metadata (header, refcount structures, L1, L2, snapshot table).</summary>
+    public bool IsMetadata(long hostOffset) => _claims.IsClaimed(hostOffset / _header.ClusterSize);
+
+    /// <summary>Records a cluster just allocated for metadata (an L2 table, a refcount block).</summary>
+    public void ClaimMetadata(long hostOffset) => _claims.Claim(hostOffset / _header.ClusterSize, 1);
 }

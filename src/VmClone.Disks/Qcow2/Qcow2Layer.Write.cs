@@ -27,7 +27,28 @@ public sealed partial class Qcow2Layer
             throw new VirtualDiskException(path, $"'{path}' keeps its data in an external data file; VmClone does not write such images.");
     }
 
-    private ClusterAllocator Allocator => _allocator ??= new ClusterAllocator(Path, _file, _header);
+    private ClusterAllocator Allocator => _allocator ??= new ClusterAllocator(Path, _file, _header, _tables.ClaimMetadata);
+
+    // Data clusters this layer allocated since it was opened: the only ones past the file's
+    // length at open that an L2 entry may name for a write in place.
+    private readonly HashSet<long> _allocatedData = new();
+
+    /// <summary>
+    /// A cluster the file names for a write in place must be this image's data alone: not
+    /// metadata, inside the file as it was opened (or allocated since), with a refcount of one.
+    /// A hostile table that aims a guest cluster at the L1 table or another cluster's data is
+    /// refused before a byte is written.
+    /// </summary>
+    private void CheckWritableInPlace(long host, long guestStart, long entryAt)
+    {
+        if (_tables.IsMetadata(host))
+            throw new DiskFormatException(Path, "L2 table", $"guest offset {guestStart} maps to {host}, a cluster of metadata; it is not written", entryAt);
+        if (host >= _openLength && !_allocatedData.Contains(host))
+            throw new DiskFormatException(Path, "L2 table", $"guest offset {guestStart} maps to {host}, past the end of the file as it was opened ({_openLength} bytes); it is not written", entryAt);
+        ulong refcount = Allocator.Get(host >> _clusterBits);
+        if (refcount != 1)
+            throw new DiskFormatException(Path, "refcount block", $"the cluster at {host} that guest offset {guestStart} maps to has refcount {refcount}, not 1 (shared or miscounted; qemu-img check -r all repairs the count); it is not written", host);
+    }
 
     private ClusterAllocator? _allocator;
     private bool _prepared;
@@ -92,6 +113,7 @@ public sealed partial class Qcow2Layer
 
         if (kind == ClusterKind.Normal && !extended)
         {
+            CheckWritableInPlace(entry.HostOffset, start, _tables.L2Offset(l1Index));
             _file.Write(entry.HostOffset + inCluster, buffer, offset, count);
             return;
         }
@@ -101,16 +123,19 @@ public sealed partial class Qcow2Layer
         if (kind == ClusterKind.Normal || (kind == ClusterKind.Zero && entry.HostOffset != 0 && (entry.Word & ClusterTables.Copied) != 0))
         {
             host = entry.HostOffset; // a cluster of this image's own (with extended L2, or preallocated as zeros)
+            CheckWritableInPlace(host, start, _tables.L2Offset(l1Index));
         }
         else
         {
             long l2New = newTable ? Allocator.Allocate(flush: false) : 0;
             host = Allocator.Allocate();
+            _allocatedData.Add(host);
             fresh = true;
             if (newTable)
             {
                 // The L2 table's cluster is counted before anything names it; its content comes after the data.
                 _pendingTable = l2New;
+                _tables.ClaimMetadata(l2New);
             }
         }
 

@@ -56,7 +56,10 @@ public sealed partial class Qcow2Layer : DiskLayer
         _unitsPerCluster = header.HasExtendedL2 ? 32 : 1;
         _unit = header.ClusterSize / _unitsPerCluster;
         _compressed = new CompressedClusterReader(file.Path, file, header.ClusterBits, header.CompressionType == 1);
+        _openLength = file.Length;
     }
+
+    private readonly long _openLength;
 
     /// <summary>The first bytes of every qcow2 file: "QFI\xfb".</summary>
     public static readonly byte[] Signature = { (byte)'Q', (byte)'F', (byte)'I', 0xFB };

@@ -270,4 +270,37 @@ public class Qcow2WriteTests
         Assert.Equal(DiskFormat.Raw, reopened.Layers[1].Format);
         Assert.Equal(before, Hashing.Sha256Stream(reopened.Content));
     }
+
+    [OracleFact(tools: new[] { "qemu-img", "qemu-io" })]
+    public void AClusterAimedAtMetadataIsNotWrittenInPlace()
+    {
+        using var dir = new TempFolder();
+        string image = QemuImage.Create(dir.File("disk.qcow2"), 4 << 20, "");
+        Oracle.Run("qemu-io", $"-f qcow2 -c \"write -P 0x11 0 64k\" -c \"write -P 0x22 1M 64k\" \"{image}\"");
+        byte[] head = new byte[8];
+        ulong Read(long at)
+        {
+            using FileStream fs = File.OpenRead(image);
+            fs.Position = at;
+            fs.ReadExactly(head, 0, 8);
+            return BinaryPrimitives.ReadUInt64BigEndian(head);
+        }
+        long l1 = (long)Read(40);
+        long l2 = (long)(Read(l1) & 0x00FF_FFFF_FFFF_FE00UL);
+        // Guest cluster 0 aimed at the L1 table.
+        PatchU64(image, l2, (ulong)l1 | (1UL << 63));
+        string before = Hashing.Sha256File(image);
+        using (VirtualDisk disk = Qcow2Chain.Open(image, writable: true))
+        {
+            var ex = Assert.Throws<DiskFormatException>(() =>
+            {
+                disk.Content.Position = 100;
+                disk.Content.Write(new byte[10], 0, 10);
+            });
+            Assert.Contains("metadata", ex.Message);
+            Assert.Contains(image, ex.Message);
+        }
+        Assert.Equal(before, Hashing.Sha256File(image));
+
+    }
 }
