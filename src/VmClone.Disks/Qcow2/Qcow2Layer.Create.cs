@@ -145,6 +145,31 @@ public sealed partial class Qcow2Layer
             blocks = Math.Max(blocks, needBlocks);
             tableClusters = Math.Max(tableClusters, needTable);
         }
+        // The refcount table is sized for the image fully written (every data cluster and L2
+        // table, and the blocks counting them), so that writes never need a larger one: one
+        // cluster, as qemu makes it, up to a file of 16 TiB at 64 KiB clusters (4 GiB at 4 KiB).
+        long dataClusters = (size + cluster - 1) / cluster;
+        long l2Tables = (dataClusters + entriesPerL2 - 1) / entriesPerL2;
+        long fullBlocks = blocks;
+        while (true)
+        {
+            long fullTotal = 1 + tableClusters + l1Clusters + dataClusters + l2Tables + fullBlocks;
+            long needBlocks = (fullTotal + perBlock - 1) / perBlock;
+            long needTable = (needBlocks * 8 + cluster - 1) / cluster;
+            if (needBlocks <= fullBlocks && needTable <= tableClusters)
+                break;
+            fullBlocks = Math.Max(fullBlocks, needBlocks);
+            tableClusters = Math.Max(tableClusters, needTable);
+        }
+        // The blocks written now must still cover the metadata, the larger table included.
+        while (true)
+        {
+            long total = 1 + tableClusters + blocks + l1Clusters;
+            long needBlocks = (total + perBlock - 1) / perBlock;
+            if (needBlocks <= blocks)
+                break;
+            blocks = needBlocks;
+        }
         long tableOffset = cluster;
         long blocksOffset = tableOffset + tableClusters * cluster;
         long l1Offset = blocksOffset + blocks * cluster;

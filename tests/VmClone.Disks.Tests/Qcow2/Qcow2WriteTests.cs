@@ -303,4 +303,27 @@ public class Qcow2WriteTests
         Assert.Equal(before, Hashing.Sha256File(image));
 
     }
+
+    /// <summary>
+    /// 512-byte clusters with 64-bit refcounts: the one-cluster refcount table qemu would make
+    /// counts only 2 MiB of file. Ours is sized for the image fully written, so a whole disk of
+    /// data goes in and qemu finds it clean.
+    /// </summary>
+    [OracleFact(tools: new[] { "qemu-img" })]
+    public void AnImageWeCreateTakesAWholeDiskOfWrites()
+    {
+        using var dir = new TempFolder();
+        const int size = 4 << 20;
+        string image = dir.File("small-clusters.qcow2");
+        Qcow2Layer.Create(image, size, new Qcow2CreateOptions { ClusterSize = 512, RefcountBits = 64 });
+        byte[] model = new byte[size];
+        new Random(3).NextBytes(model);
+        using (VirtualDisk disk = Qcow2Chain.Open(image, writable: true))
+        {
+            disk.Content.Position = 0;
+            disk.Content.Write(model, 0, model.Length);
+        }
+        Qcow2Check.AssertClean(image);
+        Assert.Equal(Hashing.Sha256Bytes(model), Oracle.QemuRawSha256(image, "qcow2"));
+    }
 }
