@@ -13,7 +13,7 @@ public sealed partial class Qcow2Layer
     /// (their clusters are shared), persistent bitmaps (writing would make them stale), an
     /// external data file. Nothing is written to a refused file.
     /// </summary>
-    private static void RefuseWriting(string path, Qcow2Header header, HeaderExtensions extensions)
+    private static void RefuseWriting(string path, Qcow2Header header, HeaderExtensions extensions, DiskOpenOptions options)
     {
         if (header.IsCorrupt)
             throw new VirtualDiskException(path, $"'{path}' is marked corrupt (incompatible feature bit 1, set by qemu when it found its metadata inconsistent); it is not opened for writing. Repair it with qemu-img check -r all.");
@@ -21,8 +21,8 @@ public sealed partial class Qcow2Layer
             throw new VirtualDiskException(path, $"'{path}' is marked dirty (incompatible feature bit 0: it was not closed cleanly, or uses lazy refcounts): its refcounts may be stale, so it is not opened for writing. Repair it with qemu-img check -r all.");
         if (header.SnapshotCount > 0)
             throw new VirtualDiskException(path, $"'{path}' holds {header.SnapshotCount} internal snapshot(s); their clusters are shared with the active layer, so VmClone does not write, merge or re-point it. Delete the snapshots (qemu-img snapshot -d) or convert the image first.");
-        if (extensions.Find(HeaderExtensions.BitmapsType) is not null || (header.AutoclearFeatures & (1UL << Qcow2Header.BitmapsAutoclearBit)) != 0)
-            throw new VirtualDiskException(path, $"'{path}' has persistent dirty bitmaps (libvirt checkpoints, incremental backups); writing would leave them stale, so it is not opened for writing. Remove them with qemu-img bitmap --remove first.");
+        if (!options.AllowWritingOverBitmaps && (extensions.Find(HeaderExtensions.BitmapsType) is not null || (header.AutoclearFeatures & (1UL << Qcow2Header.BitmapsAutoclearBit)) != 0))
+            throw new VirtualDiskException(path, $"'{path}' has persistent dirty bitmaps (libvirt checkpoints, incremental backups); writing would leave them stale, so it is not opened for writing. Remove them with qemu-img bitmap --remove, or allow writing over them (their consistency bit is then cleared and the next backup is a full one).");
         if (header.HasExternalData)
             throw new VirtualDiskException(path, $"'{path}' keeps its data in an external data file; VmClone does not write such images.");
     }
@@ -54,23 +54,28 @@ public sealed partial class Qcow2Layer
     private bool _prepared;
 
     /// <summary>
-    /// Before the first write: autoclear feature bits this writer does not know are cleared, as
-    /// qcow2.rst asks of a writer that would not keep them true.
+    /// Before the first write: every autoclear feature bit this writer does not keep true is
+    /// cleared, as qcow2.rst asks: bits it does not know, and the bitmaps' consistency bit
+    /// (bitmaps are not updated by VmClone's writes; their images are written only when allowed).
     /// </summary>
     private void PrepareForWrite()
     {
         if (_prepared)
             return;
         _prepared = true;
-        ulong known = (1UL << Qcow2Header.BitmapsAutoclearBit) | (1UL << Qcow2Header.RawDataAutoclearBit);
-        if (_header.Version >= 3 && (_header.AutoclearFeatures & ~known) != 0)
+        ulong kept = 1UL << Qcow2Header.RawDataAutoclearBit;
+        if (_header.Version >= 3 && (_header.AutoclearFeatures & ~kept) != 0)
         {
             byte[] field = new byte[8];
-            BinaryPrimitives.WriteUInt64BigEndian(field, _header.AutoclearFeatures & known);
+            BinaryPrimitives.WriteUInt64BigEndian(field, _header.AutoclearFeatures & kept);
             _file.Write(88, field, 0, 8);
             _file.Flush();
+            BitmapsInvalidated = (_header.AutoclearFeatures & (1UL << Qcow2Header.BitmapsAutoclearBit)) != 0;
         }
     }
+
+    /// <summary>True once a write cleared the persistent bitmaps' consistency bit: qemu now treats them as stale.</summary>
+    public bool BitmapsInvalidated { get; private set; }
 
     /// <summary>An L2 entry a write changes, applied once the data it names is durable.</summary>
     private readonly struct PendingEntry
