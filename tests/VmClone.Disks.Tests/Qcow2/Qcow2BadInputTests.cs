@@ -358,4 +358,17 @@ public class Qcow2BadInputTests
         DiskFormatException ex = Refused(image);
         Assert.Equal("qcow2 header", ex.Structure);
     }
+
+    /// <summary>A header declaring 8 KiB (legal up to its cluster): read whole, not refused for passing the first 4 KiB.</summary>
+    [OracleFact(tools: new[] { "qemu-img", "qemu-io" })]
+    public void HeaderLongerThanFourKibIsRead()
+    {
+        using var dir = new TempFolder();
+        string image = MakeImage(dir);
+        PatchU32(image, 100, 8192);
+        Patch(image, 112, new byte[8192 - 112]); // no extensions: the end marker at 8192 is zeros
+        string expected = Oracle.QemuRawSha256(image, "qcow2");
+        using VirtualDisk disk = Qcow2Chain.Open(image);
+        Assert.Equal(expected, Hashing.Sha256Stream(disk.Content));
+    }
 }
