@@ -74,6 +74,19 @@ function Invoke-ChildPwsh {
     if (-not $NoThrow -and $LASTEXITCODE -ne 0) { throw "pwsh exited with code $LASTEXITCODE" }
 }
 
+# A package assembly the engine ships beside its own (netstandard2.0 build), at the version
+# src/VmClone.Disks/VmClone.Disks.csproj references, from the restored NuGet packages.
+function Get-PackageAssembly([string] $Package, [string] $Assembly) {
+    $csproj = Get-Content (Join-Path $Root 'src/VmClone.Disks/VmClone.Disks.csproj') -Raw
+    if ($csproj -notmatch ('<PackageReference Include="' + [regex]::Escape($Package) + '" Version="([^"]+)"')) {
+        throw "src/VmClone.Disks/VmClone.Disks.csproj references no $Package"
+    }
+    $packages = ((& dotnet nuget locals global-packages --list) -replace '^global-packages:\s*', '').Trim()
+    $path = Join-Path $packages "$($Package.ToLowerInvariant())/$($Matches[1])/lib/netstandard2.0/$Assembly"
+    if (-not (Test-Path $path)) { throw "$Assembly of $Package $($Matches[1]) was not restored (looked for $path)" }
+    return $path
+}
+
 function Invoke-Build {
     $project = Join-Path $Root 'src/VmClone.PowerShell/VmClone.PowerShell.csproj'
     Invoke-Native dotnet @('build', $project, '-c', $Configuration, '--nologo', '-v', 'quiet', "-p:Version=$Version")
@@ -83,6 +96,7 @@ function Invoke-Build {
     foreach ($name in 'VmClone.PowerShell', 'VmClone.Core', 'VmClone.Disks') {
         Copy-Item (Join-Path $bin "$name.dll") $ModuleDir
     }
+    Copy-Item (Get-PackageAssembly 'ZstdSharp.Port' 'ZstdSharp.dll') $ModuleDir
     Copy-Item (Join-Path $Root 'VmClone.psd1') $ModuleDir
     Copy-Item (Join-Path $Root 'src/VmClone.PowerShell/VmClone.format.ps1xml') $ModuleDir
     Copy-Item (Join-Path $Root 'src/VmClone.PowerShell/Dsc/VmClone.Dsc.psm1') $ModuleDir

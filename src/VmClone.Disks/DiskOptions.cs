@@ -27,6 +27,22 @@ public sealed class DiskOpenOptions
     /// <summary>Use this file as the top layer's parent instead of the paths stored in it.</summary>
     public string? ParentPathOverride { get; set; }
 
+    /// <summary>
+    /// Read a qcow2 image whose data lies in an external data file (incompatible feature bit 2),
+    /// provided that file lies in the image's own folder (links resolved) and, with
+    /// <see cref="AllowedParentRoot"/>, inside that root. Off by default: an image that names
+    /// another file to read is refused (the CVE-2024-32498 class).
+    /// </summary>
+    public bool AllowExternalDataFile { get; set; }
+
+    /// <summary>
+    /// Write into a qcow2 image that has persistent dirty bitmaps (libvirt checkpoints): before
+    /// the first write the bitmaps' consistency bit (autoclear bit 0) is cleared, as qcow2.rst
+    /// asks of a writer that does not update them, so qemu treats them as stale and the next
+    /// incremental backup is a full one. Off by default: such images are not opened for writing.
+    /// </summary>
+    public bool AllowWritingOverBitmaps { get; set; }
+
     /// <summary>Longest chain accepted; deeper chains (or loops) are refused.</summary>
     public int MaxChainDepth { get; set; } = DefaultMaxChainDepth;
 

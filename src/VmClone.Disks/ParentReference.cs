@@ -5,17 +5,24 @@ namespace VmClone.Disks;
 /// <summary>What a differencing layer records about its parent: where to look and what identity to expect.</summary>
 public sealed class ParentReference
 {
-    public ParentReference(IReadOnlyList<ParentPathCandidate> candidates, string expectedIdentity, string? alternateIdentity = null)
+    public ParentReference(IReadOnlyList<ParentPathCandidate> candidates, string expectedIdentity, string? alternateIdentity = null, DiskFormat? format = null)
     {
         Candidates = candidates;
         ExpectedIdentity = expectedIdentity;
         AlternateIdentity = alternateIdentity;
+        Format = format;
     }
+
+    /// <summary>The parent's format as the child records it (qcow2's backing-format extension); null: recognised by its content.</summary>
+    public DiskFormat? Format { get; }
 
     /// <summary>Stored parent paths, in the order the format says to try them.</summary>
     public IReadOnlyList<ParentPathCandidate> Candidates { get; }
 
-    /// <summary>The parent identity recorded at creation (VHDX: parent's DataWriteGuid; VMDK: parent's CID).</summary>
+    /// <summary>
+    /// The parent identity recorded at creation (VHDX: parent's DataWriteGuid; VMDK: parent's CID);
+    /// empty for a format that records none (qcow2): then any parent found by path is accepted.
+    /// </summary>
     public string ExpectedIdentity { get; }
 
     /// <summary>A second acceptable identity (VHDX parent_linkage2), or null.</summary>
@@ -23,6 +30,7 @@ public sealed class ParentReference
 
     /// <summary>True when <paramref name="identity"/> is one this child accepts.</summary>
     public bool Accepts(string identity) =>
+        ExpectedIdentity.Length == 0 ||
         string.Equals(identity, ExpectedIdentity, System.StringComparison.OrdinalIgnoreCase) ||
         (AlternateIdentity is not null && string.Equals(identity, AlternateIdentity, System.StringComparison.OrdinalIgnoreCase));
 }

@@ -104,7 +104,7 @@ internal static class ParentResolver
     {
         try
         {
-            return VirtualDisk.OpenLayer(candidate, FileAccess.Read);
+            return VirtualDisk.OpenLayer(candidate, FileAccess.Read, child.ParentReference?.Format);
         }
         catch (DiskFormatException ex) when (ex.FileKind is FileKind kind && PathUtil.SamePath(ex.Path, candidate))
         {

@@ -1,0 +1,125 @@
+using System;
+using System.Buffers.Binary;
+using System.Collections.Generic;
+
+namespace VmClone.Disks.Qcow2;
+
+/// <summary>
+/// Refcounts and the allocation of new host clusters in an image being written. New clusters
+/// always come from the end of the file (never from free space inside it), so a write can
+/// never land on a cluster some table still names. Each allocation raises the refcount and
+/// makes it durable before the caller points anything at the cluster (qcow2.rst's rule, and
+/// what leaves a cut-off write with leaks at worst); a missing refcount block is placed at the
+/// first free cluster of the range it covers, so that it counts itself.
+/// </summary>
+internal sealed class ClusterAllocator
+{
+    private readonly string _path;
+    private readonly FileAccessor _file;
+    private readonly Qcow2Header _header;
+    private readonly long _cluster;
+    private readonly int _bits;
+    private readonly long _perBlock;
+    private readonly ulong[] _table;
+    private readonly Dictionary<long, byte[]> _blocks = new();
+    private long _nextFree;
+
+    private readonly Action<long> _metadata;
+
+    /// <summary><paramref name="metadata"/> hears of each refcount block this allocator places.</summary>
+    public ClusterAllocator(string path, FileAccessor file, Qcow2Header header, Action<long> metadata)
+    {
+        _metadata = metadata;
+        _path = path;
+        _file = file;
+        _header = header;
+        _cluster = header.ClusterSize;
+        _bits = header.RefcountBits;
+        _perBlock = RefcountBlock.EntriesPerBlock(_cluster, _bits);
+        byte[] raw = new byte[(long)header.RefcountTableClusters * _cluster];
+        file.ReadOrZero((long)header.RefcountTableOffset, raw, 0, raw.Length);
+        _table = new ulong[raw.Length / 8];
+        for (int i = 0; i < _table.Length; i++)
+            _table[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8)) & ~0x1FFUL;
+        _nextFree = (file.Length + _cluster - 1) / _cluster;
+    }
+
+    /// <summary>The refcount of host cluster <paramref name="index"/> (0 where no block covers it).</summary>
+    public ulong Get(long index)
+    {
+        long b = index / _perBlock;
+        if (b >= _table.Length || _table[b] == 0)
+            return 0;
+        return RefcountBlock.Get(Block(b), index % _perBlock, _bits);
+    }
+
+    /// <summary>
+    /// A new host cluster, its refcount 1 and (with <paramref name="flush"/>) durable; its bytes
+    /// are the caller's to write. Several clusters for one write are counted with one flush, the last.
+    /// </summary>
+    public long Allocate(bool flush = true)
+    {
+        while (true)
+        {
+            long n = _nextFree;
+            long b = n / _perBlock;
+            if (b >= _table.Length)
+                throw new VirtualDiskException(_path,
+                    $"'{_path}' needs a larger refcount table to grow past {_table.Length * _perBlock * _cluster} bytes; VmClone does not grow refcount tables (qemu-img convert makes a copy with room).");
+            if (_table[b] == 0)
+            {
+                // The new block goes to cluster n, the first of those it covers that is free, and counts itself.
+                byte[] block = new byte[_cluster];
+                RefcountBlock.Set(block, n % _perBlock, _bits, 1);
+                _file.Write(n * _cluster, block, 0, block.Length);
+                _file.Flush();
+                byte[] entry = new byte[8];
+                BinaryPrimitives.WriteUInt64BigEndian(entry, (ulong)(n * _cluster));
+                _file.Write((long)_header.RefcountTableOffset + b * 8, entry, 0, 8);
+                _file.Flush();
+                _table[b] = (ulong)(n * _cluster);
+                _blocks[b] = block;
+                _metadata(n * _cluster);
+                _nextFree = n + 1;
+                continue;
+            }
+            Set(n, 1);
+            if (flush)
+                _file.Flush();
+            _nextFree = n + 1;
+            return n * _cluster;
+        }
+    }
+
+    /// <summary>Lowers the refcount of host cluster <paramref name="index"/> by one (not below 0); not flushed.</summary>
+    public void Release(long index)
+    {
+        ulong count = Get(index);
+        if (count > 0)
+            Set(index, count - 1);
+    }
+
+    private void Set(long index, ulong value)
+    {
+        long b = index / _perBlock;
+        byte[] block = Block(b);
+        long i = index % _perBlock;
+        RefcountBlock.Set(block, i, _bits, value);
+        // Only the bytes of this entry are written: a partial cluster write never tears another's count.
+        int bytes = Math.Max(1, _bits / 8);
+        long at = _bits < 8 ? i * _bits / 8 : i * bytes;
+        _file.Write((long)_table[b] + at, block, (int)at, bytes);
+    }
+
+    private byte[] Block(long b)
+    {
+        if (_blocks.TryGetValue(b, out byte[]? block))
+            return block;
+        block = new byte[_cluster];
+        _file.ReadOrZero((long)_table[b], block, 0, block.Length);
+        if (_blocks.Count >= 64)
+            _blocks.Clear();
+        _blocks[b] = block;
+        return block;
+    }
+}
