@@ -11,6 +11,8 @@ public enum DiskFormat
     Vmdk,
     /// <summary>A flat file holding the virtual content byte for byte.</summary>
     Raw,
+    /// <summary>Microsoft Virtual Hard Disk v1 (VHD): fixed, dynamic and differencing.</summary>
+    Vhd,
 }
 
 /// <summary>How a disk file stores its content.</summary>

@@ -24,6 +24,13 @@ public sealed class DiskOpenOptions
     /// </summary>
     public string? AllowedParentRoot { get; set; }
 
+    /// <summary>
+    /// Read files whose structures carry a wrong checksum (a VHD footer or dynamic header that
+    /// was edited without updating it) instead of refusing them. Off by default: a bad checksum
+    /// means the file was damaged or tampered with; only for recovering data.
+    /// </summary>
+    public bool AcceptBadChecksums { get; set; }
+
     /// <summary>Use this file as the top layer's parent instead of the paths stored in it.</summary>
     public string? ParentPathOverride { get; set; }
 
