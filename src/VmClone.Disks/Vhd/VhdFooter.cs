@@ -95,6 +95,9 @@ internal sealed class VhdFooter
     /// <summary>The unique id, read as a big-endian GUID (the byte order libvhdi and Hyper-V show).</summary>
     public Guid UniqueId => ReadGuid(_raw, UniqueIdOffset);
 
+    /// <summary>Sets the unique id (the checksum is then stale until <see cref="UpdateChecksum"/>).</summary>
+    public void SetUniqueId(Guid id) => WriteGuid(_raw, UniqueIdOffset, id);
+
     public bool SavedState => _raw[SavedStateOffset] != 0;
 
     /// <summary>blktap's hidden mark (XenServer sets it on the inner nodes of a chain).</summary>

@@ -32,6 +32,9 @@ internal sealed partial class VhdLayer : DiskLayer
     private readonly List<(long Start, long End, string Name)> _metadata = new();
     private readonly Dictionary<long, byte[]> _bitmaps = new();
     private long _bitmapCacheBytes;
+    private bool _hasBatmap;
+    private long _reservedEnd;
+    private long _nextFree;
     private const long BitmapCacheBudget = 32L << 20;
 
     private VhdLayer(FileAccessor file, bool acceptBadChecksums)
@@ -46,11 +49,6 @@ internal sealed partial class VhdLayer : DiskLayer
     /// <summary>As <see cref="Open(FileAccessor)"/>, with bad checksums accepted when <paramref name="options"/> says so.</summary>
     public static DiskLayer Open(FileAccessor file, DiskOpenOptions options)
     {
-        if (file.CanWrite)
-        {
-            file.Dispose();
-            throw new VirtualDiskException(file.Path, $"VHD disk '{file.Path}' cannot be opened for writing: VmClone reads VHD files but does not write them.");
-        }
         var layer = new VhdLayer(file, options.AcceptBadChecksums);
         try
         {
@@ -183,19 +181,22 @@ internal sealed partial class VhdLayer : DiskLayer
         {
             Use(head, 0);
             if (tail is null || !tail.ChecksumValid)
+                // What a write cut off leaves (the footer not yet moved past a new block, or not
+                // yet given the new unique id); the copy at 0 describes the disk, and the next
+                // write puts the footer right.
                 _footerProblems.Add(tail is null
-                    ? $"The footer at the end of the file (offset {tailOffset}) is missing; the copy at offset 0 was used."
-                    : $"The footer at the end of the file (offset {tailOffset}) has a bad checksum; the copy at offset 0 was used.");
+                    ? $"Warning: the footer at the end of the file (offset {tailOffset}) is missing; the copy at offset 0 was used."
+                    : $"Warning: the footer at the end of the file (offset {tailOffset}) has a bad checksum; the copy at offset 0 was used.");
             else if (!tail.Raw.AsSpan().SequenceEqual(head.Raw))
-                _footerProblems.Add($"The footer at the end of the file (offset {tailOffset}) differs from its copy at offset 0.");
+                _footerProblems.Add($"Warning: the footer at the end of the file (offset {tailOffset}) differs from its copy at offset 0, which was used.");
             return;
         }
         if (tail is not null && tail.ChecksumValid && Sparse(tail))
         {
             Use(tail, tailOffset);
             _footerProblems.Add(head is null
-                ? "The footer copy at offset 0 is missing; the footer at the end of the file was used."
-                : "The footer copy at offset 0 has a bad checksum; the footer at the end of the file was used.");
+                ? "Warning: the footer copy at offset 0 is missing; the footer at the end of the file was used."
+                : "Warning: the footer copy at offset 0 has a bad checksum; the footer at the end of the file was used.");
             return;
         }
         if (tail is not null && tail.ChecksumValid)
@@ -279,7 +280,11 @@ internal sealed partial class VhdLayer : DiskLayer
             throw new DiskFormatException(Path, "BAT", $"a {_virtualSize}-byte disk of {_blockSize}-byte blocks needs {blocks} entries but the table has {h.MaxTableEntries}", headerAt);
         long at = (long)tableOffset;
         _bat = BlockAllocationTable.Parse(_file.ReadBytes(at, (int)(blocks * BlockAllocationTable.EntrySize), "BAT"), (int)blocks);
-        _metadata.Add((at, at + (tableBytes + 511) / 512 * 512, "the BAT"));
+        long tableEnd = at + (tableBytes + 511) / 512 * 512;
+        _metadata.Add((at, tableEnd, "the BAT"));
+        // XenServer's batmap (blktap "tdbatmap") follows the BAT; VmClone does not keep it.
+        if (tableEnd <= length - 8)
+            _hasBatmap = _file.ReadBytes(tableEnd, 8, "batmap").AsSpan().SequenceEqual(System.Text.Encoding.ASCII.GetBytes("tdbatmap"));
     }
 
     /// <summary>
@@ -311,6 +316,7 @@ internal sealed partial class VhdLayer : DiskLayer
                 throw new DiskFormatException(Path, "parent locator", $"locator {i} ({e.CodeName}) points at offset {e.DataOffset}, inside the footer copy", entryAt);
             byte[] data = _file.ReadBytes((long)e.DataOffset, (int)e.DataLength, "parent locator");
             _metadata.Add(((long)e.DataOffset, (long)e.DataOffset + e.DataLength, $"parent locator {i}"));
+            _reservedEnd = Math.Max(_reservedEnd, Math.Min(length, (long)e.DataOffset + e.ReservedBytes));
             if (e.DecodePath(data) is not string decoded || decoded.Length == 0)
                 continue;
             (e.IsRelative(decoded) ? relative : absolute).Add(new ParentPathCandidate(
@@ -363,6 +369,10 @@ internal sealed partial class VhdLayer : DiskLayer
         }
         _allocatedBlocks = stored.Count;
         _blocksEnd = stored.Count == 0 ? 0 : stored.Max(s => s.Start + _bitmapBytes + _blockSize);
+        // New blocks start where the footer at the end lies, past every structure and block.
+        _nextFree = Math.Max(length - VhdFooter.Length, Math.Max(_blocksEnd, _reservedEnd));
+        foreach (var m in _metadata)
+            _nextFree = Math.Max(_nextFree, m.End);
     }
 
     // End of the furthest stored block taken at its full size: where new blocks may begin.
@@ -451,14 +461,6 @@ internal sealed partial class VhdLayer : DiskLayer
             offset += run;
             count -= run;
         }
-    }
-
-    // ------------------------------------------------------------------ write
-
-    public override void Write(long position, byte[] buffer, int offset, int count)
-    {
-        EnsureWritable();
-        throw new NotSupportedException($"VHD disk '{Path}' is read by VmClone but not written.");
     }
 
     // ------------------------------------------------------------------ check
