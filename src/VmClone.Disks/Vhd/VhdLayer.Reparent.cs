@@ -15,6 +15,8 @@ internal sealed partial class VhdLayer
     public override void SetParent(ParentLink link)
     {
         EnsureWritable();
+        // Everything written so far is reachable and durable before the link changes.
+        CommitBatch();
         if (_footer.DiskType != VhdDiskType.Differencing)
             throw new VirtualDiskException(Path, $"'{Path}' is not a differencing disk; it has no parent to change.");
         if (link.Parent is not VhdLayer)

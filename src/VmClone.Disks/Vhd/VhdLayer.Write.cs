@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Collections.Generic;
 
 namespace VmClone.Disks.Vhd;
 
@@ -11,10 +12,18 @@ namespace VmClone.Disks.Vhd;
 /// still describes the disk. Bitmap bits are set only for the sectors written, so the parent
 /// shows through the rest; the rest of a new block's data holds what lies below (the parent's
 /// content, or zeros), so readers that ignore the bitmap (qemu) read the same content.
+/// In a write batch (<see cref="DiskLayer.BeginBatch"/>) the same order holds for all the
+/// batch's writes together: every write's data, one flush; every changed bitmap, one flush;
+/// every new BAT entry, one flush; the footer, one flush.
 /// </summary>
 internal sealed partial class VhdLayer
 {
     private bool _identityChanged;
+
+    // What a batch has written data for but not yet made reachable.
+    // Bitmaps changed in a batch are held here (not only in the cache, which may be emptied) until written.
+    private readonly SortedDictionary<long, byte[]> _pendingBitmaps = new();
+    private readonly SortedSet<long> _pendingEntries = new();
 
     public override void Write(long position, byte[] buffer, int offset, int count)
     {
@@ -99,7 +108,8 @@ internal sealed partial class VhdLayer
                 ArrayPool<byte>.Shared.Return(span);
             }
         }
-        _file.Flush();
+        if (!Batching)
+            _file.Flush();
         bool changed = false;
         for (long s = first; s < end; s++)
         {
@@ -112,6 +122,11 @@ internal sealed partial class VhdLayer
         if (!changed)
             return;
         BlockBitmap.SetRange(bitmap, first, end - first, _lsbFirstBitmaps);
+        if (Batching)
+        {
+            _pendingBitmaps[block] = bitmap;
+            return;
+        }
         _file.Write(_bat.BitmapOffset(block), bitmap, 0, bitmap.Length);
         _file.Flush();
     }
@@ -161,23 +176,56 @@ internal sealed partial class VhdLayer
         }
         var bitmap = new byte[Math.Max(1, _blockSize / 512 / 8)];
         BlockBitmap.SetRange(bitmap, first, end - first, _lsbFirstBitmaps);
-        var bitmapSector = new byte[_bitmapBytes];
-        bitmap.CopyTo(bitmapSector, 0);
-        _file.Write(bitmapAt, bitmapSector, 0, bitmapSector.Length);
-        _file.Flush();
-
         uint sector = checked((uint)(bitmapAt / 512));
-        _file.Write((long)_header!.TableOffset + block * BlockAllocationTable.EntrySize, BlockAllocationTable.EntryBytes(sector), 0, BlockAllocationTable.EntrySize);
-        _file.Flush();
-
         long footerAt = dataAt + _blockSize;
-        _file.Write(footerAt, _footer.Raw, 0, VhdFooter.Length);
-        _file.Flush();
-
         _bat!.Set(block, sector);
         _bitmaps[block] = bitmap;
         _bitmapCacheBytes += bitmap.Length;
         _allocatedBlocks++;
         _nextFree = footerAt;
+        if (Batching)
+        {
+            _pendingBitmaps[block] = bitmap;
+            _pendingEntries.Add(block);
+            return;
+        }
+        WriteBitmap(block, bitmap);
+        _file.Flush();
+        WriteEntry(block);
+        _file.Flush();
+        _file.Write(footerAt, _footer.Raw, 0, VhdFooter.Length);
+        _file.Flush();
+    }
+
+    /// <summary>A block's bitmap in the file: its bits, the rest of its sectors zero.</summary>
+    private void WriteBitmap(long block, byte[] bitmap)
+    {
+        var sectors = new byte[_bitmapBytes];
+        bitmap.CopyTo(sectors, 0);
+        _file.Write(_bat!.BitmapOffset(block), sectors, 0, sectors.Length);
+    }
+
+    private void WriteEntry(long block) =>
+        _file.Write((long)_header!.TableOffset + block * BlockAllocationTable.EntrySize, BlockAllocationTable.EntryBytes(_bat![block]), 0, BlockAllocationTable.EntrySize);
+
+    /// <summary>Makes a batch's writes reachable: data flushed, then bitmaps, then BAT entries, then the footer, a flush after each.</summary>
+    protected override void CommitBatch()
+    {
+        if (_pendingBitmaps.Count == 0 && _pendingEntries.Count == 0)
+            return;
+        _file.Flush();
+        foreach (KeyValuePair<long, byte[]> pending in _pendingBitmaps)
+            WriteBitmap(pending.Key, pending.Value);
+        _file.Flush();
+        if (_pendingEntries.Count > 0)
+        {
+            foreach (long block in _pendingEntries)
+                WriteEntry(block);
+            _file.Flush();
+            _file.Write(_nextFree, _footer.Raw, 0, VhdFooter.Length);
+            _file.Flush();
+        }
+        _pendingBitmaps.Clear();
+        _pendingEntries.Clear();
     }
 }

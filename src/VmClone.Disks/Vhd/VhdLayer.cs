@@ -426,7 +426,7 @@ internal sealed partial class VhdLayer : DiskLayer
     /// <summary>A stored block's bitmap (cached; the cache is emptied when it passes its budget).</summary>
     private byte[] Bitmap(long block)
     {
-        if (_bitmaps.TryGetValue(block, out byte[]? cached))
+        if (_bitmaps.TryGetValue(block, out byte[]? cached) || _pendingBitmaps.TryGetValue(block, out cached))
             return cached;
         byte[] bitmap = _file.ReadBytes(_bat!.BitmapOffset(block), (int)Math.Max(1, _blockSize / 512 / 8), "sector bitmap");
         if (_bitmapCacheBytes + bitmap.Length > BitmapCacheBudget)
