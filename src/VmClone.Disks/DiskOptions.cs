@@ -46,10 +46,10 @@ public sealed class DiskOpenOptions
 /// <summary>Choices for a new disk file; every property has a sensible default.</summary>
 public sealed class DiskCreateOptions
 {
-    /// <summary>File format; by default taken from the extension (.vhdx, .avhdx, .vmdk, .raw/.img), else VHDX.</summary>
+    /// <summary>File format; by default taken from the extension (.vhdx, .avhdx, .vmdk, .vhd, .avhd, .raw/.img), else VHDX.</summary>
     public DiskFormat? Format { get; set; }
 
-    /// <summary>Allocation unit: VHDX block size (1–256 MiB, power of two; default 32 MiB, 2 MiB for differencing), VMDK grain (default 64 KiB).</summary>
+    /// <summary>Allocation unit: VHDX block size (1–256 MiB, power of two; default 32 MiB, 2 MiB for differencing), VMDK grain (default 64 KiB), VHD block size (512 bytes–256 MiB, power of two; default 2 MiB, as Hyper-V and XenServer write).</summary>
     public long? BlockSizeBytes { get; set; }
 
     /// <summary>512 or 4096; differencing disks take their parent's.</summary>

@@ -127,7 +127,8 @@ internal sealed partial class VhdLayer : DiskLayer
             if (_header is not null && _footer.DiskType == VhdDiskType.Differencing)
             {
                 d["ParentUniqueId"] = _header.ParentUniqueId.ToString("B");
-                d["ParentTimestamp"] = _header.ParentTimestamp.ToString(CultureInfo.InvariantCulture);
+                // Reported, not trusted: Windows writes 0, blktap and DiscUtils the parent's modification time.
+                d["ParentTimestamp"] = new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc).AddSeconds(_header.ParentTimestamp).ToString("o", CultureInfo.InvariantCulture);
                 d["ParentName"] = _header.ParentName;
                 d["ParentLocators"] = string.Join("; ", _parentReference!.Candidates.Select(c => c.ToString()));
             }
@@ -279,6 +280,11 @@ internal sealed partial class VhdLayer : DiskLayer
         if (blocks > h.MaxTableEntries)
             throw new DiskFormatException(Path, "BAT", $"a {_virtualSize}-byte disk of {_blockSize}-byte blocks needs {blocks} entries but the table has {h.MaxTableEntries}", headerAt);
         long at = (long)tableOffset;
+        foreach (var m in _metadata)
+        {
+            if (at < m.End && m.Start < at + Math.Max(tableBytes, 1))
+                throw new DiskFormatException(Path, "BAT", $"the table at offset {at} overlaps {m.Name}", headerAt);
+        }
         _bat = BlockAllocationTable.Parse(_file.ReadBytes(at, (int)(blocks * BlockAllocationTable.EntrySize), "BAT"), (int)blocks);
         long tableEnd = at + (tableBytes + 511) / 512 * 512;
         _metadata.Add((at, tableEnd, "the BAT"));

@@ -115,6 +115,17 @@ public class VhdBadInputTests
     }
 
     [Fact]
+    public void ABatOverTheDynamicHeaderIsRefused()
+    {
+        using var dir = new TempFolder();
+        VhdBuilder b = Dynamic();
+        b.Tamper = bytes => VhdBuilder.PatchHeader(bytes, h => BinaryPrimitives.WriteUInt64BigEndian(h.AsSpan(16), VhdBuilder.HeaderAt + 512));
+        DiskFormatException ex = Refused(b.WriteTo(dir.File("d.vhd")));
+        Assert.Equal("BAT", ex.Structure);
+        Assert.Contains("overlaps the dynamic disk header", ex.Message);
+    }
+
+    [Fact]
     public void ABlockSizeThatIsNoPowerOfTwoIsRefused()
     {
         using var dir = new TempFolder();
