@@ -33,6 +33,7 @@ internal sealed partial class VhdLayer : DiskLayer
     private readonly Dictionary<long, byte[]> _bitmaps = new();
     private long _bitmapCacheBytes;
     private bool _hasBatmap;
+    private bool _badChecksumAccepted;
     private long _reservedEnd;
     private long _nextFree;
     private const long BitmapCacheBudget = 32L << 20;
@@ -140,6 +141,15 @@ internal sealed partial class VhdLayer : DiskLayer
 
     private void Load()
     {
+        LoadStructures();
+        // A checksum accepted as bad is for reading what can be recovered; writing would
+        // make the damaged structures look sound.
+        if (CanWrite && (_badChecksumAccepted || _headerProblem is not null))
+            throw new VirtualDiskException(Path, $"VHD disk '{Path}' has a bad checksum, accepted only for reading; it is not opened for writing.");
+    }
+
+    private void LoadStructures()
+    {
         long length = _file.Length;
         if (length < VhdFooter.Length)
             throw new DiskFormatException(Path, "footer", $"the file is {length} bytes, shorter than the 512-byte footer every VHD ends with", 0);
@@ -219,6 +229,7 @@ internal sealed partial class VhdLayer : DiskLayer
         if (damaged.DiskType == VhdDiskType.None)
             throw new DiskFormatException(Path, "footer", $"disk type {damaged.RawDiskType} is not fixed (2), dynamic (3) or differencing (4)", at);
         Use(damaged, at);
+        _badChecksumAccepted = true;
         _footerProblems.Add("The footer checksum is wrong: " + detail + "; read because bad checksums were accepted.");
 
         void Use(VhdFooter f, long offset)

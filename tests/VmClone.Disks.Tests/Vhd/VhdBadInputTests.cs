@@ -88,6 +88,9 @@ public class VhdBadInputTests
         Assert.Equal("footer checksum", ex.Structure);
         Assert.Contains("both copies", ex.Message);
         Assert.Equal(Expected(b), ReadAll(path, new DiskOpenOptions { AcceptBadChecksums = true }));
+        var write = Assert.ThrowsAny<VirtualDiskException>(() => VirtualDisk.Open(path, FileAccess.ReadWrite, new DiskOpenOptions { AcceptBadChecksums = true }).Dispose());
+        Assert.Contains("bad checksum", write.Message);
+        Assert.Equal(Hashing.Sha256Bytes(b.Build()), Hashing.Sha256File(path));
     }
 
     [Fact]
