@@ -30,7 +30,9 @@ namespace VmClone.Disks;
 /// bad-input checks for every writable row that can have a parent; the oracle a format is
 /// judged by (qemu-img, libvhdi) is named in that suite's ContractFormats.OracleSha256.
 /// Rows are recognised before the formats refused by name below, so a row for a format listed
-/// there (VHD's "conectix") takes its place.
+/// there takes its place (as VHD's row replaced its "conectix" refusal). A recogniser that
+/// needs the file's end (a fixed VHD has its footer only there) asks <see cref="FileHead.Tail"/>,
+/// read only then.
 /// </remarks>
 public static class DiskFormats
 {
