@@ -11,6 +11,8 @@ public enum DiskFormat
     Vmdk,
     /// <summary>A flat file holding the virtual content byte for byte.</summary>
     Raw,
+    /// <summary>Microsoft Virtual Hard Disk v1 (VHD): fixed, dynamic and differencing.</summary>
+    Vhd,
     /// <summary>QEMU copy-on-write version 2 and 3 (qcow2, compat 0.10 and 1.1).</summary>
     Qcow2,
 }

@@ -5,6 +5,7 @@ using System.IO;
 using System.Linq;
 using System.Text;
 using VmClone.Disks.Raw;
+using VmClone.Disks.Vhd;
 using VmClone.Disks.Vhdx;
 using VmClone.Disks.Vmdk;
 
@@ -29,7 +30,9 @@ namespace VmClone.Disks;
 /// bad-input checks for every writable row that can have a parent; the oracle a format is
 /// judged by (qemu-img, libvhdi) is named in that suite's ContractFormats.OracleSha256.
 /// Rows are recognised before the formats refused by name below, so a row for a format listed
-/// there (VHD's "conectix") takes its place.
+/// there takes its place (as VHD's row replaced its "conectix" refusal). A recogniser that
+/// needs the file's end (a fixed VHD has its footer only there) asks <see cref="FileHead.Tail"/>,
+/// read only then.
 /// </remarks>
 public static class DiskFormats
 {
@@ -55,6 +58,17 @@ public static class DiskFormats
             createChild: VmdkLayer.Create,
             rewriteSignature: LittleEndian(SparseExtentHeader.Magic, 4),
             canHoldBase: true, canWrite: true),
+        new(DiskFormat.Vhd, new[] { ".vhd", ".avhd" },
+            // A dynamic or differencing VHD starts with its footer copy; a fixed one has its
+            // footer only at the end, looked at for a file named .vhd (or with no known name).
+            recognise: h => StartsWith(h, "conectix")
+                || ((h.ByExtension is null || h.ByExtension.Format == DiskFormat.Vhd) && h.TailStartsWith(VhdFooter.Cookie)),
+            open: VhdLayer.Open,
+            createStandalone: VhdLayer.Create,
+            createChild: VhdLayer.Create,
+            rewriteSignature: VhdFooter.Cookie,
+            canHoldBase: false, canWrite: true,
+            openWith: VhdLayer.Open),
         new(DiskFormat.Raw, new[] { ".raw", ".img", ".bin", ".dd" },
             recognise: null,
             open: RawLayer.Open,
@@ -69,7 +83,6 @@ public static class DiskFormats
     {
         (h => StartsWith(h, "COWD"), "a VMware ESX 2/3 COWD (vmfsSparse) extent; this format is not supported"),
         (h => h.Count >= 8 && BitConverter.ToUInt64(h.Bytes, 0) == 0xCAFEBABEUL, "a VMware SESparse extent (ESXi snapshot); this format is not supported"),
-        (h => StartsWith(h, "conectix"), "a legacy VHD (version 1) file; only VHDX is supported (convert it with Hyper-V's Convert-VHD or qemu-img)"),
     };
 
     /// <summary>How many bytes of a file's start recognition looks at.</summary>
@@ -119,9 +132,9 @@ public static class DiskFormats
     /// <paramref name="fileLength"/>) and its name: a row's signature, else a format refused by
     /// name, else a format recognised by extension only; a file none of these fits is refused.
     /// </summary>
-    internal static DiskFormat Recognise(string path, byte[] head, int count, long fileLength)
+    internal static DiskFormat Recognise(string path, byte[] head, int count, long fileLength, Func<byte[]?>? readTail = null)
     {
-        var h = new FileHead(head, count, fileLength, FromExtension(path));
+        var h = new FileHead(head, count, fileLength, FromExtension(path), readTail);
         foreach (DiskFormatInfo row in Rows)
         {
             if (row.Recognise is not null && row.Recognise(h))
@@ -180,14 +193,43 @@ public static class DiskFormats
 internal sealed class FileHead
 {
     private string? _ascii;
+    private readonly Func<byte[]?>? _readTail;
+    private byte[]? _tail;
+    private bool _tailRead;
 
-    public FileHead(byte[] bytes, int count, long fileLength, DiskFormatInfo? byExtension)
+    public FileHead(byte[] bytes, int count, long fileLength, DiskFormatInfo? byExtension, Func<byte[]?>? readTail = null)
     {
         Bytes = bytes;
         Count = count;
         FileLength = fileLength;
         ByExtension = byExtension;
+        _readTail = readTail;
     }
+
+    /// <summary>How many bytes of a file's end <see cref="Tail"/> holds (a VHD footer).</summary>
+    public const int TailLength = 512;
+
+    /// <summary>
+    /// The file's last <see cref="TailLength"/> bytes, read only when a recogniser asks (one more
+    /// read, for the few files no signature at the start names); null for a shorter file or when
+    /// the caller gave no way to read them.
+    /// </summary>
+    public byte[]? Tail
+    {
+        get
+        {
+            if (!_tailRead)
+            {
+                _tailRead = true;
+                _tail = FileLength >= TailLength ? _readTail?.Invoke() : null;
+            }
+            return _tail;
+        }
+    }
+
+    /// <summary>True when the file's last <see cref="TailLength"/> bytes start with <paramref name="signature"/>.</summary>
+    public bool TailStartsWith(byte[] signature) =>
+        Tail is byte[] tail && tail.Length >= signature.Length && tail.AsSpan(0, signature.Length).SequenceEqual(signature);
 
     /// <summary>The bytes read; only the first <see cref="Count"/> are the file's.</summary>
     public byte[] Bytes { get; }
@@ -213,8 +255,9 @@ public sealed class DiskFormatInfo
 {
     internal DiskFormatInfo(DiskFormat format, string[] extensions, Func<FileHead, bool>? recognise,
         Func<FileAccessor, DiskLayer> open, Action<LayerCreateSpec>? createStandalone, Action<LayerCreateSpec>? createChild,
-        byte[]? rewriteSignature, bool canHoldBase, bool canWrite)
+        byte[]? rewriteSignature, bool canHoldBase, bool canWrite, Func<FileAccessor, DiskOpenOptions, DiskLayer>? openWith = null)
     {
+        OpenWith = openWith;
         Format = format;
         Extensions = extensions;
         Recognise = recognise;
@@ -255,6 +298,13 @@ public sealed class DiskFormatInfo
 
     /// <summary>Opens a layer over a file already open (writable when it is); disposes it on failure.</summary>
     internal Func<FileAccessor, DiskLayer> Open { get; }
+
+    /// <summary>Opens as <see cref="Open"/> does, honouring the caller's <see cref="DiskOpenOptions"/> (bad checksums accepted); null: <see cref="Open"/> serves.</summary>
+    internal Func<FileAccessor, DiskOpenOptions, DiskLayer>? OpenWith { get; }
+
+    /// <summary>Opens a layer over <paramref name="file"/> with <paramref name="options"/> where the format uses them.</summary>
+    internal DiskLayer OpenLayer(FileAccessor file, DiskOpenOptions? options) =>
+        OpenWith is not null && options is not null ? OpenWith(file, options) : Open(file);
 
     /// <summary>Writes a new layer without a parent (<see cref="LayerCreateSpec.Parent"/> null); null for a format VmClone only reads.</summary>
     internal Action<LayerCreateSpec>? CreateStandalone { get; }

@@ -24,6 +24,13 @@ public sealed class DiskOpenOptions
     /// </summary>
     public string? AllowedParentRoot { get; set; }
 
+    /// <summary>
+    /// Read files whose structures carry a wrong checksum (a VHD footer or dynamic header that
+    /// was edited without updating it) instead of refusing them. Off by default: a bad checksum
+    /// means the file was damaged or tampered with; only for recovering data.
+    /// </summary>
+    public bool AcceptBadChecksums { get; set; }
+
     /// <summary>Use this file as the top layer's parent instead of the paths stored in it.</summary>
     public string? ParentPathOverride { get; set; }
 
@@ -55,10 +62,10 @@ public sealed class DiskOpenOptions
 /// <summary>Choices for a new disk file; every property has a sensible default.</summary>
 public sealed class DiskCreateOptions
 {
-    /// <summary>File format; by default taken from the extension (.vhdx, .avhdx, .vmdk, .raw/.img), else VHDX.</summary>
+    /// <summary>File format; by default taken from the extension (.vhdx, .avhdx, .vmdk, .vhd, .avhd, .raw/.img), else VHDX.</summary>
     public DiskFormat? Format { get; set; }
 
-    /// <summary>Allocation unit: VHDX block size (1–256 MiB, power of two; default 32 MiB, 2 MiB for differencing), VMDK grain (default 64 KiB).</summary>
+    /// <summary>Allocation unit: VHDX block size (1–256 MiB, power of two; default 32 MiB, 2 MiB for differencing), VMDK grain (default 64 KiB), VHD block size (512 bytes–256 MiB, power of two; default 2 MiB, as Hyper-V and XenServer write).</summary>
     public long? BlockSizeBytes { get; set; }
 
     /// <summary>512 or 4096; differencing disks take their parent's.</summary>

@@ -61,7 +61,7 @@ internal static class ParentResolver
                         $"The parent chain of '{child.Path}' loops back to '{candidate}'.", candidate);
             }
 
-            DiskLayer parent = OpenCandidate(child, candidate);
+            DiskLayer parent = OpenCandidate(child, candidate, options);
             try
             {
                 if (reference.Accepts(parent.Identity))
@@ -100,11 +100,11 @@ internal static class ParentResolver
     }
 
     /// <summary>Opens a parent read-only; one that is no regular file is refused naming the child that points at it.</summary>
-    private static DiskLayer OpenCandidate(DiskLayer child, string candidate)
+    private static DiskLayer OpenCandidate(DiskLayer child, string candidate, DiskOpenOptions options)
     {
         try
         {
-            return VirtualDisk.OpenLayer(candidate, FileAccess.Read, child.ParentReference?.Format);
+            return VirtualDisk.OpenLayerWith(candidate, FileAccess.Read, child.ParentReference?.Format, options);
         }
         catch (DiskFormatException ex) when (ex.FileKind is FileKind kind && PathUtil.SamePath(ex.Path, candidate))
         {

@@ -68,7 +68,7 @@ public sealed class VirtualDisk : IDisposable
         options ??= DiskOpenOptions.Default;
         if (access == FileAccess.Write)
             access = FileAccess.ReadWrite;
-        var layers = new List<DiskLayer> { OpenLayer(path, access, options.Format) };
+        var layers = new List<DiskLayer> { OpenLayerWith(path, access, options.Format, options) };
         try
         {
             AppendParents(layers, options);
@@ -130,7 +130,10 @@ public sealed class VirtualDisk : IDisposable
     /// named pipe, a device, a socket or a folder (or a symbolic link to one) is refused with a
     /// <see cref="DiskFormatException"/> whose <see cref="DiskFormatException.FileKind"/> says what it is.
     /// </summary>
-    public static DiskLayer OpenLayer(string path, FileAccess access, DiskFormat? format = null)
+    public static DiskLayer OpenLayer(string path, FileAccess access, DiskFormat? format = null) => OpenLayerWith(path, access, format, null);
+
+    /// <summary>As <see cref="OpenLayer(string, FileAccess, DiskFormat?)"/>, the layer read as <paramref name="options"/> ask (bad checksums accepted).</summary>
+    internal static DiskLayer OpenLayerWith(string path, FileAccess access, DiskFormat? format, DiskOpenOptions? options)
     {
         if (access == FileAccess.Write)
             access = FileAccess.ReadWrite;
@@ -157,7 +160,7 @@ public sealed class VirtualDisk : IDisposable
                 byte[] head = new byte[DiskFormats.HeadLength];
                 int n = (int)Math.Min(head.Length, file.Length);
                 file.ReadOrZero(0, head, 0, n);
-                actual = DetectFormat(full, head, n, file.Length);
+                actual = DetectFormat(full, head, n, file.Length, ReadTail(file));
             }
             row = DiskFormats.Get(actual, full);
         }
@@ -166,7 +169,7 @@ public sealed class VirtualDisk : IDisposable
             file.Dispose();
             throw;
         }
-        return row.Open(file);
+        return row.OpenLayer(file, options);
     }
 
     /// <summary>
@@ -387,12 +390,20 @@ public sealed class VirtualDisk : IDisposable
         byte[] head = new byte[DiskFormats.HeadLength];
         int n = (int)Math.Min(head.Length, file.Length);
         file.ReadOrZero(0, head, 0, n);
-        return DetectFormat(full, head, n, file.Length);
+        return DetectFormat(full, head, n, file.Length, ReadTail(file));
     }
 
-    /// <summary>The format told by the first <paramref name="n"/> bytes of a file of <paramref name="length"/> bytes.</summary>
-    private static DiskFormat DetectFormat(string full, byte[] head, int n, long length) =>
-        DiskFormats.Recognise(full, head, n, length);
+    /// <summary>The format told by the first <paramref name="n"/> bytes of a file of <paramref name="length"/> bytes (and its end, when a recogniser asks).</summary>
+    private static DiskFormat DetectFormat(string full, byte[] head, int n, long length, Func<byte[]?> readTail) =>
+        DiskFormats.Recognise(full, head, n, length, readTail);
+
+    /// <summary>Reads the file's last bytes for recognition, on demand.</summary>
+    private static Func<byte[]?> ReadTail(FileAccessor file) => () =>
+    {
+        var tail = new byte[FileHead.TailLength];
+        file.ReadOrZero(file.Length - tail.Length, tail, 0, tail.Length);
+        return tail;
+    };
 
     /// <summary>
     /// Where each run of [<paramref name="position"/>, +<paramref name="length"/>) comes from in

@@ -52,6 +52,7 @@ public class RecreateInPlaceTests
     [OracleTheory(tools: new[] { "qemu-img", "vhdiinfo", "stat" }, python: new[] { "pyvhdi" })]
     [InlineData("vhdx")]
     [InlineData("vmdk")]
+    [InlineData("vhd")]
     public void AUsedChildRewrittenInPlaceIsANewChildOfTheOtherParentInTheSameFile(string ext)
     {
         using var dir = new TempFolder();
@@ -91,7 +92,7 @@ public class RecreateInPlaceTests
         }
         else
         {
-            Assert.Contains("new.vhdx", Oracle.Run("vhdiinfo", $"\"{child}\"").StdOut);
+            Assert.Contains("new." + ext, Oracle.Run("vhdiinfo", $"\"{child}\"").StdOut);
             Oracle.PrepareEmptyVhdxChildForLibvhdi(child, 30 * MiB);
             Assert.Equal(VhdxFixture.Sha256OfDisk(child), Oracle.LibvhdiSha256(newBase, child), ignoreCase: true);
         }
@@ -105,6 +106,7 @@ public class RecreateInPlaceTests
     [Theory]
     [InlineData("vhdx")]
     [InlineData("vmdk")]
+    [InlineData("vhd")]
     public void ARewriteCutOffAnywhereIsCompletedByDoingItAgain(string ext)
     {
         if (!OnLinux)

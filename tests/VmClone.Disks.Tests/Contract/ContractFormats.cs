@@ -37,6 +37,13 @@ public static class ContractFormats
                 return Oracle.QemuRawSha256(chain[^1], "vmdk");
             case DiskFormat.Vhdx:
                 return Oracle.LibvhdiSha256(chain.ToArray());
+            case DiskFormat.Vhd:
+                // qemu reads a dynamic VHD but not a differencing one (it ignores the parent):
+                // libvhdi judges every chain, qemu-img a disk without a parent as well.
+                string libvhdi = Oracle.LibvhdiSha256(chain.ToArray());
+                if (chain.Count == 1)
+                    Assert.Equal(libvhdi, Oracle.QemuRawSha256(chain[0], "vpc"));
+                return libvhdi;
             default:
                 return null;
         }
