@@ -338,7 +338,7 @@ public sealed partial class VmStore
     private CloneManifest? MendUnreadable(CloneRecord record, List<VmStoreProblem> problems, bool repair, Dictionary<string, BaseManifest> bases)
     {
         string subject = $"clone {record.Name}";
-        ManifestRebuild rebuild = ManifestRebuild.Of(this, record.Folder, n => bases.TryGetValue(n, out BaseManifest? b) ? b : null);
+        ManifestRebuild rebuild = ManifestRebuild.Of(Layout, record.Folder, n => bases.TryGetValue(n, out BaseManifest? b) ? b : null);
         string? refusal = record.TooNew ? "it was written by a newer VmClone, whose record a rebuild would lose; use that version" : rebuild.Refusal;
         VmStoreProblem p = Add(problems, StoreProblemKind.ManifestInvalid, subject, record.ManifestPath, record.Unreadable!,
             refusal is null ? null : $"not repaired: the manifest cannot be rebuilt from the volumes: {refusal}; nothing was deleted. Restore '{record.ManifestPath}' from a backup");
@@ -356,13 +356,13 @@ public sealed partial class VmStore
     {
         string name = Path.GetFileName(folder);
         string oldName = manifest.Name;
-        string? clash = CloneRename.AdoptProblem(this, folder);
+        string? clash = CloneRename.AdoptProblem(Layout, folder);
         VmStoreProblem p = Add(problems, StoreProblemKind.CloneRenamed, $"clone {name}", Path.Combine(folder, CloneFile),
             $"{CloneRename.Describe(folder, manifest)}; no command acts on it until it has one name",
             clash is null ? null : $"not repaired: {clash}");
         if (!repair || clash is not null)
             return;
-        CloneRename.Adopt(this, folder, manifest);
+        CloneRename.Adopt(Layout, folder, manifest);
         Repaired(p, $"made the folder's name '{name}' the clone's name in its manifest (it was '{oldName}'); its volumes and their parent links are unchanged");
     }
 

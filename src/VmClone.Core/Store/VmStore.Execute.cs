@@ -376,18 +376,4 @@ public sealed partial class VmStore
         }
         progress?.Report(new OperationProgress($"{step.Volume}", $"{step.Action} done", 1, 1));
     }
-
-    private static void TryDeleteFolder(string folder)
-    {
-        try
-        {
-            DeleteFolder(folder);
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-    }
 }

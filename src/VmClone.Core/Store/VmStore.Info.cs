@@ -20,8 +20,8 @@ public sealed partial class VmStore
     /// <summary>Bases whose names match <paramref name="match"/> (all when null).</summary>
     public IReadOnlyList<VmBaseInfo> GetBases(Func<string, bool>? match = null)
     {
-        IReadOnlyList<CloneRecord> clones = CloneRecord.ReadAll(this);
-        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
+        IReadOnlyList<CloneRecord> clones = CloneRecord.ReadAll(Catalogue);
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(Catalogue);
         var result = new List<VmBaseInfo>();
         foreach (string name in BaseNames())
         {
@@ -36,7 +36,7 @@ public sealed partial class VmStore
             {
                 continue; // Test-VmStore reports it
             }
-            result.Add(DescribeBase(manifest, clones.Count(c => string.Equals(UnreadableClone.BaseOf(this, c, baseOf), name, StringComparison.OrdinalIgnoreCase))));
+            result.Add(DescribeBase(manifest, clones.Count(c => string.Equals(UnreadableClone.BaseOf(Catalogue, c, baseOf), name, StringComparison.OrdinalIgnoreCase))));
         }
         return result;
     }
@@ -45,8 +45,8 @@ public sealed partial class VmStore
     public VmBaseInfo GetBase(string name)
     {
         BaseManifest manifest = LoadBase(name);
-        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
-        int count = CloneRecord.ReadAll(this).Count(c => string.Equals(UnreadableClone.BaseOf(this, c, baseOf), manifest.Name, StringComparison.OrdinalIgnoreCase));
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(Catalogue);
+        int count = CloneRecord.ReadAll(Catalogue).Count(c => string.Equals(UnreadableClone.BaseOf(Catalogue, c, baseOf), manifest.Name, StringComparison.OrdinalIgnoreCase));
         return DescribeBase(manifest, count);
     }
 
@@ -56,14 +56,14 @@ public sealed partial class VmStore
         if (baseName is not null)
             LoadBase(baseName);
         var result = new List<VmCloneInfo>();
-        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
-        foreach (CloneRecord record in CloneRecord.ReadAll(this))
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(Catalogue);
+        foreach (CloneRecord record in CloneRecord.ReadAll(Catalogue))
         {
             if (match is not null && !match(record.Name))
                 continue;
-            if (baseName is not null && !string.Equals(UnreadableClone.BaseOf(this, record, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
+            if (baseName is not null && !string.Equals(UnreadableClone.BaseOf(Catalogue, record, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
                 continue;
-            result.Add(record.Manifest is null ? UnreadableClone.Describe(this, record, baseOf) : DescribeClone(record.Name, record.Manifest));
+            result.Add(record.Manifest is null ? UnreadableClone.Describe(Catalogue, record, baseOf) : DescribeClone(record.Name, record.Manifest));
         }
         return result;
     }
@@ -78,9 +78,9 @@ public sealed partial class VmStore
     public IReadOnlyList<string> CloneNamesOf(string baseName)
     {
         LoadBase(baseName);
-        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
-        return CloneRecord.ReadAll(this)
-            .Where(r => string.Equals(UnreadableClone.BaseOf(this, r, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(Catalogue);
+        return CloneRecord.ReadAll(Catalogue)
+            .Where(r => string.Equals(UnreadableClone.BaseOf(Catalogue, r, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
             .Select(r => r.Name)
             .OrderBy(n => n, StringComparer.OrdinalIgnoreCase)
             .ToList();
@@ -93,7 +93,7 @@ public sealed partial class VmStore
         if (CloneExists(name) && Boundary.CheckFolder(CloneFolder(name)) == BoundaryProblem.None)
         {
             CloneRecord record = CloneRecord.Read(CloneFolder(name), name);
-            return record.Manifest is null ? UnreadableClone.Describe(this, record, UnreadableClone.TrustedBases(this)) : DescribeClone(name, record.Manifest);
+            return record.Manifest is null ? UnreadableClone.Describe(Catalogue, record, UnreadableClone.TrustedBases(Catalogue)) : DescribeClone(name, record.Manifest);
         }
         return DescribeClone(name, ReadClone(name)); // CloneNotFound, or ManifestInvalid for a linked folder
     }

@@ -389,39 +389,6 @@ public sealed partial class VmStore
         return result;
     }
 
-    private string? OwnerClone(string file)
-    {
-        string? dir = Path.GetDirectoryName(file);
-        return dir is not null && string.Equals(Path.GetDirectoryName(dir), ClonesFolder, StringComparison.Ordinal) ? Path.GetFileName(dir) : null;
-    }
-
-    /// <summary>Every disk file in bases/ and clones/ (one level of folders, work folders included).</summary>
-    internal IEnumerable<string> DiskFilesInStore()
-    {
-        foreach (string top in new[] { BasesFolder, ClonesFolder })
-        {
-            if (!Directory.Exists(top))
-                continue;
-            foreach (string dir in Directory.EnumerateDirectories(top))
-            {
-                // Links are neither entered nor opened: what they lead to is not the store's.
-                if (FileNode.Of(dir) != FileNodeKind.Directory)
-                    continue;
-                foreach (string file in Directory.EnumerateFiles(dir))
-                {
-                    if (IsDiskFile(file) && FileNode.Of(file) == FileNodeKind.RegularFile)
-                        yield return file;
-                }
-            }
-        }
-    }
-
-    internal static bool IsUnder(string path, string folder)
-    {
-        string f = Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
-        return Path.GetFullPath(path).StartsWith(f, StringComparison.Ordinal);
-    }
-
     /// <summary>The storage outline check of a rebase: same volume names, types, order, sizes and sector sizes.</summary>
     private void CheckOutline(CloneManifest clone, BaseManifest nb)
     {

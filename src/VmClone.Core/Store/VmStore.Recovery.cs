@@ -47,13 +47,6 @@ public sealed partial class VmStore
         public bool Refused { get; set; }
     }
 
-    /// <summary>The work folders (staging, removal) of one base or clone.</summary>
-    internal IEnumerable<string> WorkFolders(string kind, string subject)
-    {
-        string folder = kind == "base" ? BaseFolder(subject) : CloneFolder(subject);
-        return new[] { WorkFolder(folder, RemovingPrefix), WorkFolder(folder, StagingPrefix) }.Where(Directory.Exists).ToList();
-    }
-
     /// <summary>
     /// Finishes or undoes every cut-off operation on one subject. The caller holds the subject's
     /// exclusive lock. Returns true when anything was done.
