@@ -37,7 +37,8 @@ public sealed partial class VmStore : IDisposable
     {
         Layout = new StoreLayout(root);
         Catalogue = new StoreCatalogue(Layout);
-        _rememberBases = rememberBases;
+        Chains = new KeptChains(rememberBases, Layout.OpenOptions);
+        Inspector = new StoreInspector(Layout, Catalogue, Chains);
     }
 
     /// <summary>Where everything of the store lies (see <see cref="StoreLayout"/>).</summary>
@@ -45,6 +46,12 @@ public sealed partial class VmStore : IDisposable
 
     /// <summary>The store's manifests (see <see cref="StoreCatalogue"/>).</summary>
     internal StoreCatalogue Catalogue { get; }
+
+    /// <summary>The base layers a fleet command remembers (see <see cref="KeptChains"/>).</summary>
+    internal KeptChains Chains { get; }
+
+    /// <summary>Describes bases, clones and volumes (see <see cref="StoreInspector"/>).</summary>
+    internal StoreInspector Inspector { get; }
 
     private StoreBoundary Boundary => Layout.Boundary;
 
@@ -123,6 +130,30 @@ public sealed partial class VmStore : IDisposable
     /// <summary>The clone's manifest; CloneNotFound when there is none, ManifestInvalid when it names anything outside the clone's folder.</summary>
     public CloneManifest LoadClone(string name) => Catalogue.LoadClone(name);
 
+    /// <summary>Bases whose names match <paramref name="match"/> (all when null).</summary>
+    public IReadOnlyList<VmBaseInfo> GetBases(Func<string, bool>? match = null) => Inspector.GetBases(match);
+
+    /// <summary>One base, described; BaseNotFound when it does not exist.</summary>
+    public VmBaseInfo GetBase(string name) => Inspector.GetBase(name);
+
+    /// <summary>Clones whose names match <paramref name="match"/> (all when null), optionally only those on <paramref name="baseName"/>.</summary>
+    public IReadOnlyList<VmCloneInfo> GetClones(Func<string, bool>? match = null, string? baseName = null) => Inspector.GetClones(match, baseName);
+
+    /// <summary>
+    /// Names of the clones on <paramref name="baseName"/>, sorted, read from their manifests
+    /// alone: no volume of a readable clone is opened (a fleet command plans each clone
+    /// afterwards, which reads it again). A clone whose manifest cannot be read is named when its
+    /// volumes' parent links lead to the base, so a fleet command over the base fails it loudly
+    /// instead of passing it by. BaseNotFound when there is no such base.
+    /// </summary>
+    public IReadOnlyList<string> CloneNamesOf(string baseName) => Inspector.CloneNamesOf(baseName);
+
+    /// <summary>One clone, described (<see cref="CloneState.Unreadable"/> when its manifest cannot be read); CloneNotFound when it does not exist.</summary>
+    public VmCloneInfo GetClone(string name) => Inspector.GetClone(name);
+
+    /// <summary>Closes the base volumes kept open for creating children (see <see cref="At"/>'s rememberBases). The instance can still be used; it then opens them for each new volume.</summary>
+    public void Dispose() => Chains.Dispose();
+
     public override string ToString() => Root;
 
     // Forwarders for the parts of this type not yet moved into their own.
@@ -143,4 +174,8 @@ public sealed partial class VmStore : IDisposable
     private IEnumerable<string> DiskFilesInStore() => Layout.DiskFilesInStore();
     private string? OwnerClone(string file) => Layout.OwnerClone(file);
     private IEnumerable<string> WorkFolders(string kind, string subject) => Layout.WorkFolders(kind, subject);
+    private VmBaseInfo DescribeBase(BaseManifest manifest, int cloneCount) => Inspector.DescribeBase(manifest, cloneCount);
+    private VmVolumeInfo DescribeCloneVolume(string cloneName, CloneVolumeManifest v, string folder) => Inspector.DescribeCloneVolume(cloneName, v, folder);
+    private T OverParent<T>(string parentPath, Func<VirtualDisk, T> action) => Chains.OverParent(parentPath, action);
+    private void CreateChild(string path, string parentPath, DiskFormat format) => Chains.CreateChild(path, parentPath, format);
 }

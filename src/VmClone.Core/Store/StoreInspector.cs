@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
@@ -7,15 +6,44 @@ using VmClone.Disks;
 
 namespace VmClone.Core.Store;
 
-public sealed partial class VmStore
+/// <summary>
+/// Describes bases, clones and their volumes as Get-VmBase, Get-VmClone and the preconditions
+/// of every plan see them: sizes, divergence, the chain's state, and a problem as a type
+/// (<see cref="VmVolumeInfo.ChainProblem"/>, <see cref="VmVolumeInfo.Boundary"/>) beside its
+/// message. Never throws for a damaged file; writes nothing.
+/// </summary>
+internal sealed class StoreInspector
 {
-    private readonly bool _rememberBases;
-    private readonly ConcurrentDictionary<string, BaseVolumeFacts> _baseVolumes = new(StringComparer.Ordinal);
+    private readonly StoreLayout _layout;
+    private readonly StoreCatalogue _catalogue;
+    private readonly KeptChains _chains;
 
-    // Base volume chains opened for creating children (see OpenParent), closed with the
-    // instance; guarded by itself, as is _disposed.
-    private readonly List<VirtualDisk> _openParents = new();
-    private bool _disposed;
+    public StoreInspector(StoreLayout layout, StoreCatalogue catalogue, KeptChains chains)
+    {
+        _layout = layout;
+        _catalogue = catalogue;
+        _chains = chains;
+    }
+
+    private string Root => _layout.Root;
+
+    private StoreBoundary Boundary => _layout.Boundary;
+
+    private StoreCatalogue Catalogue => _catalogue;
+
+    private DiskOpenOptions OpenOptions => _layout.OpenOptions;
+
+    private string BaseFolder(string name) => _layout.BaseFolder(name);
+
+    private string CloneFolder(string name) => _layout.CloneFolder(name);
+
+    private IReadOnlyList<string> BaseNames() => _catalogue.BaseNames();
+
+    private bool BaseExists(string name) => _catalogue.BaseExists(name);
+
+    private bool CloneExists(string name) => _catalogue.CloneExists(name);
+
+    private BaseManifest LoadBase(string name) => _catalogue.LoadBase(name);
 
     /// <summary>Bases whose names match <paramref name="match"/> (all when null).</summary>
     public IReadOnlyList<VmBaseInfo> GetBases(Func<string, bool>? match = null)
@@ -95,7 +123,7 @@ public sealed partial class VmStore
             CloneRecord record = CloneRecord.Read(CloneFolder(name), name);
             return record.Manifest is null ? UnreadableClone.Describe(Catalogue, record, UnreadableClone.TrustedBases(Catalogue)) : DescribeClone(name, record.Manifest);
         }
-        return DescribeClone(name, ReadClone(name)); // CloneNotFound, or ManifestInvalid for a linked folder
+        return DescribeClone(name, _catalogue.ReadClone(name)); // CloneNotFound, or ManifestInvalid for a linked folder
     }
 
     internal VmBaseInfo DescribeBase(BaseManifest manifest, int cloneCount)
@@ -171,7 +199,7 @@ public sealed partial class VmStore
         // An operation running or cut off explains a volume that does not open (one being
         // rewritten in place is neither disk until it is done): the clone is Interrupted, which
         // the next command on it or Test-VmStore -Repair finishes, not Broken.
-        if (state is CloneState.Ready or CloneState.Broken && WorkFolders("clone", manifest.Name).Any())
+        if (state is CloneState.Ready or CloneState.Broken && _layout.WorkFolders("clone", manifest.Name).Any())
             state = CloneState.Interrupted;
         return new VmCloneInfo
         {
@@ -192,16 +220,16 @@ public sealed partial class VmStore
     }
 
     /// <summary>
-    /// One base volume, described. With <see cref="At"/>'s rememberBases, a file described before
+    /// One base volume, described. With <see cref="VmStore.At"/>'s rememberBases, a file described before
     /// whose size and last write time are unchanged is not opened again: a fleet command checks
     /// its base once, not once per clone.
     /// </summary>
-    private VmVolumeInfo DescribeBaseVolume(string baseName, BaseVolumeManifest v, string path, out string? identity)
+    internal VmVolumeInfo DescribeBaseVolume(string baseName, BaseVolumeManifest v, string path, out string? identity)
     {
         // The cached reading stands only for the file as it was: a link or a FIFO put in its place
         // since is described (and refused) afresh.
-        FileStamp? stamp = _rememberBases && Boundary.CheckPath(path) == BoundaryProblem.None ? FileStamp.Of(path) : null;
-        if (stamp is not null && _baseVolumes.TryGetValue(path, out BaseVolumeFacts? known) && known.Stamp.Equals(stamp.Value)
+        FileStamp? stamp = _chains.Remembering && Boundary.CheckPath(path) == BoundaryProblem.None ? FileStamp.Of(path) : null;
+        if (stamp is not null && _chains.Recall(path, stamp.Value) is BaseVolumeFacts known
             && known.Info.Owner == baseName && known.Info.Name == v.Name && known.Info.Type == v.Type)
         {
             identity = known.Identity;
@@ -209,7 +237,7 @@ public sealed partial class VmStore
         }
         VmVolumeInfo info = DescribeVolume(baseName, "Base", v.Name, v.Type, path, out identity, out int sectorSize, knownParent: null);
         if (stamp is not null)
-            _baseVolumes[path] = new BaseVolumeFacts(stamp.Value, info.Copy(), identity, PathUtil.IsReallyUnder(path, Root), sectorSize, OpenOptions);
+            _chains.Remember(path, new BaseVolumeFacts(stamp.Value, info.Copy(), identity, PathUtil.IsReallyUnder(path, Root), sectorSize, OpenOptions));
         return info;
     }
 
@@ -220,13 +248,13 @@ public sealed partial class VmStore
     /// the chain would check. Anything else (another parent, an unknown or damaged one) is judged
     /// by opening the whole chain, which also words the problem.
     /// </summary>
-    private VmVolumeInfo DescribeCloneVolume(string cloneName, CloneVolumeManifest v, string folder)
+    internal VmVolumeInfo DescribeCloneVolume(string cloneName, CloneVolumeManifest v, string folder)
     {
         string path = Path.Combine(folder, v.File);
-        string? parent = v.Parent is null ? null : FromStoreRelative(v.Parent);
+        string? parent = v.Parent is null ? null : _layout.FromStoreRelative(v.Parent);
         BaseVolumeFacts? known = null;
-        if (parent is not null && _rememberBases && FileStamp.Of(parent) is FileStamp stamp
-            && _baseVolumes.TryGetValue(parent, out BaseVolumeFacts? facts) && facts.Stamp.Equals(stamp)
+        if (parent is not null && _chains.Remembering && FileStamp.Of(parent) is FileStamp stamp
+            && _chains.Recall(parent, stamp) is BaseVolumeFacts facts
             && facts.Info.Problem is null && facts.Identity is not null && facts.ReallyInStore)
             known = facts;
         return DescribeVolume(cloneName, "Clone", v.Name, v.Type, path, out _, out _, known);
@@ -291,79 +319,6 @@ public sealed partial class VmStore
             info.Problem = ex.Message;
         }
         return info;
-    }
-
-    /// <summary>Creates a differencing volume at <paramref name="path"/> over <paramref name="parentPath"/> (see <see cref="OverParent"/>).</summary>
-    private void CreateChild(string path, string parentPath, DiskFormat format) =>
-        OverParent(parentPath, parent =>
-        {
-            VirtualDisk.CreateDifferencingFile(path, parent, new DiskCreateOptions { Format = format }, OpenOptions);
-            return true;
-        });
-
-    /// <summary>
-    /// Runs <paramref name="action"/> over the open chain of <paramref name="parentPath"/>, a base
-    /// volume. With rememberBases it is opened once for the instance (planning has just described
-    /// it) and every new child is written over that open chain; otherwise it is opened for this
-    /// call only.
-    /// </summary>
-    private T OverParent<T>(string parentPath, Func<VirtualDisk, T> action)
-    {
-        if (OpenParent(parentPath) is VirtualDisk remembered)
-            return action(remembered);
-        using VirtualDisk parent = VirtualDisk.Open(parentPath, FileAccess.Read, OpenOptions);
-        return action(parent);
-    }
-
-    /// <summary>
-    /// The open chain of a base volume as this instance remembers it (see
-    /// <see cref="DescribeBaseVolume"/>): opened on first use and kept with what was remembered.
-    /// Null without rememberBases, for a file not remembered or changed since it was described
-    /// (its next description remembers it afresh), and once the instance is disposed: the
-    /// parent is then opened for each child.
-    /// </summary>
-    private VirtualDisk? OpenParent(string parentPath)
-    {
-        if (!_rememberBases || FileStamp.Of(parentPath) is not FileStamp stamp
-            || !_baseVolumes.TryGetValue(parentPath, out BaseVolumeFacts? facts) || !facts.Stamp.Equals(stamp))
-            return null;
-        lock (_openParents)
-        {
-            if (_disposed)
-                return null;
-            bool opened = facts.Chain.IsValueCreated;
-            VirtualDisk chain = facts.Chain.Value;
-            if (!opened)
-                _openParents.Add(chain);
-            return chain;
-        }
-    }
-
-    /// <summary>Closes the base volumes kept open for creating children (see <see cref="At"/>'s rememberBases). The instance can still be used; it then opens them for each new volume.</summary>
-    public void Dispose()
-    {
-        lock (_openParents)
-        {
-            if (_disposed)
-                return;
-            _disposed = true;
-            foreach (VirtualDisk disk in _openParents)
-                disk.Dispose();
-            _openParents.Clear();
-        }
-    }
-
-    /// <summary>What a base volume file showed, and its stamp then.</summary>
-    /// <param name="Stamp">The file's size and last write time when it was described.</param>
-    /// <param name="Info">The description.</param>
-    /// <param name="Identity">The file's identity (VHDX DataWriteGuid, VMDK CID), null when it could not be read.</param>
-    /// <param name="ReallyInStore">The file's real path (symbolic links followed) is inside the store, as parents must be.</param>
-    /// <param name="SectorSize">The logical sector size its children must have.</param>
-    /// <param name="Options">How the store opens chains (parents only inside it).</param>
-    private sealed record BaseVolumeFacts(FileStamp Stamp, VmVolumeInfo Info, string? Identity, bool ReallyInStore, int SectorSize, DiskOpenOptions Options)
-    {
-        /// <summary>The file's chain, opened (once) when a child is first created over it; see <see cref="OpenParent"/>.</summary>
-        public Lazy<VirtualDisk> Chain { get; } = new(() => VirtualDisk.Open(Info.Path, FileAccess.Read, Options));
     }
 
     /// <summary>
