@@ -235,7 +235,7 @@ internal sealed class StoreInspector
             identity = known.Identity;
             return known.Info.Copy();
         }
-        VmVolumeInfo info = DescribeVolume(baseName, "Base", v.Name, v.Type, path, out identity, out int sectorSize, knownParent: null);
+        VmVolumeInfo info = DescribeVolume(baseName, "Base", v.Name, v.Type, path, out identity, out int sectorSize, knownParent: null, out _);
         if (stamp is not null)
             _chains.Remember(path, new BaseVolumeFacts(stamp.Value, info.Copy(), identity, PathUtil.IsReallyUnder(path, Root), sectorSize, OpenOptions));
         return info;
@@ -248,7 +248,13 @@ internal sealed class StoreInspector
     /// the chain would check. Anything else (another parent, an unknown or damaged one) is judged
     /// by opening the whole chain, which also words the problem.
     /// </summary>
-    internal VmVolumeInfo DescribeCloneVolume(string cloneName, CloneVolumeManifest v, string folder)
+    internal VmVolumeInfo DescribeCloneVolume(string cloneName, CloneVolumeManifest v, string folder) => ReadCloneVolume(cloneName, v, folder).Info;
+
+    /// <summary>
+    /// <see cref="DescribeCloneVolume"/>, with the facts a plan takes from that same open (its
+    /// sector size, whether it has a parent), so the plan need not open the volume again.
+    /// </summary>
+    internal VolumeReading ReadCloneVolume(string cloneName, CloneVolumeManifest v, string folder)
     {
         string path = Path.Combine(folder, v.File);
         string? parent = v.Parent is null ? null : _layout.FromStoreRelative(v.Parent);
@@ -257,17 +263,22 @@ internal sealed class StoreInspector
             && _chains.Recall(parent, stamp) is BaseVolumeFacts facts
             && facts.Info.Problem is null && facts.Identity is not null && facts.ReallyInStore)
             known = facts;
-        return DescribeVolume(cloneName, "Clone", v.Name, v.Type, path, out _, out _, known);
+        // Stamped before it is read: a plan that takes its facts from this reading checks under
+        // the locks that the file is still the one read.
+        FileStamp? before = FileStamp.Of(path);
+        VmVolumeInfo info = DescribeVolume(cloneName, "Clone", v.Name, v.Type, path, out _, out int sectorSize, known, out bool hasParent);
+        return new VolumeReading(info, sectorSize, hasParent, before);
     }
 
     /// <summary>Sizes, divergence and chain state of one volume file; never throws for a damaged file (the problem is reported).</summary>
     internal VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity)
-        => DescribeVolume(owner, ownerKind, name, type, path, out identity, out _, knownParent: null);
+        => DescribeVolume(owner, ownerKind, name, type, path, out identity, out _, knownParent: null, out _);
 
-    private VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity, out int sectorSize, BaseVolumeFacts? knownParent)
+    private VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity, out int sectorSize, BaseVolumeFacts? knownParent, out bool hasParent)
     {
         identity = null;
         sectorSize = 0;
+        hasParent = false;
         var info = new VmVolumeInfo { Owner = owner, OwnerKind = ownerKind, Name = name, Type = type, Path = path };
         // The file itself first: a link, a FIFO or anything outside its folder is never opened.
         BoundaryProblem boundary = Boundary.CheckPath(path);
@@ -293,7 +304,8 @@ internal sealed class StoreInspector
             info.SizeOnDisk = layer.SizeOnDisk;
             info.OwnedBytes = layer.AllocatedBytes;
             info.DivergedBytes = DivergedBytes(layer);
-            if (layer.ParentReference is null)
+            hasParent = layer.ParentReference is not null;
+            if (!hasParent)
                 return info;
             if (knownParent is not null && ParentResolver.WouldTake(layer, knownParent.Info.Path, knownParent.Identity!, knownParent.SectorSize))
             {
@@ -341,4 +353,15 @@ internal sealed class StoreInspector
         }
         return total;
     }
+}
+
+/// <summary>What describing a clone volume read, beyond its description: what a plan needs of the same open.</summary>
+/// <param name="Info">The description (its problem, as words and as a type).</param>
+/// <param name="SectorSize">The logical sector size; 0 when the volume's own file could not be read as a single-file layer.</param>
+/// <param name="HasParent">The layer links to a parent (it is a differencing volume).</param>
+/// <param name="Stamp">The file's size and last write time just before it was read (null when missing).</param>
+internal sealed record VolumeReading(VmVolumeInfo Info, int SectorSize, bool HasParent, FileStamp? Stamp)
+{
+    /// <summary>True when the volume's own layer was opened and read (its sizes and parent link are known).</summary>
+    public bool LayerRead => SectorSize > 0;
 }

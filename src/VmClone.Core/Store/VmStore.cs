@@ -20,18 +20,11 @@ namespace VmClone.Core.Store;
 /// may be, so the whole folder can be moved. The disks' own parent links are the truth; the
 /// manifests say what should be, and Test-VmStore reports where they disagree.
 /// </summary>
-public sealed partial class VmStore : IDisposable
+public sealed class VmStore : IDisposable
 {
     /// <summary>Environment variable that names the default store.</summary>
     public const string StoreVariable = "VMCLONE_STORE";
 
-    private const string StoreFile = StoreLayout.StoreFile;
-    private const string BaseFile = StoreLayout.BaseFile;
-    private const string CloneFile = StoreLayout.CloneFile;
-    private const string PlanFile = StoreLayout.PlanFile;
-    private const string LockFile = StoreLayout.LockFile;
-    private const string StagingPrefix = StoreLayout.StagingPrefix;
-    private const string RemovingPrefix = StoreLayout.RemovingPrefix;
 
     private VmStore(string root, bool rememberBases)
     {
@@ -39,7 +32,23 @@ public sealed partial class VmStore : IDisposable
         Catalogue = new StoreCatalogue(Layout);
         Chains = new KeptChains(rememberBases, Layout.OpenOptions);
         Inspector = new StoreInspector(Layout, Catalogue, Chains);
+        Preconditions = new StorePreconditions(Catalogue, Inspector);
+        _create = new CreatePlanner(Catalogue, Preconditions);
+        _reset = new ResetPlanner(Catalogue, Preconditions);
+        _rebase = new RebasePlanner(Catalogue, Preconditions);
+        _removal = new RemovalPlanner(Catalogue, Preconditions);
+        RollForward rollForward = new(Catalogue, Chains);
+        Recovery = new StoreRecovery(Catalogue, rollForward);
+        _checker = new StoreChecker(Catalogue, Recovery);
+        _executor = new PlanExecutor(Catalogue, Inspector, Chains, Preconditions, _reset, _rebase, _removal, Recovery, rollForward);
     }
+
+    private readonly CreatePlanner _create;
+    private readonly ResetPlanner _reset;
+    private readonly RebasePlanner _rebase;
+    private readonly RemovalPlanner _removal;
+    private readonly PlanExecutor _executor;
+    private readonly StoreChecker _checker;
 
     /// <summary>Where everything of the store lies (see <see cref="StoreLayout"/>).</summary>
     internal StoreLayout Layout { get; }
@@ -53,7 +62,11 @@ public sealed partial class VmStore : IDisposable
     /// <summary>Describes bases, clones and volumes (see <see cref="StoreInspector"/>).</summary>
     internal StoreInspector Inspector { get; }
 
-    private StoreBoundary Boundary => Layout.Boundary;
+    /// <summary>The checks every planner shares (see <see cref="StorePreconditions"/>).</summary>
+    internal StorePreconditions Preconditions { get; }
+
+    /// <summary>Finishes or undoes cut-off operations (see <see cref="StoreRecovery"/>).</summary>
+    internal StoreRecovery Recovery { get; }
 
     /// <summary>Full path of the store folder.</summary>
     public string Root => Layout.Root;
@@ -130,6 +143,90 @@ public sealed partial class VmStore : IDisposable
     /// <summary>The clone's manifest; CloneNotFound when there is none, ManifestInvalid when it names anything outside the clone's folder.</summary>
     public CloneManifest LoadClone(string name) => Catalogue.LoadClone(name);
 
+    /// <summary>Plans a new base from disk files and sizes.</summary>
+    public StorePlan PlanNewBase(string name, IReadOnlyList<VolumeSpec> volumes, DiskFormat format = DiskFormat.Vhdx) => _create.PlanNewBase(name, volumes, format);
+
+    /// <summary>Plans a new base holding a clone's current content, each volume flattened into a standalone file.</summary>
+    /// <remarks>
+    /// Temporary volumes take the clone's initial state (its base's temporary content): scratch
+    /// data is never baked into a base. The clone's files are probed when the base is made: one
+    /// another program holds open (a running machine) is refused as VolumeInUse, unless
+    /// <paramref name="sourceMayBeInUse"/>.
+    /// </remarks>
+    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false) =>
+        _create.PlanNewBaseFromClone(name, cloneName, format, sourceMayBeInUse);
+
+    /// <summary>Plans a new clone of a base: every volume a child of the base's, or an empty standalone data volume where the base's holds nothing.</summary>
+    public StorePlan PlanNewClone(string name, string baseName) => _create.PlanNewClone(name, baseName);
+
+    /// <summary>Plans a restore: system and temporary volumes become fresh children of the base; data volumes are kept.</summary>
+    public StorePlan PlanRestore(string cloneName) => _reset.PlanRestore(cloneName);
+
+    /// <summary>Plans what a shutdown does: temporary volumes back to their initial state, nothing else touched.</summary>
+    public StorePlan PlanClearTemporary(string cloneName) => _reset.PlanClearTemporary(cloneName);
+
+    /// <summary>
+    /// Plans moving a clone onto <paramref name="newBaseName"/>: refused when the storage outlines
+    /// differ. System volumes become children of the new base's, temporary volumes its initial
+    /// state; data volumes keep their content byte for byte and stop depending on the old base.
+    /// </summary>
+    /// <remarks>
+    /// A new base of another format than the clone's volumes is refused (RebaseFormatMismatch)
+    /// unless <paramref name="convertFormat"/>: every volume then becomes the new base's format,
+    /// data volumes converted into standalone files of it, and each step whose file changes name
+    /// says which file it supersedes.
+    /// </remarks>
+    public StorePlan PlanRebase(string cloneName, string newBaseName, bool convertFormat = false) => _rebase.PlanRebase(cloneName, newBaseName, convertFormat);
+
+    /// <summary>Plans removing a clone: its volumes, its manifest and its folder.</summary>
+    public StorePlan PlanRemoveClone(string cloneName) => _removal.PlanRemoveClone(cloneName);
+
+    /// <summary>Plans removing a base; refused (BaseInUse, naming them) while any clone or other file depends on it.</summary>
+    public StorePlan PlanRemoveBase(string baseName) => _removal.PlanRemoveBase(baseName);
+
+    /// <summary>
+    /// Everything that depends on a base: clones whose manifest names it, and any disk file in
+    /// the store outside the base's folder whose chain (as the disks say) leads into it.
+    /// </summary>
+    public IReadOnlyList<string> FindDependents(string baseName) => _removal.FindDependents(baseName);
+
+    /// <summary>
+    /// Carries out a plan. Returns the new or changed base (<see cref="VmBaseInfo"/>) or clone
+    /// (<see cref="VmCloneInfo"/>), or null for a removal, or without
+    /// <paramref name="describeResult"/> (a caller that shows nothing saves reading the result back).
+    /// </summary>
+    /// <remarks>
+    /// Takes the store's lock shared (Test-VmStore -Repair takes it exclusive) and the subject's
+    /// lock exclusive, with shared locks on the bases and clones it reads: operations on
+    /// different clones run in parallel, operations on one clone or base one after the other.
+    /// Under those locks it first finishes or undoes whatever an earlier, cut-off operation left
+    /// of the subject; if that changed the clone, the plan is made again for what is there now.
+    /// </remarks>
+    public object? Execute(StorePlan plan, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default, bool describeResult = true) =>
+        _executor.Execute(plan, progress, cancellationToken, describeResult);
+
+    /// <summary>
+    /// Checks the whole store. With <paramref name="repair"/>, fixes what is safe to fix and says
+    /// what it did: re-marks base files read-only, finishes or undoes cut-off operations, rewrites
+    /// a clone manifest from what its disks say, recreates a lost store.json. Modified bases,
+    /// missing files and damaged disks are reported, never "repaired".
+    /// </summary>
+    public VmStoreReport Check(bool repair, CancellationToken cancellationToken = default) => _checker.Check(repair, cancellationToken);
+
+    // Parallel work inside one process. Every Execute takes the locks of its own subject (see
+    // StoreLocks): operating-system file locks, which exclude threads of one process as they exclude
+    // processes, so operations on different clones run side by side and two on one clone wait for
+    // each other, batch or not. A batch only holds the store's lock shared for its whole length, so
+    // that a repair (which takes it exclusive) waits for the batch rather than slipping in between
+    // two of its operations.
+
+    /// <summary>
+    /// Holds the store's lock shared for a batch of operations run in parallel by this process,
+    /// until the returned handle is disposed. Batches and operations of any process may run beside
+    /// it; Test-VmStore -Repair waits for it. Waits like any changing command, then refuses with StoreBusy.
+    /// </summary>
+    public IDisposable BeginBatch(CancellationToken cancellationToken = default) => Catalogue.StoreLock(exclusive: false, cancellationToken);
+
     /// <summary>Bases whose names match <paramref name="match"/> (all when null).</summary>
     public IReadOnlyList<VmBaseInfo> GetBases(Func<string, bool>? match = null) => Inspector.GetBases(match);
 
@@ -156,26 +253,4 @@ public sealed partial class VmStore : IDisposable
 
     public override string ToString() => Root;
 
-    // Forwarders for the parts of this type not yet moved into their own.
-    private CloneManifest ReadClone(string name) => Catalogue.ReadClone(name);
-    private string ManifestDigest(string path) => Catalogue.ManifestDigest(path);
-    private Dictionary<string, CloneManifest> ReadableClones() => Catalogue.ReadableClones();
-    private IDisposable StoreLock(bool exclusive, CancellationToken cancellationToken) => Catalogue.StoreLock(exclusive, cancellationToken);
-    private static string Extension(DiskFormat format) => StoreLayout.Extension(format);
-    private string ToStoreRelative(string fullPath) => Layout.ToStoreRelative(fullPath);
-    private string FromStoreRelative(string relative) => Layout.FromStoreRelative(relative);
-    private static string NewStagingFolder(string finalFolder) => StoreLayout.NewStagingFolder(finalFolder);
-    private static string WorkFolder(string subjectFolder, string prefix) => StoreLayout.WorkFolder(subjectFolder, prefix);
-    private static string? SubjectOfWorkFolder(string folderName) => StoreLayout.SubjectOfWorkFolder(folderName);
-    private static void DeleteFolder(string folder) => StoreLayout.DeleteFolder(folder);
-    private static void TryDeleteFolder(string folder) => StoreLayout.TryDeleteFolder(folder);
-    private static bool IsDiskFile(string path) => StoreLayout.IsDiskFile(path);
-    private static bool IsUnder(string path, string folder) => StoreLayout.IsUnder(path, folder);
-    private IEnumerable<string> DiskFilesInStore() => Layout.DiskFilesInStore();
-    private string? OwnerClone(string file) => Layout.OwnerClone(file);
-    private IEnumerable<string> WorkFolders(string kind, string subject) => Layout.WorkFolders(kind, subject);
-    private VmBaseInfo DescribeBase(BaseManifest manifest, int cloneCount) => Inspector.DescribeBase(manifest, cloneCount);
-    private VmVolumeInfo DescribeCloneVolume(string cloneName, CloneVolumeManifest v, string folder) => Inspector.DescribeCloneVolume(cloneName, v, folder);
-    private T OverParent<T>(string parentPath, Func<VirtualDisk, T> action) => Chains.OverParent(parentPath, action);
-    private void CreateChild(string path, string parentPath, DiskFormat format) => Chains.CreateChild(path, parentPath, format);
 }

@@ -8,9 +8,16 @@ using VmClone.Disks;
 
 namespace VmClone.Core.Store;
 
-// Test-VmStore: every manifest, chain and link, and what -Repair can fix without risking data.
-public sealed partial class VmStore
+/// <summary>
+/// Test-VmStore: every manifest, chain and link, and what -Repair can fix without risking data
+/// (cut-off operations through <see cref="StoreRecovery"/>).
+/// </summary>
+internal sealed class StoreChecker : StorePart
 {
+    private readonly StoreRecovery _recovery;
+
+    public StoreChecker(StoreCatalogue catalogue, StoreRecovery recovery) : base(catalogue) => _recovery = recovery;
+
     /// <summary>
     /// Checks the whole store. With <paramref name="repair"/>, fixes what is safe to fix and says
     /// what it did: re-marks base files read-only, finishes or undoes cut-off operations, rewrites
@@ -26,7 +33,7 @@ public sealed partial class VmStore
             report.IsHealthy = true;
             return report;
         }
-        IDisposable? held = repair ? StoreLock(exclusive: true, cancellationToken) : null;
+        IDisposable? held = repair ? Catalogue.StoreLock(exclusive: true, cancellationToken) : null;
         try
         {
             CheckStoreManifest(problems, repair);
@@ -88,7 +95,7 @@ public sealed partial class VmStore
             foreach (string dir in Directory.EnumerateDirectories(top, ".*"))
             {
                 string name = Path.GetFileName(dir);
-                string? subject = SubjectOfWorkFolder(name);
+                string? subject = StoreLayout.SubjectOfWorkFolder(name);
                 if (subject is null)
                     continue;
                 string kind = top == BasesFolder ? "base" : "clone";
@@ -97,7 +104,7 @@ public sealed partial class VmStore
                 // nothing can be running then.)
                 if (!repair && !StoreLocks.IsFree(Root, kind, subject))
                     continue;
-                Recovery r = RecoverWorkFolder(dir, kind, subject, apply: false, CancellationToken.None);
+                Recovery r = _recovery.RecoverWorkFolder(dir, kind, subject, apply: false, CancellationToken.None);
                 if (r.Refused)
                 {
                     Add(problems, StoreProblemKind.ManifestInvalid, $"{kind} {subject}", Path.Combine(dir, PlanFile), r.Description, r.Action);
@@ -107,13 +114,13 @@ public sealed partial class VmStore
                 {
                     // Not a problem: the operation finished; only its folder was left.
                     if (repair)
-                        RecoverWorkFolder(dir, kind, subject, apply: true, CancellationToken.None);
+                        _recovery.RecoverWorkFolder(dir, kind, subject, apply: true, CancellationToken.None);
                     continue;
                 }
                 VmStoreProblem p = Add(problems, StoreProblemKind.InterruptedOperation, $"{kind} {subject}", dir, r.Description);
                 if (!repair)
                     continue;
-                RecoverWorkFolder(dir, kind, subject, apply: true, CancellationToken.None);
+                _recovery.RecoverWorkFolder(dir, kind, subject, apply: true, CancellationToken.None);
                 Repaired(p, r.Action);
             }
         }
