@@ -135,13 +135,24 @@ internal sealed class PlanExecutor : StorePart
         }
     }
 
-    /// <summary>ENOSPC (Unix), ERROR_DISK_FULL / ERROR_HANDLE_DISK_FULL (Windows).</summary>
+    /// <summary>
+    /// ENOSPC (Linux and macOS: .NET gives the errno itself as the HResult), or ERROR_DISK_FULL /
+    /// ERROR_HANDLE_DISK_FULL (Windows: a Win32 HResult, 0x8007xxxx), anywhere in the chain of
+    /// inner exceptions. Told by the code alone: a message is words for a person (and another
+    /// errno can share the low bits of a Windows code: 39 is ENOTEMPTY).
+    /// </summary>
     internal static bool IsDiskFull(Exception ex)
     {
+        const int Enospc = 28;
+        const int Win32Facility = unchecked((int)0x80070000);
         for (Exception? e = ex; e is not null; e = e.InnerException)
         {
-            int code = e.HResult & 0xFFFF;
-            if (e is IOException && (e.HResult == 28 || code == 0x70 || code == 0x27 || e.Message.IndexOf("No space left", StringComparison.OrdinalIgnoreCase) >= 0))
+            if (e is not IOException)
+                continue;
+            int hresult = e.HResult;
+            if (hresult == Enospc)
+                return true;
+            if ((hresult & unchecked((int)0xFFFF0000)) == Win32Facility && (hresult & 0xFFFF) is 0x70 or 0x27)
                 return true;
         }
         return false;
