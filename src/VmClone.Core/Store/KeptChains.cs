@@ -16,7 +16,7 @@ namespace VmClone.Core.Store;
 internal sealed class KeptChains : IDisposable
 {
     private readonly bool _rememberBases;
-    private readonly DiskOpenOptions _options;
+    private readonly StoreLayout _layout;
     private readonly ConcurrentDictionary<string, BaseVolumeFacts> _baseVolumes = new(StringComparer.Ordinal);
 
     // Base volume chains opened for creating children (see OpenParent), closed with the
@@ -24,13 +24,13 @@ internal sealed class KeptChains : IDisposable
     private readonly List<VirtualDisk> _openParents = new();
     private bool _disposed;
 
-    public KeptChains(bool rememberBases, DiskOpenOptions options)
+    public KeptChains(bool rememberBases, StoreLayout layout)
     {
         _rememberBases = rememberBases;
-        _options = options;
+        _layout = layout;
     }
 
-    private DiskOpenOptions OpenOptions => _options;
+    private DiskOpenOptions OpenOptions => _layout.OpenOptions;
 
     /// <summary>True when base volumes are remembered at all.</summary>
     public bool Remembering => _rememberBases;

@@ -25,12 +25,11 @@ public sealed class VmStore : IDisposable
     /// <summary>Environment variable that names the default store.</summary>
     public const string StoreVariable = "VMCLONE_STORE";
 
-
     private VmStore(string root, bool rememberBases)
     {
         Layout = new StoreLayout(root);
         Catalogue = new StoreCatalogue(Layout);
-        Chains = new KeptChains(rememberBases, Layout.OpenOptions);
+        Chains = new KeptChains(rememberBases, Layout);
         Inspector = new StoreInspector(Layout, Catalogue, Chains);
         Preconditions = new StorePreconditions(Catalogue, Inspector);
         _create = new CreatePlanner(Catalogue, Preconditions);
