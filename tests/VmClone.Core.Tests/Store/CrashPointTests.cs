@@ -178,6 +178,27 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
     }
 
     [Theory]
+    [InlineData("reparenting", "Reparenting")]
+    [InlineData("committing", "Committing")]
+    public void AJournalNamesItsPhaseAsEarlierVersionsDidAndOneCutOffThereIsFinished(string point, string phase)
+    {
+        // A store may be left with a journal by the previous version and repaired by this one (or
+        // the other way round): the phase is written by name, "Reparenting" or "Committing".
+        using var t = new TestStore();
+        VmStore s = CopyStore(_template.Root, t.Root);
+        string data = DataHash(s, "lab");
+        CutOffAt(point, () => s.Execute(s.PlanRebase("lab", "v2")));
+        string journal = Path.Combine(Assert.Single(s.Layout.WorkFolders("clone", "lab")), "plan.json");
+        Assert.Contains($"\"phase\": \"{phase}\"", File.ReadAllText(journal));
+
+        VmStoreReport repaired = s.Check(repair: true);
+        Assert.True(repaired.IsHealthy, string.Join("\n", repaired.Problems));
+        Assert.Equal("v2", s.LoadClone("lab").Base);
+        Assert.Empty(s.Layout.WorkFolders("clone", "lab"));
+        Assert.Equal(data, DataHash(s, "lab"));
+    }
+
+    [Theory]
     [InlineData("manifest written")]
     [InlineData("plan deleted")]
     public void AFinishedOperationCutOffBeforeItsCleanUpIsNoProblemAndGoesAtTheNextRepair(string point)
