@@ -30,6 +30,17 @@ internal sealed class FileAccessor : IDisposable
         set => CurrentObserver.Value = value;
     }
 
+    // The tests' count of opens: told the full path of every existing file this flow opens (to
+    // read, write or rewrite), so a test can state how often an operation opens a volume. Null
+    // (the normal case) costs nothing.
+    private static readonly AsyncLocal<Action<string>?> CurrentOpenObserver = new();
+
+    internal static Action<string>? OpenObserver
+    {
+        get => CurrentOpenObserver.Value;
+        set => CurrentOpenObserver.Value = value;
+    }
+
     private FileAccessor(string path, FileStream stream, RegularFile.Facts facts = default)
     {
         Path = path;
@@ -60,6 +71,7 @@ internal sealed class FileAccessor : IDisposable
     public static FileAccessor Open(string path, FileAccess access, bool refuseLink = false, FileShare share = FileShare.Read)
     {
         string full = System.IO.Path.GetFullPath(path);
+        CurrentOpenObserver.Value?.Invoke(full);
         try
         {
             return OpenSharing(full, access, refuseLink, share);

@@ -34,6 +34,16 @@ public static partial class DiskOperations
         IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
         SetParent(childPath, newParentPath, preserveContent, ignoreIdMismatch, options, progress, cancellationToken, CopyBatching.Default);
 
+    /// <summary>
+    /// The store's content-preserving re-parent of a clone's data volume: as
+    /// <see cref="SetParent(string, string, bool, bool, DiskOpenOptions?, IProgress{OperationProgress}?, CancellationToken)"/>
+    /// with preserveContent, but the child is not opened again afterwards to describe it (the
+    /// store describes the clone once the operation is done, if at all).
+    /// </summary>
+    internal static void ReparentKeepingContent(string childPath, string newParentPath, DiskOpenOptions options,
+        IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
+        SetParent(childPath, newParentPath, preserveContent: true, ignoreIdMismatch: false, options, progress, cancellationToken, CopyBatching.Default, describeResult: false);
+
     /// <summary>How a content-preserving re-parent batches its copies (see <see cref="CopyDifferences"/>); tests make the batches tiny.</summary>
     internal sealed class CopyBatching
     {
@@ -47,7 +57,11 @@ public static partial class DiskOperations
     }
 
     internal static VmDiskInfo SetParent(string childPath, string newParentPath, bool preserveContent, bool ignoreIdMismatch, DiskOpenOptions? options,
-        IProgress<OperationProgress>? progress, CancellationToken cancellationToken, CopyBatching batching)
+        IProgress<OperationProgress>? progress, CancellationToken cancellationToken, CopyBatching batching) =>
+        SetParent(childPath, newParentPath, preserveContent, ignoreIdMismatch, options, progress, cancellationToken, batching, describeResult: true)!;
+
+    private static VmDiskInfo? SetParent(string childPath, string newParentPath, bool preserveContent, bool ignoreIdMismatch, DiskOpenOptions? options,
+        IProgress<OperationProgress>? progress, CancellationToken cancellationToken, CopyBatching batching, bool describeResult)
     {
         string child = Path.GetFullPath(childPath);
         string newParentFull = Path.GetFullPath(newParentPath);
@@ -86,6 +100,8 @@ public static partial class DiskOperations
             disk.Flush();
         }
 
+        if (!describeResult)
+            return null;
         using VirtualDisk result = VirtualDisk.Open(child, FileAccess.Read, new DiskOpenOptions { AllowedParentRoot = options.AllowedParentRoot, MaxChainDepth = options.MaxChainDepth });
         return Describe(result.Top, 0, result.Layers.Count, null);
     }

@@ -28,7 +28,7 @@ internal sealed class CloneRecord
 
     public string Folder { get; }
 
-    public string ManifestPath => Path.Combine(Folder, VmStore.CloneFile);
+    public string ManifestPath => Path.Combine(Folder, StoreLayout.CloneFile);
 
     /// <summary>The manifest, or null when it cannot be read.</summary>
     public CloneManifest? Manifest { get; }
@@ -45,7 +45,7 @@ internal sealed class CloneRecord
     /// <summary>Reads the clone.json of <paramref name="folder"/> (whose folders were checked to be real); never throws for a manifest that cannot be read.</summary>
     public static CloneRecord Read(string folder, string name)
     {
-        string path = Path.Combine(folder, VmStore.CloneFile);
+        string path = Path.Combine(folder, StoreLayout.CloneFile);
         try
         {
             return new CloneRecord(name, folder, Store.Manifest.Read<CloneManifest>(path), null, false);
@@ -61,10 +61,10 @@ internal sealed class CloneRecord
     }
 
     /// <summary>Every clone of <paramref name="store"/> whose folder is real (a linked folder is Test-VmStore's to report), sorted by name.</summary>
-    public static IReadOnlyList<CloneRecord> ReadAll(VmStore store) =>
+    public static IReadOnlyList<CloneRecord> ReadAll(StoreCatalogue store) =>
         store.CloneNames()
-            .Where(n => store.Boundary.CheckFolder(store.CloneFolder(n)) == BoundaryProblem.None)
-            .Select(n => Read(store.CloneFolder(n), n))
+            .Where(n => store.Layout.Boundary.CheckFolder(store.Layout.CloneFolder(n)) == BoundaryProblem.None)
+            .Select(n => Read(store.Layout.CloneFolder(n), n))
             .ToList();
 }
 
@@ -99,7 +99,7 @@ internal static class CloneRename
     /// Why the folder's name cannot be adopted, or null: another clone folder has the same name in
     /// another case (names are one clone whatever their case).
     /// </summary>
-    public static string? AdoptProblem(VmStore store, string folder)
+    public static string? AdoptProblem(StoreLayout store, string folder)
     {
         string name = Path.GetFileName(folder);
         string? twin = Directory.EnumerateDirectories(store.ClonesFolder).Select(Path.GetFileName)
@@ -110,13 +110,13 @@ internal static class CloneRename
     }
 
     /// <summary>Rewrites the manifest's name to the folder's, under the clone's lock, atomically.</summary>
-    public static void Adopt(VmStore store, string folder, CloneManifest manifest)
+    public static void Adopt(StoreLayout store, string folder, CloneManifest manifest)
     {
         string name = Path.GetFileName(folder);
         using (StoreLocks.Acquire(store.Root, new[] { new LockRequest("clone", name, exclusive: true) }, $"Test-VmStore -Repair: clone '{name}' takes its folder's name", default))
         {
             manifest.Name = name;
-            Store.Manifest.Write(Path.Combine(folder, VmStore.CloneFile), manifest);
+            Store.Manifest.Write(Path.Combine(folder, StoreLayout.CloneFile), manifest);
         }
     }
 }

@@ -39,7 +39,7 @@ internal sealed class ManifestRebuild
     /// manifests come from <paramref name="baseOf"/> (null for a base that does not exist or cannot
     /// be trusted). Opens each disk file's header and its parent's, nothing else.
     /// </summary>
-    public static ManifestRebuild Of(VmStore store, string folder, Func<string, BaseManifest?> baseOf)
+    public static ManifestRebuild Of(StoreLayout store, string folder, Func<string, BaseManifest?> baseOf)
     {
         var children = new List<(string File, DiskFormat Format, string Base, BaseVolumeManifest Volume, string Parent)>();
         var standalone = new List<(string File, DiskFormat Format)>();
@@ -48,7 +48,7 @@ internal sealed class ManifestRebuild
         foreach (string entry in Directory.EnumerateFileSystemEntries(folder).OrderBy(e => e, StringComparer.Ordinal))
         {
             string file = Path.GetFileName(entry);
-            if (!VmStore.IsDiskFile(entry))
+            if (!StoreLayout.IsDiskFile(entry))
                 continue; // the manifest, a hypervisor's files, an admin's notes: not volumes
             if (StoreBoundary.VolumeFileNameProblem(file) is string nameProblem)
             {
@@ -124,7 +124,7 @@ internal sealed class ManifestRebuild
     private static ManifestRebuild Refused(string? baseName, string why) => new(null, baseName, why);
 
     /// <summary>The base and volume whose file <paramref name="parent"/> is (bases/NAME/FILE of this store, named by that base's manifest), or null.</summary>
-    private static (string, BaseVolumeManifest)? BaseVolumeOf(VmStore store, string parent, Func<string, BaseManifest?> baseOf)
+    private static (string, BaseVolumeManifest)? BaseVolumeOf(StoreLayout store, string parent, Func<string, BaseManifest?> baseOf)
     {
         string full = Path.GetFullPath(parent);
         string? folder = Path.GetDirectoryName(full);

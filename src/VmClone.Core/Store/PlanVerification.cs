@@ -27,7 +27,7 @@ internal static class PlanVerification
                 Check(boundary, plan, step, old, missingAllowed: true);
             // What it reads: a base volume (a new child's parent) or a clone volume. A source
             // outside the store is the administrator's own file given to New-VmBase.
-            if (step.Source is string source && VmStore.IsUnder(source, boundary.Root))
+            if (step.Source is string source && StoreLayout.IsUnder(source, boundary.Root))
                 Check(boundary, plan, step, source, missingAllowed: false);
             if (step.StampedFile is string stamped && !Nullable.Equals(FileStamp.Of(stamped), step.PlannedStamp))
                 throw new StoreException(StoreErrorIds.CloneChanged, VmCloneErrorKind.InUse,

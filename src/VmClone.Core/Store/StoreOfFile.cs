@@ -16,7 +16,7 @@ public static class StoreOfFile
         string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
         while (!string.IsNullOrEmpty(folder))
         {
-            if (File.Exists(Path.Combine(folder, VmStore.StoreFile)))
+            if (File.Exists(Path.Combine(folder, StoreLayout.StoreFile)))
                 return folder;
             folder = Path.GetDirectoryName(folder);
         }

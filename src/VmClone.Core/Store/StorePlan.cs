@@ -85,10 +85,13 @@ public sealed class PlannedVolume
     internal FileStamp? PlannedStamp { get; set; }
 
     /// <summary>Records what <paramref name="file"/> is now, to be checked again under the locks.</summary>
-    internal void Stamp(string file)
+    internal void Stamp(string file) => Stamp(file, FileStamp.Of(file));
+
+    /// <summary>Records <paramref name="stamp"/>, taken of <paramref name="file"/> before the plan read it, to be checked again under the locks.</summary>
+    internal void Stamp(string file, FileStamp? stamp)
     {
         StampedFile = file;
-        PlannedStamp = FileStamp.Of(file);
+        PlannedStamp = stamp;
     }
 
     /// <summary>True when the step builds a new file under a staging name that is then moved over the volume (every new volume not made <see cref="InPlace"/>).</summary>
@@ -185,8 +188,8 @@ public sealed class StorePlan
     /// <summary>Digest of the subject's manifest when the plan was made; the operation is refused if it changed since.</summary>
     public string? ManifestDigest { get; set; }
 
-    /// <summary>The journal phase: "Reparenting" or "Committing" once the new files are complete ("Preparing", the default, is never written: a staging folder without plan.json is one being prepared).</summary>
-    public string Phase { get; set; } = "Preparing";
+    /// <summary>The journal phase: Reparenting or Committing once the new files are complete (Preparing, the default, is never written: a staging folder without plan.json is one being prepared). Written by name, as journals always were.</summary>
+    public JournalPhase Phase { get; set; } = JournalPhase.Preparing;
 
     /// <summary>One line per step, for -WhatIf and verbose output.</summary>
     public string Describe()

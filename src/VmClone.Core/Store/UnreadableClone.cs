@@ -11,7 +11,7 @@ namespace VmClone.Core.Store;
 internal static class UnreadableClone
 {
     /// <summary>The store's bases whose manifests can be trusted, each read once (null for any other name).</summary>
-    public static Func<string, BaseManifest?> TrustedBases(VmStore store)
+    public static Func<string, BaseManifest?> TrustedBases(StoreCatalogue store)
     {
         var read = new Dictionary<string, BaseManifest?>(StringComparer.OrdinalIgnoreCase);
         return name =>
@@ -25,13 +25,13 @@ internal static class UnreadableClone
     }
 
     /// <summary>The base a clone belongs to: the one its manifest names, or for an unreadable manifest the one its volumes depend on (null when that cannot be told).</summary>
-    public static string? BaseOf(VmStore store, CloneRecord record, Func<string, BaseManifest?> baseOf) =>
-        record.Manifest?.Base ?? ManifestRebuild.Of(store, record.Folder, baseOf).Base;
+    public static string? BaseOf(StoreCatalogue store, CloneRecord record, Func<string, BaseManifest?> baseOf) =>
+        record.Manifest?.Base ?? ManifestRebuild.Of(store.Layout, record.Folder, baseOf).Base;
 
     /// <summary>The clone as Get-VmClone shows it: state Unreadable, the reason and what mends it, and the base its volumes depend on.</summary>
-    public static VmCloneInfo Describe(VmStore store, CloneRecord record, Func<string, BaseManifest?> baseOf)
+    public static VmCloneInfo Describe(StoreCatalogue store, CloneRecord record, Func<string, BaseManifest?> baseOf)
     {
-        ManifestRebuild rebuild = ManifestRebuild.Of(store, record.Folder, baseOf);
+        ManifestRebuild rebuild = ManifestRebuild.Of(store.Layout, record.Folder, baseOf);
         string mend = record.TooNew
             ? "it was written by a newer VmClone: use that version"
             : rebuild.Manifest is not null
@@ -41,7 +41,7 @@ internal static class UnreadableClone
         {
             Name = record.Name,
             Base = rebuild.Base ?? "",
-            Store = store.Root,
+            Store = store.Layout.Root,
             Path = record.Folder,
             State = CloneState.Unreadable,
             Problem = $"{record.Unreadable} {mend}.",

@@ -2,7 +2,6 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using System.Security.Cryptography;
 using System.Text;
 using System.Threading;
 using VmClone.Core.Disks;
@@ -21,38 +20,62 @@ namespace VmClone.Core.Store;
 /// may be, so the whole folder can be moved. The disks' own parent links are the truth; the
 /// manifests say what should be, and Test-VmStore reports where they disagree.
 /// </summary>
-public sealed partial class VmStore : IDisposable
+public sealed class VmStore : IDisposable
 {
     /// <summary>Environment variable that names the default store.</summary>
     public const string StoreVariable = "VMCLONE_STORE";
 
-    internal const string StoreFile = "store.json";
-    internal const string BaseFile = "base.json";
-    internal const string CloneFile = "clone.json";
-    internal const string PlanFile = "plan.json";
-    internal const string LockFile = ".lock";
-    internal const string StagingPrefix = ".staging-";
-    internal const string RemovingPrefix = ".removing-";
-
     private VmStore(string root, bool rememberBases)
     {
-        Root = root;
-        _rememberBases = rememberBases;
-        Boundary = new StoreBoundary(root);
+        Layout = new StoreLayout(root);
+        Catalogue = new StoreCatalogue(Layout);
+        Chains = new KeptChains(rememberBases, Layout);
+        Inspector = new StoreInspector(Layout, Catalogue, Chains);
+        Preconditions = new StorePreconditions(Catalogue, Inspector);
+        _create = new CreatePlanner(Catalogue, Preconditions);
+        _reset = new ResetPlanner(Catalogue, Preconditions);
+        _rebase = new RebasePlanner(Catalogue, Preconditions);
+        _removal = new RemovalPlanner(Catalogue, Preconditions);
+        RollForward rollForward = new(Catalogue, Chains);
+        Recovery = new StoreRecovery(Catalogue, rollForward);
+        _checker = new StoreChecker(Catalogue, Recovery);
+        _executor = new PlanExecutor(Catalogue, Inspector, Chains, Preconditions, _reset, _rebase, _removal, Recovery, rollForward);
     }
 
-    /// <summary>Where the paths the store's records name may lead (see <see cref="StoreBoundary"/>).</summary>
-    internal StoreBoundary Boundary { get; }
+    private readonly CreatePlanner _create;
+    private readonly ResetPlanner _reset;
+    private readonly RebasePlanner _rebase;
+    private readonly RemovalPlanner _removal;
+    private readonly PlanExecutor _executor;
+    private readonly StoreChecker _checker;
+
+    /// <summary>Where everything of the store lies (see <see cref="StoreLayout"/>).</summary>
+    internal StoreLayout Layout { get; }
+
+    /// <summary>The store's manifests (see <see cref="StoreCatalogue"/>).</summary>
+    internal StoreCatalogue Catalogue { get; }
+
+    /// <summary>The base layers a fleet command remembers (see <see cref="KeptChains"/>).</summary>
+    internal KeptChains Chains { get; }
+
+    /// <summary>Describes bases, clones and volumes (see <see cref="StoreInspector"/>).</summary>
+    internal StoreInspector Inspector { get; }
+
+    /// <summary>The checks every planner shares (see <see cref="StorePreconditions"/>).</summary>
+    internal StorePreconditions Preconditions { get; }
+
+    /// <summary>Finishes or undoes cut-off operations (see <see cref="StoreRecovery"/>).</summary>
+    internal StoreRecovery Recovery { get; }
 
     /// <summary>Full path of the store folder.</summary>
-    public string Root { get; }
+    public string Root => Layout.Root;
 
-    public string BasesFolder => Path.Combine(Root, "bases");
+    public string BasesFolder => Layout.BasesFolder;
 
-    public string ClonesFolder => Path.Combine(Root, "clones");
+    public string ClonesFolder => Layout.ClonesFolder;
 
     /// <summary>True when the folder has been made a store (store.json exists).</summary>
-    public bool Exists => File.Exists(Path.Combine(Root, StoreFile));
+    public bool Exists => Catalogue.Exists;
 
     /// <summary>
     /// The store used when none is given: $env:VMCLONE_STORE, else VmClone in the per-user
@@ -90,233 +113,143 @@ public sealed partial class VmStore : IDisposable
     }
 
     /// <summary>How every chain in the store is opened: parents only inside the store.</summary>
-    public DiskOpenOptions OpenOptions => new() { AllowedParentRoot = Root };
+    public DiskOpenOptions OpenOptions => Layout.OpenOptions;
 
-    public string BaseFolder(string name) => Path.Combine(BasesFolder, name);
+    public string BaseFolder(string name) => Layout.BaseFolder(name);
 
-    public string CloneFolder(string name) => Path.Combine(ClonesFolder, name);
-
-    /// <summary>The extension a volume file of <paramref name="format"/> gets; a format the registry does not know is refused.</summary>
-    internal static string Extension(DiskFormat format) => DiskFormats.Get(format, format.ToString()).DefaultExtension;
-
-    /// <summary>A path inside the store as stored in manifests: relative, '/' separators.</summary>
-    internal string ToStoreRelative(string fullPath)
-    {
-        string full = Path.GetFullPath(fullPath);
-        string prefix = Root.TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
-        if (!full.StartsWith(prefix, StringComparison.Ordinal))
-            return full.Replace('\\', '/');
-        return full.Substring(prefix.Length).Replace('\\', '/');
-    }
-
-    internal string FromStoreRelative(string relative) =>
-        Path.GetFullPath(Path.Combine(Root, relative.Replace('/', Path.DirectorySeparatorChar)));
+    public string CloneFolder(string name) => Layout.CloneFolder(name);
 
     /// <summary>
     /// Refuses a folder that is not a store yet, for every command but those that create one
     /// (a new base): a mistyped -Store would otherwise read as an empty, healthy store, and a
     /// changing command would make a store of it.
     /// </summary>
-    public void RequireExisting()
-    {
-        if (_created || _exists || (_exists = Exists))
-            return;
-        throw new StoreException(StoreErrorIds.StoreNotFound, VmCloneErrorKind.NotFound,
-            Directory.Exists(Root)
-                ? $"'{Root}' is not a VmClone store (it has no {StoreFile}). Check -Store (or ${StoreVariable}); a store is made by New-VmBase in a new or empty folder."
-                : $"There is no VmClone store at '{Root}': the folder does not exist. Check -Store (or ${StoreVariable}); a store is made by New-VmBase.",
-            Root);
-    }
-
-    private volatile bool _exists;
-
-    /// <summary>Makes the folder a store if it is not one yet. A non-empty folder that is not a store is refused.</summary>
-    internal void EnsureCreated()
-    {
-        // Once per instance: a fleet command would otherwise read store.json for every clone.
-        if (_created)
-            return;
-        if (Exists)
-        {
-            Manifest.Read<StoreManifest>(Path.Combine(Root, StoreFile));
-            Directory.CreateDirectory(BasesFolder);
-            Directory.CreateDirectory(ClonesFolder);
-            _created = true;
-            return;
-        }
-        if (Directory.Exists(Root) && Directory.EnumerateFileSystemEntries(Root).Any(e =>
-                Path.GetFileName(e) is not ("bases" or "clones" or LockFile or StoreLocks.FolderName)))
-            throw new StoreException(StoreErrorIds.NotAStore, VmCloneErrorKind.InvalidArgument,
-                $"'{Root}' is not empty and is not a VmClone store (it has no {StoreFile}); choose an empty or new folder for -Store.", Root);
-        Directory.CreateDirectory(BasesFolder);
-        Directory.CreateDirectory(ClonesFolder);
-        Manifest.Write(Path.Combine(Root, StoreFile), new StoreManifest { Created = DateTimeOffset.UtcNow });
-        _created = true;
-    }
-
-    private volatile bool _created;
+    public void RequireExisting() => Catalogue.RequireExisting();
 
     /// <summary>Names of the bases (folders with a manifest), sorted.</summary>
-    public IReadOnlyList<string> BaseNames() => Names(BasesFolder, BaseFile);
+    public IReadOnlyList<string> BaseNames() => Catalogue.BaseNames();
 
     /// <summary>Names of the clones (folders with a manifest), sorted.</summary>
-    public IReadOnlyList<string> CloneNames() => Names(ClonesFolder, CloneFile);
+    public IReadOnlyList<string> CloneNames() => Catalogue.CloneNames();
 
-    private static IReadOnlyList<string> Names(string folder, string manifest)
-    {
-        if (!Directory.Exists(folder))
-            return Array.Empty<string>();
-        return Directory.EnumerateDirectories(folder)
-            .Select(Path.GetFileName)
-            .Where(n => n is not null && StoreNames.Problem(n) is null && File.Exists(Path.Combine(folder, n, manifest)))
-            .Select(n => n!)
-            .OrderBy(n => n, StringComparer.OrdinalIgnoreCase)
-            .ToList();
-    }
+    public bool BaseExists(string name) => Catalogue.BaseExists(name);
 
-    public bool BaseExists(string name) => StoreNames.Problem(name) is null && File.Exists(Path.Combine(BaseFolder(name), BaseFile));
-
-    public bool CloneExists(string name) => StoreNames.Problem(name) is null && File.Exists(Path.Combine(CloneFolder(name), CloneFile));
+    public bool CloneExists(string name) => Catalogue.CloneExists(name);
 
     /// <summary>The base's manifest; BaseNotFound when there is none, ManifestInvalid when it names anything outside the base's folder.</summary>
-    public BaseManifest LoadBase(string name)
-    {
-        StoreNames.Validate(name, "base");
-        if (!BaseExists(name))
-            throw new StoreException(StoreErrorIds.BaseNotFound, VmCloneErrorKind.NotFound,
-                $"There is no base '{name}' in store '{Root}'." + Suggest(BaseNames()), name);
-        string folder = BaseFolder(name);
-        RequireRealFolder(folder, "base", name);
-        BaseManifest manifest = Manifest.Read<BaseManifest>(Path.Combine(folder, BaseFile));
-        if (StoreBoundary.BaseManifestProblem(manifest, name) is string problem)
-            throw UntrustedManifest(Path.Combine(folder, BaseFile), "base", name, problem);
-        return manifest;
-    }
-
-    /// <summary>The clone's manifest as it is, without the boundary checks of <see cref="LoadClone"/> (for describing it).</summary>
-    internal CloneManifest ReadClone(string name)
-    {
-        StoreNames.Validate(name, "clone");
-        if (!CloneExists(name))
-            throw new StoreException(StoreErrorIds.CloneNotFound, VmCloneErrorKind.NotFound,
-                $"There is no clone '{name}' in store '{Root}'." + Suggest(CloneNames()), name);
-        RequireRealFolder(CloneFolder(name), "clone", name);
-        CloneRecord record = CloneRecord.Read(CloneFolder(name), name);
-        if (record.Manifest is null)
-            throw new StoreException(record.ErrorId, VmCloneErrorKind.InvalidData,
-                $"The clone '{name}' was not changed: {record.Unreadable}" + (record.ErrorId != StoreErrorIds.ManifestInvalid ? "" : " Test-VmStore -Repair rebuilds it from the clone's volumes (keeping every file) where that is unambiguous."), name);
-        return record.Manifest;
-    }
-
-    /// <summary>ManifestInvalid when a base's or clone's folder is a link (or lies in one): nothing in it is read.</summary>
-    private void RequireRealFolder(string folder, string kind, string name)
-    {
-        if (Boundary.CheckFolder(folder) is BoundaryProblem problem and not BoundaryProblem.None)
-            throw new StoreException(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData,
-                $"The {kind} '{name}' cannot be used: {StoreBoundary.Describe(problem, Path.Combine(folder, kind == "base" ? BaseFile : CloneFile))}. Run Test-VmStore.", name);
-    }
-
-    private static StoreException UntrustedManifest(string path, string kind, string name, string problem) =>
-        new(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData,
-            $"The manifest '{path}' of {kind} '{name}' cannot be trusted: {problem}. Nothing it names was touched; run Test-VmStore, and restore the manifest from a backup (or remove the {kind}).", name);
+    public BaseManifest LoadBase(string name) => Catalogue.LoadBase(name);
 
     /// <summary>The clone's manifest; CloneNotFound when there is none, ManifestInvalid when it names anything outside the clone's folder.</summary>
-    public CloneManifest LoadClone(string name)
-    {
-        CloneManifest manifest = ReadClone(name);
-        if (CloneRename.IsRenamed(manifest, name))
-            throw CloneRename.Refusal(CloneFolder(name), manifest);
-        if (StoreBoundary.CloneManifestProblem(manifest, name) is string problem)
-            throw UntrustedManifest(Path.Combine(CloneFolder(name), CloneFile), "clone", name, problem);
-        return manifest;
-    }
+    public CloneManifest LoadClone(string name) => Catalogue.LoadClone(name);
 
-    private static string Suggest(IReadOnlyList<string> names) =>
-        names.Count == 0 ? "" : names.Count <= 10 ? $" It has: {string.Join(", ", names)}." : $" It has {names.Count}, e.g. {string.Join(", ", names.Take(10))}.";
+    /// <summary>Plans a new base from disk files and sizes.</summary>
+    public StorePlan PlanNewBase(string name, IReadOnlyList<VolumeSpec> volumes, DiskFormat format = DiskFormat.Vhdx) => _create.PlanNewBase(name, volumes, format);
 
-    internal string ManifestDigest(string manifestPath)
-    {
-        using SHA256 sha = SHA256.Create();
-        byte[] content;
-        try
-        {
-            content = RecordFile.ReadAll(manifestPath, Manifest.MaxManifestBytes);
-        }
-        catch (RecordFileRefusal ex)
-        {
-            throw new StoreException(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData, $"The manifest {ex.Message} Run Test-VmStore.", manifestPath, ex);
-        }
-        return BitConverter.ToString(sha.ComputeHash(content)).Replace("-", "");
-    }
+    /// <summary>Plans a new base holding a clone's current content, each volume flattened into a standalone file.</summary>
+    /// <remarks>
+    /// Temporary volumes take the clone's initial state (its base's temporary content): scratch
+    /// data is never baked into a base. The clone's files are probed when the base is made: one
+    /// another program holds open (a running machine) is refused as VolumeInUse, unless
+    /// <paramref name="sourceMayBeInUse"/>.
+    /// </remarks>
+    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false) =>
+        _create.PlanNewBaseFromClone(name, cloneName, format, sourceMayBeInUse);
 
-    /// <summary>Every clone manifest that can be read, by name.</summary>
-    internal Dictionary<string, CloneManifest> ReadableClones()
-    {
-        var result = new Dictionary<string, CloneManifest>(StringComparer.OrdinalIgnoreCase);
-        foreach (string name in CloneNames())
-        {
-            try
-            {
-                if (Boundary.CheckFolder(CloneFolder(name)) == BoundaryProblem.None)
-                    result[name] = Manifest.Read<CloneManifest>(Path.Combine(CloneFolder(name), CloneFile));
-            }
-            catch (StoreException)
-            {
-            }
-        }
-        return result;
-    }
+    /// <summary>Plans a new clone of a base: every volume a child of the base's, or an empty standalone data volume where the base's holds nothing.</summary>
+    public StorePlan PlanNewClone(string name, string baseName) => _create.PlanNewClone(name, baseName);
+
+    /// <summary>Plans a restore: system and temporary volumes become fresh children of the base; data volumes are kept.</summary>
+    public StorePlan PlanRestore(string cloneName) => _reset.PlanRestore(cloneName);
+
+    /// <summary>Plans what a shutdown does: temporary volumes back to their initial state, nothing else touched.</summary>
+    public StorePlan PlanClearTemporary(string cloneName) => _reset.PlanClearTemporary(cloneName);
 
     /// <summary>
-    /// The store-wide lock (store/.lock): every changing command holds it shared for its whole
-    /// length, Test-VmStore -Repair holds it exclusive, so a repair never runs beside an operation
-    /// (and VmClone versions that took it exclusive for every command still exclude this one).
-    /// Waits up to the lock timeout, then refuses with StoreBusy.
+    /// Plans moving a clone onto <paramref name="newBaseName"/>: refused when the storage outlines
+    /// differ. System volumes become children of the new base's, temporary volumes its initial
+    /// state; data volumes keep their content byte for byte and stop depending on the old base.
     /// </summary>
-    internal IDisposable StoreLock(bool exclusive, CancellationToken cancellationToken, TimeSpan? timeout = null)
-    {
-        EnsureCreated();
-        string path = Path.Combine(Root, LockFile);
-        FileStream? held = StoreLocks.Take(path, exclusive, timeout ?? StoreLocks.DefaultTimeout, cancellationToken);
-        if (held is null)
-            throw new StoreException(StoreErrorIds.StoreBusy, VmCloneErrorKind.InUse,
-                exclusive
-                    ? $"Other VmClone commands are changing store '{Root}'; try again when they have finished."
-                    : $"Store '{Root}' is being repaired (Test-VmStore -Repair); try again when it has finished.", Root);
-        return held;
-    }
+    /// <remarks>
+    /// A new base of another format than the clone's volumes is refused (RebaseFormatMismatch)
+    /// unless <paramref name="convertFormat"/>: every volume then becomes the new base's format,
+    /// data volumes converted into standalone files of it, and each step whose file changes name
+    /// says which file it supersedes.
+    /// </remarks>
+    public StorePlan PlanRebase(string cloneName, string newBaseName, bool convertFormat = false) => _rebase.PlanRebase(cloneName, newBaseName, convertFormat);
+
+    /// <summary>Plans removing a clone: its volumes, its manifest and its folder.</summary>
+    public StorePlan PlanRemoveClone(string cloneName) => _removal.PlanRemoveClone(cloneName);
+
+    /// <summary>Plans removing a base; refused (BaseInUse, naming them) while any clone or other file depends on it.</summary>
+    public StorePlan PlanRemoveBase(string baseName) => _removal.PlanRemoveBase(baseName);
 
     /// <summary>
-    /// A fresh, empty staging folder beside <paramref name="finalFolder"/> (same depth, so
-    /// relative parent paths stay right). Work folders have fixed names (.staging-NAME,
-    /// .removing-NAME): whether a subject has one is then one lookup, not a listing of every clone.
-    /// The caller holds the subject's lock and recovery has run, so a folder still there is a
-    /// leftover nobody needs.
+    /// Everything that depends on a base: clones whose manifest names it, and any disk file in
+    /// the store outside the base's folder whose chain (as the disks say) leads into it.
     /// </summary>
-    internal static string NewStagingFolder(string finalFolder)
-    {
-        string staging = WorkFolder(finalFolder, StagingPrefix);
-        DeleteFolder(staging);
-        Directory.CreateDirectory(staging);
-        return staging;
-    }
+    public IReadOnlyList<string> FindDependents(string baseName) => _removal.FindDependents(baseName);
 
-    /// <summary>The staging (<see cref="StagingPrefix"/>) or removal (<see cref="RemovingPrefix"/>) folder of a subject's folder.</summary>
-    internal static string WorkFolder(string subjectFolder, string prefix) =>
-        Path.Combine(Path.GetDirectoryName(subjectFolder)!, prefix + Path.GetFileName(subjectFolder));
+    /// <summary>
+    /// Carries out a plan. Returns the new or changed base (<see cref="VmBaseInfo"/>) or clone
+    /// (<see cref="VmCloneInfo"/>), or null for a removal, or without
+    /// <paramref name="describeResult"/> (a caller that shows nothing saves reading the result back).
+    /// </summary>
+    /// <remarks>
+    /// Takes the store's lock shared (Test-VmStore -Repair takes it exclusive) and the subject's
+    /// lock exclusive, with shared locks on the bases and clones it reads: operations on
+    /// different clones run in parallel, operations on one clone or base one after the other.
+    /// Under those locks it first finishes or undoes whatever an earlier, cut-off operation left
+    /// of the subject; if that changed the clone, the plan is made again for what is there now.
+    /// </remarks>
+    public object? Execute(StorePlan plan, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default, bool describeResult = true) =>
+        _executor.Execute(plan, progress, cancellationToken, describeResult);
 
-    /// <summary>The subject a staging or removal folder belongs to, or null.</summary>
-    internal static string? SubjectOfWorkFolder(string folderName)
-    {
-        string? rest = folderName.StartsWith(StagingPrefix, StringComparison.Ordinal) ? folderName.Substring(StagingPrefix.Length)
-            : folderName.StartsWith(RemovingPrefix, StringComparison.Ordinal) ? folderName.Substring(RemovingPrefix.Length) : null;
-        return rest is not null && StoreNames.Problem(rest) is null ? rest : null;
-    }
+    /// <summary>
+    /// Checks the whole store. With <paramref name="repair"/>, fixes what is safe to fix and says
+    /// what it did: re-marks base files read-only, finishes or undoes cut-off operations, rewrites
+    /// a clone manifest from what its disks say, recreates a lost store.json. Modified bases,
+    /// missing files and damaged disks are reported, never "repaired".
+    /// </summary>
+    public VmStoreReport Check(bool repair, CancellationToken cancellationToken = default) => _checker.Check(repair, cancellationToken);
 
-    /// <summary>Deletes a folder and everything in it, read-only files included; links in it (or the folder itself, when it is one) are deleted as links, never followed (see <see cref="FolderRemoval"/>).</summary>
-    internal static void DeleteFolder(string folder) => FolderRemoval.Delete(folder);
+    // Parallel work inside one process. Every Execute takes the locks of its own subject (see
+    // StoreLocks): operating-system file locks, which exclude threads of one process as they exclude
+    // processes, so operations on different clones run side by side and two on one clone wait for
+    // each other, batch or not. A batch only holds the store's lock shared for its whole length, so
+    // that a repair (which takes it exclusive) waits for the batch rather than slipping in between
+    // two of its operations.
 
-    internal static bool IsDiskFile(string path) => VirtualDisk.FormatFromExtension(path) is DiskFormat;
+    /// <summary>
+    /// Holds the store's lock shared for a batch of operations run in parallel by this process,
+    /// until the returned handle is disposed. Batches and operations of any process may run beside
+    /// it; Test-VmStore -Repair waits for it. Waits like any changing command, then refuses with StoreBusy.
+    /// </summary>
+    public IDisposable BeginBatch(CancellationToken cancellationToken = default) => Catalogue.StoreLock(exclusive: false, cancellationToken);
+
+    /// <summary>Bases whose names match <paramref name="match"/> (all when null).</summary>
+    public IReadOnlyList<VmBaseInfo> GetBases(Func<string, bool>? match = null) => Inspector.GetBases(match);
+
+    /// <summary>One base, described; BaseNotFound when it does not exist.</summary>
+    public VmBaseInfo GetBase(string name) => Inspector.GetBase(name);
+
+    /// <summary>Clones whose names match <paramref name="match"/> (all when null), optionally only those on <paramref name="baseName"/>.</summary>
+    public IReadOnlyList<VmCloneInfo> GetClones(Func<string, bool>? match = null, string? baseName = null) => Inspector.GetClones(match, baseName);
+
+    /// <summary>
+    /// Names of the clones on <paramref name="baseName"/>, sorted, read from their manifests
+    /// alone: no volume of a readable clone is opened (a fleet command plans each clone
+    /// afterwards, which reads it again). A clone whose manifest cannot be read is named when its
+    /// volumes' parent links lead to the base, so a fleet command over the base fails it loudly
+    /// instead of passing it by. BaseNotFound when there is no such base.
+    /// </summary>
+    public IReadOnlyList<string> CloneNamesOf(string baseName) => Inspector.CloneNamesOf(baseName);
+
+    /// <summary>One clone, described (<see cref="CloneState.Unreadable"/> when its manifest cannot be read); CloneNotFound when it does not exist.</summary>
+    public VmCloneInfo GetClone(string name) => Inspector.GetClone(name);
+
+    /// <summary>Closes the base volumes kept open for creating children (see <see cref="At"/>'s rememberBases). The instance can still be used; it then opens them for each new volume.</summary>
+    public void Dispose() => Chains.Dispose();
 
     public override string ToString() => Root;
+
 }

@@ -153,7 +153,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
             if (s.CloneExists("lab"))
                 Assert.Equal(dataBefore, DataHash(s, "lab"));
             AssertOnOneBase(s);
-            VmStore.DeleteFolder(s.Root);
+            StoreLayout.DeleteFolder(s.Root);
         }
         _output.WriteLine($"{scenario.Name}: {total} crash points, {points.Count} cut off there, each repaired to before or after and completed by running it again");
     }
@@ -166,15 +166,36 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         string data = DataHash(s, "lab");
         // Cut off while moving the new files into place.
         CutOffAt("committing", () => s.Execute(s.PlanRebase("lab", "v2")));
-        Assert.Single(s.WorkFolders("clone", "lab"));
+        Assert.Single(s.Layout.WorkFolders("clone", "lab"));
         // The same command again: recovery finishes the rebase; the re-made plan has nothing left to do.
         StorePlan again = s.PlanRebase("lab", "v2");
         var info = (VmCloneInfo)s.Execute(again)!;
         Assert.Equal("v2", info.Base);
-        Assert.Empty(s.WorkFolders("clone", "lab"));
+        Assert.Empty(s.Layout.WorkFolders("clone", "lab"));
         Assert.Equal(data, DataHash(s, "lab"));
         Assert.All(s.PlanRebase("lab", "v2").Volumes, v => Assert.Equal(VolumeAction.Keep, v.Action));
         Assert.True(s.Check(repair: false).IsHealthy);
+    }
+
+    [Theory]
+    [InlineData("reparenting", "Reparenting")]
+    [InlineData("committing", "Committing")]
+    public void AJournalNamesItsPhaseAsEarlierVersionsDidAndOneCutOffThereIsFinished(string point, string phase)
+    {
+        // A store may be left with a journal by the previous version and repaired by this one (or
+        // the other way round): the phase is written by name, "Reparenting" or "Committing".
+        using var t = new TestStore();
+        VmStore s = CopyStore(_template.Root, t.Root);
+        string data = DataHash(s, "lab");
+        CutOffAt(point, () => s.Execute(s.PlanRebase("lab", "v2")));
+        string journal = Path.Combine(Assert.Single(s.Layout.WorkFolders("clone", "lab")), "plan.json");
+        Assert.Contains($"\"phase\": \"{phase}\"", File.ReadAllText(journal));
+
+        VmStoreReport repaired = s.Check(repair: true);
+        Assert.True(repaired.IsHealthy, string.Join("\n", repaired.Problems));
+        Assert.Equal("v2", s.LoadClone("lab").Base);
+        Assert.Empty(s.Layout.WorkFolders("clone", "lab"));
+        Assert.Equal(data, DataHash(s, "lab"));
     }
 
     [Theory]
@@ -190,7 +211,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         CutOffAt(point, () => s.Execute(s.PlanRebase("lab", "v2")));
         Assert.Equal("v2", s.LoadClone("lab").Base);
         Assert.Empty(s.GetClones(null, "v1"));
-        string left = Assert.Single(s.WorkFolders("clone", "lab"));
+        string left = Assert.Single(s.Layout.WorkFolders("clone", "lab"));
 
         VmStoreReport report = s.Check(repair: false);
         Assert.True(report.IsHealthy);
@@ -199,7 +220,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
 
         VmStoreReport repaired = s.Check(repair: true);
         Assert.True(repaired.IsHealthy);
-        Assert.Empty(s.WorkFolders("clone", "lab"));
+        Assert.Empty(s.Layout.WorkFolders("clone", "lab"));
         Assert.Equal(data, DataHash(s, "lab"));
         AssertOnOneBase(s);
     }
@@ -223,9 +244,9 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         Func<StorePlan> plan = kind == "clone" ? () => s.PlanRemoveClone("lab") : () => s.PlanRemoveBase("unused");
         CutOffAt("renamed away", () => s.Execute(plan()));
         string name = kind == "clone" ? "lab" : "unused";
-        Assert.Single(s.WorkFolders(kind, name));
+        Assert.Single(s.Layout.WorkFolders(kind, name));
         Assert.Null(s.Execute(plan()));
-        Assert.Empty(s.WorkFolders(kind, name));
+        Assert.Empty(s.Layout.WorkFolders(kind, name));
         Assert.Empty(s.Check(repair: false).Problems);
         // Once nothing is left, the name is unknown again.
         StoreException e = Assert.Throws<StoreException>(() => plan());

@@ -190,7 +190,7 @@ public class HostileStoreTests
             Folder = folder,
             FromBase = "b1",
             ToBase = "b1",
-            Phase = phase,
+            Phase = Enum.Parse<JournalPhase>(phase),
             CloneManifest = m,
             Volumes =
             {

@@ -132,7 +132,7 @@ public class InPlaceTests
         Assert.Equal(TestStore.Hash(t.BaseVolume("v1", "system")), TestStore.Hash(system));
         Assert.Equal(before, TestStore.Hash(backup));
         File.Delete(backup);
-        Assert.Empty(t.Store.WorkFolders("clone", "lab"));
+        Assert.Empty(t.Store.Layout.WorkFolders("clone", "lab"));
         Assert.True(t.Store.Check(repair: false).IsHealthy);
     }
 
@@ -238,7 +238,7 @@ public class InPlaceTests
         Assert.Equal(expected, TestStore.Hash(volume));
         Assert.Equal(data, TestStore.Hash(t.Volume("lab", "data")));
         Assert.Equal(baseName, t.Store.LoadClone("lab").Base);
-        Assert.Empty(t.Store.WorkFolders("clone", "lab"));
+        Assert.Empty(t.Store.Layout.WorkFolders("clone", "lab"));
         VmStoreReport report = t.Store.Check(repair: false);
         Assert.True(report.IsHealthy && report.Problems.Count == 0, string.Join("\n", report.Problems.Select(p => p.Description)));
     }

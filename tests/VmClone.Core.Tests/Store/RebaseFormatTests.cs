@@ -134,7 +134,7 @@ public class RebaseFormatTests
         var plan = new StorePlan
         {
             Operation = StoreOperation.Rebase, Store = t.Root, Subject = "lab", SubjectKind = "clone", Folder = folder,
-            FromBase = "v1", ToBase = "v2", Phase = "Committing", CloneManifest = m, ConvertFormat = true,
+            FromBase = "v1", ToBase = "v2", Phase = JournalPhase.Committing, CloneManifest = m, ConvertFormat = true,
             Volumes =
             {
                 new PlannedVolume

@@ -13,12 +13,12 @@ public class StoreFormatTests
     [InlineData(DiskFormat.Vmdk, ".vmdk")]
     public void AVolumeFileIsNamedByItsFormatsExtension(DiskFormat format, string extension)
     {
-        Assert.Equal(extension, VmStore.Extension(format));
+        Assert.Equal(extension, StoreLayout.Extension(format));
     }
 
     [Fact]
     public void AnUnknownFormatGetsNoFileNameInsteadOfRaw()
     {
-        Assert.Throws<VirtualDiskException>(() => VmStore.Extension((DiskFormat)99));
+        Assert.Throws<VirtualDiskException>(() => StoreLayout.Extension((DiskFormat)99));
     }
 }

@@ -8,9 +8,16 @@ using VmClone.Disks;
 
 namespace VmClone.Core.Store;
 
-// Test-VmStore: every manifest, chain and link, and what -Repair can fix without risking data.
-public sealed partial class VmStore
+/// <summary>
+/// Test-VmStore: every manifest, chain and link, and what -Repair can fix without risking data
+/// (cut-off operations through <see cref="StoreRecovery"/>).
+/// </summary>
+internal sealed class StoreChecker : StorePart
 {
+    private readonly StoreRecovery _recovery;
+
+    public StoreChecker(StoreCatalogue catalogue, StoreRecovery recovery) : base(catalogue) => _recovery = recovery;
+
     /// <summary>
     /// Checks the whole store. With <paramref name="repair"/>, fixes what is safe to fix and says
     /// what it did: re-marks base files read-only, finishes or undoes cut-off operations, rewrites
@@ -26,7 +33,7 @@ public sealed partial class VmStore
             report.IsHealthy = true;
             return report;
         }
-        IDisposable? held = repair ? StoreLock(exclusive: true, cancellationToken) : null;
+        IDisposable? held = repair ? Catalogue.StoreLock(exclusive: true, cancellationToken) : null;
         try
         {
             CheckStoreManifest(problems, repair);
@@ -88,7 +95,7 @@ public sealed partial class VmStore
             foreach (string dir in Directory.EnumerateDirectories(top, ".*"))
             {
                 string name = Path.GetFileName(dir);
-                string? subject = SubjectOfWorkFolder(name);
+                string? subject = StoreLayout.SubjectOfWorkFolder(name);
                 if (subject is null)
                     continue;
                 string kind = top == BasesFolder ? "base" : "clone";
@@ -97,7 +104,7 @@ public sealed partial class VmStore
                 // nothing can be running then.)
                 if (!repair && !StoreLocks.IsFree(Root, kind, subject))
                     continue;
-                Recovery r = RecoverWorkFolder(dir, kind, subject, apply: false, CancellationToken.None);
+                Recovery r = _recovery.RecoverWorkFolder(dir, kind, subject, apply: false, CancellationToken.None);
                 if (r.Refused)
                 {
                     Add(problems, StoreProblemKind.ManifestInvalid, $"{kind} {subject}", Path.Combine(dir, PlanFile), r.Description, r.Action);
@@ -107,13 +114,13 @@ public sealed partial class VmStore
                 {
                     // Not a problem: the operation finished; only its folder was left.
                     if (repair)
-                        RecoverWorkFolder(dir, kind, subject, apply: true, CancellationToken.None);
+                        _recovery.RecoverWorkFolder(dir, kind, subject, apply: true, CancellationToken.None);
                     continue;
                 }
                 VmStoreProblem p = Add(problems, StoreProblemKind.InterruptedOperation, $"{kind} {subject}", dir, r.Description);
                 if (!repair)
                     continue;
-                RecoverWorkFolder(dir, kind, subject, apply: true, CancellationToken.None);
+                _recovery.RecoverWorkFolder(dir, kind, subject, apply: true, CancellationToken.None);
                 Repaired(p, r.Action);
             }
         }
@@ -338,7 +345,7 @@ public sealed partial class VmStore
     private CloneManifest? MendUnreadable(CloneRecord record, List<VmStoreProblem> problems, bool repair, Dictionary<string, BaseManifest> bases)
     {
         string subject = $"clone {record.Name}";
-        ManifestRebuild rebuild = ManifestRebuild.Of(this, record.Folder, n => bases.TryGetValue(n, out BaseManifest? b) ? b : null);
+        ManifestRebuild rebuild = ManifestRebuild.Of(Layout, record.Folder, n => bases.TryGetValue(n, out BaseManifest? b) ? b : null);
         string? refusal = record.TooNew ? "it was written by a newer VmClone, whose record a rebuild would lose; use that version" : rebuild.Refusal;
         VmStoreProblem p = Add(problems, StoreProblemKind.ManifestInvalid, subject, record.ManifestPath, record.Unreadable!,
             refusal is null ? null : $"not repaired: the manifest cannot be rebuilt from the volumes: {refusal}; nothing was deleted. Restore '{record.ManifestPath}' from a backup");
@@ -356,13 +363,13 @@ public sealed partial class VmStore
     {
         string name = Path.GetFileName(folder);
         string oldName = manifest.Name;
-        string? clash = CloneRename.AdoptProblem(this, folder);
+        string? clash = CloneRename.AdoptProblem(Layout, folder);
         VmStoreProblem p = Add(problems, StoreProblemKind.CloneRenamed, $"clone {name}", Path.Combine(folder, CloneFile),
             $"{CloneRename.Describe(folder, manifest)}; no command acts on it until it has one name",
             clash is null ? null : $"not repaired: {clash}");
         if (!repair || clash is not null)
             return;
-        CloneRename.Adopt(this, folder, manifest);
+        CloneRename.Adopt(Layout, folder, manifest);
         Repaired(p, $"made the folder's name '{name}' the clone's name in its manifest (it was '{oldName}'); its volumes and their parent links are unchanged");
     }
 

@@ -8,11 +8,36 @@ using VmClone.Disks;
 
 namespace VmClone.Core.Store;
 
-// Execution: exactly what a plan says, under the subject's lock (see StoreLocks). New files are built in a staging
-// folder beside the subject's (same depth, so relative parent paths are already right) and only
-// moved into place when all of them are complete; the manifest is written last.
-public sealed partial class VmStore
+/// <summary>
+/// Carries out exactly what a plan says, under the subject's lock (see StoreLocks), after
+/// recovery has finished or undone whatever an earlier operation left. New files are built in a
+/// staging folder beside the subject's (same depth, so relative parent paths are already right)
+/// and only moved into place when all of them are complete; the manifest is written last.
+/// </summary>
+internal sealed class PlanExecutor : StorePart
 {
+    private readonly StoreInspector _inspector;
+    private readonly KeptChains _chains;
+    private readonly StorePreconditions _preconditions;
+    private readonly ResetPlanner _reset;
+    private readonly RebasePlanner _rebase;
+    private readonly RemovalPlanner _removal;
+    private readonly StoreRecovery _recovery;
+    private readonly RollForward _rollForward;
+
+    public PlanExecutor(StoreCatalogue catalogue, StoreInspector inspector, KeptChains chains, StorePreconditions preconditions,
+        ResetPlanner reset, RebasePlanner rebase, RemovalPlanner removal, StoreRecovery recovery, RollForward rollForward) : base(catalogue)
+    {
+        _inspector = inspector;
+        _chains = chains;
+        _preconditions = preconditions;
+        _reset = reset;
+        _rebase = rebase;
+        _removal = removal;
+        _recovery = recovery;
+        _rollForward = rollForward;
+    }
+
     /// <summary>
     /// Carries out a plan. Returns the new or changed base (<see cref="VmBaseInfo"/>) or clone
     /// (<see cref="VmCloneInfo"/>), or null for a removal, or without
@@ -29,10 +54,10 @@ public sealed partial class VmStore
     {
         if (!string.Equals(Path.GetFullPath(plan.Store), Root, StringComparison.Ordinal))
             throw new ArgumentException($"The plan is for store '{plan.Store}', not '{Root}'.", nameof(plan));
-        using (StoreLock(exclusive: false, cancellationToken))
+        using (Catalogue.StoreLock(exclusive: false, cancellationToken))
         using (StoreLocks.Acquire(Root, LocksFor(plan), plan.Describe().Split('\n')[0].Trim(), cancellationToken))
         {
-            bool recovered = RecoverSubject(plan.SubjectKind, plan.Subject, cancellationToken);
+            bool recovered = _recovery.RecoverSubject(plan.SubjectKind, plan.Subject, cancellationToken);
             if (recovered && plan.Operation is StoreOperation.Restore or StoreOperation.ClearTemporary or StoreOperation.Rebase
                 && File.Exists(Path.Combine(plan.Folder, CloneFile)) && ManifestDigest(Path.Combine(plan.Folder, CloneFile)) != plan.ManifestDigest)
                 plan = Replan(plan);
@@ -45,15 +70,15 @@ public sealed partial class VmStore
                 {
                     case StoreOperation.NewBase:
                         ExecuteNewBase(plan, progress, cancellationToken);
-                        return describeResult ? GetBase(plan.Subject) : null;
+                        return describeResult ? _inspector.GetBase(plan.Subject) : null;
                     case StoreOperation.NewClone:
                         ExecuteNewClone(plan, progress, cancellationToken);
-                        return describeResult ? GetClone(plan.Subject) : null;
+                        return describeResult ? _inspector.GetClone(plan.Subject) : null;
                     case StoreOperation.Restore:
                     case StoreOperation.ClearTemporary:
                     case StoreOperation.Rebase:
                         ExecuteCloneChange(plan, progress, cancellationToken);
-                        return describeResult ? GetClone(plan.Subject) : null;
+                        return describeResult ? _inspector.GetClone(plan.Subject) : null;
                     case StoreOperation.RemoveClone:
                     case StoreOperation.RemoveBase:
                         ExecuteRemove(plan, recovered);
@@ -84,9 +109,9 @@ public sealed partial class VmStore
     /// <summary>The same operation planned again, for what the subject is now.</summary>
     private StorePlan Replan(StorePlan plan) => plan.Operation switch
     {
-        StoreOperation.Restore => PlanRestore(plan.Subject),
-        StoreOperation.ClearTemporary => PlanClearTemporary(plan.Subject),
-        StoreOperation.Rebase => PlanRebase(plan.Subject, plan.ToBase!, plan.ConvertFormat),
+        StoreOperation.Restore => _reset.PlanRestore(plan.Subject),
+        StoreOperation.ClearTemporary => _reset.PlanClearTemporary(plan.Subject),
+        StoreOperation.Rebase => _rebase.PlanRebase(plan.Subject, plan.ToBase!, plan.ConvertFormat),
         _ => plan,
     };
 
@@ -110,21 +135,33 @@ public sealed partial class VmStore
         }
     }
 
-    /// <summary>ENOSPC (Unix), ERROR_DISK_FULL / ERROR_HANDLE_DISK_FULL (Windows).</summary>
+    /// <summary>
+    /// ENOSPC (Linux and macOS: .NET gives the errno itself as the HResult), or ERROR_DISK_FULL /
+    /// ERROR_HANDLE_DISK_FULL (Windows: a Win32 HResult, 0x8007xxxx), anywhere in the chain of
+    /// inner exceptions. Told by the code alone: a message is words for a person (and another
+    /// errno can share the low bits of a Windows code: 39 is ENOTEMPTY).
+    /// </summary>
     internal static bool IsDiskFull(Exception ex)
     {
+        const int Enospc = 28;
+        const int Win32Facility = unchecked((int)0x80070000);
         for (Exception? e = ex; e is not null; e = e.InnerException)
         {
-            int code = e.HResult & 0xFFFF;
-            if (e is IOException && (e.HResult == 28 || code == 0x70 || code == 0x27 || e.Message.IndexOf("No space left", StringComparison.OrdinalIgnoreCase) >= 0))
+            if (e is not IOException)
+                continue;
+            int hresult = e.HResult;
+            if (hresult == Enospc)
+                return true;
+            if ((hresult & unchecked((int)0xFFFF0000)) == Win32Facility && (hresult & 0xFFFF) is 0x70 or 0x27)
                 return true;
         }
         return false;
     }
 
+
     private void ExecuteNewBase(StorePlan plan, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
-        RefuseExistingBase(plan.Subject);
+        _preconditions.RefuseExistingBase(plan.Subject);
         if (plan.ToBase is string sourceClone && !plan.SourceMayBeInUse)
         {
             // A running machine's disks are copied in the middle of being written: the base would
@@ -246,14 +283,13 @@ public sealed partial class VmStore
         {
             // From here on the journal rolls forward: the new files are complete, and each
             // re-parenting step keeps the data volume's content and can be repeated.
-            plan.Phase = PhaseReparenting;
-            Manifest.Write(Path.Combine(staging, PlanFile), plan);
+            StoreJournal.Write(staging, plan, JournalPhase.Reparenting);
             FaultPoint.Hit("reparenting");
             try
             {
-                Reparent(plan, progress, cancellationToken);
+                _rollForward.Reparent(plan, progress, cancellationToken);
             }
-            catch (Exception ex) when (!FaultPoint.IsCrash(ex) && !AnyLinkSwitched(plan))
+            catch (Exception ex) when (!FaultPoint.IsCrash(ex) && !_rollForward.AnyLinkSwitched(plan))
             {
                 // No link was switched yet: the clone still reads exactly as before, so the
                 // operation can be undone instead (what was copied in shows what it showed).
@@ -261,61 +297,11 @@ public sealed partial class VmStore
                 throw;
             }
         }
-        plan.Phase = PhaseCommitting;
-        Manifest.Write(Path.Combine(staging, PlanFile), plan);
+        StoreJournal.Write(staging, plan, JournalPhase.Committing);
         FaultPoint.Hit("committing");
-        Commit(plan, staging);
+        _rollForward.Commit(plan, staging);
     }
 
-    /// <summary>Makes every in-place volume a new child, moves every staged file over its volume, deletes superseded files, writes the manifest, drops the staging folder. Also finishes a cut-off commit; every step may be repeated.</summary>
-    internal void Commit(StorePlan plan, string staging)
-    {
-        foreach (PlannedVolume step in plan.Volumes.Where(v => v.InPlace))
-        {
-            RecreateInPlace(step, staging);
-            FaultPoint.Hit("recreated " + step.Volume);
-        }
-        foreach (PlannedVolume step in plan.Volumes.Where(v => v.IsStaged))
-        {
-            string staged = Path.Combine(staging, Path.GetFileName(step.Path));
-            if (File.Exists(staged))
-            {
-                AtomicFile.MoveOver(staged, step.Path);
-                FaultPoint.Hit("moved " + step.Volume);
-            }
-        }
-        foreach (PlannedVolume step in plan.Volumes)
-        {
-            if (step.Supersedes is not null && File.Exists(step.Supersedes) && !string.Equals(step.Supersedes, step.Path, StringComparison.Ordinal))
-            {
-                File.Delete(step.Supersedes);
-                FaultPoint.Hit("deleted superseded " + step.Volume);
-            }
-        }
-        Manifest.Write(Path.Combine(plan.Folder, CloneFile), plan.CloneManifest!);
-        FaultPoint.Hit("manifest written");
-        // plan.json goes first: a folder left with files but no plan is an undo, and by now
-        // everything the plan did is in place.
-        File.Delete(Path.Combine(staging, PlanFile));
-        FaultPoint.Hit("plan deleted");
-        TryDeleteFolder(staging);
-    }
-
-    /// <summary>
-    /// Makes the volume a new child of its base in its own file; where that file cannot be
-    /// rewritten in place after all (it changed since the plan was carried out), a new file built
-    /// beside it is moved over it. Either way the result is the same, and doing it again is too.
-    /// </summary>
-    private void RecreateInPlace(PlannedVolume step, string staging)
-    {
-        if (OverParent(step.Source!, parent => VirtualDisk.TryRecreateDifferencingFile(step.Path, parent, new DiskCreateOptions { Format = step.Format }, OpenOptions)))
-            return;
-        string staged = Path.Combine(staging, Path.GetFileName(step.Path));
-        if (File.Exists(staged))
-            File.Delete(staged);
-        CreateChild(staged, step.Source!, step.Format);
-        AtomicFile.MoveOver(staged, step.Path);
-    }
 
     private void ExecuteRemove(StorePlan plan, bool recovered)
     {
@@ -328,7 +314,7 @@ public sealed partial class VmStore
         if (plan.Operation == StoreOperation.RemoveBase)
         {
             // Checked again under the lock: a clone may have been made since the plan.
-            IReadOnlyList<string> dependents = FindDependents(plan.Subject);
+            IReadOnlyList<string> dependents = _removal.FindDependents(plan.Subject);
             if (dependents.Count > 0)
                 throw new StoreException(StoreErrorIds.BaseInUse, VmCloneErrorKind.InUse,
                     $"Base '{plan.Subject}' cannot be removed: {string.Join("; ", dependents)} depend(s) on it.", plan.Subject);
@@ -369,7 +355,7 @@ public sealed partial class VmStore
             case VolumeAction.CreateChild:
             case VolumeAction.Replace:
             case VolumeAction.Reset:
-                CreateChild(staged, step.Source!, step.Format);
+                _chains.CreateChild(staged, step.Source!, step.Format);
                 break;
             default:
                 throw new InvalidOperationException($"{step.Action} does not build a file.");
@@ -377,17 +363,50 @@ public sealed partial class VmStore
         progress?.Report(new OperationProgress($"{step.Volume}", $"{step.Action} done", 1, 1));
     }
 
-    private static void TryDeleteFolder(string folder)
+    /// <summary>
+    /// Refuses (VolumeInUse, naming the file) when another program has a file open: a running
+    /// virtual machine's disk is never replaced, re-parented or deleted under it. The probe is an
+    /// exclusive open (share modes on Windows, flock on Linux and macOS), released at once.
+    /// </summary>
+    public static void RefuseInUse(IEnumerable<string> files, string subjectKind, string subject)
     {
-        try
+        if (FindHolder(files) is (string file, string holder))
+            throw new StoreException(StoreErrorIds.VolumeInUse, VmCloneErrorKind.InUse,
+                $"The {subjectKind} '{subject}' was not changed: its file '{file}' is open in another program ({holder}). " +
+                "Stop the virtual machine (or the program) that uses it, then run the command again.", subject);
+    }
+
+    /// <summary>The first of <paramref name="files"/> another program holds open, and a few words on who holds it; null when none is.</summary>
+    private static (string File, string Holder)? FindHolder(IEnumerable<string> files)
+    {
+        foreach (string file in files.Distinct(StringComparer.Ordinal))
         {
-            DeleteFolder(folder);
+            // Only a regular file can be a running machine's disk; opening a FIFO would block,
+            // and a link is deleted as a link, never probed through.
+            if (FileNode.Of(file) != FileNodeKind.RegularFile)
+                continue;
+            // Readers (another command planning, Get-VmClone, Test-VmStore) hold a file for
+            // moments; a running machine holds it for hours. Only a holder that stays is refused.
+            string? holder = FileInUse.Holder(file);
+            for (DateTime until = DateTime.UtcNow.AddSeconds(3); holder is not null && DateTime.UtcNow < until;)
+            {
+                System.Threading.Thread.Sleep(100);
+                holder = FileInUse.Holder(file);
+            }
+            if (holder is not null)
+                return (file, holder);
         }
-        catch (IOException)
+        return null;
+    }
+
+    /// <summary>The files of a clone that an operation changes in place, replaces or deletes.</summary>
+    private static IEnumerable<string> TouchedFiles(StorePlan plan)
+    {
+        foreach (PlannedVolume step in plan.Changes)
         {
-        }
-        catch (UnauthorizedAccessException)
-        {
+            yield return step.Path;
+            if (step.Supersedes is not null)
+                yield return step.Supersedes;
         }
     }
 }

@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
@@ -7,21 +6,50 @@ using VmClone.Disks;
 
 namespace VmClone.Core.Store;
 
-public sealed partial class VmStore
+/// <summary>
+/// Describes bases, clones and their volumes as Get-VmBase, Get-VmClone and the preconditions
+/// of every plan see them: sizes, divergence, the chain's state, and a problem as a type
+/// (<see cref="VmVolumeInfo.ChainProblem"/>, <see cref="VmVolumeInfo.Boundary"/>) beside its
+/// message. Never throws for a damaged file; writes nothing.
+/// </summary>
+internal sealed class StoreInspector
 {
-    private readonly bool _rememberBases;
-    private readonly ConcurrentDictionary<string, BaseVolumeFacts> _baseVolumes = new(StringComparer.Ordinal);
+    private readonly StoreLayout _layout;
+    private readonly StoreCatalogue _catalogue;
+    private readonly KeptChains _chains;
 
-    // Base volume chains opened for creating children (see OpenParent), closed with the
-    // instance; guarded by itself, as is _disposed.
-    private readonly List<VirtualDisk> _openParents = new();
-    private bool _disposed;
+    public StoreInspector(StoreLayout layout, StoreCatalogue catalogue, KeptChains chains)
+    {
+        _layout = layout;
+        _catalogue = catalogue;
+        _chains = chains;
+    }
+
+    private string Root => _layout.Root;
+
+    private StoreBoundary Boundary => _layout.Boundary;
+
+    private StoreCatalogue Catalogue => _catalogue;
+
+    private DiskOpenOptions OpenOptions => _layout.OpenOptions;
+
+    private string BaseFolder(string name) => _layout.BaseFolder(name);
+
+    private string CloneFolder(string name) => _layout.CloneFolder(name);
+
+    private IReadOnlyList<string> BaseNames() => _catalogue.BaseNames();
+
+    private bool BaseExists(string name) => _catalogue.BaseExists(name);
+
+    private bool CloneExists(string name) => _catalogue.CloneExists(name);
+
+    private BaseManifest LoadBase(string name) => _catalogue.LoadBase(name);
 
     /// <summary>Bases whose names match <paramref name="match"/> (all when null).</summary>
     public IReadOnlyList<VmBaseInfo> GetBases(Func<string, bool>? match = null)
     {
-        IReadOnlyList<CloneRecord> clones = CloneRecord.ReadAll(this);
-        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
+        IReadOnlyList<CloneRecord> clones = CloneRecord.ReadAll(Catalogue);
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(Catalogue);
         var result = new List<VmBaseInfo>();
         foreach (string name in BaseNames())
         {
@@ -36,7 +64,7 @@ public sealed partial class VmStore
             {
                 continue; // Test-VmStore reports it
             }
-            result.Add(DescribeBase(manifest, clones.Count(c => string.Equals(UnreadableClone.BaseOf(this, c, baseOf), name, StringComparison.OrdinalIgnoreCase))));
+            result.Add(DescribeBase(manifest, clones.Count(c => string.Equals(UnreadableClone.BaseOf(Catalogue, c, baseOf), name, StringComparison.OrdinalIgnoreCase))));
         }
         return result;
     }
@@ -45,8 +73,8 @@ public sealed partial class VmStore
     public VmBaseInfo GetBase(string name)
     {
         BaseManifest manifest = LoadBase(name);
-        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
-        int count = CloneRecord.ReadAll(this).Count(c => string.Equals(UnreadableClone.BaseOf(this, c, baseOf), manifest.Name, StringComparison.OrdinalIgnoreCase));
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(Catalogue);
+        int count = CloneRecord.ReadAll(Catalogue).Count(c => string.Equals(UnreadableClone.BaseOf(Catalogue, c, baseOf), manifest.Name, StringComparison.OrdinalIgnoreCase));
         return DescribeBase(manifest, count);
     }
 
@@ -56,14 +84,14 @@ public sealed partial class VmStore
         if (baseName is not null)
             LoadBase(baseName);
         var result = new List<VmCloneInfo>();
-        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
-        foreach (CloneRecord record in CloneRecord.ReadAll(this))
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(Catalogue);
+        foreach (CloneRecord record in CloneRecord.ReadAll(Catalogue))
         {
             if (match is not null && !match(record.Name))
                 continue;
-            if (baseName is not null && !string.Equals(UnreadableClone.BaseOf(this, record, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
+            if (baseName is not null && !string.Equals(UnreadableClone.BaseOf(Catalogue, record, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
                 continue;
-            result.Add(record.Manifest is null ? UnreadableClone.Describe(this, record, baseOf) : DescribeClone(record.Name, record.Manifest));
+            result.Add(record.Manifest is null ? UnreadableClone.Describe(Catalogue, record, baseOf) : DescribeClone(record.Name, record.Manifest));
         }
         return result;
     }
@@ -78,9 +106,9 @@ public sealed partial class VmStore
     public IReadOnlyList<string> CloneNamesOf(string baseName)
     {
         LoadBase(baseName);
-        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
-        return CloneRecord.ReadAll(this)
-            .Where(r => string.Equals(UnreadableClone.BaseOf(this, r, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(Catalogue);
+        return CloneRecord.ReadAll(Catalogue)
+            .Where(r => string.Equals(UnreadableClone.BaseOf(Catalogue, r, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
             .Select(r => r.Name)
             .OrderBy(n => n, StringComparer.OrdinalIgnoreCase)
             .ToList();
@@ -93,9 +121,9 @@ public sealed partial class VmStore
         if (CloneExists(name) && Boundary.CheckFolder(CloneFolder(name)) == BoundaryProblem.None)
         {
             CloneRecord record = CloneRecord.Read(CloneFolder(name), name);
-            return record.Manifest is null ? UnreadableClone.Describe(this, record, UnreadableClone.TrustedBases(this)) : DescribeClone(name, record.Manifest);
+            return record.Manifest is null ? UnreadableClone.Describe(Catalogue, record, UnreadableClone.TrustedBases(Catalogue)) : DescribeClone(name, record.Manifest);
         }
-        return DescribeClone(name, ReadClone(name)); // CloneNotFound, or ManifestInvalid for a linked folder
+        return DescribeClone(name, _catalogue.ReadClone(name)); // CloneNotFound, or ManifestInvalid for a linked folder
     }
 
     internal VmBaseInfo DescribeBase(BaseManifest manifest, int cloneCount)
@@ -171,7 +199,7 @@ public sealed partial class VmStore
         // An operation running or cut off explains a volume that does not open (one being
         // rewritten in place is neither disk until it is done): the clone is Interrupted, which
         // the next command on it or Test-VmStore -Repair finishes, not Broken.
-        if (state is CloneState.Ready or CloneState.Broken && WorkFolders("clone", manifest.Name).Any())
+        if (state is CloneState.Ready or CloneState.Broken && _layout.WorkFolders("clone", manifest.Name).Any())
             state = CloneState.Interrupted;
         return new VmCloneInfo
         {
@@ -192,24 +220,24 @@ public sealed partial class VmStore
     }
 
     /// <summary>
-    /// One base volume, described. With <see cref="At"/>'s rememberBases, a file described before
+    /// One base volume, described. With <see cref="VmStore.At"/>'s rememberBases, a file described before
     /// whose size and last write time are unchanged is not opened again: a fleet command checks
     /// its base once, not once per clone.
     /// </summary>
-    private VmVolumeInfo DescribeBaseVolume(string baseName, BaseVolumeManifest v, string path, out string? identity)
+    internal VmVolumeInfo DescribeBaseVolume(string baseName, BaseVolumeManifest v, string path, out string? identity)
     {
         // The cached reading stands only for the file as it was: a link or a FIFO put in its place
         // since is described (and refused) afresh.
-        FileStamp? stamp = _rememberBases && Boundary.CheckPath(path) == BoundaryProblem.None ? FileStamp.Of(path) : null;
-        if (stamp is not null && _baseVolumes.TryGetValue(path, out BaseVolumeFacts? known) && known.Stamp.Equals(stamp.Value)
+        FileStamp? stamp = _chains.Remembering && Boundary.CheckPath(path) == BoundaryProblem.None ? FileStamp.Of(path) : null;
+        if (stamp is not null && _chains.Recall(path, stamp.Value) is BaseVolumeFacts known
             && known.Info.Owner == baseName && known.Info.Name == v.Name && known.Info.Type == v.Type)
         {
             identity = known.Identity;
             return known.Info.Copy();
         }
-        VmVolumeInfo info = DescribeVolume(baseName, "Base", v.Name, v.Type, path, out identity, out int sectorSize, knownParent: null);
+        VmVolumeInfo info = DescribeVolume(baseName, "Base", v.Name, v.Type, path, out identity, out int sectorSize, knownParent: null, out _);
         if (stamp is not null)
-            _baseVolumes[path] = new BaseVolumeFacts(stamp.Value, info.Copy(), identity, PathUtil.IsReallyUnder(path, Root), sectorSize, OpenOptions);
+            _chains.Remember(path, new BaseVolumeFacts(stamp.Value, info.Copy(), identity, PathUtil.IsReallyUnder(path, Root), sectorSize, OpenOptions));
         return info;
     }
 
@@ -220,26 +248,37 @@ public sealed partial class VmStore
     /// the chain would check. Anything else (another parent, an unknown or damaged one) is judged
     /// by opening the whole chain, which also words the problem.
     /// </summary>
-    private VmVolumeInfo DescribeCloneVolume(string cloneName, CloneVolumeManifest v, string folder)
+    internal VmVolumeInfo DescribeCloneVolume(string cloneName, CloneVolumeManifest v, string folder) => ReadCloneVolume(cloneName, v, folder).Info;
+
+    /// <summary>
+    /// <see cref="DescribeCloneVolume"/>, with the facts a plan takes from that same open (its
+    /// sector size, whether it has a parent), so the plan need not open the volume again.
+    /// </summary>
+    internal VolumeReading ReadCloneVolume(string cloneName, CloneVolumeManifest v, string folder)
     {
         string path = Path.Combine(folder, v.File);
-        string? parent = v.Parent is null ? null : FromStoreRelative(v.Parent);
+        string? parent = v.Parent is null ? null : _layout.FromStoreRelative(v.Parent);
         BaseVolumeFacts? known = null;
-        if (parent is not null && _rememberBases && FileStamp.Of(parent) is FileStamp stamp
-            && _baseVolumes.TryGetValue(parent, out BaseVolumeFacts? facts) && facts.Stamp.Equals(stamp)
+        if (parent is not null && _chains.Remembering && FileStamp.Of(parent) is FileStamp stamp
+            && _chains.Recall(parent, stamp) is BaseVolumeFacts facts
             && facts.Info.Problem is null && facts.Identity is not null && facts.ReallyInStore)
             known = facts;
-        return DescribeVolume(cloneName, "Clone", v.Name, v.Type, path, out _, out _, known);
+        // Stamped before it is read: a plan that takes its facts from this reading checks under
+        // the locks that the file is still the one read.
+        FileStamp? before = FileStamp.Of(path);
+        VmVolumeInfo info = DescribeVolume(cloneName, "Clone", v.Name, v.Type, path, out _, out int sectorSize, known, out bool hasParent);
+        return new VolumeReading(info, sectorSize, hasParent, before);
     }
 
     /// <summary>Sizes, divergence and chain state of one volume file; never throws for a damaged file (the problem is reported).</summary>
     internal VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity)
-        => DescribeVolume(owner, ownerKind, name, type, path, out identity, out _, knownParent: null);
+        => DescribeVolume(owner, ownerKind, name, type, path, out identity, out _, knownParent: null, out _);
 
-    private VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity, out int sectorSize, BaseVolumeFacts? knownParent)
+    private VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity, out int sectorSize, BaseVolumeFacts? knownParent, out bool hasParent)
     {
         identity = null;
         sectorSize = 0;
+        hasParent = false;
         var info = new VmVolumeInfo { Owner = owner, OwnerKind = ownerKind, Name = name, Type = type, Path = path };
         // The file itself first: a link, a FIFO or anything outside its folder is never opened.
         BoundaryProblem boundary = Boundary.CheckPath(path);
@@ -265,7 +304,8 @@ public sealed partial class VmStore
             info.SizeOnDisk = layer.SizeOnDisk;
             info.OwnedBytes = layer.AllocatedBytes;
             info.DivergedBytes = DivergedBytes(layer);
-            if (layer.ParentReference is null)
+            hasParent = layer.ParentReference is not null;
+            if (!hasParent)
                 return info;
             if (knownParent is not null && ParentResolver.WouldTake(layer, knownParent.Info.Path, knownParent.Identity!, knownParent.SectorSize))
             {
@@ -293,79 +333,6 @@ public sealed partial class VmStore
         return info;
     }
 
-    /// <summary>Creates a differencing volume at <paramref name="path"/> over <paramref name="parentPath"/> (see <see cref="OverParent"/>).</summary>
-    private void CreateChild(string path, string parentPath, DiskFormat format) =>
-        OverParent(parentPath, parent =>
-        {
-            VirtualDisk.CreateDifferencingFile(path, parent, new DiskCreateOptions { Format = format }, OpenOptions);
-            return true;
-        });
-
-    /// <summary>
-    /// Runs <paramref name="action"/> over the open chain of <paramref name="parentPath"/>, a base
-    /// volume. With rememberBases it is opened once for the instance (planning has just described
-    /// it) and every new child is written over that open chain; otherwise it is opened for this
-    /// call only.
-    /// </summary>
-    private T OverParent<T>(string parentPath, Func<VirtualDisk, T> action)
-    {
-        if (OpenParent(parentPath) is VirtualDisk remembered)
-            return action(remembered);
-        using VirtualDisk parent = VirtualDisk.Open(parentPath, FileAccess.Read, OpenOptions);
-        return action(parent);
-    }
-
-    /// <summary>
-    /// The open chain of a base volume as this instance remembers it (see
-    /// <see cref="DescribeBaseVolume"/>): opened on first use and kept with what was remembered.
-    /// Null without rememberBases, for a file not remembered or changed since it was described
-    /// (its next description remembers it afresh), and once the instance is disposed: the
-    /// parent is then opened for each child.
-    /// </summary>
-    private VirtualDisk? OpenParent(string parentPath)
-    {
-        if (!_rememberBases || FileStamp.Of(parentPath) is not FileStamp stamp
-            || !_baseVolumes.TryGetValue(parentPath, out BaseVolumeFacts? facts) || !facts.Stamp.Equals(stamp))
-            return null;
-        lock (_openParents)
-        {
-            if (_disposed)
-                return null;
-            bool opened = facts.Chain.IsValueCreated;
-            VirtualDisk chain = facts.Chain.Value;
-            if (!opened)
-                _openParents.Add(chain);
-            return chain;
-        }
-    }
-
-    /// <summary>Closes the base volumes kept open for creating children (see <see cref="At"/>'s rememberBases). The instance can still be used; it then opens them for each new volume.</summary>
-    public void Dispose()
-    {
-        lock (_openParents)
-        {
-            if (_disposed)
-                return;
-            _disposed = true;
-            foreach (VirtualDisk disk in _openParents)
-                disk.Dispose();
-            _openParents.Clear();
-        }
-    }
-
-    /// <summary>What a base volume file showed, and its stamp then.</summary>
-    /// <param name="Stamp">The file's size and last write time when it was described.</param>
-    /// <param name="Info">The description.</param>
-    /// <param name="Identity">The file's identity (VHDX DataWriteGuid, VMDK CID), null when it could not be read.</param>
-    /// <param name="ReallyInStore">The file's real path (symbolic links followed) is inside the store, as parents must be.</param>
-    /// <param name="SectorSize">The logical sector size its children must have.</param>
-    /// <param name="Options">How the store opens chains (parents only inside it).</param>
-    private sealed record BaseVolumeFacts(FileStamp Stamp, VmVolumeInfo Info, string? Identity, bool ReallyInStore, int SectorSize, DiskOpenOptions Options)
-    {
-        /// <summary>The file's chain, opened (once) when a child is first created over it; see <see cref="OpenParent"/>.</summary>
-        public Lazy<VirtualDisk> Chain { get; } = new(() => VirtualDisk.Open(Info.Path, FileAccess.Read, Options));
-    }
-
     /// <summary>
     /// Bytes of the virtual disk this layer answers itself instead of its parent (sector-exact
     /// for VHDX children); for a standalone layer, the bytes it stores.
@@ -386,4 +353,15 @@ public sealed partial class VmStore
         }
         return total;
     }
+}
+
+/// <summary>What describing a clone volume read, beyond its description: what a plan needs of the same open.</summary>
+/// <param name="Info">The description (its problem, as words and as a type).</param>
+/// <param name="SectorSize">The logical sector size; 0 when the volume's own file could not be read as a single-file layer.</param>
+/// <param name="HasParent">The layer links to a parent (it is a differencing volume).</param>
+/// <param name="Stamp">The file's size and last write time just before it was read (null when missing).</param>
+internal sealed record VolumeReading(VmVolumeInfo Info, int SectorSize, bool HasParent, FileStamp? Stamp)
+{
+    /// <summary>True when the volume's own layer was opened and read (its sizes and parent link are known).</summary>
+    public bool LayerRead => SectorSize > 0;
 }
