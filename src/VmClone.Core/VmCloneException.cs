@@ -35,7 +35,7 @@ public class VmCloneException : InvalidOperationException
         Target = target;
     }
 
-    /// <summary>Stable PascalCase identifier, e.g. "MergeTargetHasChildren".</summary>
+    /// <summary>Stable PascalCase identifier, one of <see cref="Store.StoreErrorIds"/> (e.g. MergeTargetHasChildren).</summary>
     public string ErrorId { get; }
 
     public VmCloneErrorKind Kind { get; }

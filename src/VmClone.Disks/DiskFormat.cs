@@ -1,6 +1,8 @@
 namespace VmClone.Disks;
 
 /// <summary>The file format of one disk file (one layer of a chain).</summary>
+// ConvertTo-Json (Newtonsoft in PowerShell) writes the name, not the number, without -EnumsAsStrings.
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum DiskFormat
 {
     /// <summary>Microsoft VHDX (MS-VHDX v1).</summary>
@@ -14,6 +16,8 @@ public enum DiskFormat
 }
 
 /// <summary>How a disk file stores its content.</summary>
+// ConvertTo-Json (Newtonsoft in PowerShell) writes the name, not the number, without -EnumsAsStrings.
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum DiskType
 {
     /// <summary>Blocks are allocated on first write; unallocated blocks read as zeros.</summary>

@@ -50,8 +50,18 @@ public abstract class DiskLayer : IDisposable
     /// <summary>Bytes of virtual content this file stores itself (allocated blocks or grains).</summary>
     public abstract long AllocatedBytes { get; }
 
-    /// <summary>Size of the file(s) on disk.</summary>
+    /// <summary>Length of the file(s) in bytes.</summary>
     public virtual long FileSize => new FileInfo(Path).Length;
+
+    /// <summary>
+    /// Space the file(s) take on the file system: allocated bytes (Linux st_blocks × 512, Windows
+    /// GetCompressedFileSize), which for a sparse file is far less than <see cref="FileSize"/>;
+    /// the length where the system cannot say (macOS).
+    /// </summary>
+    public virtual long SizeOnDisk => SizeOnDiskOf(Path);
+
+    /// <summary>Allocated bytes of one file, or its length where the system cannot say.</summary>
+    internal static long SizeOnDiskOf(string path) => RegularFile.AllocatedBytes(path) ?? new FileInfo(path).Length;
 
     /// <summary>Format-specific facts worth showing a user (create type, CID, GUIDs, ...).</summary>
     public virtual IReadOnlyDictionary<string, string> Details => new Dictionary<string, string>();

@@ -212,6 +212,44 @@ internal static class RegularFile
     }
 
     /// <summary>Linux system calls (glibc and musl); flag values for every Linux architecture .NET runs on.</summary>
+    /// <summary>
+    /// Bytes the file system has allocated for the file at <paramref name="path"/>: on Linux
+    /// st_blocks × 512 (statx), on Windows the size GetCompressedFileSize reports (less than the
+    /// length for a sparse or compressed file); null where the system cannot say (macOS, a
+    /// kernel without statx), and the caller then shows the length.
+    /// </summary>
+    public static long? AllocatedBytes(string path)
+    {
+        try
+        {
+            if (IsLinux)
+                return Linux.AllocatedBytes(path);
+            if (IsWindows)
+                return Windows.AllocatedBytes(path);
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+        }
+        return null;
+    }
+
+    /// <summary>Windows: GetCompressedFileSize, the allocated size of a sparse or compressed file (the length otherwise).</summary>
+    private static class Windows
+    {
+        private const uint InvalidFileSize = 0xFFFFFFFF;
+
+        [DllImport("kernel32", CharSet = CharSet.Unicode, SetLastError = true, EntryPoint = "GetCompressedFileSizeW")]
+        private static extern uint GetCompressedFileSize(string path, out uint high);
+
+        public static long? AllocatedBytes(string path)
+        {
+            uint low = GetCompressedFileSize(path, out uint high);
+            if (low == InvalidFileSize && Marshal.GetLastWin32Error() != 0)
+                return null;
+            return ((long)high << 32) | low;
+        }
+    }
+
     private static class Linux
     {
         public const int ORdOnly = 0, ORdWr = 2, ONoCtty = 0x100, ONonBlock = 0x800, OCloExec = 0x80000;
@@ -220,7 +258,7 @@ internal static class RegularFile
         public const int PosixFadvRandom = 1;
         private const int LockSh = 1, LockEx = 2, LockNb = 4;
         private const int AtEmptyPath = 0x1000, AtSymlinkNoFollow = 0x100;
-        private const uint StatxType = 0x1, StatxIno = 0x100, StatxSize = 0x200;
+        private const uint StatxType = 0x1, StatxIno = 0x100, StatxSize = 0x200, StatxBlocks = 0x400;
 
         // O_NOFOLLOW is 0400000 on most architectures but 0100000 on ARM and POWER.
         public static readonly int ONoFollow = RuntimeInformation.ProcessArchitecture.ToString() is "Arm" or "Arm64" or "Armv6" or "Ppc64le"
@@ -307,6 +345,26 @@ internal static class RegularFile
             length = BitConverter.ToInt64(buffer, 48);
             identity = new FileIdentity(BitConverter.ToUInt64(buffer, 0), BitConverter.ToUInt64(buffer, 8));
             return KindFromMode((int)BitConverter.ToUInt32(buffer, modeAt));
+        }
+
+        /// <summary>st_blocks × 512 of the file at a path (statx, following links), or null when unknown.</summary>
+        public static long? AllocatedBytes(string path)
+        {
+            if (_noStatx)
+                return null;
+            var buffer = new byte[256];
+            try
+            {
+                if (statx(AtFdCwd, path, 0, StatxBlocks, buffer) != 0)
+                    return null;
+            }
+            catch (EntryPointNotFoundException)
+            {
+                _noStatx = true;
+                return null;
+            }
+            // stx_blocks (u64, 512-byte units) at 48.
+            return (BitConverter.ToUInt32(buffer, 0) & StatxBlocks) != 0 ? BitConverter.ToInt64(buffer, 48) * 512 : null;
         }
 
         /// <summary>The kind of the file at a path, without opening it; null when missing or unknown.</summary>

@@ -1,11 +1,7 @@
 using System;
-using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
-using System.Text;
-using VmClone.Disks.Raw;
-using VmClone.Disks.Vhdx;
-using VmClone.Disks.Vmdk;
+using System.Linq;
 
 namespace VmClone.Disks;
 
@@ -148,32 +144,29 @@ public sealed class VirtualDisk : IDisposable
         }
         // One open serves recognising the format and the layer itself.
         FileAccessor file = FileAccessor.Open(full, access);
-        DiskFormat actual;
+        DiskFormatInfo row;
         try
         {
+            DiskFormat actual;
             if (format is DiskFormat known)
             {
                 actual = known;
             }
             else
             {
-                byte[] head = new byte[256];
+                byte[] head = new byte[DiskFormats.HeadLength];
                 int n = (int)Math.Min(head.Length, file.Length);
                 file.ReadOrZero(0, head, 0, n);
                 actual = DetectFormat(full, head, n, file.Length);
             }
+            row = DiskFormats.Get(actual, full);
         }
         catch
         {
             file.Dispose();
             throw;
         }
-        return actual switch
-        {
-            DiskFormat.Vhdx => VhdxLayer.Open(file),
-            DiskFormat.Vmdk => VmdkLayer.Open(file),
-            _ => RawLayer.Open(file),
-        };
+        return row.Open(file);
     }
 
     /// <summary>
@@ -293,19 +286,8 @@ public sealed class VirtualDisk : IDisposable
             throw new ArgumentNullException(nameof(parent));
         string full = System.IO.Path.GetFullPath(path);
         parent.RefuseOutsideRoot(full, openOptions);
-        byte[] signature = new byte[8];
-        switch (ChildFormat(full, parent, options))
-        {
-            case DiskFormat.Vhdx:
-                BinaryPrimitives.WriteUInt64LittleEndian(signature, Vhdx.FileIdentifier.Signature);
-                break;
-            case DiskFormat.Vmdk:
-                BinaryPrimitives.WriteUInt32LittleEndian(signature, Vmdk.SparseExtentHeader.Magic);
-                Array.Resize(ref signature, 4);
-                break;
-            default:
-                return false;
-        }
+        if (DiskFormats.Get(ChildFormat(full, parent, options), full).RewriteSignature is not byte[] signature)
+            return false;
         if (FileAccessor.OpenToRewrite(full, signature) is not FileAccessor target)
             return false;
         using (target)
@@ -374,39 +356,27 @@ public sealed class VirtualDisk : IDisposable
             throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': folder '{dir}' does not exist.");
         if (spec.Target is null && File.Exists(spec.Path))
             throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': the file already exists.");
-        switch (format)
+        DiskFormatInfo row = DiskFormats.Get(format, spec.Path);
+        if (!row.CanWrite || row.CreateStandalone is not Action<LayerCreateSpec> createStandalone)
+            throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': VmClone reads {row.Name} files but does not write them.");
+        if (spec.Parent is null)
         {
-            case DiskFormat.Vhdx:
-                VhdxLayer.Create(spec);
-                break;
-            case DiskFormat.Vmdk:
-                VmdkLayer.Create(spec);
-                break;
-            default:
-                RawLayer.Create(spec);
-                break;
+            createStandalone(spec);
+        }
+        else if (row.CreateChild is Action<LayerCreateSpec> createChild)
+        {
+            createChild(spec);
+        }
+        else
+        {
+            string parents = string.Join(" or ", DiskFormats.All.Where(r => r.CanHaveParent).Select(r => r.Name.ToUpperInvariant()));
+            throw new DiskChainException(spec.Path, ChainProblem.Incompatible,
+                $"A {row.Name.ToLowerInvariant()} image cannot be a differencing disk ('{spec.Path}'); use {parents} for the child.", spec.Parent.Path);
         }
     }
 
     /// <summary>The format implied by a file name's extension, or null.</summary>
-    public static DiskFormat? FormatFromExtension(string path)
-    {
-        switch (System.IO.Path.GetExtension(path).ToLowerInvariant())
-        {
-            case ".vhdx":
-            case ".avhdx":
-                return DiskFormat.Vhdx;
-            case ".vmdk":
-                return DiskFormat.Vmdk;
-            case ".raw":
-            case ".img":
-            case ".bin":
-            case ".dd":
-                return DiskFormat.Raw;
-            default:
-                return null;
-        }
-    }
+    public static DiskFormat? FormatFromExtension(string path) => DiskFormats.FromExtension(path)?.Format;
 
     /// <summary>Recognises a disk file by its signature (raw only by extension). Only a regular file is opened (see <see cref="OpenLayer"/>).</summary>
     public static DiskFormat DetectFormat(string path)
@@ -414,38 +384,15 @@ public sealed class VirtualDisk : IDisposable
         string full = System.IO.Path.GetFullPath(path);
         // Sharing writers too: only the signature is read, and only to name the format.
         using FileAccessor file = FileAccessor.Open(full, FileAccess.Read, share: FileShare.ReadWrite | FileShare.Delete);
-        byte[] head = new byte[256];
+        byte[] head = new byte[DiskFormats.HeadLength];
         int n = (int)Math.Min(head.Length, file.Length);
         file.ReadOrZero(0, head, 0, n);
         return DetectFormat(full, head, n, file.Length);
     }
 
     /// <summary>The format told by the first <paramref name="n"/> bytes of a file of <paramref name="length"/> bytes.</summary>
-    private static DiskFormat DetectFormat(string full, byte[] head, int n, long length)
-    {
-        string ascii = Encoding.ASCII.GetString(head, 0, n);
-        if (ascii.StartsWith("vhdxfile", StringComparison.Ordinal))
-            return DiskFormat.Vhdx;
-        if (ascii.StartsWith("KDMV", StringComparison.Ordinal))
-            return DiskFormat.Vmdk;
-        if (ascii.StartsWith("COWD", StringComparison.Ordinal))
-            throw new DiskFormatException(full, "signature", "a VMware ESX 2/3 COWD (vmfsSparse) extent; this format is not supported");
-        if (n >= 8 && BitConverter.ToUInt64(head, 0) == 0xCAFEBABEUL)
-            throw new DiskFormatException(full, "signature", "a VMware SESparse extent (ESXi snapshot); this format is not supported");
-        if (ascii.StartsWith("conectix", StringComparison.Ordinal))
-            throw new DiskFormatException(full, "signature", "a legacy VHD (version 1) file; only VHDX is supported (convert it with Hyper-V's Convert-VHD or qemu-img)");
-        DiskFormat? byExtension = FormatFromExtension(full);
-        // A text descriptor (any extension: VMware names them .vmdk, OVA tools not always). One
-        // too large to be one is still recognised, to be refused as that, unread; a raw image
-        // by its name stays raw whatever its first bytes say.
-        if (LooksLikeDescriptor(ascii) && (length <= Descriptor.MaxBytes || byExtension != DiskFormat.Raw))
-            return DiskFormat.Vmdk;
-        if (byExtension == DiskFormat.Raw)
-            return DiskFormat.Raw;
-        if (byExtension is DiskFormat known)
-            throw new DiskFormatException(full, "signature", $"the file has a .{known.ToString().ToLowerInvariant()} name but no {known.ToString().ToUpperInvariant()} signature (truncated, encrypted or not a disk)", 0);
-        throw new DiskFormatException(full, "signature", "not a VHDX or VMDK file; open raw images with the Raw format (or a .raw/.img extension)", 0);
-    }
+    private static DiskFormat DetectFormat(string full, byte[] head, int n, long length) =>
+        DiskFormats.Recognise(full, head, n, length);
 
     /// <summary>
     /// Where each run of [<paramref name="position"/>, +<paramref name="length"/>) comes from in

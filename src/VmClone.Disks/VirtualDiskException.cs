@@ -63,6 +63,12 @@ public sealed class DiskFormatException : VirtualDiskException
     /// </summary>
     public FileKind? FileKind { get; internal set; }
 
+    /// <summary>
+    /// The format the file holds when what is wrong is that its extension names the other one
+    /// (a VMDK named .vhdx, a VHDX named .vmdk); null otherwise.
+    /// </summary>
+    public DiskFormat? FormatFound { get; internal set; }
+
     private static string Compose(string path, string structure, string reason, long? offset) =>
         offset is long o
             ? $"'{path}' is not a valid disk: {structure} at offset {o}: {reason}"

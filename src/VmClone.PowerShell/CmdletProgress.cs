@@ -15,15 +15,38 @@ internal sealed class CmdletProgress : IProgress<OperationProgress>, IDisposable
     private readonly Cmdlet _cmdlet;
     private readonly int _activityId;
     private readonly int _parentActivityId;
+    private readonly string? _subject;
     private readonly Stopwatch _sinceLast = Stopwatch.StartNew();
     private ProgressRecord? _last;
 
-    public CmdletProgress(Cmdlet cmdlet, int activityId = 1, int parentActivityId = -1)
+    /// <summary>A bar of <paramref name="cmdlet"/>; with <paramref name="subject"/>, the bar of a fleet command's clone, named by it ("Restore-VmClone lab-07"), Core's activity then leading the status.</summary>
+    public CmdletProgress(Cmdlet cmdlet, int activityId = 1, int parentActivityId = -1, string? subject = null)
     {
         _cmdlet = cmdlet;
         _activityId = activityId;
         _parentActivityId = parentActivityId;
+        _subject = subject;
     }
+
+    /// <summary>
+    /// A record of one clone's bar in a fleet command: the activity names the command and the
+    /// clone ("Restore-VmClone lab-07"), the status what is done to which volume ("system: 1.2 GiB
+    /// of 40 GiB"), so that bars of clones worked on side by side can be told apart.
+    /// </summary>
+    internal static ProgressRecord ForClone(int activityId, int parentActivityId, string subject, OperationProgress value) =>
+        new(activityId, subject, $"{value.Activity}: {value.Status}") { PercentComplete = value.Percent, ParentActivityId = parentActivityId };
+
+    /// <summary>
+    /// The record that closes the bar <paramref name="last"/> showed: a new one, since the host
+    /// keeps the records it was given and a changed one would rewrite what was shown.
+    /// </summary>
+    internal static ProgressRecord Completed(ProgressRecord last) =>
+        new(last.ActivityId, last.Activity, last.StatusDescription)
+        {
+            PercentComplete = last.PercentComplete,
+            ParentActivityId = last.ParentActivityId,
+            RecordType = ProgressRecordType.Completed,
+        };
 
     public void Report(OperationProgress value)
     {
@@ -31,7 +54,9 @@ internal sealed class CmdletProgress : IProgress<OperationProgress>, IDisposable
         if (_last is not null && !final && _sinceLast.ElapsedMilliseconds < 200)
             return;
         _sinceLast.Restart();
-        _last = new ProgressRecord(_activityId, value.Activity, value.Status) { PercentComplete = value.Percent, ParentActivityId = _parentActivityId };
+        _last = _subject is null
+            ? new ProgressRecord(_activityId, value.Activity, value.Status) { PercentComplete = value.Percent, ParentActivityId = _parentActivityId }
+            : ForClone(_activityId, _parentActivityId, _subject, value);
         _cmdlet.WriteProgress(_last);
     }
 
@@ -39,8 +64,7 @@ internal sealed class CmdletProgress : IProgress<OperationProgress>, IDisposable
     {
         if (_last is null)
             return;
-        _last.RecordType = ProgressRecordType.Completed;
-        _cmdlet.WriteProgress(_last);
+        _cmdlet.WriteProgress(Completed(_last));
         _last = null;
     }
 }

@@ -48,7 +48,11 @@ internal sealed class FleetRunner : IDisposable
     private readonly List<Task> _workers = new();
     private long _submitted;
     private long _released;
+    // The number of clones the command works on, when known before the first is done (names given
+    // to the parameter, -Base); null for piped input, where the bar shows a count and no percentage.
+    private long? _total;
     private ProgressRecord? _overall;
+    private long _shownDone = -1;
 
     public FleetRunner(Cmdlet cmdlet, int throttleLimit, string activity, CancellationToken cancellationToken)
     {
@@ -61,33 +65,33 @@ internal sealed class FleetRunner : IDisposable
     private CancellationToken Token => _cancellation.Token;
 
     /// <summary>
+    /// Adds <paramref name="count"/> clones to the total the overall bar counts against: call once
+    /// per input record, before its clones are run or skipped, when every clone comes in one go.
+    /// </summary>
+    public void ExpectTotal(int count)
+    {
+        _total = (_total ?? 0) + count;
+        ReportOverall();
+    }
+
+    /// <summary>A clone counted in the total that is not worked on (its plan failed, it was declined): it counts as done, in input order.</summary>
+    public void Skip()
+    {
+        long sequence = ++_submitted;
+        Post(sequence, () => { });
+        Pump(block: false);
+    }
+
+    /// <summary>
     /// Runs <paramref name="work"/> for one clone (now, or on a worker) and writes its result
     /// (when <paramref name="writeResult"/>) or its error with <paramref name="target"/> as target.
+    /// <paramref name="subject"/> names the clone's own progress bar ("Restore-VmClone lab-07").
     /// Call on the pipeline thread, after ShouldProcess.
     /// </summary>
-    public void Run(VmStore store, object target, string label, Func<IProgress<OperationProgress>, CancellationToken, object?> work, bool writeResult)
+    public void Run(VmStore store, object target, string label, string subject, Func<IProgress<OperationProgress>, CancellationToken, object?> work, bool writeResult)
     {
         long sequence = ++_submitted;
         _cmdlet.WriteVerbose($"{label}: started.");
-        if (_throttleLimit == 1)
-        {
-            var watch = Stopwatch.StartNew();
-            try
-            {
-                object? result;
-                using (var progress = new CmdletProgress(_cmdlet, 2, 1))
-                    result = work(progress, Token);
-                Finished(label, watch, writeResult ? result : null, null);
-            }
-            catch (Exception ex) when (VmCloneCmdlet.IsExpected(ex))
-            {
-                Finished(label, watch, null, VmCloneCmdlet.ToErrorRecord(ex, target, targetWins: true));
-            }
-            _released++;
-            ReportOverall();
-            return;
-        }
-
         if (HoldBatch(store) is Exception storeWide)
         {
             // The store-wide step failed (store.json unreadable or of a newer format, the store
@@ -99,9 +103,27 @@ internal sealed class FleetRunner : IDisposable
             Pump(block: false);
             return;
         }
+        if (_throttleLimit == 1)
+        {
+            var watch = Stopwatch.StartNew();
+            try
+            {
+                object? result;
+                using (var progress = new CmdletProgress(_cmdlet, 2, 1, subject))
+                    result = work(progress, Token);
+                Finished(label, watch, writeResult ? result : null, null);
+            }
+            catch (Exception ex) when (VmCloneCmdlet.IsExpected(ex))
+            {
+                Finished(label, watch, null, VmCloneCmdlet.ToErrorRecord(ex, target, targetWins: true));
+            }
+            _released++;
+            ReportOverall();
+            return;
+        }
         while (_workers.Count < _throttleLimit && _workers.Count < _submitted)
             _workers.Add(Task.Factory.StartNew(Work, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default));
-        _work.Add(new Job(sequence, target, label, work, writeResult));
+        _work.Add(new Job(sequence, target, label, subject, work, writeResult));
         Pump(block: false);
     }
 
@@ -161,8 +183,14 @@ internal sealed class FleetRunner : IDisposable
         {
             if (_overall is not null)
             {
-                _overall.RecordType = ProgressRecordType.Completed;
-                _cmdlet.WriteProgress(_overall);
+                // The last count is always shown, however soon it came after the one before.
+                if (_shownDone != _released)
+                    WriteOverall();
+                _cmdlet.WriteProgress(new ProgressRecord(1, _overall.Activity, _overall.StatusDescription)
+                {
+                    PercentComplete = _overall.PercentComplete,
+                    RecordType = ProgressRecordType.Completed,
+                });
                 _overall = null;
             }
         }
@@ -173,7 +201,7 @@ internal sealed class FleetRunner : IDisposable
         foreach (Job job in _work.GetConsumingEnumerable())
         {
             var watch = Stopwatch.StartNew();
-            var progress = new QueuedProgress(this, (int)(2 + job.Sequence % 100_000));
+            var progress = new QueuedProgress(this, (int)(2 + job.Sequence % 100_000), job.Subject);
             try
             {
                 Token.ThrowIfCancellationRequested();
@@ -221,15 +249,31 @@ internal sealed class FleetRunner : IDisposable
 
     private readonly Stopwatch _sinceOverall = Stopwatch.StartNew();
 
-    /// <summary>The "N of M done" bar, at most five times a second (a record per clone would cost more than the clone at fleet scale).</summary>
+    /// <summary>
+    /// The overall bar, at most five times a second (a record per clone would cost more than the
+    /// clone at fleet scale): "N of M done" with its percentage when the total is known, else
+    /// "N done" without one, since a total that grows with the input would read 100 % all along.
+    /// Shown for two clones or more.
+    /// </summary>
     private void ReportOverall()
     {
-        if (_submitted < 2 || (_overall is not null && _released < _submitted && _sinceOverall.ElapsedMilliseconds < 200))
+        if ((_total ?? _submitted) < 2)
             return;
+        bool allDone = _total is long total && _released >= total;
+        if (_overall is not null && !allDone && _sinceOverall.ElapsedMilliseconds < 200)
+            return;
+        WriteOverall();
+    }
+
+    private void WriteOverall()
+    {
         _sinceOverall.Restart();
-        _overall ??= new ProgressRecord(1, _activity, " ");
-        _overall.StatusDescription = $"{_released} of {_submitted} done";
-        _overall.PercentComplete = (int)(100 * _released / _submitted);
+        _shownDone = _released;
+        // A new record each time: the host (and a PowerShell instance's Progress stream) keeps
+        // the record it was given, so changing a written one would rewrite what it showed.
+        _overall = _total is long total
+            ? new ProgressRecord(1, _activity, $"{_released} of {total} done") { PercentComplete = total == 0 ? 100 : (int)(100 * _released / total) }
+            : new ProgressRecord(1, _activity, $"{_released} done") { PercentComplete = -1 };
         _cmdlet.WriteProgress(_overall);
     }
 
@@ -258,23 +302,25 @@ internal sealed class FleetRunner : IDisposable
         _cancellation.Dispose();
     }
 
-    private sealed record Job(long Sequence, object Target, string Label, Func<IProgress<OperationProgress>, CancellationToken, object?> Work, bool WriteResult);
+    private sealed record Job(long Sequence, object Target, string Label, string Subject, Func<IProgress<OperationProgress>, CancellationToken, object?> Work, bool WriteResult);
 
     /// <summary>A worker's progress: records are posted to the pipeline thread, a few per second.</summary>
     private sealed class QueuedProgress : IProgress<OperationProgress>
     {
         private readonly FleetRunner _runner;
         private readonly int _activityId;
+        private readonly string _subject;
         // Started with the operation: one that is done within a fifth of a second shows no bar
         // of its own (at fleet scale a bar per clone would cost more than the clone); a longer
         // one shows its progress a few times a second.
         private readonly Stopwatch _sinceLast = Stopwatch.StartNew();
         private ProgressRecord? _last;
 
-        public QueuedProgress(FleetRunner runner, int activityId)
+        public QueuedProgress(FleetRunner runner, int activityId, string subject)
         {
             _runner = runner;
             _activityId = activityId;
+            _subject = subject;
         }
 
         public void Report(OperationProgress value)
@@ -282,7 +328,7 @@ internal sealed class FleetRunner : IDisposable
             if (_sinceLast.ElapsedMilliseconds < 200)
                 return;
             _sinceLast.Restart();
-            var record = new ProgressRecord(_activityId, value.Activity, value.Status) { PercentComplete = value.Percent, ParentActivityId = 1 };
+            var record = CmdletProgress.ForClone(_activityId, 1, _subject, value);
             _last = record;
             if (!_runner._postingClosed)
                 _runner.ToPipeline(() => _runner._cmdlet.WriteProgress(record));
@@ -293,8 +339,7 @@ internal sealed class FleetRunner : IDisposable
         {
             if (_last is null)
                 return;
-            _last.RecordType = ProgressRecordType.Completed;
-            _runner._cmdlet.WriteProgress(_last);
+            _runner._cmdlet.WriteProgress(CmdletProgress.Completed(_last));
         }
     }
 }

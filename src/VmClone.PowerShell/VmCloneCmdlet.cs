@@ -4,6 +4,7 @@ using System.IO;
 using System.Management.Automation;
 using System.Threading;
 using VmClone.Disks;
+using VmClone.Core.Store;
 
 namespace VmClone.PowerShell;
 
@@ -65,24 +66,28 @@ public abstract class VmCloneCmdlet : PSCmdlet
             }, targetWins ? target : vm.Target ?? target);
         (string id, ErrorCategory category) = ex switch
         {
-            DiskChainException { Problem: ChainProblem.ParentMissing } => ("DiskParentMissing", ErrorCategory.ObjectNotFound),
-            DiskChainException { Problem: ChainProblem.ParentModified } => ("DiskParentModified", ErrorCategory.InvalidData),
-            DiskChainException { Problem: ChainProblem.Loop } => ("DiskChainLoop", ErrorCategory.InvalidData),
-            DiskChainException { Problem: ChainProblem.TooDeep } => ("DiskChainTooDeep", ErrorCategory.LimitsExceeded),
-            DiskChainException { Problem: ChainProblem.OutsideAllowedRoot } => ("DiskParentOutsideRoot", ErrorCategory.SecurityError),
-            DiskChainException => ("DiskChainIncompatible", ErrorCategory.InvalidArgument),
-            DiskFormatException => ("DiskFormatInvalid", ErrorCategory.InvalidData),
-            VirtualDiskException v when v.InnerException is FileNotFoundException or DirectoryNotFoundException => ("DiskNotFound", ErrorCategory.ObjectNotFound),
-            VirtualDiskException v when v.InnerException is UnauthorizedAccessException => ("DiskAccessDenied", ErrorCategory.PermissionDenied),
-            VirtualDiskException => ("DiskOperationFailed", ErrorCategory.WriteError),
-            FileNotFoundException or DirectoryNotFoundException => ("PathNotFound", ErrorCategory.ObjectNotFound),
-            UnauthorizedAccessException => ("AccessDenied", ErrorCategory.PermissionDenied),
-            ItemNotFoundException => ("PathNotFound", ErrorCategory.ObjectNotFound),
-            ArgumentException => ("InvalidArgument", ErrorCategory.InvalidArgument),
-            InvalidOperationException => ("InvalidOperation", ErrorCategory.InvalidOperation),
-            OperationCanceledException => ("OperationStopped", ErrorCategory.OperationStopped),
-            _ => ("OperationFailed", ErrorCategory.NotSpecified),
+            DiskChainException { Problem: ChainProblem.ParentMissing } => (StoreErrorIds.DiskParentMissing, ErrorCategory.ObjectNotFound),
+            DiskChainException { Problem: ChainProblem.ParentModified } => (StoreErrorIds.DiskParentModified, ErrorCategory.InvalidData),
+            DiskChainException { Problem: ChainProblem.Loop } => (StoreErrorIds.DiskChainLoop, ErrorCategory.InvalidData),
+            DiskChainException { Problem: ChainProblem.TooDeep } => (StoreErrorIds.DiskChainTooDeep, ErrorCategory.LimitsExceeded),
+            DiskChainException { Problem: ChainProblem.OutsideAllowedRoot } => (StoreErrorIds.DiskParentOutsideRoot, ErrorCategory.SecurityError),
+            DiskChainException => (StoreErrorIds.DiskChainIncompatible, ErrorCategory.InvalidArgument),
+            DiskFormatException { FormatFound: not null } => (StoreErrorIds.DiskExtensionMismatch, ErrorCategory.InvalidData),
+            DiskFormatException => (StoreErrorIds.DiskFormatInvalid, ErrorCategory.InvalidData),
+            VirtualDiskException v when v.InnerException is FileNotFoundException or DirectoryNotFoundException => (StoreErrorIds.DiskNotFound, ErrorCategory.ObjectNotFound),
+            VirtualDiskException v when v.InnerException is UnauthorizedAccessException => (StoreErrorIds.DiskAccessDenied, ErrorCategory.PermissionDenied),
+            VirtualDiskException => (StoreErrorIds.DiskOperationFailed, ErrorCategory.WriteError),
+            FileNotFoundException or DirectoryNotFoundException => (StoreErrorIds.PathNotFound, ErrorCategory.ObjectNotFound),
+            UnauthorizedAccessException => (StoreErrorIds.AccessDenied, ErrorCategory.PermissionDenied),
+            ItemNotFoundException => (StoreErrorIds.PathNotFound, ErrorCategory.ObjectNotFound),
+            ArgumentException => (StoreErrorIds.InvalidArgument, ErrorCategory.InvalidArgument),
+            InvalidOperationException => (StoreErrorIds.InvalidOperation, ErrorCategory.InvalidOperation),
+            OperationCanceledException => (StoreErrorIds.OperationStopped, ErrorCategory.OperationStopped),
+            _ => (StoreErrorIds.OperationFailed, ErrorCategory.NotSpecified),
         };
+        // An argument error names the code's parameter (" (Parameter 'spec')"): the user sees the message alone.
+        if (ex is ArgumentException { ParamName: not null })
+            ex = new ArgumentException(VmClone.Core.UserFacing.Message(ex), ex);
         return new ErrorRecord(ex, id, category, target);
     }
 
@@ -110,7 +115,7 @@ public abstract class VmCloneCmdlet : PSCmdlet
             }
             catch (Exception ex) when (ex is ItemNotFoundException or ArgumentException or System.Management.Automation.DriveNotFoundException or ProviderNotFoundException)
             {
-                WriteError(new ErrorRecord(ex, "PathNotFound", ErrorCategory.ObjectNotFound, path));
+                WriteError(new ErrorRecord(ex, StoreErrorIds.PathNotFound, ErrorCategory.ObjectNotFound, path));
                 continue;
             }
             foreach (string r in resolved)

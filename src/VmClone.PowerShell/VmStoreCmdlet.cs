@@ -90,46 +90,19 @@ public abstract class VmStoreCmdlet : VmCloneCmdlet, IDisposable
             _cannotConfirm = true;
             WriteError(new ErrorRecord(new InvalidOperationException(
                 $"{MyInvocation.MyCommand.Name} asks for confirmation before it changes anything, and this PowerShell host cannot ask ({ex.Message}) Add -Force or -Confirm:$false to run it unattended, or -WhatIf to see the plan.", ex),
-                "ConfirmationNotPossible", ErrorCategory.InvalidOperation, plan.Subject));
+                StoreErrorIds.ConfirmationNotPossible, ErrorCategory.InvalidOperation, plan.Subject));
             return false;
         }
     }
 
     private bool _cannotConfirm;
 
-    private FleetRunner? _fleet;
-    private readonly HashSet<string> _seen = new(StringComparer.OrdinalIgnoreCase);
-
-    /// <summary>False when this command was already given the clone (named twice): it is worked on once.</summary>
-    protected bool FirstTime(VmStore store, string name)
-    {
-        if (_seen.Add(store.Root + "|" + name))
-            return true;
-        WriteVerbose($"Clone '{name}' was given more than once; it is worked on once.");
-        return false;
-    }
-
-    /// <summary>The runner that works on clones in parallel (see FleetRunner); made on first use.</summary>
-    private protected FleetRunner Fleet(int throttleLimit, string activity) =>
-        _fleet ??= new FleetRunner(this, throttleLimit, activity, CancellationToken);
-
-    protected override void EndProcessing()
-    {
-        FleetRunner? fleet = _fleet;
-        _fleet = null;
-        if (fleet is not null)
-        {
-            using (fleet)
-                fleet.Finish();
-        }
-        base.EndProcessing();
-    }
-
     /// <summary>Called by PowerShell when the pipeline ends, also when it was stopped: workers are stopped and the stores let go.</summary>
-    public void Dispose()
+    public void Dispose() => ReleaseResources();
+
+    /// <summary>Lets go of what the command holds; a fleet command stops its workers first.</summary>
+    private protected virtual void ReleaseResources()
     {
-        _fleet?.Dispose();
-        _fleet = null;
         // The stores keep the base volumes they created clones over open (see VmStore.At).
         foreach (VmStore store in _stores.Values)
             store.Dispose();
@@ -161,7 +134,7 @@ public abstract class VmStoreCmdlet : VmCloneCmdlet, IDisposable
             }
             if (!any && !WildcardPattern.ContainsWildcardCharacters(pattern))
             {
-                string id = kind == "base" ? "BaseNotFound" : "CloneNotFound";
+                string id = kind == "base" ? StoreErrorIds.BaseNotFound : StoreErrorIds.CloneNotFound;
                 WriteError(ToErrorRecord(new StoreException(id, VmCloneErrorKind.NotFound, $"There is no {kind} '{pattern}' in store '{storeRoot}'.", pattern), pattern));
             }
         }

@@ -61,3 +61,23 @@ Describe 'New-VmBase -FromClone of a clone in use' -Skip:(-not $IsLinux) {
         (New-VmBase win11-v4 -FromClone lab-01 -Store $store).Name | Should -Be 'win11-v4'
     }
 }
+
+Describe 'New-VmBase -Format' {
+    BeforeAll {
+        Import-Module $env:VMCLONE_MODULE -Force
+        Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    }
+
+    It 'accepts the formats the store keeps bases in and refuses raw before anything is written' {
+        $dir = New-TestFolder
+        $store = Join-Path $dir 'store'
+        $e = try { New-VmBase -Store $store -Name b -Format Raw -Volume @{ Name = 'System'; Type = 'System'; SizeBytes = 1MB } -Confirm:$false -ErrorAction Stop; $null } catch { $_ }
+        $e.FullyQualifiedErrorId | Should -BeLike 'ParameterArgumentValidationError*'
+        Test-Path (Join-Path $store 'bases/b') | Should -BeFalse
+    }
+
+    It 'lists the base formats in its help' {
+        $values = (Get-Help New-VmBase -Parameter Format).parameterValueGroup.parameterValue
+        $values | Should -Be @('Vhdx', 'Vmdk')
+    }
+}

@@ -95,7 +95,8 @@ function Invoke-TestPwsh {
 
 # A store at $Root with base win11 (system with content, temp, data) and the given clones.
 # With -DataInBase the base's data volume holds data, so the clones' data volumes are its children.
-function New-TestFleet([string] $Root, [string[]] $Clone = @('lab-01', 'lab-02'), [string] $Folder, [string] $Base = 'win11', [switch] $DataInBase) {
+# -Format makes the store's volumes VMDK instead of VHDX.
+function New-TestFleet([string] $Root, [string[]] $Clone = @('lab-01', 'lab-02'), [string] $Folder, [string] $Base = 'win11', [switch] $DataInBase, [string] $Format = 'Vhdx') {
     $tag = [guid]::NewGuid().ToString('N').Substring(0, 6)
     $system = Join-Path $Folder "system-$tag.vhdx"
     New-VmDisk $system 64MB | Out-Null
@@ -106,11 +107,42 @@ function New-TestFleet([string] $Root, [string[]] $Clone = @('lab-01', 'lab-02')
         New-VmDisk $data.Path 32MB | Out-Null
         Write-DiskBytes $data.Path 1MB (Get-RandomBytes 65536 7)
     }
-    New-VmBase $Base -Store $Root -Volume @(
+    New-VmBase $Base -Store $Root -Format $Format -Volume @(
         @{ Name = 'system'; Type = 'System'; Path = $system }
         @{ Name = 'temp'; Type = 'Temporary'; SizeBytes = 32MB }
         $data) | Out-Null
     if ($Clone) { New-VmClone $Clone -Base $Base -Store $Root | Out-Null }
+}
+
+# The path of a clone's (or with -Base, a base's) volume.
+function Get-TestVolumePath([string] $Store, [string] $Clone, [string] $Volume, [string] $Base) {
+    if ($Base) { (Get-VmVolume -Base $Base -Store $Store | Where-Object Name -eq $Volume).Path }
+    else { (Get-VmVolume -Clone $Clone -Store $Store | Where-Object Name -eq $Volume).Path }
+}
+
+function Write-DiskText([string] $Path, [long] $Offset, [string] $Text) {
+    Write-DiskBytes $Path $Offset ([Text.Encoding]::UTF8.GetBytes($Text))
+}
+
+function Read-DiskText([string] $Path, [long] $Offset, [int] $Count) {
+    [Text.Encoding]::UTF8.GetString((Read-DiskBytes $Path $Offset $Count))
+}
+
+# Every file under $Root with its length and last write time: what -WhatIf must leave as it is.
+function Get-TestSnapshot([string] $Root) {
+    Get-ChildItem -LiteralPath $Root -Recurse -Force | Sort-Object FullName |
+        ForEach-Object { '{0} {1} {2}' -f $_.FullName, $(if ($_.PSIsContainer) { 'dir' } else { $_.Length }), $_.LastWriteTimeUtc.Ticks }
+}
+
+# Formats the store tests run in: VMDK unless the engine says it is not written yet.
+function Get-TestFormats {
+    $vmdkSkip = $false
+    $probe = Join-Path ([IO.Path]::GetTempPath()) ("vmclone-probe-" + [guid]::NewGuid().ToString('N').Substring(0, 8) + '.vmdk')
+    try { [VmClone.Disks.VirtualDisk]::CreateDynamic($probe, 1MB).Dispose() }
+    catch { if ($_.Exception.Message -like '*being written*') { $vmdkSkip = $true } else { throw } }
+    finally { Remove-Item -LiteralPath $probe -Force -ErrorAction SilentlyContinue }
+    @{ Format = 'Vhdx'; Skip = $false }
+    @{ Format = 'Vmdk'; Skip = $vmdkSkip }
 }
 
 Export-ModuleMember -Function *

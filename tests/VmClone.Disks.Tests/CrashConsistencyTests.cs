@@ -88,17 +88,13 @@ public class CrashConsistencyTests
         }
     }
 
-    public static IEnumerable<object[]> Variants() => new[]
-    {
-        new object[] { DiskFormat.Vhdx, false, false },
-        new object[] { DiskFormat.Vhdx, true, false },
-        new object[] { DiskFormat.Vmdk, false, false },
-        new object[] { DiskFormat.Vmdk, true, false },
-        new object[] { DiskFormat.Vhdx, false, true },
-        new object[] { DiskFormat.Vhdx, true, true },
-        new object[] { DiskFormat.Vmdk, false, true },
-        new object[] { DiskFormat.Vmdk, true, true },
-    };
+    // Every writable registered format with a parent (the chain contract's formats), dynamic
+    // and differencing, with and without batches.
+    public static IEnumerable<object[]> Variants() =>
+        from batched in new[] { false, true }
+        from format in Contract.ContractFormats.WithParent().Select(f => (DiskFormat)f[0])
+        from differencing in new[] { false, true }
+        select new object[] { format, differencing, batched };
 
     /// <summary>
     /// With <paramref name="batched"/> the workload also opens and closes write batches
@@ -110,8 +106,8 @@ public class CrashConsistencyTests
     public void AWriteCutOffAnywhereLeavesAFileThatOpensWithEveryFlushedWrite(DiskFormat format, bool differencing, bool batched)
     {
         using var folder = new TempFolder();
-        string ext = format == DiskFormat.Vhdx ? ".vhdx" : ".vmdk";
-        var create = new DiskCreateOptions { Format = format, BlockSizeBytes = format == DiskFormat.Vhdx ? 1L << 20 : null };
+        string ext = Contract.ContractFormats.Extension(format);
+        DiskCreateOptions create = Contract.ContractFormats.Create(format);
         string parent = folder.File("parent" + ext);
         byte[] initial = new byte[Size];
         if (differencing)

@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmClone.Disks;
+using VmClone.Core.Store;
 
 namespace VmClone.Core.Disks;
 
@@ -19,10 +20,10 @@ public static partial class DiskOperations
     {
         string destination = Path.GetFullPath(destinationPath);
         if (File.Exists(destination))
-            throw new VmCloneException("DestinationExists", VmCloneErrorKind.AlreadyExists, $"Cannot write '{destination}': the file already exists.", destination);
+            throw new VmCloneException(StoreErrorIds.DestinationExists, VmCloneErrorKind.AlreadyExists, $"Cannot write '{destination}': the file already exists.", destination);
         using VirtualDisk source = VirtualDisk.Open(sourcePath, FileAccess.Read, openOptions);
         if (source.Layers.Any(l => PathUtil.SamePath(l.Path, destination)))
-            throw new VmCloneException("DestinationInChain", VmCloneErrorKind.InvalidArgument, $"'{destination}' is part of the chain being converted.", destination);
+            throw new VmCloneException(StoreErrorIds.DestinationInChain, VmCloneErrorKind.InvalidArgument, $"'{destination}' is part of the chain being converted.", destination);
 
         DiskFormat targetFormat = format ?? VirtualDisk.FormatFromExtension(destination) ?? source.Format;
         var options = new DiskCreateOptions
@@ -107,6 +108,11 @@ public static partial class DiskOperations
         {
             write(staged);
             File.Move(staged, destination);
+        }
+        catch (Exception ex) when (UserFacing.Renamed(ex, staged, destination) is Exception renamed)
+        {
+            // The staging folder is ours; the user named the destination.
+            throw renamed;
         }
         finally
         {

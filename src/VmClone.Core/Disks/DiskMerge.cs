@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmClone.Disks;
+using VmClone.Core.Store;
 
 namespace VmClone.Core.Disks;
 
@@ -48,7 +49,7 @@ public static partial class DiskOperations
         using (VirtualDisk view = VirtualDisk.Open(child, FileAccess.Read, chainOptions))
             chain = view.Layers.Select(l => l.Path).ToList();
         if (chain.Count < 2)
-            throw new VmCloneException("DiskHasNoParent", VmCloneErrorKind.InvalidArgument, $"'{child}' has no parent to merge into.", child);
+            throw new VmCloneException(StoreErrorIds.DiskHasNoParent, VmCloneErrorKind.InvalidArgument, $"'{child}' has no parent to merge into.", child);
 
         int t = 1;
         if (destinationPath is not null)
@@ -56,19 +57,19 @@ public static partial class DiskOperations
             string destination = Path.GetFullPath(destinationPath);
             t = chain.FindIndex(p => PathUtil.SamePath(p, destination));
             if (t <= 0)
-                throw new VmCloneException("NotAnAncestor", VmCloneErrorKind.InvalidArgument,
+                throw new VmCloneException(StoreErrorIds.NotAnAncestor, VmCloneErrorKind.InvalidArgument,
                     $"'{destination}' is not an ancestor of '{child}'. Its chain is: {string.Join(" -> ", chain)}.", destination);
         }
         string targetPath = chain[t];
         if (resumedTarget is not null && !PathUtil.SamePath(resumedTarget, targetPath))
-            throw new VmCloneException("MergeInProgress", VmCloneErrorKind.InvalidOperation,
+            throw new VmCloneException(StoreErrorIds.MergeInProgress, VmCloneErrorKind.InvalidOperation,
                 $"A merge of '{child}' into '{resumedTarget}' was cut off; finish it first (Merge-VmDisk -Path '{child}' -DestinationPath '{resumedTarget}').", child);
 
         if (!force)
         {
             var others = FindChildren(targetPath, chain.Take(t + 1).Select(p => Path.GetDirectoryName(p)!).Distinct(), exclude: chain.Take(t));
             if (others.Count > 0)
-                throw new VmCloneException("MergeTargetHasChildren", VmCloneErrorKind.InUse,
+                throw new VmCloneException(StoreErrorIds.MergeTargetHasChildren, VmCloneErrorKind.InUse,
                     $"'{targetPath}' has other children that merging would corrupt: {string.Join(", ", others.Select(o => $"'{o}'"))}. " +
                     "Merge into a disk nothing else depends on, or use -Force if those children are to be discarded.", targetPath);
         }
@@ -151,7 +152,7 @@ public static partial class DiskOperations
                 continue;
             foreach (string file in Directory.EnumerateFiles(folder))
             {
-                if (VirtualDisk.FormatFromExtension(file) is not (DiskFormat.Vhdx or DiskFormat.Vmdk))
+                if (DiskFormats.FromExtension(file) is not { CanHaveParent: true })
                     continue;
                 if (PathUtil.SamePath(file, parent) || excluded.Any(e => PathUtil.SamePath(e, file)))
                     continue;

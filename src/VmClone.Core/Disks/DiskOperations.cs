@@ -1,8 +1,10 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using VmClone.Disks;
+using VmClone.Core.Store;
 
 namespace VmClone.Core.Disks;
 
@@ -11,8 +13,8 @@ public static partial class DiskOperations
 {
     /// <summary>
     /// The format a new file at <paramref name="path"/> is written in: <paramref name="given"/>,
-    /// else the one its extension names. A file whose extension names none (x.qcow2, x.vhd, a
-    /// file without one) is refused (UnknownDiskExtension) rather than written in a format its
+    /// else the one its extension names in the format registry. A file whose extension names
+    /// none (x.qcow2, x.vhd, a file without one) is refused (UnknownDiskExtension) rather than written in a format its
     /// name does not say, which no hypervisor would then open by that name.
     /// </summary>
     public static DiskFormat FormatFor(string path, DiskFormat? given)
@@ -22,10 +24,14 @@ public static partial class DiskOperations
         if (VirtualDisk.FormatFromExtension(path) is DiskFormat fromName)
             return fromName;
         string extension = Path.GetExtension(path);
-        throw new VmCloneException("UnknownDiskExtension", VmCloneErrorKind.InvalidArgument,
+        throw new VmCloneException(StoreErrorIds.UnknownDiskExtension, VmCloneErrorKind.InvalidArgument,
             $"'{path}': {(extension.Length == 0 ? "a file name without an extension" : $"the extension '{extension}'")} names no format VmClone writes " +
-            "(.vhdx or .avhdx, .vmdk, .raw, .img, .bin or .dd); name the file with one of them, or give the format.", path);
+            $"({string.Join(", ", DiskFormats.All.Select(f => Alternatives(f.Extensions)))}); name the file with one of them, or give the format.", path);
     }
+
+    /// <summary>"a", "a or b", "a, b or c".</summary>
+    private static string Alternatives(IReadOnlyList<string> items) =>
+        items.Count <= 1 ? string.Join("", items) : string.Join(", ", items.Take(items.Count - 1)) + " or " + items[items.Count - 1];
 
     /// <summary>Creates a dynamic disk (no parent) or a differencing disk over <paramref name="parentPath"/>.</summary>
     public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options) =>
@@ -39,7 +45,7 @@ public static partial class DiskOperations
     public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options, DiskOpenOptions? openOptions)
     {
         if (parentPath is null && virtualSize is null)
-            throw new ArgumentException("A new disk needs either a size or a parent.", nameof(virtualSize));
+            throw new ArgumentException("A new disk needs either a size (-SizeBytes) or a parent (-ParentPath).");
         // The engine holds the parent and its whole chain to the caller's root while it opens
         // them, the one time they are opened: a child is never linked to a chain leading out.
         VirtualDisk disk = parentPath is null
@@ -51,7 +57,7 @@ public static partial class DiskOperations
             {
                 disk.Dispose();
                 File.Delete(path);
-                throw new ArgumentException($"A differencing disk has its parent's size ({disk.Capacity} bytes); {size} was asked for.", nameof(virtualSize));
+                throw new ArgumentException($"'{path}': a differencing disk has its parent's size ({disk.Capacity} bytes); {size} was asked for (leave out -SizeBytes).");
             }
             return Describe(disk.Top, 0, disk.Layers.Count, null);
         }
@@ -147,6 +153,7 @@ public static partial class DiskOperations
             Type = layer.Type,
             VirtualSize = layer.VirtualSize,
             FileSize = layer.FileSize,
+            SizeOnDisk = layer.SizeOnDisk,
             AllocatedSize = layer.AllocatedBytes,
             BlockSize = layer.BlockSize,
             LogicalSectorSize = layer.LogicalSectorSize,

@@ -5,6 +5,7 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using VmClone.Disks;
+using VmClone.Core.Store;
 
 namespace VmClone.Core.Disks;
 
@@ -92,7 +93,7 @@ public static partial class DiskOperations
     private static void CheckReparent(DiskLayer child, VirtualDisk newParent)
     {
         if (child.ParentReference is null)
-            throw new VmCloneException("DiskHasNoParent", VmCloneErrorKind.InvalidArgument, $"'{child.Path}' is not a differencing disk; it has no parent to change.", child.Path);
+            throw new VmCloneException(StoreErrorIds.DiskHasNoParent, VmCloneErrorKind.InvalidArgument, $"'{child.Path}' is not a differencing disk; it has no parent to change.", child.Path);
         if (child.VirtualSize != newParent.Capacity)
             throw new DiskChainException(child.Path, ChainProblem.Incompatible,
                 $"'{newParent.Path}' is {newParent.Capacity} bytes but '{child.Path}' is {child.VirtualSize}; a parent must have its child's size.", newParent.Path);

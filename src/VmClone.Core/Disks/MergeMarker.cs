@@ -27,7 +27,7 @@ internal static class MergeMarker
         }
         catch (RecordFileRefusal ex)
         {
-            throw new VmCloneException("MergeMarkerInvalid", VmCloneErrorKind.InvalidData,
+            throw new VmCloneException(StoreErrorIds.MergeMarkerInvalid, VmCloneErrorKind.InvalidData,
                 $"'{marker}', which records a merge of '{child}' in progress, is not a small regular file (it is a link, a FIFO, a device or too large); it was not read. Remove it if no merge of that disk was cut off.", marker, ex);
         }
     }

@@ -16,8 +16,11 @@ public sealed class VmDiskInfo
     /// <summary>Size of the virtual disk in bytes.</summary>
     public long VirtualSize { get; set; }
 
-    /// <summary>Size of the file on disk in bytes.</summary>
+    /// <summary>Length of the file in bytes (for a VMDK, of the descriptor and its extent files).</summary>
     public long FileSize { get; set; }
+
+    /// <summary>Space the file takes on the file system in bytes: allocated blocks (Linux st_blocks × 512, Windows GetCompressedFileSize), less than <see cref="FileSize"/> for a sparse file; the length on macOS.</summary>
+    public long SizeOnDisk { get; set; }
 
     /// <summary>Bytes of virtual content stored in this file itself.</summary>
     public long AllocatedSize { get; set; }

@@ -145,7 +145,7 @@ public static class Manifest
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
-            throw new StoreException("ManifestMissing", VmCloneErrorKind.InvalidData, $"The manifest '{path}' is missing; run Test-VmStore.", path, ex);
+            throw new StoreException(StoreErrorIds.ManifestMissing, VmCloneErrorKind.InvalidData, $"The manifest '{path}' is missing; run Test-VmStore.", path, ex);
         }
         int version;
         T value;
@@ -156,7 +156,7 @@ public static class Manifest
                 version = doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("formatVersion", out JsonElement v) && v.TryGetInt32(out int n) ? n : 0;
             }
             if (version > CurrentFormatVersion)
-                throw new StoreException("StoreFormatUnsupported", VmCloneErrorKind.InvalidData,
+                throw new StoreException(StoreErrorIds.StoreFormatUnsupported, VmCloneErrorKind.InvalidData,
                     $"'{path}' has format version {version}; this VmClone understands up to {CurrentFormatVersion}. Update VmClone to use this store.", path);
             if (version < 1)
                 throw new JsonException("formatVersion is missing or not a positive number.");
@@ -164,7 +164,7 @@ public static class Manifest
         }
         catch (JsonException ex)
         {
-            throw new StoreException("ManifestInvalid", VmCloneErrorKind.InvalidData, $"The manifest '{path}' cannot be read: {ex.Message} Run Test-VmStore.", path, ex);
+            throw new StoreException(StoreErrorIds.ManifestInvalid, VmCloneErrorKind.InvalidData, $"The manifest '{path}' cannot be read: {ex.Message} Run Test-VmStore.", path, ex);
         }
         return value;
     }

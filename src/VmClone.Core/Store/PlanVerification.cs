@@ -19,8 +19,10 @@ internal static class PlanVerification
         {
             if (step.Action == VolumeAction.Keep)
                 continue;
-            // The file written (or rewritten in place, or re-parented) and the one superseded.
-            Check(boundary, plan, step, step.Path, missingAllowed: step.Action is not (VolumeAction.Reparent or VolumeAction.Flatten));
+            // The file written (or rewritten in place, or re-parented) and the one superseded. A
+            // volume flattened into a file of another format reads the one it supersedes (its
+            // source, checked below); the new name does not exist yet.
+            Check(boundary, plan, step, step.Path, missingAllowed: step.Action is not (VolumeAction.Reparent or VolumeAction.Flatten) || step.Supersedes is not null);
             if (step.Supersedes is string old)
                 Check(boundary, plan, step, old, missingAllowed: true);
             // What it reads: a base volume (a new child's parent) or a clone volume. A source

@@ -68,7 +68,7 @@ internal sealed class StoreBoundary
         _ => "",
     };
 
-    /// <summary>Why <paramref name="file"/> is not a volume file name a manifest may give (the bare name of a .vhdx or .vmdk file of a valid volume name), or null.</summary>
+    /// <summary>Why <paramref name="file"/> is not a volume file name a manifest may give (the bare name of a file of a valid volume name with a base format's extension), or null.</summary>
     public static string? VolumeFileNameProblem(string? file)
     {
         if (string.IsNullOrEmpty(file))
@@ -76,8 +76,8 @@ internal sealed class StoreBoundary
         if (file!.IndexOfAny(Separators) >= 0 || Path.IsPathRooted(file) || file.IndexOf(':') >= 0)
             return "it is a path, not a file name in the folder";
         string extension = Path.GetExtension(file);
-        if (!extension.Equals(".vhdx", StringComparison.OrdinalIgnoreCase) && !extension.Equals(".vmdk", StringComparison.OrdinalIgnoreCase))
-            return "it is not a .vhdx or .vmdk file";
+        if (!DiskFormats.BaseFormats.Any(f => f.DefaultExtension.Equals(extension, StringComparison.OrdinalIgnoreCase)))
+            return $"it is not a {string.Join(" or ", DiskFormats.BaseFormats.Select(f => f.DefaultExtension))} file";
         return StoreNames.Problem(Path.GetFileNameWithoutExtension(file));
     }
 
@@ -195,7 +195,8 @@ internal sealed class StoreBoundary
     /// Why the journal <paramref name="plan"/> (already mapped into this store) of clone
     /// <paramref name="subject"/> must not be finished, or null. Its steps may only do what the
     /// clone operations do: write the clone's own volume files (named by the manifest it writes),
-    /// as children of base volumes of this store, or flatten a volume into itself.
+    /// as children of base volumes of this store, or flatten a volume into itself or (converting
+    /// its format) from the file of that volume it supersedes, and delete only such files.
     /// </summary>
     public string? JournalProblem(StorePlan plan, string subject, string cloneFolder, string basesFolder)
     {
@@ -227,7 +228,11 @@ internal sealed class StoreBoundary
             string? sourceProblem = step.Action switch
             {
                 VolumeAction.Keep or VolumeAction.CreateEmpty => null,
-                VolumeAction.Flatten => step.Source is string s && string.Equals(Path.GetFullPath(s), step.Path, StringComparison.Ordinal) ? null : "a volume is only ever flattened into itself",
+                // Into itself, or (a rebase converting formats) from the file of the same volume
+                // it supersedes, which the check above holds to the clone's folder.
+                VolumeAction.Flatten => step.Source is string s && (string.Equals(Path.GetFullPath(s), step.Path, StringComparison.Ordinal)
+                    || (step.Supersedes is string superseded && string.Equals(Path.GetFullPath(s), superseded, StringComparison.Ordinal)))
+                    ? null : "a volume is only ever flattened into itself, or converted from the file it supersedes",
                 VolumeAction.CreateChild or VolumeAction.Replace or VolumeAction.Reset or VolumeAction.Reparent => BaseVolumeProblem(step.Source, basesFolder),
                 _ => $"{step.Action} is not a step of a clone operation",
             };

@@ -5,6 +5,8 @@ using VmClone.Disks;
 namespace VmClone.Core.Store;
 
 /// <summary>Whether a clone can be used as it is.</summary>
+// ConvertTo-Json (Newtonsoft in PowerShell) writes the name, not the number, without -EnumsAsStrings.
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum CloneState
 {
     /// <summary>Every volume's chain opens and its base is as it was made.</summary>
@@ -17,6 +19,10 @@ public enum CloneState
     Interrupted,
     /// <summary>The clone's manifest names a file outside the clone's folder (or is otherwise untrustworthy): nothing it names is opened, and no command acts on it until it is mended.</summary>
     ManifestInvalid,
+    /// <summary>The clone's folder was renamed (or copied): its manifest names another clone. No command acts on it until Test-VmStore -Repair makes the folder's name its name (or the folder is renamed back).</summary>
+    Renamed,
+    /// <summary>The clone's clone.json cannot be read (damaged, empty, not a regular file, or written by a newer VmClone); <see cref="VmCloneInfo.Problem"/> says why. Test-VmStore -Repair rebuilds it from the volumes' own parent links where that is unambiguous.</summary>
+    Unreadable,
 }
 
 /// <summary>One volume of a base or a clone, as Get-VmVolume shows it.</summary>
@@ -42,17 +48,26 @@ public sealed class VmVolumeInfo
 
     public long VirtualSize { get; set; }
 
-    /// <summary>Size of the file on disk.</summary>
+    /// <summary>Space the volume's file takes on the file system: allocated bytes (Linux st_blocks × 512, Windows GetCompressedFileSize), not the length, so a sparse file counts only what it holds; the length on macOS.</summary>
     public long SizeOnDisk { get; set; }
 
     /// <summary>Bytes of virtual content stored in the volume's own file (allocated blocks or grains).</summary>
     public long OwnedBytes { get; set; }
 
-    /// <summary>Bytes of the virtual disk that no longer read from the base: written (or zeroed) by the clone, sector-exact; for a standalone volume, every byte it holds.</summary>
+    /// <summary>
+    /// Bytes of the virtual disk whose content the volume's own file decides (for a volume over
+    /// the base: what no longer reads from the base), counted as finely as the format records
+    /// it: 512-byte sectors for a VHDX differencing volume (its sector bitmap); whole blocks
+    /// (32 MiB by default) for a standalone VHDX and whole grains (64 KiB) for a VMDK, whose
+    /// files record no finer. A few sectors written into an empty standalone VHDX count as one block.
+    /// </summary>
     public long DivergedBytes { get; set; }
 
     /// <summary>Why the volume's chain does not open cleanly, or null.</summary>
     public string? Problem { get; set; }
+
+    /// <summary>What is wrong with the volume's parent chain as a type (the parent was modified, is missing, ...), or null when the chain opens or the problem is not the chain's.</summary>
+    public ChainProblem? ChainProblem { get; set; }
 
     /// <summary>Why the volume file itself was not opened (a link, a FIFO, outside its folder), or None.</summary>
     internal BoundaryProblem Boundary { get; set; }
@@ -80,10 +95,10 @@ public sealed class VmBaseInfo
 
     public IReadOnlyList<VmVolumeInfo> Volumes { get; set; } = Array.Empty<VmVolumeInfo>();
 
-    /// <summary>Number of clones whose manifest names this base.</summary>
+    /// <summary>Number of clones whose manifest names this base, and of clones whose manifest cannot be read whose volumes depend on it.</summary>
     public int CloneCount { get; set; }
 
-    /// <summary>Total size of the base's volume files.</summary>
+    /// <summary>Space the base's volume files take on the file system (allocated bytes, see <see cref="VmVolumeInfo.SizeOnDisk"/>).</summary>
     public long SizeOnDisk { get; set; }
 
     /// <summary>True when a volume's identity differs from the one recorded when the base was made.</summary>
@@ -116,7 +131,7 @@ public sealed class VmCloneInfo
 
     public IReadOnlyList<VmVolumeInfo> Volumes { get; set; } = Array.Empty<VmVolumeInfo>();
 
-    /// <summary>Total size of the clone's volume files.</summary>
+    /// <summary>Space the clone's volume files take on the file system (allocated bytes, see <see cref="VmVolumeInfo.SizeOnDisk"/>).</summary>
     public long SizeOnDisk { get; set; }
 
     /// <summary>Bytes of virtual content the clone's files store themselves.</summary>
@@ -125,10 +140,15 @@ public sealed class VmCloneInfo
     /// <summary>Bytes of its system and temporary volumes that differ from the base: what a restore would discard.</summary>
     public long DivergedBytes { get; set; }
 
+    /// <summary>Why the clone is <see cref="CloneState.Renamed"/> or <see cref="CloneState.Unreadable"/> (naming the folder and its manifest), or null.</summary>
+    public string? Problem { get; set; }
+
     public override string ToString() => Name;
 }
 
 /// <summary>What kind of problem Test-VmStore found.</summary>
+// ConvertTo-Json (Newtonsoft in PowerShell) writes the name, not the number, without -EnumsAsStrings.
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum StoreProblemKind
 {
     /// <summary>store.json, base.json or clone.json is missing, unreadable or too new.</summary>
@@ -151,6 +171,8 @@ public enum StoreProblemKind
     InterruptedOperation,
     /// <summary>A volume file is a symbolic link, lies in a linked folder, is not a regular file, or is a VMDK descriptor naming other files: it is not opened.</summary>
     VolumeNotContained,
+    /// <summary>A clone's folder was renamed (or copied): the name its manifest holds is not the folder's.</summary>
+    CloneRenamed,
 }
 
 /// <summary>One problem Test-VmStore found, naming the base, clone or file.</summary>

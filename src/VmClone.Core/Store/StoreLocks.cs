@@ -103,7 +103,7 @@ internal sealed class StoreLocks : IDisposable
                 {
                     string holders = DescribeHolders(folder, stem);
                     string kind = r.Kind == "base" ? "Base" : "Clone";
-                    throw new StoreException(kind + "Busy", VmCloneErrorKind.InUse,
+                    throw new StoreException(kind == "Base" ? StoreErrorIds.BaseBusy : StoreErrorIds.CloneBusy, VmCloneErrorKind.InUse,
                         $"{kind} '{r.Name}' is in use by {holders}; nothing was changed. Try again when that command has finished.", r.Name);
                 }
                 locks._held.Add(held);
@@ -182,7 +182,7 @@ internal sealed class StoreLocks : IDisposable
         string why = readOnly
             ? "its file system is read-only"
             : ex is UnauthorizedAccessException ? "this user may not write there" : $"the system says: {ex.Message}";
-        return new StoreException("StoreNotWritable", VmCloneErrorKind.NotWritable,
+        return new StoreException(StoreErrorIds.StoreNotWritable, VmCloneErrorKind.NotWritable,
             $"Store '{storeRoot}' cannot be written: '{path}' cannot be created or opened for writing, because {why}. Nothing was changed. " +
             (readOnly ? "Reading commands (Get-VmClone, Test-VmStore without -Repair) still work; mount it read-write to change it." : "Run the command as a user who may write the store, or give that user the store's folders."),
             storeRoot, ex);

@@ -51,7 +51,7 @@ public static class StoreNames
     {
         string? problem = Problem(name);
         if (problem is not null)
-            throw new StoreException("InvalidName", VmCloneErrorKind.InvalidArgument,
+            throw new StoreException(StoreErrorIds.InvalidName, VmCloneErrorKind.InvalidArgument,
                 $"'{name}' is not a valid {what} name: {problem}. Use letters, digits, '.', '_' and '-' (at most {MaxLength} characters).", name);
     }
 }

@@ -112,7 +112,10 @@ public sealed class PlannedVolume
             VolumeAction.Delete => "delete",
             _ => Action.ToString(),
         };
-        return $"{Volume} ({Type}): {what}" + (Reason.Length > 0 ? $" — {Reason}" : "");
+        // A step that changes the file's name says so: a hypervisor pointed at the old name must be pointed at the new one.
+        string renamed = Supersedes is not null && !string.Equals(Supersedes, Path, StringComparison.Ordinal)
+            ? $" [{System.IO.Path.GetFileName(Supersedes)} -> {System.IO.Path.GetFileName(Path)}]" : "";
+        return $"{Volume} ({Type}): {what}{renamed}" + (Reason.Length > 0 ? $" — {Reason}" : "");
     }
 
     internal static string Shorten(string path, string? root)
@@ -175,6 +178,9 @@ public sealed class StorePlan
 
     /// <summary>The clone manifest to write last (NewClone, Restore, ClearTemporary, Rebase).</summary>
     public CloneManifest? CloneManifest { get; set; }
+
+    /// <summary>For a rebase: every volume takes the new base's format (see <see cref="VmStore.PlanRebase"/>); a plan made again (after recovery) is made with it too.</summary>
+    public bool ConvertFormat { get; set; }
 
     /// <summary>Digest of the subject's manifest when the plan was made; the operation is refused if it changed since.</summary>
     public string? ManifestDigest { get; set; }

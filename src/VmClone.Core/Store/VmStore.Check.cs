@@ -69,8 +69,8 @@ public sealed partial class VmStore
         catch (StoreException ex)
         {
             VmStoreProblem p = Add(problems, StoreProblemKind.ManifestInvalid, "store", path, ex.Message,
-                ex.ErrorId == "StoreFormatUnsupported" ? "not repaired: the store was written by a newer VmClone" : null);
-            if (repair && ex.ErrorId != "StoreFormatUnsupported")
+                ex.ErrorId == StoreErrorIds.StoreFormatUnsupported ? "not repaired: the store was written by a newer VmClone" : null);
+            if (repair && ex.ErrorId != StoreErrorIds.StoreFormatUnsupported)
             {
                 Manifest.Write(path, new StoreManifest { Created = DateTimeOffset.UtcNow });
                 Repaired(p, $"wrote a new {StoreFile}");
@@ -124,7 +124,8 @@ public sealed partial class VmStore
     /// manifest is missing or unreadable is reported (with <paramref name="notRepaired"/>) and skipped.
     /// </summary>
     private IEnumerable<(string Dir, string Name, string Subject, string ManifestPath, T Manifest)> ReadManifests<T>(
-        string top, string manifestFile, string kind, string notRepaired, List<VmStoreProblem> problems, CancellationToken cancellationToken)
+        string top, string manifestFile, string kind, string notRepaired, List<VmStoreProblem> problems, CancellationToken cancellationToken,
+        bool repair = false, Dictionary<string, BaseManifest>? bases = null)
         where T : class
     {
         if (!Directory.Exists(top))
@@ -144,10 +145,29 @@ public sealed partial class VmStore
                     $"not repaired: remove the link (Remove-VmClone or Remove-VmBase deletes the link, never what it leads to)");
                 continue;
             }
+            T? read = null;
+            if (bases is not null && File.Exists(manifestPath))
+            {
+                // A clone: one whose manifest cannot be read is rebuilt from its volumes, not dropped.
+                CloneRecord record = CloneRecord.Read(dir, name);
+                if (record.Manifest is null)
+                {
+                    if (MendUnreadable(record, problems, repair, bases) is CloneManifest rebuilt)
+                        yield return (dir, name, subject, manifestPath, (T)(object)rebuilt);
+                    continue;
+                }
+                if (CloneRename.IsRenamed(record.Manifest, name))
+                {
+                    MendRenamed(record.Folder, record.Manifest, problems, repair);
+                    yield return (dir, name, subject, manifestPath, (T)(object)record.Manifest);
+                    continue;
+                }
+                read = (T)(object)record.Manifest;
+            }
             T manifest;
             try
             {
-                manifest = Manifest.Read<T>(manifestPath);
+                manifest = read ?? Manifest.Read<T>(manifestPath);
             }
             catch (StoreException ex)
             {
@@ -203,7 +223,7 @@ public sealed partial class VmStore
                     if (!string.Equals(layer.Identity, v.Identity, StringComparison.OrdinalIgnoreCase))
                         Add(problems, StoreProblemKind.BaseModified, subject, path,
                             $"volume '{v.Name}' was modified after the base was made (identity {layer.Identity}, recorded {v.Identity}); clones that depend on it may show corrupted content",
-                            "not repaired: restore the base's file from a backup, or rebase its clones onto another base and remove it");
+                            "not repaired: " + BaseModifiedAdvice.For(manifest.Name, v.Format));
                     foreach (string issue in layer.Check())
                         Add(problems, StoreProblemKind.ChainBroken, subject, path, $"volume '{v.Name}': {issue}", "not repaired: the file is damaged");
                 }
@@ -230,8 +250,11 @@ public sealed partial class VmStore
     private int CheckClones(List<VmStoreProblem> problems, bool repair, Dictionary<string, BaseManifest> bases, CancellationToken cancellationToken)
     {
         int count = 0;
+        // Base volumes CheckBases found modified (their identity is not the one recorded): a
+        // clone over one is BaseModified even when its child still accepts the parent.
+        var modifiedBaseFiles = new HashSet<string>(problems.Where(p => p.Kind == StoreProblemKind.BaseModified).Select(p => p.Path), StringComparer.Ordinal);
         foreach ((string dir, string name, string subject, string manifestPath, CloneManifest manifest) in ReadManifests<CloneManifest>(
-            ClonesFolder, CloneFile, "clone", "not repaired: remove the folder (Remove-VmClone works on it) if it is not needed", problems, cancellationToken))
+            ClonesFolder, CloneFile, "clone", "not repaired: remove the folder (Remove-VmClone works on it) if it is not needed", problems, cancellationToken, repair, bases))
         {
             count++;
             if (!bases.ContainsKey(manifest.Base))
@@ -241,6 +264,7 @@ public sealed partial class VmStore
             var parentBases = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
             foreach (CloneVolumeManifest v in manifest.Volumes)
             {
+                bool modifiedReported = false;
                 string path = Path.Combine(dir, v.File);
                 known.Add(v.File);
                 if (FileNode.Of(path) == FileNodeKind.Missing)
@@ -260,12 +284,17 @@ public sealed partial class VmStore
                 }
                 if (link.Problem is not null)
                 {
-                    bool modified = link.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0;
+                    bool modified = link.ChainProblem == ChainProblem.ParentModified;
                     Add(problems, modified ? StoreProblemKind.BaseModified : StoreProblemKind.ChainBroken, subject, path, $"volume '{v.Name}': {link.Problem}",
-                        modified ? "not repaired: the base it depends on was modified; restore the base's file, or Restore-VmClone to drop the clone's changes" : "not repaired");
+                        modified ? "not repaired: the base it depends on was modified. " + BaseModifiedAdvice.For(manifest.Base, v.Format) : "not repaired");
+                    modifiedReported |= modified;
                 }
                 foreach (string issue in link.FileIssues)
                     Add(problems, StoreProblemKind.ChainBroken, subject, path, $"volume '{v.Name}': {issue}", "not repaired: the file is damaged");
+                if (!modifiedReported && link.ParentPath is not null && modifiedBaseFiles.Contains(Path.GetFullPath(link.ParentPath)))
+                    Add(problems, StoreProblemKind.BaseModified, subject, path,
+                        $"volume '{v.Name}' depends on '{link.ParentPath}', which was modified after its base was made (its identity is not the one the base recorded)",
+                        "not repaired: the base it depends on was modified. " + BaseModifiedAdvice.For(manifest.Base, v.Format));
                 if (link.ParentPath is not null && IsUnder(link.ParentPath, BasesFolder))
                     parentBases.Add(Path.GetFileName(Path.GetDirectoryName(link.ParentPath)!));
                 string? actual = link.ParentPath is null ? null : ToStoreRelative(link.ParentPath);
@@ -300,6 +329,43 @@ public sealed partial class VmStore
         return count;
     }
 
+    /// <summary>
+    /// Reports a clone whose manifest cannot be read; with <paramref name="repair"/>, rebuilds it
+    /// from the volumes' parent links (see <see cref="ManifestRebuild"/>) under the clone's lock
+    /// and returns it. A manifest that cannot be rebuilt unambiguously, or one a newer VmClone
+    /// wrote, is left as it is, with the reason; nothing in the folder is deleted either way.
+    /// </summary>
+    private CloneManifest? MendUnreadable(CloneRecord record, List<VmStoreProblem> problems, bool repair, Dictionary<string, BaseManifest> bases)
+    {
+        string subject = $"clone {record.Name}";
+        ManifestRebuild rebuild = ManifestRebuild.Of(this, record.Folder, n => bases.TryGetValue(n, out BaseManifest? b) ? b : null);
+        string? refusal = record.TooNew ? "it was written by a newer VmClone, whose record a rebuild would lose; use that version" : rebuild.Refusal;
+        VmStoreProblem p = Add(problems, StoreProblemKind.ManifestInvalid, subject, record.ManifestPath, record.Unreadable!,
+            refusal is null ? null : $"not repaired: the manifest cannot be rebuilt from the volumes: {refusal}; nothing was deleted. Restore '{record.ManifestPath}' from a backup");
+        if (!repair || refusal is not null)
+            return null;
+        CloneManifest rebuilt = rebuild.Manifest!;
+        using (StoreLocks.Acquire(Root, new[] { new LockRequest("clone", record.Name, exclusive: true) }, $"Test-VmStore -Repair: rebuild the manifest of clone '{record.Name}'", CancellationToken.None))
+            Manifest.Write(record.ManifestPath, rebuilt);
+        Repaired(p, $"rebuilt the manifest from the volumes' parent links (base '{rebuilt.Base}'; volumes {string.Join(", ", rebuilt.Volumes.Select(v => $"'{v.Name}' ({v.Type}, {v.File})"))}); every file was kept");
+        return rebuilt;
+    }
+
+    /// <summary>Reports a clone whose folder was renamed; with <paramref name="repair"/>, makes the folder's name the clone's when no other clone has it.</summary>
+    private void MendRenamed(string folder, CloneManifest manifest, List<VmStoreProblem> problems, bool repair)
+    {
+        string name = Path.GetFileName(folder);
+        string oldName = manifest.Name;
+        string? clash = CloneRename.AdoptProblem(this, folder);
+        VmStoreProblem p = Add(problems, StoreProblemKind.CloneRenamed, $"clone {name}", Path.Combine(folder, CloneFile),
+            $"{CloneRename.Describe(folder, manifest)}; no command acts on it until it has one name",
+            clash is null ? null : $"not repaired: {clash}");
+        if (!repair || clash is not null)
+            return;
+        CloneRename.Adopt(this, folder, manifest);
+        Repaired(p, $"made the folder's name '{name}' the clone's name in its manifest (it was '{oldName}'); its volumes and their parent links are unchanged");
+    }
+
     /// <summary>Reports a volume file that is a link, a FIFO or a VMDK descriptor naming other files (it is not opened further); true when it was one.</summary>
     private bool NotContained(List<VmStoreProblem> problems, string subject, string dir, string volume, string file)
     {
@@ -319,6 +385,8 @@ public sealed partial class VmStore
     {
         public string? ParentPath;
         public string? Problem;
+        /// <summary>The chain's problem as a type, beside <see cref="Problem"/>'s words.</summary>
+        public ChainProblem? ChainProblem;
         public bool NotSingleFile;
         public List<string> FileIssues = new();
     }
@@ -331,6 +399,7 @@ public sealed partial class VmStore
         if (walk.Layers.Count == 0)
         {
             result.Problem = walk.Problem?.Message ?? "cannot be opened";
+            result.ChainProblem = (walk.Problem as DiskChainException)?.Problem;
             return result;
         }
         if (!StoreBoundary.IsSingleFile(walk.Layers[0]))
@@ -342,10 +411,9 @@ public sealed partial class VmStore
             result.ParentPath = walk.Layers[1].Path;
         else if (walk.Problem is DiskChainException chain)
             result.ParentPath = chain.ParentPath;
-        if (walk.Mismatches.Count > 0)
-            result.Problem = walk.Mismatches[0].Message;
-        else if (walk.Problem is not null)
-            result.Problem = walk.Problem.Message;
+        VirtualDiskException? problem = walk.Mismatches.Count > 0 ? walk.Mismatches[0] : walk.Problem;
+        result.Problem = problem?.Message;
+        result.ChainProblem = (problem as DiskChainException)?.Problem;
         try
         {
             result.FileIssues.AddRange(walk.Layers[0].Check());

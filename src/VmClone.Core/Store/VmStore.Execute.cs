@@ -64,19 +64,29 @@ public sealed partial class VmStore
             }
             catch (IOException ex) when (IsDiskFull(ex))
             {
-                throw new StoreException("DiskFull", VmCloneErrorKind.InvalidOperation,
+                throw new StoreException(StoreErrorIds.DiskFull, VmCloneErrorKind.InvalidOperation,
                     $"There is not enough free space in '{Root}' for: {plan.Describe().Split('\n')[0].Trim()}. " +
                     "Nothing of it was kept (its unfinished files were deleted, the originals are untouched); free some space and run the command again.", plan.Subject, ex);
             }
+            catch (Exception ex) when (plan.Operation is StoreOperation.NewBase or StoreOperation.NewClone
+                && UserFacing.Renamed(ex, StagingFolderOf(plan), FinalFolderOf(plan)) is Exception renamed)
+            {
+                // A new base or clone is made in a staging folder of ours; the user knows only its name.
+                throw renamed;
+            }
         }
     }
+
+    private string FinalFolderOf(StorePlan plan) => plan.Operation == StoreOperation.NewBase ? BaseFolder(plan.Subject) : CloneFolder(plan.Subject);
+
+    private string StagingFolderOf(StorePlan plan) => WorkFolder(FinalFolderOf(plan), StagingPrefix);
 
     /// <summary>The same operation planned again, for what the subject is now.</summary>
     private StorePlan Replan(StorePlan plan) => plan.Operation switch
     {
         StoreOperation.Restore => PlanRestore(plan.Subject),
         StoreOperation.ClearTemporary => PlanClearTemporary(plan.Subject),
-        StoreOperation.Rebase => PlanRebase(plan.Subject, plan.ToBase!),
+        StoreOperation.Rebase => PlanRebase(plan.Subject, plan.ToBase!, plan.ConvertFormat),
         _ => plan,
     };
 
@@ -121,7 +131,7 @@ public sealed partial class VmStore
             // hold a file system no clean shutdown left. The same probe that guards restore and rebase.
             string cloneFolder = CloneFolder(sourceClone);
             if (FindHolder(plan.Volumes.Select(v => v.Source).OfType<string>().Where(s => IsUnder(s, cloneFolder))) is (string file, string holder))
-                throw new StoreException("VolumeInUse", VmCloneErrorKind.InUse,
+                throw new StoreException(StoreErrorIds.VolumeInUse, VmCloneErrorKind.InUse,
                     $"Base '{plan.Subject}' was not made: the file '{file}' of clone '{sourceClone}' is open in another program ({holder}), so its content may be half-written. " +
                     "Shut the virtual machine down and run the command again, or add -Force if you know its disks are quiescent.", sourceClone);
         }
@@ -159,7 +169,7 @@ public sealed partial class VmStore
     private void ExecuteNewClone(StorePlan plan, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         if (CloneExists(plan.Subject) || Directory.Exists(plan.Folder))
-            throw new StoreException("CloneExists", VmCloneErrorKind.AlreadyExists, $"A clone named '{plan.Subject}' already exists in store '{Root}'.", plan.Subject);
+            throw new StoreException(StoreErrorIds.CloneExists, VmCloneErrorKind.AlreadyExists, $"A clone named '{plan.Subject}' already exists in store '{Root}'.", plan.Subject);
         CreateSubject(plan, CloneFile, _ =>
         {
             CloneManifest manifest = plan.CloneManifest!;
@@ -199,7 +209,7 @@ public sealed partial class VmStore
     {
         string manifestPath = Path.Combine(plan.Folder, CloneFile);
         if (!File.Exists(manifestPath) || (plan.ManifestDigest is not null && ManifestDigest(manifestPath) != plan.ManifestDigest))
-            throw new StoreException("CloneChanged", VmCloneErrorKind.InUse,
+            throw new StoreException(StoreErrorIds.CloneChanged, VmCloneErrorKind.InUse,
                 $"Clone '{plan.Subject}' was changed or removed since this operation was planned; nothing was done. Run the command again.", plan.Subject);
         if (!plan.Changes.Any())
             return;
@@ -313,14 +323,14 @@ public sealed partial class VmStore
         if (FileNode.Of(plan.Folder) == FileNodeKind.Missing && recovered && plan.Volumes.Count == 0)
             return;
         if (FileNode.Of(plan.Folder) == FileNodeKind.Missing)
-            throw new StoreException(plan.SubjectKind == "base" ? "BaseNotFound" : "CloneNotFound", VmCloneErrorKind.NotFound,
+            throw new StoreException(plan.SubjectKind == "base" ? StoreErrorIds.BaseNotFound : StoreErrorIds.CloneNotFound, VmCloneErrorKind.NotFound,
                 $"There is no {plan.SubjectKind} '{plan.Subject}' in store '{Root}'.", plan.Subject);
         if (plan.Operation == StoreOperation.RemoveBase)
         {
             // Checked again under the lock: a clone may have been made since the plan.
             IReadOnlyList<string> dependents = FindDependents(plan.Subject);
             if (dependents.Count > 0)
-                throw new StoreException("BaseInUse", VmCloneErrorKind.InUse,
+                throw new StoreException(StoreErrorIds.BaseInUse, VmCloneErrorKind.InUse,
                     $"Base '{plan.Subject}' cannot be removed: {string.Join("; ", dependents)} depend(s) on it.", plan.Subject);
         }
         // A folder that is a link is removed as a link: nothing it leads to is probed or deleted.

@@ -20,7 +20,8 @@ public sealed partial class VmStore
     /// <summary>Bases whose names match <paramref name="match"/> (all when null).</summary>
     public IReadOnlyList<VmBaseInfo> GetBases(Func<string, bool>? match = null)
     {
-        var clones = ReadableClones().Values.ToList();
+        IReadOnlyList<CloneRecord> clones = CloneRecord.ReadAll(this);
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
         var result = new List<VmBaseInfo>();
         foreach (string name in BaseNames())
         {
@@ -35,7 +36,7 @@ public sealed partial class VmStore
             {
                 continue; // Test-VmStore reports it
             }
-            result.Add(DescribeBase(manifest, clones.Count(c => string.Equals(c.Base, name, StringComparison.OrdinalIgnoreCase))));
+            result.Add(DescribeBase(manifest, clones.Count(c => string.Equals(UnreadableClone.BaseOf(this, c, baseOf), name, StringComparison.OrdinalIgnoreCase))));
         }
         return result;
     }
@@ -44,7 +45,8 @@ public sealed partial class VmStore
     public VmBaseInfo GetBase(string name)
     {
         BaseManifest manifest = LoadBase(name);
-        int count = ReadableClones().Values.Count(c => string.Equals(c.Base, manifest.Name, StringComparison.OrdinalIgnoreCase));
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
+        int count = CloneRecord.ReadAll(this).Count(c => string.Equals(UnreadableClone.BaseOf(this, c, baseOf), manifest.Name, StringComparison.OrdinalIgnoreCase));
         return DescribeBase(manifest, count);
     }
 
@@ -54,19 +56,47 @@ public sealed partial class VmStore
         if (baseName is not null)
             LoadBase(baseName);
         var result = new List<VmCloneInfo>();
-        foreach (KeyValuePair<string, CloneManifest> pair in ReadableClones().OrderBy(p => p.Key, StringComparer.OrdinalIgnoreCase))
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
+        foreach (CloneRecord record in CloneRecord.ReadAll(this))
         {
-            if (match is not null && !match(pair.Key))
+            if (match is not null && !match(record.Name))
                 continue;
-            if (baseName is not null && !string.Equals(pair.Value.Base, baseName, StringComparison.OrdinalIgnoreCase))
+            if (baseName is not null && !string.Equals(UnreadableClone.BaseOf(this, record, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
                 continue;
-            result.Add(DescribeClone(pair.Key, pair.Value));
+            result.Add(record.Manifest is null ? UnreadableClone.Describe(this, record, baseOf) : DescribeClone(record.Name, record.Manifest));
         }
         return result;
     }
 
-    /// <summary>One clone, described; CloneNotFound when it does not exist.</summary>
-    public VmCloneInfo GetClone(string name) => DescribeClone(name, ReadClone(name));
+    /// <summary>
+    /// Names of the clones on <paramref name="baseName"/>, sorted, read from their manifests
+    /// alone: no volume of a readable clone is opened (a fleet command plans each clone
+    /// afterwards, which reads it again). A clone whose manifest cannot be read is named when its
+    /// volumes' parent links lead to the base, so a fleet command over the base fails it loudly
+    /// instead of passing it by. BaseNotFound when there is no such base.
+    /// </summary>
+    public IReadOnlyList<string> CloneNamesOf(string baseName)
+    {
+        LoadBase(baseName);
+        Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(this);
+        return CloneRecord.ReadAll(this)
+            .Where(r => string.Equals(UnreadableClone.BaseOf(this, r, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
+            .Select(r => r.Name)
+            .OrderBy(n => n, StringComparer.OrdinalIgnoreCase)
+            .ToList();
+    }
+
+    /// <summary>One clone, described (<see cref="CloneState.Unreadable"/> when its manifest cannot be read); CloneNotFound when it does not exist.</summary>
+    public VmCloneInfo GetClone(string name)
+    {
+        StoreNames.Validate(name, "clone");
+        if (CloneExists(name) && Boundary.CheckFolder(CloneFolder(name)) == BoundaryProblem.None)
+        {
+            CloneRecord record = CloneRecord.Read(CloneFolder(name), name);
+            return record.Manifest is null ? UnreadableClone.Describe(this, record, UnreadableClone.TrustedBases(this)) : DescribeClone(name, record.Manifest);
+        }
+        return DescribeClone(name, ReadClone(name)); // CloneNotFound, or ManifestInvalid for a linked folder
+    }
 
     internal VmBaseInfo DescribeBase(BaseManifest manifest, int cloneCount)
     {
@@ -102,7 +132,10 @@ public sealed partial class VmStore
         string folder = CloneFolder(name);
         var volumes = new List<VmVolumeInfo>();
         CloneState state = CloneState.Ready;
-        if (StoreBoundary.CloneManifestProblem(manifest, name) is string untrusted)
+        // A renamed folder's manifest is sound but for its name: its volumes are described as
+        // usual, under the folder's name, and the state says what to mend.
+        bool renamed = CloneRename.IsRenamed(manifest, name);
+        if (!renamed && StoreBoundary.CloneManifestProblem(manifest, name) is string untrusted)
         {
             // Nothing an untrusted manifest names is opened: each volume only says why.
             foreach (CloneVolumeManifest? v in manifest.Volumes ?? new List<CloneVolumeManifest>())
@@ -117,10 +150,10 @@ public sealed partial class VmStore
         }
         foreach (CloneVolumeManifest v in manifest.Volumes)
         {
-            VmVolumeInfo info = DescribeCloneVolume(manifest.Name, v, folder);
+            VmVolumeInfo info = DescribeCloneVolume(renamed ? name : manifest.Name, v, folder);
             if (info.Problem is not null)
             {
-                CloneState s = info.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0 ? CloneState.BaseModified : CloneState.Broken;
+                CloneState s = info.ChainProblem == ChainProblem.ParentModified ? CloneState.BaseModified : CloneState.Broken;
                 if (state == CloneState.Ready || s == CloneState.Broken)
                     state = s;
             }
@@ -142,11 +175,12 @@ public sealed partial class VmStore
             state = CloneState.Interrupted;
         return new VmCloneInfo
         {
-            Name = manifest.Name,
+            Name = renamed ? name : manifest.Name,
             Base = manifest.Base,
             Store = Root,
             Path = folder,
-            State = state,
+            State = renamed ? CloneState.Renamed : state,
+            Problem = renamed ? CloneRename.Describe(folder, manifest) : null,
             Created = manifest.Created,
             LastRestored = manifest.LastRestored,
             LastRebased = manifest.LastRebased,
@@ -228,7 +262,7 @@ public sealed partial class VmStore
             sectorSize = layer.LogicalSectorSize;
             info.Format = layer.Format;
             info.VirtualSize = layer.VirtualSize;
-            info.SizeOnDisk = layer.FileSize;
+            info.SizeOnDisk = layer.SizeOnDisk;
             info.OwnedBytes = layer.AllocatedBytes;
             info.DivergedBytes = DivergedBytes(layer);
             if (layer.ParentReference is null)
@@ -242,6 +276,7 @@ public sealed partial class VmStore
         catch (VirtualDiskException ex)
         {
             info.Problem = ex.Message;
+            info.ChainProblem = (ex as DiskChainException)?.Problem;
             return info;
         }
         try
@@ -252,6 +287,7 @@ public sealed partial class VmStore
         catch (VirtualDiskException ex)
         {
             info.ParentPath = (ex as DiskChainException)?.ParentPath;
+            info.ChainProblem = (ex as DiskChainException)?.Problem;
             info.Problem = ex.Message;
         }
         return info;

@@ -18,7 +18,7 @@ public sealed partial class VmStore
         CheckBaseFormat(format);
         RefuseExistingBase(name);
         if (volumes is null || volumes.Count == 0)
-            throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument, $"Base '{name}' needs at least one volume (-Volume @{{ Name = 'system'; Type = 'System'; Path = './disk.vhdx' }}).", name);
+            throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument, $"Base '{name}' needs at least one volume (-Volume @{{ Name = 'system'; Type = 'System'; Path = './disk.vhdx' }}).", name);
         var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         string folder = BaseFolder(name);
         var plan = NewPlan(StoreOperation.NewBase, name, "base", folder);
@@ -26,12 +26,12 @@ public sealed partial class VmStore
         foreach (VolumeSpec spec in volumes)
         {
             if (spec is null)
-                throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument, "A volume specification is empty.", name);
+                throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument, "A volume specification is empty.", name);
             StoreNames.Validate(spec.Name, "volume");
             if (!seen.Add(spec.Name))
-                throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument, $"Volume name '{spec.Name}' is given twice; each volume of a base needs its own name.", spec.Name);
+                throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument, $"Volume name '{spec.Name}' is given twice; each volume of a base needs its own name.", spec.Name);
             if ((spec.Path is null) == (spec.SizeBytes is null))
-                throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument,
+                throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument,
                     $"Volume '{spec.Name}' needs either Path (an existing VHDX, VMDK or raw file to copy) or SizeBytes (a new empty volume), not {(spec.Path is null ? "neither" : "both")}.", spec.Name);
             var step = new PlannedVolume
             {
@@ -44,7 +44,7 @@ public sealed partial class VmStore
             {
                 string source = Path.GetFullPath(spec.Path);
                 if (!File.Exists(source))
-                    throw new StoreException("VolumeSourceNotFound", VmCloneErrorKind.NotFound, $"Volume '{spec.Name}': the file '{source}' does not exist.", spec.Path);
+                    throw new StoreException(StoreErrorIds.VolumeSourceNotFound, VmCloneErrorKind.NotFound, $"Volume '{spec.Name}': the file '{source}' does not exist.", spec.Path);
                 // A source inside the store is held to its boundary, as importing it is (BuildStaged).
                 using (VirtualDisk disk = VirtualDisk.Open(source, FileAccess.Read, IsUnder(source, Root) ? OpenOptions : null))
                 {
@@ -58,7 +58,7 @@ public sealed partial class VmStore
             {
                 long size = spec.SizeBytes!.Value;
                 if (size <= 0 || size % 512 != 0)
-                    throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument, $"Volume '{spec.Name}': size {size} must be a positive multiple of 512 bytes.", spec.Name);
+                    throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument, $"Volume '{spec.Name}': size {size} must be a positive multiple of 512 bytes.", spec.Name);
                 step.Action = VolumeAction.CreateEmpty;
                 step.VirtualSize = size;
             }
@@ -124,9 +124,9 @@ public sealed partial class VmStore
         StoreNames.Validate(name, "clone");
         BaseManifest b = LoadBase(baseName);
         if (CloneExists(name) || Directory.Exists(CloneFolder(name)))
-            throw new StoreException("CloneExists", VmCloneErrorKind.AlreadyExists,
+            throw new StoreException(StoreErrorIds.CloneExists, VmCloneErrorKind.AlreadyExists,
                 $"A clone named '{name}' already exists in store '{Root}'; choose another name, or remove it first (Remove-VmClone {name}).", name);
-        RequireUnmodifiedBase(b);
+        RequireUnmodifiedBase(b, name);
         string folder = CloneFolder(name);
         var plan = NewPlan(StoreOperation.NewClone, name, "clone", folder);
         plan.ToBase = b.Name;
@@ -155,7 +155,7 @@ public sealed partial class VmStore
         string digest = CloneExists(cloneName) ? ManifestDigest(Path.Combine(CloneFolder(cloneName), CloneFile)) : "";
         CloneManifest clone = LoadClone(cloneName);
         BaseManifest b = LoadBase(clone.Base);
-        RequireUnmodifiedBase(b);
+        RequireUnmodifiedBase(b, clone.Name);
         string folder = CloneFolder(clone.Name);
         var plan = NewPlan(operation, clone.Name, "clone", folder);
         plan.FromBase = plan.ToBase = b.Name;
@@ -191,7 +191,13 @@ public sealed partial class VmStore
     /// differ. System volumes become children of the new base's, temporary volumes its initial
     /// state; data volumes keep their content byte for byte and stop depending on the old base.
     /// </summary>
-    public StorePlan PlanRebase(string cloneName, string newBaseName)
+    /// <remarks>
+    /// A new base of another format than the clone's volumes is refused (RebaseFormatMismatch)
+    /// unless <paramref name="convertFormat"/>: every volume then becomes the new base's format,
+    /// data volumes converted into standalone files of it, and each step whose file changes name
+    /// says which file it supersedes.
+    /// </remarks>
+    public StorePlan PlanRebase(string cloneName, string newBaseName, bool convertFormat = false)
     {
         // The digest before the manifest it stands for: a change between the two reads then
         // fails the check at execution (CloneChanged) instead of passing it with a stale plan.
@@ -199,15 +205,19 @@ public sealed partial class VmStore
         string digest = CloneExists(cloneName) ? ManifestDigest(Path.Combine(CloneFolder(cloneName), CloneFile)) : "";
         CloneManifest clone = LoadClone(cloneName);
         BaseManifest nb = LoadBase(newBaseName);
-        RequireUnmodifiedBase(nb);
+        RequireUnmodifiedBase(nb, clone.Name);
         string folder = CloneFolder(clone.Name);
         CheckOutline(clone, nb);
+        bool onNewBase = string.Equals(clone.Base, nb.Name, StringComparison.OrdinalIgnoreCase);
+        if (!onNewBase && !convertFormat)
+            RebaseFormats.RequireSame(clone, nb);
         RequireHealthyClone(clone, dataOnly: true);
         var plan = NewPlan(StoreOperation.Rebase, clone.Name, "clone", folder);
         plan.FromBase = clone.Base;
         plan.ToBase = nb.Name;
         plan.ManifestDigest = digest;
-        if (string.Equals(clone.Base, nb.Name, StringComparison.OrdinalIgnoreCase))
+        plan.ConvertFormat = convertFormat;
+        if (onNewBase)
         {
             // Already there (an earlier run finished this clone): running a rebase again redoes
             // nothing that is done. Restore-VmClone is what starts a clone afresh.
@@ -233,6 +243,10 @@ public sealed partial class VmStore
                 if (!string.Equals(step.Path, current, StringComparison.Ordinal))
                     step.Supersedes = current;
             }
+            else if (v.Format != bv.Format)
+            {
+                step = RebaseFormats.ConvertData(v, bv, current, Path.Combine(folder, v.Name + Extension(bv.Format)));
+            }
             else
             {
                 step = PlanDataRebase(nb, bv, v, current);
@@ -244,6 +258,7 @@ public sealed partial class VmStore
         return plan;
     }
 
+    /// <summary>The step of a data volume of the new base's format (another format is <see cref="RebaseFormats.ConvertData"/>'s).</summary>
     private PlannedVolume PlanDataRebase(BaseManifest nb, BaseVolumeManifest bv, CloneVolumeManifest v, string current)
     {
         string newParent = Path.Combine(BaseFolder(nb.Name), bv.File);
@@ -257,7 +272,7 @@ public sealed partial class VmStore
             step.Action = VolumeAction.Keep;
             step.Reason = "a standalone data volume depends on no base";
         }
-        else if (bv.HoldsData && bv.Format == v.Format)
+        else if (bv.HoldsData)
         {
             step.Action = VolumeAction.Reparent;
             step.Source = newParent;
@@ -267,9 +282,7 @@ public sealed partial class VmStore
         {
             step.Action = VolumeAction.Flatten;
             step.Source = current;
-            step.Reason = bv.HoldsData
-                ? $"the new base's data volume is {bv.Format}, this one {v.Format}"
-                : "the new base's data volume is empty: nothing to depend on";
+            step.Reason = "the new base's data volume is empty: nothing to depend on";
         }
         return step;
     }
@@ -330,7 +343,7 @@ public sealed partial class VmStore
         BaseManifest b = LoadBase(baseName);
         IReadOnlyList<string> dependents = FindDependents(b.Name);
         if (dependents.Count > 0)
-            throw new StoreException("BaseInUse", VmCloneErrorKind.InUse,
+            throw new StoreException(StoreErrorIds.BaseInUse, VmCloneErrorKind.InUse,
                 $"Base '{b.Name}' cannot be removed: {string.Join("; ", dependents)} depend(s) on it. " +
                 $"Rebase them onto another base (Invoke-VmRebase -Base {b.Name} -NewBase ...) or remove them first.", b.Name);
         string folder = BaseFolder(b.Name);
@@ -434,19 +447,28 @@ public sealed partial class VmStore
             }
         }
         if (differences.Count > 0)
-            throw new StoreException("OutlineMismatch", VmCloneErrorKind.InvalidOperation,
+            throw new StoreException(StoreErrorIds.OutlineMismatch, VmCloneErrorKind.InvalidOperation,
                 $"Clone '{clone.Name}' cannot move onto base '{nb.Name}': their storage outlines differ ({string.Join("; ", differences)}). " +
                 "A new base must have the same volumes, types, order and sizes; make it from a clone of the old base (New-VmBase -FromClone).", clone.Name);
     }
 
-    /// <summary>Refuses a base whose volume files are missing or were modified after it was made.</summary>
-    private void RequireUnmodifiedBase(BaseManifest b)
+    /// <summary>
+    /// Refuses a base whose volume files are missing or were modified after it was made. The
+    /// refusal is about <paramref name="clone"/> (the clone the operation was for, a new clone's
+    /// name) when there is one: a fleet command's log then tells which clones failed.
+    /// </summary>
+    private void RequireUnmodifiedBase(BaseManifest b, string? clone = null)
     {
         VmBaseInfo info = DescribeBase(b, 0);
         VmVolumeInfo? bad = info.Volumes.FirstOrDefault(v => v.Problem is not null);
-        if (bad is not null)
-            throw new StoreException(info.IsModified ? "BaseModified" : "BaseBroken", VmCloneErrorKind.InvalidData,
-                $"Base '{b.Name}' cannot be used: volume '{bad.Name}' is {bad.Problem}. Its clones may show corrupted content; run Test-VmStore.", b.Name);
+        if (bad is null)
+            return;
+        string who = clone is null ? $"Base '{b.Name}' cannot be used" : $"Clone '{clone}' was not changed: its base '{b.Name}' cannot be used";
+        if (info.IsModified)
+            throw new StoreException(StoreErrorIds.BaseModified, VmCloneErrorKind.InvalidData,
+                $"{who}: volume '{bad.Name}' was {bad.Problem}, so clones of it may show corrupted content. {BaseModifiedAdvice.For(b.Name, bad.Format)}.", clone ?? b.Name);
+        throw new StoreException(StoreErrorIds.BaseBroken, VmCloneErrorKind.InvalidData,
+            $"{who}: volume '{bad.Name}': {bad.Problem}. Its clones may show corrupted content; run Test-VmStore.", clone ?? b.Name);
     }
 
     /// <summary>Refuses a clone whose volumes (or only its data volumes) do not open cleanly: their content must not be trusted.</summary>
@@ -463,8 +485,10 @@ public sealed partial class VmStore
             if (info.Boundary is not (BoundaryProblem.None or BoundaryProblem.Missing))
                 throw new StoreException(StoreBoundary.ErrorId(info.Boundary), VmCloneErrorKind.InvalidData,
                     $"Clone '{clone.Name}': volume '{v.Name}' cannot be used: {info.Problem}. Nothing was changed; run Test-VmStore.", clone.Name);
-            bool modified = info.Problem.IndexOf("has changed since", StringComparison.Ordinal) >= 0;
-            throw new StoreException(modified ? "BaseModified" : "CloneBroken", VmCloneErrorKind.InvalidData,
+            if (info.ChainProblem == ChainProblem.ParentModified)
+                throw new StoreException(StoreErrorIds.BaseModified, VmCloneErrorKind.InvalidData,
+                    $"Clone '{clone.Name}': volume '{v.Name}' cannot be read safely: {info.Problem} Nothing was changed. {BaseModifiedAdvice.For(clone.Base, v.Format)}.", clone.Name);
+            throw new StoreException(StoreErrorIds.CloneBroken, VmCloneErrorKind.InvalidData,
                 $"Clone '{clone.Name}': volume '{v.Name}' cannot be read safely: {info.Problem} Nothing was changed; run Test-VmStore.", clone.Name);
         }
     }
@@ -472,20 +496,20 @@ public sealed partial class VmStore
     private void RefuseExistingBase(string name)
     {
         if (BaseExists(name) || Directory.Exists(BaseFolder(name)))
-            throw new StoreException("BaseExists", VmCloneErrorKind.AlreadyExists,
+            throw new StoreException(StoreErrorIds.BaseExists, VmCloneErrorKind.AlreadyExists,
                 $"A base named '{name}' already exists in store '{Root}'; choose another name.", name);
     }
 
     private static void CheckBaseFormat(DiskFormat format)
     {
-        if (format is not (DiskFormat.Vhdx or DiskFormat.Vmdk))
-            throw new StoreException("InvalidVolumeSpec", VmCloneErrorKind.InvalidArgument,
-                $"Base volumes are stored as VHDX or VMDK (clones are differencing disks over them), not {format}.");
+        if (DiskFormats.Find(format) is not { CanHoldBase: true })
+            throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument,
+                $"Base volumes are stored as {string.Join(" or ", DiskFormats.BaseFormats.Select(f => f.Name.ToUpperInvariant()))} (clones are differencing disks over them), not {format}.");
     }
 
     private static BaseVolumeManifest BaseVolume(BaseManifest b, string volume) =>
         b.Volumes.FirstOrDefault(v => string.Equals(v.Name, volume, StringComparison.OrdinalIgnoreCase))
-        ?? throw new StoreException("OutlineMismatch", VmCloneErrorKind.InvalidData, $"Base '{b.Name}' has no volume '{volume}'.", b.Name);
+        ?? throw new StoreException(StoreErrorIds.OutlineMismatch, VmCloneErrorKind.InvalidData, $"Base '{b.Name}' has no volume '{volume}'.", b.Name);
 
     /// <summary>A clone volume over base volume <paramref name="bv"/>: a child, or (data the base does not hold) an empty standalone disk.</summary>
     private PlannedVolume ChildOrEmpty(BaseManifest b, BaseVolumeManifest bv, string folder, VolumeAction childAction)

@@ -280,7 +280,7 @@ public sealed partial class VmStore
     internal static void RefuseInUse(IEnumerable<string> files, string subjectKind, string subject)
     {
         if (FindHolder(files) is (string file, string holder))
-            throw new StoreException("VolumeInUse", VmCloneErrorKind.InUse,
+            throw new StoreException(StoreErrorIds.VolumeInUse, VmCloneErrorKind.InUse,
                 $"The {subjectKind} '{subject}' was not changed: its file '{file}' is open in another program ({holder}). " +
                 "Stop the virtual machine (or the program) that uses it, then run the command again.", subject);
     }

@@ -67,7 +67,7 @@ public sealed partial class VmStore : IDisposable
                 return Path.GetFullPath(fromEnv);
             string data = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData);
             if (string.IsNullOrEmpty(data))
-                throw new StoreException("StoreNotConfigured", VmCloneErrorKind.InvalidArgument,
+                throw new StoreException(StoreErrorIds.StoreNotConfigured, VmCloneErrorKind.InvalidArgument,
                     $"There is no per-user data folder on this system; set ${StoreVariable} or pass -Store.");
             return Path.Combine(data, "VmClone");
         }
@@ -96,12 +96,8 @@ public sealed partial class VmStore : IDisposable
 
     public string CloneFolder(string name) => Path.Combine(ClonesFolder, name);
 
-    internal static string Extension(DiskFormat format) => format switch
-    {
-        DiskFormat.Vhdx => ".vhdx",
-        DiskFormat.Vmdk => ".vmdk",
-        _ => ".raw",
-    };
+    /// <summary>The extension a volume file of <paramref name="format"/> gets; a format the registry does not know is refused.</summary>
+    internal static string Extension(DiskFormat format) => DiskFormats.Get(format, format.ToString()).DefaultExtension;
 
     /// <summary>A path inside the store as stored in manifests: relative, '/' separators.</summary>
     internal string ToStoreRelative(string fullPath)
@@ -150,7 +146,7 @@ public sealed partial class VmStore : IDisposable
         }
         if (Directory.Exists(Root) && Directory.EnumerateFileSystemEntries(Root).Any(e =>
                 Path.GetFileName(e) is not ("bases" or "clones" or LockFile or StoreLocks.FolderName)))
-            throw new StoreException("NotAStore", VmCloneErrorKind.InvalidArgument,
+            throw new StoreException(StoreErrorIds.NotAStore, VmCloneErrorKind.InvalidArgument,
                 $"'{Root}' is not empty and is not a VmClone store (it has no {StoreFile}); choose an empty or new folder for -Store.", Root);
         Directory.CreateDirectory(BasesFolder);
         Directory.CreateDirectory(ClonesFolder);
@@ -187,7 +183,7 @@ public sealed partial class VmStore : IDisposable
     {
         StoreNames.Validate(name, "base");
         if (!BaseExists(name))
-            throw new StoreException("BaseNotFound", VmCloneErrorKind.NotFound,
+            throw new StoreException(StoreErrorIds.BaseNotFound, VmCloneErrorKind.NotFound,
                 $"There is no base '{name}' in store '{Root}'." + Suggest(BaseNames()), name);
         string folder = BaseFolder(name);
         RequireRealFolder(folder, "base", name);
@@ -202,10 +198,14 @@ public sealed partial class VmStore : IDisposable
     {
         StoreNames.Validate(name, "clone");
         if (!CloneExists(name))
-            throw new StoreException("CloneNotFound", VmCloneErrorKind.NotFound,
+            throw new StoreException(StoreErrorIds.CloneNotFound, VmCloneErrorKind.NotFound,
                 $"There is no clone '{name}' in store '{Root}'." + Suggest(CloneNames()), name);
         RequireRealFolder(CloneFolder(name), "clone", name);
-        return Manifest.Read<CloneManifest>(Path.Combine(CloneFolder(name), CloneFile));
+        CloneRecord record = CloneRecord.Read(CloneFolder(name), name);
+        if (record.Manifest is null)
+            throw new StoreException(record.ErrorId, VmCloneErrorKind.InvalidData,
+                $"The clone '{name}' was not changed: {record.Unreadable}" + (record.ErrorId != StoreErrorIds.ManifestInvalid ? "" : " Test-VmStore -Repair rebuilds it from the clone's volumes (keeping every file) where that is unambiguous."), name);
+        return record.Manifest;
     }
 
     /// <summary>ManifestInvalid when a base's or clone's folder is a link (or lies in one): nothing in it is read.</summary>
@@ -224,6 +224,8 @@ public sealed partial class VmStore : IDisposable
     public CloneManifest LoadClone(string name)
     {
         CloneManifest manifest = ReadClone(name);
+        if (CloneRename.IsRenamed(manifest, name))
+            throw CloneRename.Refusal(CloneFolder(name), manifest);
         if (StoreBoundary.CloneManifestProblem(manifest, name) is string problem)
             throw UntrustedManifest(Path.Combine(CloneFolder(name), CloneFile), "clone", name, problem);
         return manifest;
@@ -277,7 +279,7 @@ public sealed partial class VmStore : IDisposable
         string path = Path.Combine(Root, LockFile);
         FileStream? held = StoreLocks.Take(path, exclusive, timeout ?? StoreLocks.DefaultTimeout, cancellationToken);
         if (held is null)
-            throw new StoreException("StoreBusy", VmCloneErrorKind.InUse,
+            throw new StoreException(StoreErrorIds.StoreBusy, VmCloneErrorKind.InUse,
                 exclusive
                     ? $"Other VmClone commands are changing store '{Root}'; try again when they have finished."
                     : $"Store '{Root}' is being repaired (Test-VmStore -Repair); try again when it has finished.", Root);

@@ -1,6 +1,8 @@
 namespace VmClone.Core.Store;
 
 /// <summary>What a volume is for, which decides what restore, shutdown and rebase do to it.</summary>
+// ConvertTo-Json (Newtonsoft in PowerShell) writes the name, not the number, without -EnumsAsStrings.
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum VolumeType
 {
     /// <summary>The operating system: restore removes the clone's changes, rebase replaces it with the new base's.</summary>

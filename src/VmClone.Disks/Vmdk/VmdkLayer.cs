@@ -120,21 +120,23 @@ internal sealed class VmdkLayer : DiskLayer
         }
     }
 
-    public override long FileSize
+    public override long FileSize => SumOverFiles(f => new FileInfo(f).Length);
+
+    public override long SizeOnDisk => SumOverFiles(SizeOnDiskOf);
+
+    /// <summary>The sum over the descriptor and each extent file, each counted once.</summary>
+    private long SumOverFiles(Func<string, long> measure)
     {
-        get
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        long total = 0;
+        if (seen.Add(_path))
+            total += measure(_path);
+        foreach (VmdkExtent e in _extents)
         {
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            long total = 0;
-            if (seen.Add(_path))
-                total += new FileInfo(_path).Length;
-            foreach (VmdkExtent e in _extents)
-            {
-                if (e.FilePath is string f && seen.Add(f))
-                    total += new FileInfo(f).Length;
-            }
-            return total;
+            if (e.FilePath is string f && seen.Add(f))
+                total += measure(f);
         }
+        return total;
     }
 
     public override IReadOnlyDictionary<string, string> Details

@@ -30,7 +30,9 @@ public sealed class ClearVmTemporaryVolumeCommand : CloneFleetCmdlet
 
     private protected override string Caption(string name) => $"Clean the temporary volumes of clone '{name}'";
 
-    private protected override (string Activity, string Description) Describe(string name) => ("Cleaning temporary volumes", $"Clean the temporary volumes of clone '{name}'");
+    private protected override string Activity => "Cleaning temporary volumes";
+
+    private protected override string Describe(string name) => $"Clean the temporary volumes of clone '{name}'";
 
     private protected override bool WriteResult => PassThru;
 }

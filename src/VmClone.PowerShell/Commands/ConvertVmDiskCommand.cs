@@ -44,6 +44,7 @@ public sealed class ConvertVmDiskCommand : VmCloneCmdlet
 
     /// <summary>Format of the new file; by default from its extension.</summary>
     [Parameter]
+    [ValidateDiskFormat(DiskFormatUse.Write)]
     public DiskFormat DestinationFormat { get; set; }
 
     /// <summary>Allocation unit of the new file (VHDX block size, VMDK grain size).</summary>

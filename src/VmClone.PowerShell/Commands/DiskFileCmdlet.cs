@@ -28,6 +28,7 @@ public abstract class DiskFileCmdlet : VmCloneCmdlet
 
     /// <summary>Treat the file as this format instead of detecting it (for raw images without a .raw or .img extension).</summary>
     [Parameter]
+    [ValidateDiskFormat(DiskFormatUse.Read)]
     public DiskFormat Format { get; set; }
 
     protected override void ProcessRecord()

@@ -7,7 +7,8 @@ namespace VmClone.PowerShell.Commands;
 /// <summary>Lists clones, their state and how far they have drifted from their base.</summary>
 /// <remarks>
 /// <para>Each clone shows its base, its state (Ready; BaseModified when a base file it depends on was changed; Broken when a file or parent is missing; Interrupted when an operation on it was cut off or is still running, which the next command on it or Test-VmStore -Repair finishes; a volume may not open until then), when it was created, restored and rebased, and its size on disk.</para>
-/// <para>Drift at a glance: SizeOnDisk and OwnedBytes are what the clone's own files hold; DivergedBytes is how much of its system and temporary volumes no longer reads as the base — what a restore would discard. Sort by them to find candidates for a restore.</para>
+/// <para>Drift at a glance: SizeOnDisk is the space the clone's files take on the file system (allocated bytes, not file length) and OwnedBytes the virtual content they store; DivergedBytes is how much of its system and temporary volumes no longer reads as the base — what a restore would discard. Sort by them to find candidates for a restore.</para>
+/// <para>State Renamed: the clone's folder was renamed (or copied) by hand, so its manifest names another clone; every command refuses it with CloneRenamed until Test-VmStore -Repair makes the folder's name its name (or the folder is renamed back). State Unreadable: its clone.json cannot be read (damaged, empty, not a regular file, or written by a newer VmClone); the clone is still listed, with the reason in Problem and a warning, and counted for the base its volumes depend on; Test-VmStore -Repair rebuilds the manifest from the volumes' own parent links, keeping every file.</para>
 /// <para>State ManifestInvalid: the clone's manifest names a file outside its folder; nothing it names was opened. A volume that is a symbolic link, a FIFO or a VMDK descriptor naming other files makes the clone Broken, with the reason in the volume's Problem; it is not opened.</para>
 /// </remarks>
 /// <example>
@@ -59,7 +60,11 @@ public sealed class GetVmCloneCommand : VmStoreCmdlet
             VmStore store = ParameterSetName == BaseObjectSet ? StoreAt(InputObject.Store) : OpenStore();
             var wanted = Match(names, store.CloneNames(), "clone", store.Root).ToList();
             foreach (VmCloneInfo c in store.GetClones(n => wanted.Contains(n), baseName))
+            {
+                if (c.State is CloneState.Unreadable or CloneState.Renamed)
+                    WriteWarning($"Clone '{c.Name}' is {c.State}: {c.Problem}");
                 WriteObject(c);
+            }
         });
     }
 }

@@ -6,7 +6,8 @@ namespace VmClone.PowerShell.Commands;
 
 /// <summary>Shows a virtual disk file and, with -Chain, every disk in its parent chain.</summary>
 /// <remarks>
-/// <para>Get-VmDisk reads a disk's metadata without changing the file: format, type (Dynamic, Fixed, Differencing), virtual size, file size, bytes it stores itself, block size, sector sizes, parent path and the depth of its chain.</para>
+/// <para>Get-VmDisk reads a disk's metadata without changing the file: format, type (Dynamic, Fixed, Differencing), virtual size, file length (FileSize), space on disk (SizeOnDisk), bytes it stores itself (AllocatedSize), block size, sector sizes, parent path and the depth of its chain.</para>
+/// <para>SizeOnDisk is the space the file system has allocated for the file (Linux: st_blocks × 512; Windows: GetCompressedFileSize), which the table shows as OnDisk: a sparse 64 GiB file that holds nothing shows a few MiB where FileSize shows 64 GiB. On macOS, where the system does not say, it is the length.</para>
 /// <para>A differencing disk whose parent is missing or was modified is still shown: ChainDepth is empty and ChainProblem says what is wrong, and a warning is written. With -Chain, one object per layer is written, from the disk itself (Level 0) down to its base.</para>
 /// <para>Accepts paths from the pipeline, so Get-ChildItem *.vhdx | Get-VmDisk works.</para>
 /// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened.</para>
@@ -23,7 +24,7 @@ namespace VmClone.PowerShell.Commands;
 /// </example>
 /// <example>
 /// <summary>Every disk in a folder, largest files first</summary>
-/// <code>Get-ChildItem -Path . -Filter *.vhdx | Get-VmDisk | Sort-Object FileSize -Descending</code>
+/// <code>Get-ChildItem -Path . -Filter *.vhdx | Get-VmDisk | Sort-Object SizeOnDisk -Descending</code>
 /// <para>Files are bound from the pipeline by their path.</para>
 /// </example>
 [Cmdlet(VerbsCommon.Get, "VmDisk", DefaultParameterSetName = "Path")]

@@ -5,7 +5,8 @@ namespace VmClone.PowerShell.Commands;
 
 /// <summary>Shows the volumes of clones or bases: type, format, file, parent, sizes and drift.</summary>
 /// <remarks>
-/// <para>Each volume shows its file and the parent file it links to (what the disk itself says), its virtual size, its size on disk, the bytes its own file stores (OwnedBytes) and, for a clone, how much of it no longer reads as the base (DivergedBytes, sector-exact).</para>
+/// <para>Each volume shows its file and the parent file it links to (what the disk itself says), its virtual size, its size on disk (SizeOnDisk: the space the file system has allocated for the file, Linux st_blocks × 512 or Windows GetCompressedFileSize, not its length, so a sparse file counts only what it holds; the length on macOS), the bytes its own file stores (OwnedBytes) and, for a clone, how much of it no longer reads as the base (DivergedBytes).</para>
+/// <para>DivergedBytes is counted as finely as the volume's format records what its file holds: 512-byte sectors for a VHDX volume over a parent (its sector bitmap), whole blocks (32 MiB by default) for a standalone VHDX such as a data volume made empty, and whole grains (64 KiB) for VMDK. So a few sectors written into a standalone data volume show as one block, while in a system volume over the base they show as those sectors.</para>
 /// <para>Pipe clones from Get-VmClone or bases from Get-VmBase, or name them with -Clone or -Base.</para>
 /// </remarks>
 /// <example>
@@ -20,7 +21,7 @@ namespace VmClone.PowerShell.Commands;
 /// </example>
 /// <example>
 /// <summary>Only the temporary volumes, then their files through Get-VmDisk</summary>
-/// <code>Get-VmVolume -Clone lab-01, lab-02 -Type Temporary | Get-VmDisk | Format-Table Type, FileSize, Path</code>
+/// <code>Get-VmVolume -Clone lab-01, lab-02 -Type Temporary | Get-VmDisk | Format-Table Type, SizeOnDisk, Path</code>
 /// <para>-Type filters by volume type; volumes bind to Get-VmDisk by their Path.</para>
 /// </example>
 [Cmdlet(VerbsCommon.Get, "VmVolume", DefaultParameterSetName = CloneSet)]
@@ -75,7 +76,7 @@ public sealed class GetVmVolumeCommand : VmStoreCmdlet
                     break;
                 default:
                     WriteError(new ErrorRecord(new System.ArgumentException($"Get-VmVolume takes clones (Get-VmClone) and bases (Get-VmBase), not {InputObject.BaseObject.GetType().Name}."),
-                        "InvalidInputObject", ErrorCategory.InvalidArgument, InputObject));
+                        StoreErrorIds.InvalidInputObject, ErrorCategory.InvalidArgument, InputObject));
                     break;
             }
             return;

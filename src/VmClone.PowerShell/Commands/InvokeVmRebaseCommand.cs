@@ -8,7 +8,9 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>The new base must have the clone's storage outline: the same volume names, types, order and sizes. A clone whose outline differs is refused with an OutlineMismatch error that names the differences; the other clones go on.</para>
 /// <para>For each clone: every system volume becomes a fresh child of the new base's, every temporary volume the new base's initial state, and every data volume keeps exactly its content while it stops depending on the old base — re-parented onto the new base's data volume after copying in whatever differs, or, when the new base's data volume is empty, flattened into a standalone disk. New files are built beside the clone and moved into place together; the manifest is written last.</para>
-/// <para>Rebase one clone, several, the clones piped from Get-VmClone, or with -Base every clone of a base. Once every clone has left the old base, Remove-VmBase can delete it. Progress is shown overall, and for each clone that takes longer than a moment (one whose data is copied); the rebased clones are written out, in input order. -ThrottleLimit clones are rebased at the same time. The command asks for confirmation; -Force skips it, and -WhatIf shows the plan of every clone and volume. about_VmClone_Rebase explains how to plan and order a fleet rebase and how to go back.</para>
+/// <para>Rebase one clone, several, the clones piped from Get-VmClone, or with -Base every clone of a base. Once every clone has left the old base, Remove-VmBase can delete it. Progress is shown overall (the clones done of all of them when they are named or given by -Base, a count when they are piped), and for each clone that takes longer than a moment (one whose data is copied), in a bar named by the command and the clone; the rebased clones are written out, in input order. -ThrottleLimit clones are rebased at the same time. The command asks for confirmation; -Force skips it, and -WhatIf shows the plan of every clone and volume. about_VmClone_Rebase explains how to plan and order a fleet rebase and how to go back.</para>
+/// <para>The new base must also be of the clone's format. A rebase of a VHDX clone onto a VMDK base (or the other way round) gives every volume file a new name, which the virtual machine's configuration does not know, so it is refused with RebaseFormatMismatch naming both formats, unless -ConvertFormat asks to convert every volume: system and temporary volumes then become children of the new base's in its format, and each data volume is converted into a standalone file of that format with its content kept byte for byte. -WhatIf names every file that changes (old name -> new name); point the virtual machine at the new files afterwards.</para>
+/// <para>A clone whose base was modified behind VmClone's back (BaseModified) is moved off it this way: accept the base's changed files as a new base (New-VmBase -Volume (Get-VmVolume -Base OLD | Select-Object Name, Type, Path)), rebase the clones onto it, then remove the old base; or restore the base's files from a backup. Restore-VmClone cannot help, since it rebuilds the clone on the modified base. Every per-clone error names the clone as its target.</para>
 /// <para>A clone whose manifest names a file outside the clone's folder (an absolute path, '..', a base's volume) is refused with ManifestInvalid and nothing it names is touched; a volume file that is a symbolic link, lies in a linked folder or is a VMDK descriptor is refused with VolumeOutsideStore, one that is a FIFO, device or socket with VolumeNotRegularFile. Everything the plan checked is checked again once the clone's locks are held (CloneChanged when a volume was replaced or written since planning). A data volume is only ever re-parented inside the store: its chain is opened with the store as the only place parents may be.</para>
 /// </remarks>
 /// <example>
@@ -31,14 +33,19 @@ namespace VmClone.PowerShell.Commands;
 /// $failed | ForEach-Object { '{0}: {1}' -f $_.TargetObject, $_.Exception.Message }</code>
 /// <para>No prompt (-Force), each failure collected for its clone while the others go on. A scheduled script ends with exit 1 when $failed is not empty; the module ships a complete one as Samples/Invoke-ScheduledRebase.ps1 (see about_VmClone_Scheduling).</para>
 /// </example>
+/// <example>
+/// <summary>Move VHDX clones onto a VMDK base, converting every volume</summary>
+/// <code>Get-VmClone lab-01 | New-VmBase -Name win11-vmware -Format Vmdk | Out-Null
+/// Invoke-VmRebase -Base win11 -NewBase win11-vmware -ConvertFormat -WhatIf
+/// Invoke-VmRebase -Base win11 -NewBase win11-vmware -ConvertFormat -Force</code>
+/// <para>Without -ConvertFormat the rebase is refused (RebaseFormatMismatch). With it, -WhatIf lists each file that is renamed, such as 'system.vhdx -> system.vmdk'; the data volumes are converted with their content unchanged.</para>
+/// </example>
 [Cmdlet(VerbsLifecycle.Invoke, "VmRebase", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = NameSet)]
 [OutputType(typeof(VmCloneInfo))]
-public sealed class InvokeVmRebaseCommand : VmStoreCmdlet
+public sealed class InvokeVmRebaseCommand : FleetCmdlet
 {
     private const string NameSet = "Name";
     private const string BaseSet = "Base";
-
-    private readonly List<(string Store, string Clone)> _work = new();
 
     /// <summary>Names of the clones to rebase.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = NameSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
@@ -58,48 +65,42 @@ public sealed class InvokeVmRebaseCommand : VmStoreCmdlet
     [ValidateNotNullOrEmpty]
     public string NewBase { get; set; } = null!;
 
+    /// <summary>Rebase onto a base of another format (VHDX and VMDK): every volume of the clone is converted to the new base's format, data volumes included (content kept byte for byte), under new file names. Without it such a rebase is refused with RebaseFormatMismatch.</summary>
+    [Parameter]
+    public SwitchParameter ConvertFormat { get; set; }
+
     /// <summary>Do not ask for confirmation.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
-    /// <summary>How many clones are rebased at the same time; by default twice the number of processors (at most 64), since the work on a clone mostly waits for the disk. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
-    [Parameter]
-    [ValidateRange(1, 64)]
-    public int ThrottleLimit { get; set; } = FleetRunner.DefaultThrottleLimit;
-
     protected override void ProcessRecord()
     {
-        // Collected first, so that overall progress knows how many clones there are.
-        Try(ParameterSetName == BaseSet ? Base : string.Join(",", Name), () =>
+        if (ParameterSetName == NameSet)
         {
-            VmStore store = OpenStore();
-            if (ParameterSetName == BaseSet)
-            {
-                foreach (VmCloneInfo c in store.GetClones(null, Base))
-                    _work.Add((store.Root, c.Name));
-            }
-            else
-            {
-                foreach (string name in Name)
-                    _work.Add((store.Root, name));
-            }
+            RunFleet(Name);
+            return;
+        }
+        // The clones of the base by their names alone: each is read again when it is planned.
+        VmStore? store = null;
+        IReadOnlyList<string>? names = null;
+        Try(Base, () =>
+        {
+            store = OpenStore();
+            names = store.CloneNamesOf(Base);
         });
+        if (store is not null && names is not null)
+            RunFleet(store, names);
     }
 
-    protected override void EndProcessing()
-    {
-        foreach ((string root, string name) in _work)
-        {
-            Try(name, () =>
-            {
-                VmStore store = StoreAt(root);
-                StorePlan plan = store.PlanRebase(name, NewBase);
-                if (!FirstTime(store, name) || !ShouldRun(plan, $"Rebase clone '{name}' onto '{NewBase}' (system replaced, temporary reset, data kept)", Force))
-                    return;
-                Fleet(ThrottleLimit, $"Rebasing onto {NewBase}").Run(store, name, $"Rebase clone '{name}' onto '{NewBase}'",
-                    (progress, cancel) => store.Execute(plan, progress, cancel), writeResult: true);
-            });
-        }
-        base.EndProcessing();
-    }
+    private protected override StorePlan Plan(VmStore store, string name) => store.PlanRebase(name, NewBase, ConvertFormat);
+
+    private protected override string Caption(string name) => $"Rebase clone '{name}' onto '{NewBase}' (system replaced, temporary reset, data kept)";
+
+    private protected override string Activity => $"Rebasing onto {NewBase}";
+
+    private protected override string Describe(string name) => $"Rebase clone '{name}' onto '{NewBase}'";
+
+    private protected override bool SkipConfirmation => Force;
+
+    private protected override bool WriteResult => true;
 }

@@ -61,10 +61,17 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
     [ValidateNotNullOrEmpty]
     public string FromClone { get; set; } = null!;
 
-    /// <summary>Format of the base's files: Vhdx (default for -Volume) or Vmdk. With -FromClone, by default each volume keeps the clone's format.</summary>
+    /// <summary>Format of the base's files: Vhdx (default for -Volume) or another format the store keeps bases in (Vmdk). With -FromClone, by default each volume keeps the clone's format.</summary>
+    /// <remarks>
+    /// A name, not the DiskFormat enum: PowerShell completes an enum parameter with every enum
+    /// value whatever its completer says, and only the format registry's base formats belong here.
+    /// </remarks>
     [Parameter]
-    [ValidateSet("Vhdx", "Vmdk")]
-    public DiskFormat Format { get; set; } = DiskFormat.Vhdx;
+    [ArgumentCompleter(typeof(BaseFormatCompleter))]
+    [ValidateDiskFormat(DiskFormatUse.Base)]
+    public string Format { get; set; } = nameof(DiskFormat.Vhdx);
+
+    private DiskFormat FormatValue => ValidateDiskFormatAttribute.Parse(Format);
 
     /// <summary>With -FromClone: copy the clone's volumes even while another program holds them open (a running virtual machine), for a machine whose disks you know are quiescent (paused, or frozen by its guest agent). Without it such a clone is refused with VolumeInUse.</summary>
     [Parameter(ParameterSetName = CloneSet)]
@@ -79,12 +86,12 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
             StorePlan plan;
             if (ParameterSetName == CloneSet)
             {
-                plan = store.PlanNewBaseFromClone(Name, FromClone, IsBound(nameof(Format)) ? Format : null, sourceMayBeInUse: Force);
+                plan = store.PlanNewBaseFromClone(Name, FromClone, IsBound(nameof(Format)) ? FormatValue : null, sourceMayBeInUse: Force);
             }
             else
             {
                 var specs = Volume.Select(ToSpec).ToList();
-                plan = store.PlanNewBase(Name, specs, Format);
+                plan = store.PlanNewBase(Name, specs, FormatValue);
             }
             if (!ShouldRun(plan, $"Create base '{Name}'"))
                 return;
@@ -133,5 +140,5 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
         values.TryGetValue(key, out object? v) ? (v is PSObject pso ? pso.BaseObject : v) : null;
 
     private static StoreException Invalid(string message) =>
-        new("InvalidVolumeSpec", VmClone.Core.VmCloneErrorKind.InvalidArgument, message);
+        new(StoreErrorIds.InvalidVolumeSpec, VmClone.Core.VmCloneErrorKind.InvalidArgument, message);
 }

@@ -26,7 +26,7 @@ namespace VmClone.PowerShell.Commands;
 /// </example>
 [Cmdlet(VerbsCommon.New, "VmClone", SupportsShouldProcess = true, DefaultParameterSetName = NameSet)]
 [OutputType(typeof(VmCloneInfo))]
-public sealed class NewVmCloneCommand : VmStoreCmdlet
+public sealed class NewVmCloneCommand : FleetCmdlet
 {
     private const string NameSet = "Name";
     private const string InputSet = "InputObject";
@@ -48,23 +48,21 @@ public sealed class NewVmCloneCommand : VmStoreCmdlet
     [ValidateNotNullOrEmpty]
     public string Base { get; set; } = null!;
 
-    /// <summary>How many clones are worked on at the same time; by default twice the number of processors (at most 64), since the work on a clone mostly waits for the disk. With 1, one clone after the other on the pipeline thread. Results and errors are written in input order either way.</summary>
-    [Parameter]
-    [ValidateRange(1, 64)]
-    public int ThrottleLimit { get; set; } = FleetRunner.DefaultThrottleLimit;
+    private string _baseName = null!;
 
     protected override void ProcessRecord()
     {
-        string baseName = ParameterSetName == InputSet ? InputObject.Name : Base;
-        foreach (string name in Name)
-        {
-            Try(name, () =>
-            {
-                VmStore store = OpenStore();
-                StorePlan plan = store.PlanNewClone(name, baseName);
-                if (ShouldRun(plan, $"Create clone '{name}'"))
-                    Fleet(ThrottleLimit, $"Creating clones of {baseName}").Run(store, name, $"Create clone '{name}'", (progress, cancel) => store.Execute(plan, progress, cancel), writeResult: true);
-            });
-        }
+        _baseName = ParameterSetName == InputSet ? InputObject.Name : Base;
+        RunFleet(Name);
     }
+
+    private protected override StorePlan Plan(VmStore store, string name) => store.PlanNewClone(name, _baseName);
+
+    private protected override string Caption(string name) => $"Create clone '{name}'";
+
+    private protected override string Activity => $"Creating clones of {_baseName}";
+
+    private protected override string Describe(string name) => $"Create clone '{name}'";
+
+    private protected override bool WriteResult => true;
 }

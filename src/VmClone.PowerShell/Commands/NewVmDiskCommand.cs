@@ -69,6 +69,7 @@ public sealed class NewVmDiskCommand : VmCloneCmdlet
 
     /// <summary>File format. By default it follows the extension (.vhdx, .avhdx, .vmdk, .raw, .img); VHDX otherwise.</summary>
     [Parameter]
+    [ValidateDiskFormat(DiskFormatUse.Write)]
     public DiskFormat Format { get; set; }
 
     protected override void ProcessRecord()

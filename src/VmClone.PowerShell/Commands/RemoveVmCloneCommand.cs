@@ -29,7 +29,9 @@ public sealed class RemoveVmCloneCommand : CloneFleetCmdlet
 
     private protected override string Caption(string name) => $"Remove clone '{name}' with its volumes, data included";
 
-    private protected override (string Activity, string Description) Describe(string name) => ("Removing clones", $"Remove clone '{name}'");
+    private protected override string Activity => "Removing clones";
+
+    private protected override string Describe(string name) => $"Remove clone '{name}'";
 
     private protected override bool SkipConfirmation => Force;
 }

@@ -6,7 +6,7 @@ namespace VmClone.PowerShell.Commands;
 /// <summary>Restores clones to their base: system and temporary content discarded, data kept.</summary>
 /// <remarks>
 /// <para>Each system volume is replaced by a fresh child of the base's, so the base's content shows again; each temporary volume goes back to its initial state; data volumes are not touched. The clone stays listed (unlike Remove-VmClone). New files are built beside the clone and moved into place only when all are complete; the manifest is written last.</para>
-/// <para>A base modified behind VmClone's back is refused (BaseModified): restoring onto it would build on corrupted content. The command asks for confirmation; -Force skips it.</para>
+/// <para>A base modified behind VmClone's back is refused (BaseModified): restoring onto it would build on corrupted content. What recovers such a clone is restoring the base's files from a backup, or accepting the changed files as a new base and rebasing onto it (about_VmClone, A MODIFIED BASE); the error says how, and names the clone as its target. The command asks for confirmation; -Force skips it.</para>
 /// <para>A clone whose manifest names a file outside the clone's folder (an absolute path, '..', a base's volume) is refused with ManifestInvalid and nothing it names is touched; a volume file that is a symbolic link, lies in a linked folder or is a VMDK descriptor is refused with VolumeOutsideStore, one that is a FIFO, device or socket with VolumeNotRegularFile. Everything the plan checked is checked again once the clone's locks are held (CloneChanged when a volume was replaced or written since planning).</para>
 /// </remarks>
 /// <example>
@@ -35,7 +35,9 @@ public sealed class RestoreVmCloneCommand : CloneFleetCmdlet
 
     private protected override string Caption(string name) => $"Restore clone '{name}' (its system and temporary content is discarded)";
 
-    private protected override (string Activity, string Description) Describe(string name) => ("Restoring clones", $"Restore clone '{name}'");
+    private protected override string Activity => "Restoring clones";
+
+    private protected override string Describe(string name) => $"Restore clone '{name}'";
 
     private protected override bool SkipConfirmation => Force;
 

@@ -4,6 +4,7 @@
 # consistency check every 15 minutes costs nothing; Set() calls the VmClone cmdlets, never
 # prompts, and stops at the first error so that the engine reports it.
 using assembly ./VmClone.Core.dll
+using assembly ./VmClone.PowerShell.dll
 using namespace System.Collections.Generic
 using namespace VmClone.Core.Store
 
@@ -48,8 +49,9 @@ class VmCloneBase {
     # The store folder; by default $env:VMCLONE_STORE, else the per-user store.
     [DscProperty()] [string] $Store
 
-    # Format of the base's files: Vhdx (default) or Vmdk.
-    [DscProperty()] [ValidateSet('Vhdx', 'Vmdk')] [string] $Format = 'Vhdx'
+    # Format of the base's files: Vhdx (default), or another format the store keeps bases in
+    # (the engine's format registry decides, through the validation New-VmBase -Format uses).
+    [DscProperty()] [VmClone.PowerShell.ValidateDiskFormat('Base')] [string] $Format = 'Vhdx'
 
     # How many clones depend on the base.
     [DscProperty(NotConfigurable)] [int] $CloneCount

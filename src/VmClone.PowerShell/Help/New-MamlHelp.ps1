@@ -79,7 +79,8 @@ function Write-Parameter($p, $set, [string] $description) {
     $w.WriteElementString('maml', 'name', $maml, $p.Name)
     $w.WriteStartElement('maml', 'description', $maml); Para $description; $w.WriteEndElement()
     $typeName = $p.ParameterType.Name
-    $validateSet = $p.Attributes | Where-Object { $_ -is [System.Management.Automation.ValidateSetAttribute] }
+    # ValidateSet, or a validation that lists its values the same way (ValidateDiskFormat asks the format registry).
+    $validateSet = $p.Attributes | Where-Object { $_ -is [System.Management.Automation.ValidateArgumentsAttribute] -and $_.PSObject.Properties['ValidValues'] } | Select-Object -First 1
     $values = if ($validateSet) { $validateSet.ValidValues } elseif ($p.ParameterType.IsEnum) { [Enum]::GetNames($p.ParameterType) } else { @() }
     if ($values) {
         $w.WriteStartElement('command', 'parameterValueGroup', $cmd)

@@ -91,6 +91,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         new Scenario { Name = "ClearTemporary", Plan = s => s.PlanClearTemporary("lab"), CloneBefore = "v1", CloneAfter = "v1" },
         new Scenario { Name = "Rebase (re-parent data)", Plan = s => s.PlanRebase("lab", "v2"), CloneBefore = "v1", CloneAfter = "v2" },
         new Scenario { Name = "Rebase (flatten data)", Plan = s => s.PlanRebase("lab", "empty"), CloneBefore = "v1", CloneAfter = "empty" },
+        new Scenario { Name = "Rebase (convert format)", Plan = s => s.PlanRebase("lab", "vmdk", convertFormat: true), CloneBefore = "v1", CloneAfter = "vmdk" },
         new Scenario { Name = "RemoveClone", Plan = s => s.PlanRemoveClone("lab"), CloneBefore = "v1", CloneAfter = null },
         new Scenario { Name = "NewBaseFromClone", Plan = s => s.PlanNewBaseFromClone("v3", "lab"), CloneBefore = "v1", CloneAfter = "v1" },
         new Scenario { Name = "RemoveBase", Clone = "lab", Plan = s => s.PlanRemoveBase("unused"), CloneBefore = "v1", CloneAfter = "v1" },
@@ -269,7 +270,8 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
     /// <summary>
     /// v1 (system, temp, data with content); lab on v1 with its own system and data writes;
     /// v2 made from another clone (its data holds data: lab's data is re-parented onto it);
-    /// "empty" with an empty data volume (lab's data is flattened); "unused", a base nothing uses.
+    /// "empty" with an empty data volume (lab's data is flattened); "unused", a base nothing uses;
+    /// "vmdk", a VMDK base (a rebase onto it converts every volume of lab, data included).
     /// </summary>
     private static void BuildTemplate(VmStore s, TestStore t)
     {
@@ -282,6 +284,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         s.Execute(s.PlanNewBase("v1", Specs("v1", true)));
         s.Execute(s.PlanNewBase("empty", Specs("empty", false)));
         s.Execute(s.PlanNewBase("unused", Specs("unused", true)));
+        s.Execute(s.PlanNewBase("vmdk", Specs("vmdk", true), DiskFormat.Vmdk));
         s.Execute(s.PlanNewClone("build", "v1"));
         TestStore.Write(Volume(s, "build", "system"), 1 << 20, "updated system");
         TestStore.Write(Volume(s, "build", "data"), 2 << 20, "build data");
