@@ -465,8 +465,17 @@ public sealed partial class Qcow2Layer : DiskLayer
     {
         if (host < 0 || length == 0)
             return;
-        if (target == _file && host >= _file.Length)
-            throw new DiskFormatException(Path, "L2 table", $"a data cluster at {host & ~(_header.ClusterSize - 1)} lies past the end of the file ({_file.Length} bytes)", host);
+        if (target == _file)
+        {
+            // Every cluster of the run, not only its first, must begin inside the file: a run of
+            // host-contiguous clusters may run past the end of a truncated file.
+            long firstPast = (_file.Length + _header.ClusterSize - 1) & ~(_header.ClusterSize - 1);
+            if (host >= _file.Length || host + length > firstPast)
+            {
+                long cluster = Math.Max(host & ~(_header.ClusterSize - 1), firstPast);
+                throw new DiskFormatException(Path, "L2 table", $"a data cluster at {cluster} lies past the end of the file ({_file.Length} bytes)", cluster);
+            }
+        }
         target.ReadOrZero(host, buffer, offset, (int)length);
     }
 
