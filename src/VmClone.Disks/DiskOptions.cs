@@ -35,6 +35,14 @@ public sealed class DiskOpenOptions
     /// </summary>
     public bool AllowExternalDataFile { get; set; }
 
+    /// <summary>
+    /// Write into a qcow2 image that has persistent dirty bitmaps (libvirt checkpoints): before
+    /// the first write the bitmaps' consistency bit (autoclear bit 0) is cleared, as qcow2.rst
+    /// asks of a writer that does not update them, so qemu treats them as stale and the next
+    /// incremental backup is a full one. Off by default: such images are not opened for writing.
+    /// </summary>
+    public bool AllowWritingOverBitmaps { get; set; }
+
     /// <summary>Longest chain accepted; deeper chains (or loops) are refused.</summary>
     public int MaxChainDepth { get; set; } = DefaultMaxChainDepth;
 

@@ -226,28 +226,35 @@ internal sealed class ClusterTables
     }
 
     /// <summary>
-    /// Writes a new L2 table at <paramref name="l2Offset"/> holding only <paramref name="entry"/>
-    /// for <paramref name="guestCluster"/>, flushes it, then points the L1 entry at it (not flushed):
-    /// the table is complete on disk before anything names it.
+    /// Writes a new L2 table at <paramref name="l2Offset"/> holding <paramref name="entries"/>
+    /// (index in the table, entry) for L1 entry <paramref name="firstGuestCluster"/>'s range;
+    /// not flushed, and not yet named by the L1 table (<see cref="PointL1"/>).
     /// </summary>
-    public void WriteNewTable(long guestCluster, long l2Offset, L2Entry entry)
+    public void WriteNewTable(long firstGuestCluster, long l2Offset, IEnumerable<(int Index, L2Entry Entry)> entries)
     {
-        long l1Index = guestCluster / EntriesPerTable;
+        long l1Index = firstGuestCluster / EntriesPerTable;
         byte[] table = new byte[_header.ClusterSize];
-        int at = (int)(guestCluster % EntriesPerTable) * _header.L2EntryBytes;
-        BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at), entry.Word);
-        if (_header.HasExtendedL2)
-            BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at + 8), entry.Bitmap);
+        foreach ((int index, L2Entry entry) in entries)
+        {
+            int at = index * _header.L2EntryBytes;
+            BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at), entry.Word);
+            if (_header.HasExtendedL2)
+                BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at + 8), entry.Bitmap);
+        }
         _file.Write(l2Offset, table, 0, table.Length);
-        _file.Flush();
+        if (_cache.Count >= CacheTables)
+            _cache.Clear();
+        _cache[(int)l1Index] = table;
+    }
+
+    /// <summary>Points L1 entry <paramref name="l1Index"/> at the L2 table at <paramref name="l2Offset"/> (COPIED); not flushed.</summary>
+    public void PointL1(long l1Index, long l2Offset)
+    {
         ulong l1 = (ulong)l2Offset | Copied;
         byte[] raw = new byte[8];
         BinaryPrimitives.WriteUInt64BigEndian(raw, l1);
         _file.Write((long)_header.L1TableOffset + l1Index * 8, raw, 0, 8);
         _l1[l1Index] = l1;
-        if (_cache.Count >= CacheTables)
-            _cache.Clear();
-        _cache[(int)l1Index] = table;
     }
 
     /// <summary>True when the host cluster at <paramref name="hostOffset"/> holds metadata (header, refcount structures, L1, L2, snapshot table).</summary>

@@ -13,7 +13,7 @@ public sealed partial class Qcow2Layer
     /// (their clusters are shared), persistent bitmaps (writing would make them stale), an
     /// external data file. Nothing is written to a refused file.
     /// </summary>
-    private static void RefuseWriting(string path, Qcow2Header header, HeaderExtensions extensions)
+    private static void RefuseWriting(string path, Qcow2Header header, HeaderExtensions extensions, DiskOpenOptions options)
     {
         if (header.IsCorrupt)
             throw new VirtualDiskException(path, $"'{path}' is marked corrupt (incompatible feature bit 1, set by qemu when it found its metadata inconsistent); it is not opened for writing. Repair it with qemu-img check -r all.");
@@ -21,8 +21,8 @@ public sealed partial class Qcow2Layer
             throw new VirtualDiskException(path, $"'{path}' is marked dirty (incompatible feature bit 0: it was not closed cleanly, or uses lazy refcounts): its refcounts may be stale, so it is not opened for writing. Repair it with qemu-img check -r all.");
         if (header.SnapshotCount > 0)
             throw new VirtualDiskException(path, $"'{path}' holds {header.SnapshotCount} internal snapshot(s); their clusters are shared with the active layer, so VmClone does not write, merge or re-point it. Delete the snapshots (qemu-img snapshot -d) or convert the image first.");
-        if (extensions.Find(HeaderExtensions.BitmapsType) is not null || (header.AutoclearFeatures & (1UL << Qcow2Header.BitmapsAutoclearBit)) != 0)
-            throw new VirtualDiskException(path, $"'{path}' has persistent dirty bitmaps (libvirt checkpoints, incremental backups); writing would leave them stale, so it is not opened for writing. Remove them with qemu-img bitmap --remove first.");
+        if (!options.AllowWritingOverBitmaps && (extensions.Find(HeaderExtensions.BitmapsType) is not null || (header.AutoclearFeatures & (1UL << Qcow2Header.BitmapsAutoclearBit)) != 0))
+            throw new VirtualDiskException(path, $"'{path}' has persistent dirty bitmaps (libvirt checkpoints, incremental backups); writing would leave them stale, so it is not opened for writing. Remove them with qemu-img bitmap --remove, or allow writing over them (their consistency bit is then cleared and the next backup is a full one).");
         if (header.HasExternalData)
             throw new VirtualDiskException(path, $"'{path}' keeps its data in an external data file; VmClone does not write such images.");
     }
@@ -54,54 +54,144 @@ public sealed partial class Qcow2Layer
     private bool _prepared;
 
     /// <summary>
-    /// Before the first write: autoclear feature bits this writer does not know are cleared, as
-    /// qcow2.rst asks of a writer that would not keep them true.
+    /// Before the first write: every autoclear feature bit this writer does not keep true is
+    /// cleared, as qcow2.rst asks: bits it does not know, and the bitmaps' consistency bit
+    /// (bitmaps are not updated by VmClone's writes; their images are written only when allowed).
     /// </summary>
     private void PrepareForWrite()
     {
         if (_prepared)
             return;
         _prepared = true;
-        ulong known = (1UL << Qcow2Header.BitmapsAutoclearBit) | (1UL << Qcow2Header.RawDataAutoclearBit);
-        if (_header.Version >= 3 && (_header.AutoclearFeatures & ~known) != 0)
+        ulong kept = 1UL << Qcow2Header.RawDataAutoclearBit;
+        if (_header.Version >= 3 && (_header.AutoclearFeatures & ~kept) != 0)
         {
             byte[] field = new byte[8];
-            BinaryPrimitives.WriteUInt64BigEndian(field, _header.AutoclearFeatures & known);
+            BinaryPrimitives.WriteUInt64BigEndian(field, _header.AutoclearFeatures & kept);
             _file.Write(88, field, 0, 8);
             _file.Flush();
+            BitmapsInvalidated = (_header.AutoclearFeatures & (1UL << Qcow2Header.BitmapsAutoclearBit)) != 0;
         }
     }
 
+    /// <summary>True once a write cleared the persistent bitmaps' consistency bit: qemu now treats them as stale.</summary>
+    public bool BitmapsInvalidated { get; private set; }
+
+    /// <summary>An L2 entry a write changes, applied once the data it names is durable.</summary>
+    private readonly struct PendingEntry
+    {
+        public PendingEntry(long guestCluster, L2Entry entry, L2Entry replaced, bool releaseReplaced)
+        {
+            GuestCluster = guestCluster;
+            Entry = entry;
+            Replaced = replaced;
+            ReleaseReplaced = releaseReplaced;
+        }
+
+        public long GuestCluster { get; }
+
+        public L2Entry Entry { get; }
+
+        public L2Entry Replaced { get; }
+
+        /// <summary>The replaced entry was compressed: its host clusters lose a reference once nothing names them.</summary>
+        public bool ReleaseReplaced { get; }
+    }
+
+    private readonly List<PendingEntry> _pending = new();
+
+    // L2 tables allocated by the write in progress, by L1 index: their clusters counted, their
+    // content built here, written once the data is durable and before the L1 entry names them.
+    private readonly Dictionary<long, long> _newTables = new();
+
+    /// <summary>
+    /// Writes guest bytes. New clusters are allocated from the end of the file; one write
+    /// commits in qcow2's order, however many clusters it spans: the new clusters' refcounts
+    /// and data made durable together, then the L2 entries and new L2 tables (these flushed),
+    /// then the L1 entries naming new tables, then the references a rewritten compressed
+    /// cluster drops. Cut off anywhere, the image has at worst leaked clusters.
+    /// </summary>
     public override void Write(long position, byte[] buffer, int offset, int count)
     {
         EnsureWritable();
         CheckRange(position, count);
         PrepareForWrite();
-        while (count > 0)
+        try
         {
-            long guestCluster = position >> _clusterBits;
-            long inCluster = position - (guestCluster << _clusterBits);
-            int n = (int)Math.Min(count, _header.ClusterSize - inCluster);
-            WriteInCluster(guestCluster, (int)inCluster, buffer, offset, n);
-            position += n;
-            offset += n;
-            count -= n;
+            while (count > 0)
+            {
+                long guestCluster = position >> _clusterBits;
+                long inCluster = position - (guestCluster << _clusterBits);
+                int n = (int)Math.Min(count, _header.ClusterSize - inCluster);
+                WriteInCluster(guestCluster, (int)inCluster, buffer, offset, n);
+                position += n;
+                offset += n;
+                count -= n;
+            }
+        }
+        finally
+        {
+            // Data already written is made reachable even when a later cluster of the same write failed.
+            CommitPending();
+        }
+    }
+
+    private void CommitPending()
+    {
+        if (_pending.Count == 0 && _newTables.Count == 0)
+            return;
+        _file.Flush(); // refcounts and data before anything names them
+        bool releases = false;
+        foreach (KeyValuePair<long, long> table in _newTables)
+            _tables.WriteNewTable(table.Key * _tables.EntriesPerTable, table.Value, Pick(table.Key));
+        if (_newTables.Count > 0)
+            _file.Flush(); // new L2 tables before the L1 entries
+        foreach (KeyValuePair<long, long> table in _newTables)
+            _tables.PointL1(table.Key, table.Value);
+        foreach (PendingEntry p in _pending)
+        {
+            if (!_newTables.ContainsKey(p.GuestCluster / _tables.EntriesPerTable))
+                _tables.WriteEntry(p.GuestCluster, p.Entry);
+            releases |= p.ReleaseReplaced;
+        }
+        if (releases)
+        {
+            _file.Flush(); // nothing names the old compressed data any more before its counts drop
+            foreach (PendingEntry p in _pending)
+            {
+                if (!p.ReleaseReplaced)
+                    continue;
+                long off = p.Replaced.CompressedOffset(_clusterBits);
+                long end = off + p.Replaced.CompressedLength(_clusterBits) - 1;
+                for (long c = off >> _clusterBits; c <= end >> _clusterBits; c++)
+                    Allocator.Release(c);
+            }
+        }
+        _pending.Clear();
+        _newTables.Clear();
+    }
+
+    /// <summary>The entries of the pending writes that fall into the new table of L1 entry <paramref name="l1Index"/>.</summary>
+    private IEnumerable<(int Index, L2Entry Entry)> Pick(long l1Index)
+    {
+        foreach (PendingEntry p in _pending)
+        {
+            if (p.GuestCluster / _tables.EntriesPerTable == l1Index)
+                yield return ((int)(p.GuestCluster % _tables.EntriesPerTable), p.Entry);
         }
     }
 
     /// <summary>
     /// One write within one guest cluster. In place where the cluster is this image's alone
-    /// (COPIED); otherwise a new cluster: its refcount made durable first, then its data (what
-    /// lay beneath, with the write over it) flushed, then the L2 entry (or a new L2 table, then
-    /// the L1 entry) — so that a cut at any point leaves at worst a leaked cluster.
+    /// (COPIED); otherwise a new cluster whose content is what lay beneath with the write over
+    /// it, and whose entry waits in <see cref="_pending"/> for <see cref="CommitPending"/>.
     /// </summary>
     private void WriteInCluster(long guestCluster, int inCluster, byte[] buffer, int offset, int count)
     {
         long cluster = _header.ClusterSize;
         long l1Index = guestCluster / _tables.EntriesPerTable;
-        ulong l1 = _tables.L1Entry(l1Index);
         bool newTable = _tables.L2Offset(l1Index) == 0;
-        if (!newTable && (l1 & ClusterTables.Copied) == 0)
+        if (!newTable && (_tables.L1Entry(l1Index) & ClusterTables.Copied) == 0)
             throw new VirtualDiskException(Path, $"'{Path}': the L2 table of guest offset {guestCluster << _clusterBits} is shared (no COPIED flag); VmClone does not write shared tables.");
         L2Entry entry = newTable ? default : _tables.Lookup(guestCluster);
         ClusterKind kind = _tables.KindOf(entry);
@@ -119,7 +209,6 @@ public sealed partial class Qcow2Layer
         }
 
         long host;
-        bool fresh = false;
         if (kind == ClusterKind.Normal || (kind == ClusterKind.Zero && entry.HostOffset != 0 && (entry.Word & ClusterTables.Copied) != 0))
         {
             host = entry.HostOffset; // a cluster of this image's own (with extended L2, or preallocated as zeros)
@@ -127,16 +216,15 @@ public sealed partial class Qcow2Layer
         }
         else
         {
-            long l2New = newTable ? Allocator.Allocate(flush: false) : 0;
-            host = Allocator.Allocate();
-            _allocatedData.Add(host);
-            fresh = true;
-            if (newTable)
+            if (newTable && !_newTables.ContainsKey(l1Index))
             {
-                // The L2 table's cluster is counted before anything names it; its content comes after the data.
-                _pendingTable = l2New;
-                _tables.ClaimMetadata(l2New);
+                // The L2 table's cluster is counted now; its content is written after the data.
+                long table = Allocator.Allocate(flush: false);
+                _tables.ClaimMetadata(table);
+                _newTables[l1Index] = table;
             }
+            host = Allocator.Allocate(flush: false);
+            _allocatedData.Add(host);
         }
 
         L2Entry updated;
@@ -147,9 +235,8 @@ public sealed partial class Qcow2Layer
             FillBeneath(entry, kind, start, 0, content, (int)cluster);
             Buffer.BlockCopy(buffer, offset, content, inCluster, count);
             _file.Write(host, content, 0, content.Length);
-            ulong word = (ulong)host | ClusterTables.Copied;
             // Extended L2: a compressed cluster becomes a standard one, every subcluster allocated.
-            updated = new L2Entry(word, extended ? 0xFFFF_FFFFUL : 0);
+            updated = new L2Entry((ulong)host | ClusterTables.Copied, extended ? 0xFFFF_FFFFUL : 0);
         }
         else
         {
@@ -177,32 +264,9 @@ public sealed partial class Qcow2Layer
             updated = new L2Entry((ulong)host | ClusterTables.Copied, allocated | ((ulong)zero << 32));
         }
 
-        if (updated.Word == entry.Word && updated.Bitmap == entry.Bitmap)
-            return;
-        _file.Flush();
-        if (newTable)
-        {
-            _tables.WriteNewTable(guestCluster, _pendingTable, updated);
-            _pendingTable = 0;
-        }
-        else
-        {
-            _tables.WriteEntry(guestCluster, updated);
-        }
-        // The new entry needs no flush of its own (the next flush, or the next allocation's,
-        // makes it durable) unless a refcount is about to drop: never before nothing names it.
-        if (fresh && kind == ClusterKind.Compressed)
-        {
-            _file.Flush();
-            // Unreferenced now: each host cluster the compressed data touched loses one reference.
-            long off = entry.CompressedOffset(_clusterBits);
-            long end = off + entry.CompressedLength(_clusterBits) - 1;
-            for (long c = off / cluster; c <= end / cluster; c++)
-                Allocator.Release(c);
-        }
+        if (updated.Word != entry.Word || updated.Bitmap != entry.Bitmap)
+            _pending.Add(new PendingEntry(guestCluster, updated, entry, kind == ClusterKind.Compressed));
     }
-
-    private long _pendingTable;
 
     /// <summary>The guest's view of a cluster before the write: beneath (parent), zeros, or the compressed data.</summary>
     private void FillBeneath(L2Entry entry, ClusterKind kind, long start, int at, byte[] content, int length)

@@ -117,7 +117,7 @@ public sealed partial class Qcow2Layer : DiskLayer
             HeaderExtensions extensions = HeaderExtensions.Parse(path, head, header.HeaderLength, extensionLimit);
             RefuseUnsupported(path, header, extensions);
             if (file.CanWrite)
-                RefuseWriting(path, header, extensions);
+                RefuseWriting(path, header, extensions, options);
 
             string? backingName = ReadBackingName(path, file, header);
             string? backingFormatName = extensions.BackingFormat;
