@@ -97,6 +97,7 @@ public enum FileKind
 }
 
 /// <summary>What is wrong with a parent chain.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum ChainProblem
 {
     /// <summary>No stored parent path leads to an existing file.</summary>

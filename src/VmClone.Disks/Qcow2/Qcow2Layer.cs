@@ -495,7 +495,27 @@ public sealed partial class Qcow2Layer : DiskLayer
                 $"'{Path}' records its backing file '{Parent.Path}' as qcow2, but that file is {Parent.Format}.", Parent.Path);
     }
 
+    /// <summary>
+    /// The refcounts recomputed from every structure and cluster the image references and
+    /// compared with the recorded ones, as qemu-img check does: leaks (space wasted) and
+    /// corruptions (a cluster in use counted too low, COPIED flags wrong, references past the
+    /// end) apart. Reads the refcount blocks, the L1 and every L2 table; nothing is written.
+    /// </summary>
+    public Qcow2RefcountReport CheckRefcounts() => RefcountCheck.Run(_file, _header, _extensions);
+
+    /// <summary>Structural problems of the mapping, then the refcount corruptions (<see cref="CheckRefcounts"/>; its leaks are no problem of the data, and left out).</summary>
     public override IReadOnlyList<string> Check()
+    {
+        List<string> problems = CheckMapping();
+        if (problems.Count == 0)
+        {
+            foreach (Qcow2RefcountFinding finding in CheckRefcounts().Corruptions)
+                problems.Add(finding.Description);
+        }
+        return problems;
+    }
+
+    private List<string> CheckMapping()
     {
         var problems = new List<string>();
         long clusters = (_size + _header.ClusterSize - 1) >> _clusterBits;
