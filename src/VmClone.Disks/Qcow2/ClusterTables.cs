@@ -262,4 +262,37 @@ internal sealed class ClusterTables
 
     /// <summary>Records a cluster just allocated for metadata (an L2 table, a refcount block).</summary>
     public void ClaimMetadata(long hostOffset) => _claims.Claim(hostOffset / _header.ClusterSize, 1);
+
+    /// <summary>
+    /// Before the first write into an image: every data cluster the active tables name is
+    /// claimed once, so that a table naming a cluster of metadata, or one cluster for two guest
+    /// clusters, is refused before a write in place could land on what another structure
+    /// holds. Reads every L2 table once (cost follows the tables the file really has); the
+    /// claims cost bits sized by the file.
+    /// </summary>
+    public void ClaimDataClusters(bool externalData)
+    {
+        if (externalData)
+            return; // host offsets are in another file
+        long cluster = _header.ClusterSize;
+        var data = new ClaimMap((_file.Length + cluster - 1) / cluster);
+        for (long l1Index = 0; l1Index < _l1.Length; l1Index++)
+        {
+            if (!HasTable(l1Index))
+                continue;
+            for (long i = 0; i < EntriesPerTable; i++)
+            {
+                long guestCluster = l1Index * EntriesPerTable + i;
+                L2Entry entry = Lookup(guestCluster);
+                if (KindOf(entry) != ClusterKind.Normal && !(KindOf(entry) == ClusterKind.Zero && entry.HostOffset != 0))
+                    continue;
+                long host = entry.HostOffset;
+                long at = L2Offset(l1Index) + i * _header.L2EntryBytes;
+                if (_claims.IsClaimed(host / cluster))
+                    throw new DiskFormatException(_path, "L2 table", $"guest cluster {guestCluster} maps to {host}, a cluster of metadata", at);
+                if (!data.Claim(host / cluster, 1))
+                    throw new DiskFormatException(_path, "L2 table", $"guest cluster {guestCluster} maps to {host}, a cluster another guest cluster maps to already", at);
+            }
+        }
+    }
 }

@@ -62,6 +62,7 @@ public sealed partial class Qcow2Layer
     {
         if (_prepared)
             return;
+        _tables.ClaimDataClusters(_header.HasExternalData);
         _prepared = true;
         ulong kept = 1UL << Qcow2Header.RawDataAutoclearBit;
         if (_header.Version >= 3 && (_header.AutoclearFeatures & ~kept) != 0)

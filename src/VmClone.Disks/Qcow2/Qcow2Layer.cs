@@ -1,4 +1,5 @@
 using System;
+using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
@@ -104,6 +105,14 @@ public sealed partial class Qcow2Layer : DiskLayer
             // image qemu writes, and a larger first cluster is read further only when they go on.
             byte[] head = new byte[(int)Math.Min(4096, file.Length)];
             file.ReadOrZero(0, head, 0, head.Length);
+            // A version 3 header may declare a length beyond those 4 KiB (up to its cluster): read that much.
+            if (head.Length >= Qcow2Header.V3MinLength && BinaryPrimitives.ReadUInt32BigEndian(head.AsSpan(4)) == 3
+                && BinaryPrimitives.ReadUInt32BigEndian(head.AsSpan(100)) is uint declared && declared > head.Length
+                && declared <= 2 * 1024 * 1024 && declared <= file.Length)
+            {
+                head = new byte[declared];
+                file.ReadOrZero(0, head, 0, head.Length);
+            }
             Qcow2Header header = Qcow2Header.Parse(path, head, head.Length, file.Length);
             int firstCluster = (int)Math.Min(header.ClusterSize, file.Length);
             if (firstCluster > head.Length)

@@ -410,4 +410,35 @@ public class Qcow2WriteTests
         data.CopyTo(model, 4096);
         Assert.Equal(Hashing.Sha256Bytes(model), Oracle.QemuRawSha256(image, "qcow2"));
     }
+
+    [OracleFact(tools: new[] { "qemu-img", "qemu-io" })]
+    public void TwoGuestClustersNamingOneHostClusterAreNotWritten()
+    {
+        using var dir = new TempFolder();
+        string image = QemuImage.Create(dir.File("disk.qcow2"), 4 << 20, "");
+        Oracle.Run("qemu-io", $"-f qcow2 -c \"write -P 0x11 0 64k\" -c \"write -P 0x22 1M 64k\" \"{image}\"");
+        byte[] raw = new byte[8];
+        ulong Read(long at)
+        {
+            using FileStream fs = File.OpenRead(image);
+            fs.Position = at;
+            fs.ReadExactly(raw, 0, 8);
+            return BinaryPrimitives.ReadUInt64BigEndian(raw);
+        }
+        long l2 = (long)(Read((long)Read(40)) & 0x00FF_FFFF_FFFF_FE00UL);
+        // Guest cluster 0 names the host cluster of guest cluster 16 (1 MiB): a write at 0 would change both.
+        PatchU64(image, l2, Read(l2 + 16 * 8));
+        string before = Hashing.Sha256File(image);
+        using (VirtualDisk disk = Qcow2Chain.Open(image, writable: true))
+        {
+            var ex = Assert.Throws<DiskFormatException>(() =>
+            {
+                disk.Content.Position = 100;
+                disk.Content.Write(new byte[10], 0, 10);
+            });
+            Assert.Contains("another guest cluster maps to already", ex.Message);
+            Assert.Contains(image, ex.Message);
+        }
+        Assert.Equal(before, Hashing.Sha256File(image));
+    }
 }
