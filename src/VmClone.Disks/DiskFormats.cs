@@ -65,7 +65,7 @@ public static class DiskFormats
             createStandalone: s => Qcow2Layer.Create(s),
             createChild: s => Qcow2Layer.Create(s),
             rewriteSignature: Qcow2Layer.Signature,
-            canHoldBase: false, canWrite: true),
+            canHoldBase: true, canWrite: true),
         new(DiskFormat.Raw, new[] { ".raw", ".img", ".bin", ".dd" },
             recognise: null,
             open: RawLayer.Open,

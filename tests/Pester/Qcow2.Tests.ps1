@@ -227,3 +227,93 @@ Describe 'qcow2 disks' {
         }
     }
 }
+
+Describe 'a qcow2 store' {
+    BeforeEach {
+        $dir = New-TestFolder
+        $store = Join-Path $dir 'store'
+        New-TestFleet $store -Clone lab-01 -Folder $dir -Format Qcow2 -DataInBase
+        $volumes = { param($clone) Get-VmVolume -Clone $clone -Store $store }
+        $assertAllClean = {
+            foreach ($v in @(Get-VmVolume -Base win11 -Store $store) + @(Get-VmClone -Store $store | ForEach-Object { Get-VmVolume -Clone $_.Name -Store $store })) {
+                $v.Path | Should -BeLike '*.qcow2'
+                Assert-QemuClean $v.Path
+            }
+        }
+    }
+    AfterEach {
+        if ($holder -and -not $holder.HasExited) { $holder.Kill(); $holder.WaitForExit() }
+        Remove-TestFolder $dir
+    }
+
+    It 'keeps a base and clones qemu opens by themselves, through writes by qemu, restore, clearing, rebase and removal, every volume checked clean after each step' -Skip:($noQemu -or $noQemuIo) {
+        (Get-VmDisk (Get-TestVolumePath $store -Base win11 -Volume system)).Format | Should -Be 'Qcow2'
+        & $assertAllClean
+        $system = Get-TestVolumePath $store lab-01 system
+        $data = Get-TestVolumePath $store lab-01 data
+        # qemu needs no backing chain spelled out: the name is relative and the format recorded.
+        $info = Get-QemuInfo $system
+        [IO.Path]::IsPathRooted($info.'backing-filename') | Should -BeFalse
+        $info.'backing-filename-format' | Should -Be 'qcow2'
+        [IO.Path]::GetFullPath($info.'full-backing-filename') | Should -Be (Get-TestVolumePath $store -Base win11 -Volume system)
+        $baseSystem = Get-QemuContentHash (Get-TestVolumePath $store -Base win11 -Volume system) qcow2
+
+        qemu-io -f qcow2 -c 'write -P 0xab 1M 64k' $system | Out-Null
+        $LASTEXITCODE | Should -Be 0
+        qemu-io -f qcow2 -c 'write -P 0xcd 3M 100k' $data | Out-Null
+        (Read-DiskBytes $system 1MB 65536) | Where-Object { $_ -ne 0xab } | Should -BeNullOrEmpty
+        Get-DiskContentHash $system | Should -Be (Get-QemuContentHash $system qcow2)
+        $dataHash = Get-DiskContentHash $data
+        & $assertAllClean
+
+        Restore-VmClone lab-01 -Store $store -Confirm:$false | Out-Null
+        $system = Get-TestVolumePath $store lab-01 system
+        Get-QemuContentHash $system qcow2 | Should -Be $baseSystem
+        Get-DiskContentHash $system | Should -Be $baseSystem
+        Get-DiskContentHash (Get-TestVolumePath $store lab-01 data) | Should -Be $dataHash
+        & $assertAllClean
+
+        $temp = Get-TestVolumePath $store lab-01 temp
+        qemu-io -f qcow2 -c 'write -P 0x11 0 64k' $temp | Out-Null
+        Clear-VmTemporaryVolume lab-01 -Store $store -Confirm:$false | Out-Null
+        (Read-DiskBytes (Get-TestVolumePath $store lab-01 temp) 0 65536) | Where-Object { $_ -ne 0 } | Should -BeNullOrEmpty
+        & $assertAllClean
+
+        qemu-io -f qcow2 -c 'write -P 0x22 2M 4k' (Get-TestVolumePath $store lab-01 system) | Out-Null
+        New-VmBase win11-v2 -FromClone lab-01 -Store $store | Out-Null
+        Invoke-VmRebase lab-01 -NewBase win11-v2 -Store $store -Confirm:$false | Out-Null
+        (Get-VmClone lab-01 -Store $store).Base | Should -Be 'win11-v2'
+        Get-DiskContentHash (Get-TestVolumePath $store lab-01 data) | Should -Be $dataHash
+        Get-QemuContentHash (Get-TestVolumePath $store lab-01 data) qcow2 | Should -Be $dataHash
+        [IO.Path]::GetFullPath((Get-QemuInfo (Get-TestVolumePath $store lab-01 system)).'full-backing-filename') | Should -Be (Get-TestVolumePath $store -Base win11-v2 -Volume system)
+        & $assertAllClean
+        foreach ($v in Get-VmVolume -Base win11-v2 -Store $store) { Assert-QemuClean $v.Path }
+
+        Remove-VmClone lab-01 -Store $store -Confirm:$false
+        Get-VmClone -Store $store | Should -BeNullOrEmpty
+        Test-Path (Join-Path $store 'clones/lab-01') | Should -BeFalse
+    }
+
+    It 'refuses to restore a clone while a qemu holds its image, and restores it once qemu has let go' -Skip:($noQemuIo -or -not $IsLinux) {
+        $system = Get-TestVolumePath $store lab-01 system
+        qemu-io -f qcow2 -c 'write -P 0xab 1M 64k' $system | Out-Null
+        $before = (Get-FileHash $system).Hash
+        # qemu-io keeps the image open, locked as a running qemu locks it, while its input stays open.
+        $holder = Start-Process -FilePath 'sh' -ArgumentList @('-c', "`"sleep 60 | qemu-io -f qcow2 '$system'`"") -PassThru
+        $watch = [Diagnostics.Stopwatch]::StartNew()
+        while ($watch.Elapsed.TotalSeconds -lt 20) {
+            $busy = qemu-img info -f qcow2 $system 2>&1 | Out-String
+            if ($LASTEXITCODE -ne 0 -and $busy -like '*lock*') { break }
+            Start-Sleep -Milliseconds 100
+        }
+        $e = try { Restore-VmClone lab-01 -Store $store -Confirm:$false -ErrorAction Stop; $null } catch { $_ }
+        $e.FullyQualifiedErrorId | Should -BeLike 'VolumeInUse,*'
+        $e.Exception.Message | Should -BeLike "*$system*"
+        (Get-FileHash $system).Hash | Should -Be $before
+        Get-Process -Name qemu-io -ErrorAction SilentlyContinue | Where-Object { $_.Parent.Id -eq $holder.Id } | ForEach-Object { $_.Kill() }
+        $holder.Kill(); $holder.WaitForExit()
+        Start-Sleep -Milliseconds 300
+        Restore-VmClone lab-01 -Store $store -Confirm:$false | Out-Null
+        & $assertAllClean
+    }
+}
