@@ -78,7 +78,7 @@ public abstract class FleetCmdlet : VmStoreCmdlet
         foreach (string name in fresh)
         {
             StorePlan? plan = null;
-            Try(name, () => plan = Plan(store, name));
+            TryFor(name, () => plan = Plan(store, name));
             if (plan is null || !ShouldRun(plan, Caption(name), SkipConfirmation))
             {
                 _fleet.Skip();
@@ -88,6 +88,23 @@ public abstract class FleetCmdlet : VmStoreCmdlet
             bool writeResult = WriteResult;
             _fleet.Run(store, name, Describe(name), $"{command} {name}",
                 (progress, cancel) => store.Execute(planned, progress, cancel, describeResult: writeResult), writeResult);
+        }
+    }
+
+    /// <summary>
+    /// Plans for one clone; a refusal names the clone as its target, whatever object the
+    /// error was about (a missing or modified base, another base's outline), so that a fleet
+    /// log of a thousand clones tells which failed — as the runner does for the work itself.
+    /// </summary>
+    private void TryFor(string name, Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (Exception ex) when (IsExpected(ex))
+        {
+            WriteError(ToErrorRecord(ex, name, targetWins: true));
         }
     }
 

@@ -52,6 +52,15 @@ Describe 'Invoke-VmRebase' {
             Read-DiskText (Get-TestVolumePath $store lab-03 'system') 8MB 25 | Should -Be 'lab-03 installed software'
         }
 
+        It 'names each clone as the target of its error when the new base does not exist, so a fleet log tells which clones failed' {
+            $err = $null
+            Invoke-VmRebase lab-02, lab-03 -NewBase no-such-base -Store $store -Force -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $err.Count | Should -Be 2
+            $err.FullyQualifiedErrorId | Sort-Object -Unique | Should -Be 'BaseNotFound,VmClone.PowerShell.Commands.InvokeVmRebaseCommand'
+            $err.TargetObject | Should -Be 'lab-02', 'lab-03'
+            (Get-VmClone lab-02, lab-03 -Store $store).Base | Sort-Object -Unique | Should -Be 'win11'
+        }
+
         It 'rebases every clone of -Base: system as the new base, temporary reset, data byte-identical' {
             $rebased = @(Invoke-VmRebase -Base win11 -NewBase win11-v2 -Store $store -Force)
             $rebased.Name | Should -Be $clones

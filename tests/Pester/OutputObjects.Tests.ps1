@@ -108,6 +108,8 @@ Describe 'A disk whose extension names another format' {
         @{ Made = 'made.vmdk'; Named = 'renamed.vhdx'; Holds = 'VMDK'; Extension = '.vhdx' }
         @{ Made = 'made.vhdx'; Named = 'renamed.vmdk'; Holds = 'VHDX'; Extension = '.vmdk' }
     ) {
+        # Each refusal is collected as the error it writes, also where the caller's preference is Stop.
+        $ErrorActionPreference = 'Continue'
         New-VmDisk ./$Made 64MB | Out-Null
         Move-Item ./$Made ./$Named
         $full = Join-Path $dir $Named
