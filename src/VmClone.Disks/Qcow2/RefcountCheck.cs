@@ -96,6 +96,9 @@ internal static class RefcountCheck
     /// <summary>Findings listed per kind; the rest are counted.</summary>
     public const int MaxListed = 100;
 
+    /// <summary>Clusters of a file whose references are counted (4 bytes each, 1 GiB at most: a file of 128 GiB at 512-byte clusters, 16 TiB at 64 KiB); a larger file is not compared.</summary>
+    private const long MaxClusters = 256L << 20;
+
     public static Qcow2RefcountReport Run(FileAccessor file, Qcow2Header header, HeaderExtensions extensions)
     {
         var leaks = new List<Qcow2RefcountFinding>();
@@ -108,6 +111,8 @@ internal static class RefcountCheck
         long cluster = header.ClusterSize;
         int clusterBits = header.ClusterBits;
         long fileClusters = (file.Length + cluster - 1) / cluster;
+        if (fileClusters > MaxClusters)
+            return new Qcow2RefcountReport(false, $"the file holds {fileClusters} clusters of {cluster} bytes; counting their references would take more than {MaxClusters * 4 >> 20} MiB (use qemu-img check)", leaks, 0, corruptions, 0);
         var refs = new int[fileClusters];
         long corruptionCount = 0, leakCount = 0;
 
