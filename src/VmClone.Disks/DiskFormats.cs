@@ -4,6 +4,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Text;
+using VmClone.Disks.Qcow2;
 using VmClone.Disks.Raw;
 using VmClone.Disks.Vhd;
 using VmClone.Disks.Vhdx;
@@ -69,6 +70,16 @@ public static class DiskFormats
             rewriteSignature: VhdFooter.Cookie,
             canHoldBase: false, canWrite: true,
             openWith: VhdLayer.Open),
+        new(DiskFormat.Qcow2, new[] { ".qcow2" },
+            recognise: h => h.StartsWith(Qcow2Layer.Signature),
+            // Opened through the registry an external data file is always refused: the chain's
+            // layers are store volumes or a user's disks, each one file (Qcow2Layer.Open with
+            // DiskOpenOptions.AllowExternalDataFile reads one beside the image).
+            open: f => Qcow2Layer.Open(f),
+            createStandalone: s => Qcow2Layer.Create(s),
+            createChild: s => Qcow2Layer.Create(s),
+            rewriteSignature: Qcow2Layer.Signature,
+            canHoldBase: true, canWrite: true),
         new(DiskFormat.Raw, new[] { ".raw", ".img", ".bin", ".dd" },
             recognise: null,
             open: RawLayer.Open,

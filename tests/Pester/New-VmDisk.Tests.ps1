@@ -31,7 +31,7 @@ Describe 'New-VmDisk' {
         $info.'virtual-size' | Should -Be 3GB
     }
 
-    It 'refuses a name whose extension names no format it writes (<_>), by parameter and piped, writing nothing' -ForEach 'disk.qcow2', 'disk.vhd', 'disk' {
+    It 'refuses a name whose extension names no format it writes (<_>), by parameter and piped, writing nothing' -ForEach 'disk.qed', 'disk.vdi', 'disk' {
         $name = $_
         $e = try { New-VmDisk -Path "./$name" -SizeBytes 1GB -ErrorAction Stop; $null } catch { $_ }
         $e.FullyQualifiedErrorId | Should -Be 'UnknownDiskExtension,VmClone.PowerShell.Commands.NewVmDiskCommand'

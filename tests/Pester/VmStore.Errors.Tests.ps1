@@ -97,11 +97,12 @@ Describe 'Store errors and conventions' {
         Remove-Item -LiteralPath $vmx
     }
 
-    It 'reports an unknown base with its name as target' {
+    It 'reports an unknown base naming it, with the clone as the target of the error (one error per clone in a fleet log)' {
         $e = Get-Caught { New-VmClone lab-02 -Base nope -Store $store -ErrorAction Stop }
         $e.FullyQualifiedErrorId | Should -Be 'BaseNotFound,VmClone.PowerShell.Commands.NewVmCloneCommand'
         $e.CategoryInfo.Category | Should -Be 'ObjectNotFound'
-        $e.TargetObject | Should -Be 'nope'
+        $e.TargetObject | Should -Be 'lab-02'
+        $e.Exception.Message | Should -BeLike "*'nope'*"
         $e.Exception.Message | Should -BeLike '*win11*'
         Test-Path (Join-Path $store 'clones/lab-02') | Should -BeFalse
         (Get-Caught { Get-VmBase nope -Store $store -ErrorAction Stop }).FullyQualifiedErrorId | Should -Be 'BaseNotFound,VmClone.PowerShell.Commands.GetVmBaseCommand'

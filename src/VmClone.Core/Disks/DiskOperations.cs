@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmClone.Disks;
+using VmClone.Disks.Qcow2;
 using VmClone.Core.Store;
 
 namespace VmClone.Core.Disks;
@@ -101,6 +102,7 @@ public static partial class DiskOperations
         options ??= new DiskOpenOptions();
         string full = System.IO.Path.GetFullPath(path);
         var problems = new List<VmDiskProblem>();
+        var leaks = new List<VmDiskProblem>();
         var checkedPaths = new List<string>();
         // Keep walking below a modified parent: its own structure is still worth checking.
         var walk = ChainWalk.Start(full, new DiskOpenOptions
@@ -131,13 +133,56 @@ public static partial class DiskOperations
                 }
                 foreach (string description in found)
                     problems.Add(new VmDiskProblem(layer.Path, description));
+                if (layer is Qcow2Layer qcow2 && found.Count == 0)
+                    AddLeaks(qcow2, leaks);
             }
         }
         finally
         {
             walk.Dispose();
         }
-        return new VmDiskCheckResult(full, checkedPaths, problems);
+        return new VmDiskCheckResult(full, checkedPaths, problems, leaks);
+    }
+
+    /// <summary>A qcow2 image's leaked clusters, as qemu-img check lists them (the first ones, then how many more).</summary>
+    private static void AddLeaks(Qcow2Layer layer, List<VmDiskProblem> leaks)
+    {
+        Qcow2RefcountReport report;
+        try
+        {
+            report = layer.CheckRefcounts();
+        }
+        catch (VirtualDiskException)
+        {
+            return; // already reported by the layer's check
+        }
+        foreach (Qcow2RefcountFinding leak in report.Leaks)
+            leaks.Add(new VmDiskProblem(layer.Path, leak.Description, VmDiskProblemKind.Leak));
+        if (report.LeakedClusters > report.Leaks.Count)
+            leaks.Add(new VmDiskProblem(layer.Path, $"{report.LeakedClusters - report.Leaks.Count} more leaked clusters ({report.LeakedClusters} in all)", VmDiskProblemKind.Leak));
+    }
+
+    /// <summary>The qcow2 facts of a layer, or null for another format.</summary>
+    private static VmQcow2Details? Qcow2Details(DiskLayer layer)
+    {
+        if (layer is not Qcow2Layer q)
+            return null;
+        return new VmQcow2Details
+        {
+            ClusterSize = q.BlockSize,
+            Version = q.Version,
+            Compat = q.Version == 2 ? "0.10" : "1.1",
+            ExtendedL2 = q.ExtendedL2,
+            CompressionType = q.Details.TryGetValue("CompressionType", out string? type) && type == "zstd" ? Qcow2CompressionType.Zstd : Qcow2CompressionType.Zlib,
+            RefcountBits = q.RefcountBits,
+            BackingFile = q.BackingFileName,
+            BackingFileResolved = q.Parent?.Path,
+            BackingFormat = q.BackingFormat,
+            SnapshotCount = q.SnapshotCount,
+            IsDirty = q.IsDirty,
+            IsCorrupt = q.IsCorrupt,
+            DataFile = q.Details.TryGetValue("DataFile", out string? data) ? data : null,
+        };
     }
 
     internal static VmDiskInfo Describe(DiskLayer layer, int level, int? chainDepth, string? chainProblem)
@@ -165,6 +210,7 @@ public static partial class DiskOperations
             ParentIdentity = reference?.ExpectedIdentity,
             ChainProblem = chainProblem,
             Details = layer.Details,
+            Qcow2 = Qcow2Details(layer),
         };
     }
 }

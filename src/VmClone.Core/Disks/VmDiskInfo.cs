@@ -53,21 +53,110 @@ public sealed class VmDiskInfo
     /// <summary>Format-specific facts (create type, GUIDs, CID ...).</summary>
     public IReadOnlyDictionary<string, string> Details { get; set; } = new Dictionary<string, string>();
 
+    /// <summary>A qcow2 image's own facts (cluster size, compat, backing file ...); null for every other format.</summary>
+    public VmQcow2Details? Qcow2 { get; set; }
+
     public override string ToString() => Path;
+}
+
+/// <summary>How compressed qcow2 clusters are compressed (the header's compression type).</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
+public enum Qcow2CompressionType
+{
+    /// <summary>Deflate (zlib), qemu's default.</summary>
+    Zlib,
+    /// <summary>Zstandard.</summary>
+    Zstd,
+}
+
+/// <summary>What Get-VmDisk shows of a qcow2 image beyond what every format has.</summary>
+public sealed class VmQcow2Details
+{
+    /// <summary>Cluster size in bytes (512 B to 2 MiB).</summary>
+    public long ClusterSize { get; set; }
+
+    /// <summary>qemu's compat level: "0.10" (version 2) or "1.1" (version 3).</summary>
+    public string Compat { get; set; } = "";
+
+    /// <summary>Format version: 2 or 3.</summary>
+    public int Version { get; set; }
+
+    /// <summary>Extended L2 entries (32 subclusters per cluster).</summary>
+    public bool ExtendedL2 { get; set; }
+
+    /// <summary>How compressed clusters are compressed.</summary>
+    public Qcow2CompressionType CompressionType { get; set; }
+
+    /// <summary>Width of a refcount in bits.</summary>
+    public int RefcountBits { get; set; }
+
+    /// <summary>The backing file name exactly as the image stores it, or null.</summary>
+    public string? BackingFile { get; set; }
+
+    /// <summary>The full path the backing file name resolves to (relative names from the image's folder), or null when it does not resolve.</summary>
+    public string? BackingFileResolved { get; set; }
+
+    /// <summary>The backing format the image records ("qcow2", "raw", ...), or null when it records none (the format is probed).</summary>
+    public string? BackingFormat { get; set; }
+
+    /// <summary>Internal snapshots the image holds (VmClone reads and shows the active state).</summary>
+    public int SnapshotCount { get; set; }
+
+    /// <summary>Incompatible bit 0: the refcounts may be stale (a crash, or lazy refcounts); not written until repaired.</summary>
+    public bool IsDirty { get; set; }
+
+    /// <summary>Incompatible bit 1: qemu found the metadata inconsistent; not written until repaired.</summary>
+    public bool IsCorrupt { get; set; }
+
+    /// <summary>The external data file's full path when one is in use, else null.</summary>
+    public string? DataFile { get; set; }
+
+    /// <summary>One line for the list view: "64 KiB clusters, compat 1.1, backing ../base.qcow2 (qcow2)".</summary>
+    public override string ToString()
+    {
+        var parts = new List<string> { $"{ClusterSize / 1024} KiB clusters", $"compat {Compat}" };
+        if (ExtendedL2)
+            parts.Add("extended L2");
+        if (CompressionType != Qcow2CompressionType.Zlib)
+            parts.Add(CompressionType.ToString().ToLowerInvariant());
+        if (BackingFile is not null)
+            parts.Add($"backing {BackingFile}" + (BackingFormat is null ? "" : $" ({BackingFormat})"));
+        if (SnapshotCount > 0)
+            parts.Add($"{SnapshotCount} snapshot(s)");
+        if (IsDirty)
+            parts.Add("dirty");
+        if (IsCorrupt)
+            parts.Add("corrupt");
+        return string.Join(", ", parts);
+    }
+}
+
+/// <summary>What a problem Test-VmDisk found does to the data.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
+public enum VmDiskProblemKind
+{
+    /// <summary>The structures or the chain are wrong: reads may be wrong, writes may damage data.</summary>
+    Corruption,
+    /// <summary>Space is counted in use that nothing uses (a qcow2 leaked cluster): wasted, no data at risk.</summary>
+    Leak,
 }
 
 /// <summary>One problem Test-VmDisk found, naming the file it is in.</summary>
 public sealed class VmDiskProblem
 {
-    public VmDiskProblem(string path, string description)
+    public VmDiskProblem(string path, string description, VmDiskProblemKind kind = VmDiskProblemKind.Corruption)
     {
         Path = path;
         Description = description;
+        Kind = kind;
     }
 
     public string Path { get; }
 
     public string Description { get; }
+
+    /// <summary>Corruption, or a leak that wastes space only.</summary>
+    public VmDiskProblemKind Kind { get; }
 
     public override string ToString() => $"{Path}: {Description}";
 }
@@ -75,11 +164,12 @@ public sealed class VmDiskProblem
 /// <summary>The outcome of checking a disk and its whole chain.</summary>
 public sealed class VmDiskCheckResult
 {
-    public VmDiskCheckResult(string path, IReadOnlyList<string> checkedPaths, IReadOnlyList<VmDiskProblem> problems)
+    public VmDiskCheckResult(string path, IReadOnlyList<string> checkedPaths, IReadOnlyList<VmDiskProblem> problems, IReadOnlyList<VmDiskProblem>? leaks = null)
     {
         Path = path;
         CheckedPaths = checkedPaths;
         Problems = problems;
+        Leaks = leaks ?? new VmDiskProblem[0];
     }
 
     /// <summary>The disk that was checked.</summary>
@@ -93,6 +183,13 @@ public sealed class VmDiskCheckResult
 
     /// <summary>What is wrong; empty when healthy.</summary>
     public IReadOnlyList<VmDiskProblem> Problems { get; }
+
+    /// <summary>
+    /// Clusters counted in use that nothing uses (qcow2; qemu-img check's leaks), listed apart
+    /// from <see cref="Problems"/>: they waste space and put no data at risk, so a disk with
+    /// leaks alone is healthy. qemu-img check -r leaks frees them.
+    /// </summary>
+    public IReadOnlyList<VmDiskProblem> Leaks { get; }
 
     public override string ToString() => IsHealthy ? $"{Path}: healthy" : $"{Path}: {Problems.Count} problem(s)";
 }

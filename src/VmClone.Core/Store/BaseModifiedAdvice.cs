@@ -14,7 +14,7 @@ internal static class BaseModifiedAdvice
     /// <summary>The recovery, one sentence, for base <paramref name="baseName"/> whose files are <paramref name="format"/>.</summary>
     public static string For(string baseName, DiskFormat format)
     {
-        string formatArgument = format == DiskFormat.Vmdk ? " -Format Vmdk" : "";
+        string formatArgument = format == DiskFormat.Vhdx ? "" : $" -Format {format}";
         string accepted = baseName.Length <= 55 ? baseName + "-accepted" : "NEWNAME";
         return $"Restoring the clones cannot help (a restore rebuilds them on the modified base). Either restore the base's files from a backup (its clones are then Ready again), " +
             $"or accept the changed content as a new base and move the clones onto it: " +

@@ -187,9 +187,13 @@ internal sealed class StoreBoundary
     }
 
     /// <summary>A VMDK layer opened from a store volume must be one file (sparse with its descriptor embedded), never a descriptor naming extents.</summary>
-    public static bool IsSingleFile(DiskLayer layer) =>
-        layer.Format != DiskFormat.Vmdk
-        || (layer.Details.TryGetValue("EmbeddedDescriptor", out string? embedded) && embedded == "True");
+    public static bool IsSingleFile(DiskLayer layer) => layer.Format switch
+    {
+        DiskFormat.Vmdk => layer.Details.TryGetValue("EmbeddedDescriptor", out string? embedded) && embedded == "True",
+        // A qcow2 image with an external data file keeps its content in another file.
+        DiskFormat.Qcow2 => !layer.Details.ContainsKey("DataFile"),
+        _ => true,
+    };
 
     /// <summary>
     /// Why the journal <paramref name="plan"/> (already mapped into this store) of clone

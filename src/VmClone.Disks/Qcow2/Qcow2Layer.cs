@@ -474,8 +474,17 @@ public sealed partial class Qcow2Layer : DiskLayer
     {
         if (host < 0 || length == 0)
             return;
-        if (target == _file && host >= _file.Length)
-            throw new DiskFormatException(Path, "L2 table", $"a data cluster at {host & ~(_header.ClusterSize - 1)} lies past the end of the file ({_file.Length} bytes)", host);
+        if (target == _file)
+        {
+            // Every cluster of the run, not only its first, must begin inside the file: a run of
+            // host-contiguous clusters may run past the end of a truncated file.
+            long firstPast = (_file.Length + _header.ClusterSize - 1) & ~(_header.ClusterSize - 1);
+            if (host >= _file.Length || host + length > firstPast)
+            {
+                long cluster = Math.Max(host & ~(_header.ClusterSize - 1), firstPast);
+                throw new DiskFormatException(Path, "L2 table", $"a data cluster at {cluster} lies past the end of the file ({_file.Length} bytes)", cluster);
+            }
+        }
         target.ReadOrZero(host, buffer, offset, (int)length);
     }
 
@@ -495,7 +504,27 @@ public sealed partial class Qcow2Layer : DiskLayer
                 $"'{Path}' records its backing file '{Parent.Path}' as qcow2, but that file is {Parent.Format}.", Parent.Path);
     }
 
+    /// <summary>
+    /// The refcounts recomputed from every structure and cluster the image references and
+    /// compared with the recorded ones, as qemu-img check does: leaks (space wasted) and
+    /// corruptions (a cluster in use counted too low, COPIED flags wrong, references past the
+    /// end) apart. Reads the refcount blocks, the L1 and every L2 table; nothing is written.
+    /// </summary>
+    public Qcow2RefcountReport CheckRefcounts() => RefcountCheck.Run(_file, _header, _extensions);
+
+    /// <summary>Structural problems of the mapping, then the refcount corruptions (<see cref="CheckRefcounts"/>; its leaks are no problem of the data, and left out).</summary>
     public override IReadOnlyList<string> Check()
+    {
+        List<string> problems = CheckMapping();
+        if (problems.Count == 0)
+        {
+            foreach (Qcow2RefcountFinding finding in CheckRefcounts().Corruptions)
+                problems.Add(finding.Description);
+        }
+        return problems;
+    }
+
+    private List<string> CheckMapping()
     {
         var problems = new List<string>();
         long clusters = (_size + _header.ClusterSize - 1) >> _clusterBits;

@@ -47,6 +47,7 @@ public class InPlaceTests
     [OracleTheory(tools: new[] { "qemu-img" }, python: new[] { "pyvhdi" })]
     [InlineData(DiskFormat.Vhdx)]
     [InlineData(DiskFormat.Vmdk)]
+    [InlineData(DiskFormat.Qcow2)]
     public void ARestoredVolumeIsANewChildInItsOwnFileButAHardLinkedCopyKeepsItsContent(DiskFormat format)
     {
         if (!OnLinux)
@@ -89,10 +90,13 @@ public class InPlaceTests
         Assert.True(report.IsHealthy && report.Problems.Count == 0, string.Join("\n", report.Problems.Select(p => p.Description)));
 
         // The independent readers agree: the rewritten volume reads as its base.
-        if (format == DiskFormat.Vmdk)
+        if (format is DiskFormat.Vmdk or DiskFormat.Qcow2)
         {
-            Oracle.Run("qemu-img", $"check -f vmdk \"{labSystem}\"");
-            Assert.Equal(baseSystem, Oracle.QemuRawSha256(labSystem, "vmdk"), ignoreCase: true);
+            string f = format.ToString().ToLowerInvariant();
+            foreach (string rewritten in new[] { labSystem, labTemp })
+                VmClone.Disks.Tests.Contract.ContractFormats.AssertQemuCheckClean(rewritten, f);
+            Assert.Equal(baseSystem, Oracle.QemuRawSha256(labSystem, f), ignoreCase: true);
+            Assert.Equal(baseTemp, Oracle.QemuRawSha256(labTemp, f), ignoreCase: true);
         }
         else
         {

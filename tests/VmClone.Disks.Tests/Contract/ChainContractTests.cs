@@ -175,7 +175,20 @@ public class ChainContractTests
         string parent = dir.File("base" + ext), child = dir.File("child" + ext);
         VirtualDisk.CreateDynamic(parent, Size, ContractFormats.Create(format)).Dispose();
         VirtualDisk.CreateDifferencing(child, parent, ContractFormats.Create(format)).Dispose();
+        bool recordsIdentity;
+        using (DiskLayer layer = VirtualDisk.OpenLayer(child, FileAccess.Read))
+            recordsIdentity = layer.ParentReference!.ExpectedIdentity.Length > 0;
         Write(parent, 0, Pattern(5, 4096));
+        if (!recordsIdentity)
+        {
+            // qcow2 records nothing of its backing file but its name: the engine cannot tell a
+            // changed parent, and says so by an empty expected identity (the store's records of
+            // its base volumes' identities detect it instead).
+            Assert.Equal(DiskFormat.Qcow2, format);
+            using VirtualDisk opened = VirtualDisk.Open(child, FileAccess.Read);
+            Assert.Equal(2, opened.Layers.Count);
+            return;
+        }
         var ex = Assert.Throws<DiskChainException>(() => VirtualDisk.Open(child, FileAccess.Read).Dispose());
         Assert.Contains(child, ex.Message);
     }

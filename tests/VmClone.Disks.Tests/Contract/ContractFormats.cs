@@ -44,9 +44,31 @@ public static class ContractFormats
                 if (chain.Count == 1)
                     Assert.Equal(libvhdi, Oracle.QemuRawSha256(chain[0], "vpc"));
                 return libvhdi;
+            case DiskFormat.Qcow2:
+                foreach (string layer in chain)
+                    AssertQemuCheckClean(layer, "qcow2");
+                return Oracle.QemuRawSha256(chain[^1], "qcow2");
             default:
                 return null;
         }
+    }
+
+    /// <summary>
+    /// `qemu-img check` of one file finds 0 corruptions and 0 leaks (its exit code is 0 only
+    /// without corruptions; leaks are read from its report).
+    /// </summary>
+    public static void AssertQemuCheckClean(string path, string format)
+    {
+        var (code, stdout, stderr) = Oracle.Run("qemu-img", $"check -f {format} --output=json \"{path}\"", throwOnError: false);
+        long corruptions = -1, leaks = -1;
+        if (stdout.TrimStart().StartsWith("{", System.StringComparison.Ordinal))
+        {
+            System.Text.Json.JsonElement report = System.Text.Json.JsonDocument.Parse(stdout).RootElement;
+            corruptions = report.TryGetProperty("corruptions", out var c) ? c.GetInt64() : 0;
+            leaks = report.TryGetProperty("leaks", out var l) ? l.GetInt64() : 0;
+        }
+        Assert.True(code == 0 && corruptions == 0 && leaks == 0,
+            $"qemu-img check of {path}: exit {code}, {corruptions} corruptions, {leaks} leaks\n{stdout}{stderr}");
     }
 
     public static string Extension(DiskFormat format) => DiskFormats.Get(format, format.ToString()).DefaultExtension;
