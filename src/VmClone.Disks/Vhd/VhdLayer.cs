@@ -48,30 +48,8 @@ internal sealed partial class VhdLayer : DiskLayer
     public static DiskLayer Open(FileAccessor file) => Open(file, DiskOpenOptions.Default);
 
     /// <summary>As <see cref="Open(FileAccessor)"/>, with bad checksums accepted when <paramref name="options"/> says so.</summary>
-    public static DiskLayer Open(FileAccessor file, DiskOpenOptions options)
-    {
-        var layer = new VhdLayer(file, options.AcceptBadChecksums);
-        try
-        {
-            layer.Load();
-            return layer;
-        }
-        catch (VirtualDiskException)
-        {
-            file.Dispose();
-            throw;
-        }
-        catch (Exception ex) when (ex is ArgumentException or OverflowException or IndexOutOfRangeException or InvalidOperationException or EndOfStreamException or OutOfMemoryException)
-        {
-            file.Dispose();
-            throw new DiskFormatException(file.Path, "file", $"the file is malformed ({ex.Message})", null, ex);
-        }
-        catch
-        {
-            file.Dispose();
-            throw;
-        }
-    }
+    public static DiskLayer Open(FileAccessor file, DiskOpenOptions options) =>
+        LayerLoad.Run(file, new VhdLayer(file, options.AcceptBadChecksums), layer => layer.Load());
 
     public override string Path => _file.Path;
 

@@ -72,30 +72,8 @@ internal sealed partial class VhdxLayer : DiskLayer
     public static DiskLayer Open(string path, FileAccess access) => Open(FileAccessor.Open(path, access));
 
     /// <summary>Opens a VHDX from a file already open (read-write or not, as the layer will be); disposes it on failure.</summary>
-    public static DiskLayer Open(FileAccessor file)
-    {
-        var layer = new VhdxLayer(file);
-        try
-        {
-            layer.Load();
-            return layer;
-        }
-        catch (VirtualDiskException)
-        {
-            file.Dispose();
-            throw;
-        }
-        catch (Exception ex) when (ex is ArgumentException or OverflowException or IndexOutOfRangeException or InvalidOperationException or EndOfStreamException or OutOfMemoryException)
-        {
-            file.Dispose();
-            throw new DiskFormatException(file.Path, "file", $"the file is malformed ({ex.Message})", null, ex);
-        }
-        catch
-        {
-            file.Dispose();
-            throw;
-        }
-    }
+    public static DiskLayer Open(FileAccessor file) =>
+        LayerLoad.Run(file, new VhdxLayer(file), layer => layer.Load());
 
     public override string Path => _file.Path;
 
