@@ -123,6 +123,8 @@ function Invoke-Test {
     if (Test-Path $results) { Remove-Item $results -Recurse -Force }
     New-Item -ItemType Directory -Path $results -Force | Out-Null
     $passed = 0; $failed = 0; $skipped = 0
+    # Named again after the summary, so that the end of a long log says what failed and why.
+    $failures = @()
 
     if ($TestKind -in 'All', 'Unit') {
         $code = 0
@@ -136,6 +138,12 @@ function Invoke-Test {
             $c = $x.TestRun.ResultSummary.Counters
             $passed += [int]$c.passed; $failed += [int]$c.failed + [int]$c.error + [int]$c.timeout + [int]$c.aborted
             $skipped += [int]$c.notExecuted
+            foreach ($result in @($x.SelectNodes("//*[local-name()='UnitTestResult']") | Where-Object { $_.GetAttribute('outcome') -notin 'Passed', 'NotExecuted' })) {
+                $message = $result.SelectSingleNode(".//*[local-name()='ErrorInfo']/*[local-name()='Message']")
+                $why = if ($message) { $message.InnerText.Trim() } else { '' }
+                if ($why.Length -gt 600) { $why = $why.Substring(0, 600) + ' ...' }
+                $failures += "xunit: $($result.GetAttribute('testName')) ($($result.GetAttribute('outcome'))): $why"
+            }
         }
         if ($code -ne 0 -and $failed -eq 0) { $failed++ ; Write-Host "dotnet test exited with $code" -ForegroundColor Red }
     }
@@ -154,18 +162,26 @@ Import-Module '$pester'
 `$c.TestResult.Enabled = `$true
 `$c.TestResult.OutputPath = '$(Join-Path $results 'pester.xml')'
 `$r = Invoke-Pester -Configuration `$c
-@{ Passed = `$r.PassedCount; Failed = `$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount; Skipped = `$r.SkippedCount } | ConvertTo-Json | Set-Content '$summary'
+`$failures = @(@(`$r.Failed) + @(`$r.FailedBlocks) + @(`$r.FailedContainers) | ForEach-Object {
+    `$name = if (`$_.ExpandedPath) { `$_.ExpandedPath } elseif (`$_.Name) { `$_.Name } else { "`$(`$_.Item)" }
+    `$why = @(`$_.ErrorRecord | ForEach-Object { "`$(`$_.Exception.Message)".Trim() }) -join ' | '
+    if (`$why.Length -gt 600) { `$why = `$why.Substring(0, 600) + ' ...' }
+    "`${name}: `$why"
+})
+@{ Passed = `$r.PassedCount; Failed = `$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount; Skipped = `$r.SkippedCount; Failures = `$failures } | ConvertTo-Json | Set-Content '$summary'
 "@
         Invoke-ChildPwsh @('-Command', $script) -NoThrow
         if (-not (Test-Path $summary)) { $failed++; Write-Host 'Pester did not finish' -ForegroundColor Red }
         else {
             $p = Get-Content $summary -Raw | ConvertFrom-Json
             $passed += $p.Passed; $failed += $p.Failed; $skipped += $p.Skipped
+            $failures += @($p.Failures | Where-Object { $_ } | ForEach-Object { "Pester: $_" })
         }
     }
 
     Write-Host ''
     Write-Host "Tests: $passed passed, $failed failed, $skipped skipped"
+    foreach ($f in $failures) { Write-Host "  FAILED $f" -ForegroundColor Red }
     if ($failed -gt 0) { throw "$failed test(s) failed" }
 }
 
