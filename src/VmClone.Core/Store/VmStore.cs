@@ -247,6 +247,15 @@ public sealed class VmStore : IDisposable
     /// <summary>One clone, described (<see cref="CloneState.Unreadable"/> when its manifest cannot be read); CloneNotFound when it does not exist.</summary>
     public VmCloneInfo GetClone(string name) => Inspector.GetClone(name);
 
+    /// <summary>
+    /// The volumes of one clone as Get-VmVolume shows them (none when its manifest cannot be
+    /// read); CloneNotFound when it does not exist.
+    /// </summary>
+    public IReadOnlyList<VmVolumeInfo> GetCloneVolumes(string name, CancellationToken cancellationToken = default) => Inspector.GetClone(name).Volumes;
+
+    /// <summary>The volumes of one base as Get-VmVolume shows them; BaseNotFound when it does not exist.</summary>
+    public IReadOnlyList<VmVolumeInfo> GetBaseVolumes(string name, CancellationToken cancellationToken = default) => Inspector.GetBase(name).Volumes;
+
     /// <summary>Closes the base volumes kept open for creating children (see <see cref="At"/>'s rememberBases). The instance can still be used; it then opens them for each new volume.</summary>
     public void Dispose() => Chains.Dispose();
 

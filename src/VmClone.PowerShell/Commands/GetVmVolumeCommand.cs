@@ -69,10 +69,10 @@ public sealed class GetVmVolumeCommand : VmStoreCmdlet
             switch (InputObject.BaseObject)
             {
                 case VmCloneInfo c:
-                    Try(c.Name, () => WriteVolumes(StoreAt(c.Store).GetClone(c.Name).Volumes));
+                    Try(c.Name, () => WriteVolumes(StoreAt(c.Store).GetCloneVolumes(c.Name, CancellationToken)));
                     break;
                 case VmBaseInfo b:
-                    Try(b.Name, () => WriteVolumes(StoreAt(b.Store).GetBase(b.Name).Volumes));
+                    Try(b.Name, () => WriteVolumes(StoreAt(b.Store).GetBaseVolumes(b.Name, CancellationToken)));
                     break;
                 default:
                     WriteError(new ErrorRecord(new System.ArgumentException($"Get-VmVolume takes clones (Get-VmClone) and bases (Get-VmBase), not {InputObject.BaseObject.GetType().Name}."),
@@ -87,7 +87,7 @@ public sealed class GetVmVolumeCommand : VmStoreCmdlet
             Try(name, () =>
             {
                 VmStore store = OpenStore();
-                WriteVolumes(clones ? store.GetClone(name).Volumes : store.GetBase(name).Volumes);
+                WriteVolumes(clones ? store.GetCloneVolumes(name, CancellationToken) : store.GetBaseVolumes(name, CancellationToken));
             });
         }
     }
