@@ -41,6 +41,16 @@ internal sealed class FileAccessor : IDisposable
         set => CurrentOpenObserver.Value = value;
     }
 
+    // The tests' count of reads: told the full path and length of every read this flow makes, so
+    // a test can state how much of a volume an operation reads. Null (the normal case) costs nothing.
+    private static readonly AsyncLocal<Action<string, int>?> CurrentReadObserver = new();
+
+    internal static Action<string, int>? ReadObserver
+    {
+        get => CurrentReadObserver.Value;
+        set => CurrentReadObserver.Value = value;
+    }
+
     private FileAccessor(string path, FileStream stream, RegularFile.Facts facts = default)
     {
         Path = path;
@@ -257,6 +267,7 @@ internal sealed class FileAccessor : IDisposable
     {
         if (position < 0 || position > Length - count)
             throw new DiskFormatException(Path, structure, $"{count} bytes at {position} lie beyond the end of the file ({Length} bytes)", position);
+        CurrentReadObserver.Value?.Invoke(Path, count);
         _stream.Position = position;
         int done = 0;
         while (done < count)
@@ -272,6 +283,7 @@ internal sealed class FileAccessor : IDisposable
     public void ReadOrZero(long position, byte[] buffer, int offset, int count)
     {
         int done = 0;
+        CurrentReadObserver.Value?.Invoke(Path, count);
         if (position < Length)
         {
             _stream.Position = position;

@@ -12,6 +12,11 @@ Describe 'Get-VmVolume' {
         New-TestFleet $store -Clone lab-01, lab-02 -Folder $dir
         $lab01System = Join-Path $store 'clones/lab-01/system.vhdx'
         Write-DiskText $lab01System 8MB 'lab-01 software'
+        # The base's data volume is empty, so each clone's is standalone: three sectors of
+        # lab-02's no longer read as zeros; a sector of zeros written beside them still does.
+        $lab02Data = Join-Path $store 'clones/lab-02/data.vhdx'
+        Write-DiskBytes $lab02Data 4MB (Get-RandomBytes 1536 5)
+        Write-DiskBytes $lab02Data 12MB ([byte[]]::new(512))
     }
     AfterAll { Remove-TestFolder $dir }
 
@@ -37,6 +42,13 @@ Describe 'Get-VmVolume' {
             $data.Name | Sort-Object -Unique | Should -Be 'data'
         }
 
+        It 'shows a standalone data volume''s divergence to the sector: the sectors that no longer read as zeros' {
+            $data = Get-VmVolume -Clone lab-02 -Type Data -Store $store
+            $data.ParentPath | Should -BeNullOrEmpty
+            $data.DivergedBytes | Should -Be 1536
+            (Get-VmVolume -Clone lab-01 -Type Data -Store $store).DivergedBytes | Should -Be 0
+        }
+
         It 'refuses an unknown clone with CloneNotFound, naming it' {
             $err = $null
             Get-VmVolume -Clone nope -Store $store -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
@@ -49,6 +61,10 @@ Describe 'Get-VmVolume' {
         It 'lists the volumes of clones piped from Get-VmClone, as by parameter' {
             $piped = @(Get-VmClone -Store $store | Get-VmVolume)
             $piped.Path | Should -Be @(Get-VmVolume -Clone lab-01, lab-02 -Store $store).Path
+        }
+
+        It 'shows the same sector-exact divergence for a clone piped from Get-VmClone' {
+            (Get-VmClone lab-02 -Store $store | Get-VmVolume -Type Data).DivergedBytes | Should -Be 1536
         }
 
         It 'lists the volumes of a base piped from Get-VmBase' {

@@ -55,11 +55,18 @@ public sealed class VmVolumeInfo
     public long OwnedBytes { get; set; }
 
     /// <summary>
-    /// Bytes of the virtual disk whose content the volume's own file decides (for a volume over
-    /// the base: what no longer reads from the base), counted as finely as the format records
-    /// it: 512-byte sectors for a VHDX differencing volume (its sector bitmap); whole blocks
-    /// (32 MiB by default) for a standalone VHDX and whole grains (64 KiB) for a VMDK, whose
-    /// files record no finer. A few sectors written into an empty standalone VHDX count as one block.
+    /// Bytes of the volume that no longer read as its base, in 512-byte sectors. For a volume
+    /// over a parent, the sectors its own file answers instead of the parent, as finely as the
+    /// file records them: each sector for VHDX (its sector bitmap) and VHD, whole grains (64 KiB)
+    /// for VMDK and whole clusters for qcow2, whose files record no finer. For a standalone
+    /// volume (a clone's data volume made empty because the base's held nothing), whose base is
+    /// empty, the sectors that no longer read as zeros: Get-VmVolume
+    /// (<see cref="VmStore.GetCloneVolumes"/>, <see cref="VmStore.GetBaseVolumes"/>) reads what
+    /// the file stores to count them, in proportion to the data it holds. Elsewhere (the
+    /// volumes of Get-VmClone and Get-VmBase, and the -PassThru of the fleet commands) a
+    /// standalone data volume is not read and shows the bytes its file stores instead, an upper
+    /// bound (whole blocks, grains or clusters); a standalone system or temporary volume, which a
+    /// clone's own <see cref="VmCloneInfo.DivergedBytes"/> sums, is always counted.
     /// </summary>
     public long DivergedBytes { get; set; }
 
@@ -137,7 +144,11 @@ public sealed class VmCloneInfo
     /// <summary>Bytes of virtual content the clone's files store themselves.</summary>
     public long OwnedBytes { get; set; }
 
-    /// <summary>Bytes of its system and temporary volumes that differ from the base: what a restore would discard.</summary>
+    /// <summary>
+    /// Bytes of its system and temporary volumes that no longer read as the base, in 512-byte
+    /// sectors (the sum of their <see cref="VmVolumeInfo.DivergedBytes"/>): what a restore would
+    /// discard. No data volume is read for it.
+    /// </summary>
     public long DivergedBytes { get; set; }
 
     /// <summary>Why the clone is <see cref="CloneState.Renamed"/> or <see cref="CloneState.Unreadable"/> (naming the folder and its manifest), or null.</summary>

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Threading;
 using VmClone.Disks;
 
 namespace VmClone.Core.Store;
@@ -70,12 +71,12 @@ internal sealed class StoreInspector
     }
 
     /// <summary>One base, described; BaseNotFound when it does not exist.</summary>
-    public VmBaseInfo GetBase(string name)
+    public VmBaseInfo GetBase(string name, StandaloneCounting counting = StandaloneCounting.None, CancellationToken cancellationToken = default)
     {
         BaseManifest manifest = LoadBase(name);
         Func<string, BaseManifest?> baseOf = UnreadableClone.TrustedBases(Catalogue);
         int count = CloneRecord.ReadAll(Catalogue).Count(c => string.Equals(UnreadableClone.BaseOf(Catalogue, c, baseOf), manifest.Name, StringComparison.OrdinalIgnoreCase));
-        return DescribeBase(manifest, count);
+        return DescribeBase(manifest, count, counting, cancellationToken);
     }
 
     /// <summary>Clones whose names match <paramref name="match"/> (all when null), optionally only those on <paramref name="baseName"/>.</summary>
@@ -91,7 +92,7 @@ internal sealed class StoreInspector
                 continue;
             if (baseName is not null && !string.Equals(UnreadableClone.BaseOf(Catalogue, record, baseOf), baseName, StringComparison.OrdinalIgnoreCase))
                 continue;
-            result.Add(record.Manifest is null ? UnreadableClone.Describe(Catalogue, record, baseOf) : DescribeClone(record.Name, record.Manifest));
+            result.Add(record.Manifest is null ? UnreadableClone.Describe(Catalogue, record, baseOf) : DescribeClone(record.Name, record.Manifest, StandaloneCounting.CloneTotal));
         }
         return result;
     }
@@ -115,25 +116,25 @@ internal sealed class StoreInspector
     }
 
     /// <summary>One clone, described (<see cref="CloneState.Unreadable"/> when its manifest cannot be read); CloneNotFound when it does not exist.</summary>
-    public VmCloneInfo GetClone(string name)
+    public VmCloneInfo GetClone(string name, StandaloneCounting counting = StandaloneCounting.CloneTotal, CancellationToken cancellationToken = default)
     {
         StoreNames.Validate(name, "clone");
         if (CloneExists(name) && Boundary.CheckFolder(CloneFolder(name)) == BoundaryProblem.None)
         {
             CloneRecord record = CloneRecord.Read(CloneFolder(name), name);
-            return record.Manifest is null ? UnreadableClone.Describe(Catalogue, record, UnreadableClone.TrustedBases(Catalogue)) : DescribeClone(name, record.Manifest);
+            return record.Manifest is null ? UnreadableClone.Describe(Catalogue, record, UnreadableClone.TrustedBases(Catalogue)) : DescribeClone(name, record.Manifest, counting, cancellationToken);
         }
-        return DescribeClone(name, _catalogue.ReadClone(name)); // CloneNotFound, or ManifestInvalid for a linked folder
+        return DescribeClone(name, _catalogue.ReadClone(name), counting, cancellationToken); // CloneNotFound, or ManifestInvalid for a linked folder
     }
 
-    internal VmBaseInfo DescribeBase(BaseManifest manifest, int cloneCount)
+    internal VmBaseInfo DescribeBase(BaseManifest manifest, int cloneCount, StandaloneCounting counting = StandaloneCounting.None, CancellationToken cancellationToken = default)
     {
         string folder = BaseFolder(manifest.Name);
         var volumes = new List<VmVolumeInfo>();
         bool modified = false;
         foreach (BaseVolumeManifest v in manifest.Volumes)
         {
-            VmVolumeInfo info = DescribeBaseVolume(manifest.Name, v, Path.Combine(folder, v.File), out string? identity);
+            VmVolumeInfo info = DescribeBaseVolume(manifest.Name, v, Path.Combine(folder, v.File), out string? identity, counting, cancellationToken);
             if (identity is not null && !string.Equals(identity, v.Identity, StringComparison.OrdinalIgnoreCase))
             {
                 modified = true;
@@ -155,7 +156,8 @@ internal sealed class StoreInspector
         };
     }
 
-    internal VmCloneInfo DescribeClone(string name, CloneManifest manifest)
+    /// <summary>One clone, described; <paramref name="counting"/> says which of its standalone volumes are read to count their non-zero sectors.</summary>
+    internal VmCloneInfo DescribeClone(string name, CloneManifest manifest, StandaloneCounting counting, CancellationToken cancellationToken = default)
     {
         string folder = CloneFolder(name);
         var volumes = new List<VmVolumeInfo>();
@@ -178,7 +180,7 @@ internal sealed class StoreInspector
         }
         foreach (CloneVolumeManifest v in manifest.Volumes)
         {
-            VmVolumeInfo info = DescribeCloneVolume(renamed ? name : manifest.Name, v, folder);
+            VmVolumeInfo info = ReadCloneVolume(renamed ? name : manifest.Name, v, folder, counting, cancellationToken).Info;
             if (info.Problem is not null)
             {
                 CloneState s = info.ChainProblem == ChainProblem.ParentModified ? CloneState.BaseModified : CloneState.Broken;
@@ -222,20 +224,23 @@ internal sealed class StoreInspector
     /// <summary>
     /// One base volume, described. With <see cref="VmStore.At"/>'s rememberBases, a file described before
     /// whose size and last write time are unchanged is not opened again: a fleet command checks
-    /// its base once, not once per clone.
+    /// its base once, not once per clone. A volume <paramref name="counting"/> counts is read
+    /// afresh and not remembered: what is remembered is the figure read without its content.
     /// </summary>
-    internal VmVolumeInfo DescribeBaseVolume(string baseName, BaseVolumeManifest v, string path, out string? identity)
+    internal VmVolumeInfo DescribeBaseVolume(string baseName, BaseVolumeManifest v, string path, out string? identity,
+        StandaloneCounting counting = StandaloneCounting.None, CancellationToken cancellationToken = default)
     {
         // The cached reading stands only for the file as it was: a link or a FIFO put in its place
         // since is described (and refused) afresh.
-        FileStamp? stamp = _chains.Remembering && Boundary.CheckPath(path) == BoundaryProblem.None ? FileStamp.Of(path) : null;
+        bool counted = counting.Counts(v.Type);
+        FileStamp? stamp = !counted && _chains.Remembering && Boundary.CheckPath(path) == BoundaryProblem.None ? FileStamp.Of(path) : null;
         if (stamp is not null && _chains.Recall(path, stamp.Value) is BaseVolumeFacts known
             && known.Info.Owner == baseName && known.Info.Name == v.Name && known.Info.Type == v.Type)
         {
             identity = known.Identity;
             return known.Info.Copy();
         }
-        VmVolumeInfo info = DescribeVolume(baseName, "Base", v.Name, v.Type, path, out identity, out int sectorSize, knownParent: null, out _);
+        VmVolumeInfo info = DescribeVolume(baseName, "Base", v.Name, v.Type, path, out identity, out int sectorSize, knownParent: null, out _, counted, cancellationToken);
         if (stamp is not null)
             _chains.Remember(path, new BaseVolumeFacts(stamp.Value, info.Copy(), identity, PathUtil.IsReallyUnder(path, Root), sectorSize, OpenOptions));
         return info;
@@ -254,7 +259,8 @@ internal sealed class StoreInspector
     /// <see cref="DescribeCloneVolume"/>, with the facts a plan takes from that same open (its
     /// sector size, whether it has a parent), so the plan need not open the volume again.
     /// </summary>
-    internal VolumeReading ReadCloneVolume(string cloneName, CloneVolumeManifest v, string folder)
+    internal VolumeReading ReadCloneVolume(string cloneName, CloneVolumeManifest v, string folder,
+        StandaloneCounting counting = StandaloneCounting.None, CancellationToken cancellationToken = default)
     {
         string path = Path.Combine(folder, v.File);
         string? parent = v.Parent is null ? null : _layout.FromStoreRelative(v.Parent);
@@ -266,15 +272,18 @@ internal sealed class StoreInspector
         // Stamped before it is read: a plan that takes its facts from this reading checks under
         // the locks that the file is still the one read.
         FileStamp? before = FileStamp.Of(path);
-        VmVolumeInfo info = DescribeVolume(cloneName, "Clone", v.Name, v.Type, path, out _, out int sectorSize, known, out bool hasParent);
+        VmVolumeInfo info = DescribeVolume(cloneName, "Clone", v.Name, v.Type, path, out _, out int sectorSize, known, out bool hasParent, counting.Counts(v.Type), cancellationToken);
         return new VolumeReading(info, sectorSize, hasParent, before);
     }
 
-    /// <summary>Sizes, divergence and chain state of one volume file; never throws for a damaged file (the problem is reported).</summary>
+    /// <summary>Sizes, divergence and chain state of one volume file, reading none of its content; never throws for a damaged file (the problem is reported).</summary>
     internal VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity)
-        => DescribeVolume(owner, ownerKind, name, type, path, out identity, out _, knownParent: null, out _);
+        => DescribeVolume(owner, ownerKind, name, type, path, out identity, out _, knownParent: null, out _, countStandalone: false, CancellationToken.None);
 
-    private VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity, out int sectorSize, BaseVolumeFacts? knownParent, out bool hasParent)
+    // With countStandalone, a layer without a parent is read to count its non-zero sectors
+    // (NonZeroSectors) instead of showing the bytes its file stores.
+    private VmVolumeInfo DescribeVolume(string owner, string ownerKind, string name, VolumeType type, string path, out string? identity, out int sectorSize, BaseVolumeFacts? knownParent, out bool hasParent,
+        bool countStandalone, CancellationToken cancellationToken)
     {
         identity = null;
         sectorSize = 0;
@@ -303,7 +312,7 @@ internal sealed class StoreInspector
             info.VirtualSize = layer.VirtualSize;
             info.SizeOnDisk = layer.SizeOnDisk;
             info.OwnedBytes = layer.AllocatedBytes;
-            info.DivergedBytes = DivergedBytes(layer);
+            info.DivergedBytes = countStandalone && layer.ParentReference is null ? NonZeroSectors.Count(layer, cancellationToken) : DivergedBytes(layer);
             hasParent = layer.ParentReference is not null;
             if (!hasParent)
                 return info;
@@ -334,8 +343,10 @@ internal sealed class StoreInspector
     }
 
     /// <summary>
-    /// Bytes of the virtual disk this layer answers itself instead of its parent (sector-exact
-    /// for VHDX children); for a standalone layer, the bytes it stores.
+    /// Bytes of the virtual disk this layer answers itself instead of its parent, read from its
+    /// own tables (as finely as its format records them: to the sector for VHDX, per grain or
+    /// cluster for VMDK and qcow2); for a standalone layer, the bytes its file stores, unread
+    /// (an upper bound of <see cref="NonZeroSectors.Count"/>).
     /// </summary>
     internal static long DivergedBytes(DiskLayer layer)
     {

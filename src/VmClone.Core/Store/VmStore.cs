@@ -247,6 +247,23 @@ public sealed class VmStore : IDisposable
     /// <summary>One clone, described (<see cref="CloneState.Unreadable"/> when its manifest cannot be read); CloneNotFound when it does not exist.</summary>
     public VmCloneInfo GetClone(string name) => Inspector.GetClone(name);
 
+    /// <summary>
+    /// The volumes of one clone as Get-VmVolume shows them (none when its manifest cannot be
+    /// read); CloneNotFound when it does not exist. Unlike <see cref="GetClone"/>, a standalone
+    /// volume's <see cref="VmVolumeInfo.DivergedBytes"/> is counted from its content (the
+    /// sectors that no longer read as zeros), which reads what its file stores.
+    /// </summary>
+    public IReadOnlyList<VmVolumeInfo> GetCloneVolumes(string name, CancellationToken cancellationToken = default) =>
+        Inspector.GetClone(name, StandaloneCounting.Every, cancellationToken).Volumes;
+
+    /// <summary>
+    /// The volumes of one base as Get-VmVolume shows them; BaseNotFound when it does not exist.
+    /// Unlike <see cref="GetBase"/>, a standalone volume's <see cref="VmVolumeInfo.DivergedBytes"/>
+    /// is counted from its content, which reads what its file stores.
+    /// </summary>
+    public IReadOnlyList<VmVolumeInfo> GetBaseVolumes(string name, CancellationToken cancellationToken = default) =>
+        Inspector.GetBase(name, StandaloneCounting.Every, cancellationToken).Volumes;
+
     /// <summary>Closes the base volumes kept open for creating children (see <see cref="At"/>'s rememberBases). The instance can still be used; it then opens them for each new volume.</summary>
     public void Dispose() => Chains.Dispose();
 

@@ -6,7 +6,8 @@ namespace VmClone.PowerShell.Commands;
 /// <summary>Shows the volumes of clones or bases: type, format, file, parent, sizes and drift.</summary>
 /// <remarks>
 /// <para>Each volume shows its file and the parent file it links to (what the disk itself says), its virtual size, its size on disk (SizeOnDisk: the space the file system has allocated for the file, Linux st_blocks × 512 or Windows GetCompressedFileSize, not its length, so a sparse file counts only what it holds; the length on macOS), the bytes its own file stores (OwnedBytes) and, for a clone, how much of it no longer reads as the base (DivergedBytes).</para>
-/// <para>DivergedBytes is counted as finely as the volume's format records what its file holds: 512-byte sectors for a VHDX volume over a parent (its sector bitmap), whole blocks (32 MiB by default) for a standalone VHDX such as a data volume made empty, and whole grains (64 KiB) for VMDK. So a few sectors written into a standalone data volume show as one block, while in a system volume over the base they show as those sectors.</para>
+/// <para>DivergedBytes is how much of the volume no longer reads as the base, in 512-byte sectors, for every format. For a volume over a parent it is the sectors its own file answers, as finely as that file records them: each sector for VHDX and VHD, whole grains (64 KiB) for VMDK and whole clusters for qcow2. For a standalone volume, such as a clone's data volume made empty because the base's held nothing, the base is empty: it is the sectors that no longer read as zeros, which Get-VmVolume counts by reading what the volume's file stores (the time it takes follows the data stored, not the volume's size; a base's volumes are read too). So three sectors written into a standalone data volume show as 1536 bytes, and a sector written with zeros shows as nothing.</para>
+/// <para>Get-VmClone and the fleet commands never read a data volume's content: in the Volumes of their output a standalone data volume shows the bytes its file stores instead (whole blocks, grains or clusters), an upper bound of what Get-VmVolume shows.</para>
 /// <para>Pipe clones from Get-VmClone or bases from Get-VmBase, or name them with -Clone or -Base.</para>
 /// </remarks>
 /// <example>
@@ -69,10 +70,10 @@ public sealed class GetVmVolumeCommand : VmStoreCmdlet
             switch (InputObject.BaseObject)
             {
                 case VmCloneInfo c:
-                    Try(c.Name, () => WriteVolumes(StoreAt(c.Store).GetClone(c.Name).Volumes));
+                    Try(c.Name, () => WriteVolumes(StoreAt(c.Store).GetCloneVolumes(c.Name, CancellationToken)));
                     break;
                 case VmBaseInfo b:
-                    Try(b.Name, () => WriteVolumes(StoreAt(b.Store).GetBase(b.Name).Volumes));
+                    Try(b.Name, () => WriteVolumes(StoreAt(b.Store).GetBaseVolumes(b.Name, CancellationToken)));
                     break;
                 default:
                     WriteError(new ErrorRecord(new System.ArgumentException($"Get-VmVolume takes clones (Get-VmClone) and bases (Get-VmBase), not {InputObject.BaseObject.GetType().Name}."),
@@ -87,7 +88,7 @@ public sealed class GetVmVolumeCommand : VmStoreCmdlet
             Try(name, () =>
             {
                 VmStore store = OpenStore();
-                WriteVolumes(clones ? store.GetClone(name).Volumes : store.GetBase(name).Volumes);
+                WriteVolumes(clones ? store.GetCloneVolumes(name, CancellationToken) : store.GetBaseVolumes(name, CancellationToken));
             });
         }
     }
