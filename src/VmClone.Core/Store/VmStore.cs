@@ -258,11 +258,12 @@ public sealed class VmStore : IDisposable
 
     /// <summary>
     /// The volumes of one base as Get-VmVolume shows them; BaseNotFound when it does not exist.
-    /// Unlike <see cref="GetBase"/>, a standalone volume's <see cref="VmVolumeInfo.DivergedBytes"/>
-    /// is counted from its content, which reads what its file stores.
+    /// A base's volumes are not read for <see cref="VmVolumeInfo.DivergedBytes"/>: a base is what
+    /// clones diverge from, and its system volume holds a whole installed system, so reading it
+    /// for every listing would cost minutes; their figure is the bytes their files store.
     /// </summary>
     public IReadOnlyList<VmVolumeInfo> GetBaseVolumes(string name, CancellationToken cancellationToken = default) =>
-        Inspector.GetBase(name, StandaloneCounting.Every, cancellationToken).Volumes;
+        Inspector.GetBase(name, StandaloneCounting.None, cancellationToken).Volumes;
 
     /// <summary>Closes the base volumes kept open for creating children (see <see cref="At"/>'s rememberBases). The instance can still be used; it then opens them for each new volume.</summary>
     public void Dispose() => Chains.Dispose();
