@@ -31,6 +31,7 @@
         'Clear-VmTemporaryVolume'
         'Invoke-VmRebase'
         'Test-VmStore'
+        'Export-VmClone'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

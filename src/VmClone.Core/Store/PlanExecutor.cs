@@ -377,7 +377,7 @@ internal sealed class PlanExecutor : StorePart
     }
 
     /// <summary>The first of <paramref name="files"/> another program holds open, and a few words on who holds it; null when none is.</summary>
-    private static (string File, string Holder)? FindHolder(IEnumerable<string> files)
+    internal static (string File, string Holder)? FindHolder(IEnumerable<string> files)
     {
         foreach (string file in files.Distinct(StringComparer.Ordinal))
         {

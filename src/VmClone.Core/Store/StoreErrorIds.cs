@@ -178,4 +178,7 @@ public static class StoreErrorIds
 
     /// <summary>A rebase onto a base of another format than the clone's volumes, without asking to convert them (Invoke-VmRebase -ConvertFormat); nothing was changed.</summary>
     public const string RebaseFormatMismatch = "RebaseFormatMismatch";
+
+    /// <summary>Export-VmClone was asked to write into the store itself; an export goes to a folder outside it.</summary>
+    public const string ExportInsideStore = "ExportInsideStore";
 }

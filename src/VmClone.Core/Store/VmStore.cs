@@ -36,6 +36,8 @@ public sealed class VmStore : IDisposable
         _reset = new ResetPlanner(Catalogue, Preconditions);
         _rebase = new RebasePlanner(Catalogue, Preconditions);
         _removal = new RemovalPlanner(Catalogue, Preconditions);
+        _export = new ExportPlanner(Catalogue, Preconditions);
+        _exporter = new CloneExporter(Catalogue);
         RollForward rollForward = new(Catalogue, Chains);
         Recovery = new StoreRecovery(Catalogue, rollForward);
         _checker = new StoreChecker(Catalogue, Recovery);
@@ -46,6 +48,8 @@ public sealed class VmStore : IDisposable
     private readonly ResetPlanner _reset;
     private readonly RebasePlanner _rebase;
     private readonly RemovalPlanner _removal;
+    private readonly ExportPlanner _export;
+    private readonly CloneExporter _exporter;
     private readonly PlanExecutor _executor;
     private readonly StoreChecker _checker;
 
@@ -154,6 +158,19 @@ public sealed class VmStore : IDisposable
     /// </remarks>
     public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false) =>
         _create.PlanNewBaseFromClone(name, cloneName, format, sourceMayBeInUse);
+
+    /// <summary>
+    /// Plans an export of a clone (a spinoff): every volume flattened into one standalone disk in
+    /// the new folder <paramref name="destination"/> outside the store, beside a small manifest.
+    /// Temporary volumes take their initial state; <paramref name="format"/> null keeps each
+    /// volume's format.
+    /// </summary>
+    public ExportPlan PlanExport(string cloneName, string destination, DiskFormat? format = null, bool sourceMayBeInUse = false) =>
+        _export.PlanExport(cloneName, destination, format, sourceMayBeInUse);
+
+    /// <summary>Writes an export as planned (see <see cref="CloneExporter"/>); the store is only read.</summary>
+    public VmCloneExport Export(ExportPlan plan, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        _exporter.Execute(plan, progress, cancellationToken);
 
     /// <summary>Plans a new clone of a base: every volume a child of the base's, or an empty standalone data volume where the base's holds nothing.</summary>
     public StorePlan PlanNewClone(string name, string baseName) => _create.PlanNewClone(name, baseName);
