@@ -109,7 +109,7 @@ internal sealed class PlanExecutor : StorePart
     /// <summary>The same operation planned again, for what the subject is now.</summary>
     private StorePlan Replan(StorePlan plan) => plan.Operation switch
     {
-        StoreOperation.Restore => _reset.PlanRestore(plan.Subject),
+        StoreOperation.Restore => plan.RestoreVolumes is null ? _reset.PlanRestore(plan.Subject) : _reset.PlanRestore(plan.Subject, plan.RestoreVolumes, null),
         StoreOperation.ClearTemporary => _reset.PlanClearTemporary(plan.Subject),
         StoreOperation.Rebase => _rebase.PlanRebase(plan.Subject, plan.ToBase!, plan.ConvertFormat),
         _ => plan,

@@ -70,6 +70,9 @@ public sealed class PlannedVolume
     /// <summary>Why this action was chosen, in words.</summary>
     public string Reason { get; set; } = "";
 
+    /// <summary>True when the step throws away what a data volume holds (a restore that names it): a caller asks before it runs.</summary>
+    public bool DiscardsData { get; set; }
+
     /// <summary>
     /// Set when the plan is carried out, for a <see cref="VolumeAction.Replace"/> or
     /// <see cref="VolumeAction.Reset"/> of a volume whose file can be rewritten where it is
@@ -182,6 +185,9 @@ public sealed class StorePlan
     /// <summary>The clone manifest to write last (NewClone, Restore, ClearTemporary, Rebase).</summary>
     public CloneManifest? CloneManifest { get; set; }
 
+    /// <summary>For a restore of some volumes only (<see cref="VmStore.PlanRestore(string, IEnumerable{string}?, IEnumerable{VolumeType}?)"/>): the volumes it restores; null for a whole restore. A plan made again (after recovery) restores the same ones.</summary>
+    public List<string>? RestoreVolumes { get; set; }
+
     /// <summary>For a rebase: every volume takes the new base's format (see <see cref="VmStore.PlanRebase"/>); a plan made again (after recovery) is made with it too.</summary>
     public bool ConvertFormat { get; set; }
 
@@ -199,7 +205,7 @@ public sealed class StorePlan
         {
             StoreOperation.NewBase => $"New base '{Subject}'" + (ToBase is not null ? $" from clone '{ToBase}'" : ""),
             StoreOperation.NewClone => $"New clone '{Subject}' of base '{ToBase}'",
-            StoreOperation.Restore => $"Restore clone '{Subject}' to base '{ToBase}'",
+            StoreOperation.Restore => $"Restore clone '{Subject}' to base '{ToBase}'" + (RestoreVolumes is null ? "" : $" (only volume(s) {string.Join(", ", RestoreVolumes)})"),
             StoreOperation.ClearTemporary => $"Clear the temporary volumes of clone '{Subject}'",
             StoreOperation.Rebase => $"Rebase clone '{Subject}' from base '{FromBase}' onto '{ToBase}'",
             StoreOperation.RemoveClone => $"Remove clone '{Subject}'",

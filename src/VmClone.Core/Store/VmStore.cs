@@ -161,6 +161,15 @@ public sealed class VmStore : IDisposable
     /// <summary>Plans a restore: system and temporary volumes become fresh children of the base; data volumes are kept.</summary>
     public StorePlan PlanRestore(string cloneName) => _reset.PlanRestore(cloneName);
 
+    /// <summary>
+    /// Plans a restore of some volumes only: those named in <paramref name="volumes"/> and those
+    /// of <paramref name="types"/> (System or Temporary) go back to the base, every other volume
+    /// is kept. A data volume is restored only when named, and its content is then discarded
+    /// (<see cref="PlannedVolume.DiscardsData"/>); a name the clone does not have is refused with
+    /// VolumeNotFound, listing the clone's volumes. Both null: <see cref="PlanRestore(string)"/>.
+    /// </summary>
+    public StorePlan PlanRestore(string cloneName, IEnumerable<string>? volumes, IEnumerable<VolumeType>? types = null) => _reset.PlanRestore(cloneName, volumes, types);
+
     /// <summary>Plans what a shutdown does: temporary volumes back to their initial state, nothing else touched.</summary>
     public StorePlan PlanClearTemporary(string cloneName) => _reset.PlanClearTemporary(cloneName);
 
