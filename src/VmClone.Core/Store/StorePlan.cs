@@ -185,6 +185,9 @@ public sealed class StorePlan
     /// <summary>The clone manifest to write last (NewClone, Restore, ClearTemporary, Rebase).</summary>
     public CloneManifest? CloneManifest { get; set; }
 
+    /// <summary>For a new base from a clone: where its data volumes take their content (see <see cref="BaseDataSource"/>); null for other plans.</summary>
+    public BaseDataSource? DataFrom { get; set; }
+
     /// <summary>For a restore of some volumes only (<see cref="VmStore.PlanRestore(string, IEnumerable{string}?, IEnumerable{VolumeType}?)"/>): the volumes it restores; null for a whole restore. A plan made again (after recovery) restores the same ones.</summary>
     public List<string>? RestoreVolumes { get; set; }
 
@@ -203,7 +206,14 @@ public sealed class StorePlan
         var sb = new StringBuilder();
         sb.Append(Operation switch
         {
-            StoreOperation.NewBase => $"New base '{Subject}'" + (ToBase is not null ? $" from clone '{ToBase}'" : ""),
+            StoreOperation.NewBase => $"New base '{Subject}'" + (ToBase is not null ? $" from clone '{ToBase}'" : "")
+                + (DataFrom switch
+                {
+                    BaseDataSource.Base => ", data volumes from the clone's base",
+                    BaseDataSource.Clone => ", data volumes from the clone",
+                    BaseDataSource.Empty => ", data volumes empty",
+                    _ => "",
+                }),
             StoreOperation.NewClone => $"New clone '{Subject}' of base '{ToBase}'",
             StoreOperation.Restore => $"Restore clone '{Subject}' to base '{ToBase}'" + (RestoreVolumes is null ? "" : $" (only volume(s) {string.Join(", ", RestoreVolumes)})"),
             StoreOperation.ClearTemporary => $"Clear the temporary volumes of clone '{Subject}'",

@@ -152,8 +152,17 @@ public sealed class VmStore : IDisposable
     /// another program holds open (a running machine) is refused as VolumeInUse, unless
     /// <paramref name="sourceMayBeInUse"/>.
     /// </remarks>
-    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false) =>
-        _create.PlanNewBaseFromClone(name, cloneName, format, sourceMayBeInUse);
+    /// <param name="name">The new base.</param>
+    /// <param name="cloneName">The clone whose content it takes.</param>
+    /// <param name="format">Format of the new base's files; null keeps each volume's.</param>
+    /// <param name="sourceMayBeInUse">Copy the clone's files even while another program holds them open.</param>
+    /// <param name="dataFrom">
+    /// Where the data volumes take their content: by default the old base's data volume (what
+    /// new clones should start with, not whatever was written while the update was prepared);
+    /// <see cref="BaseDataSource.Clone"/> the clone's, <see cref="BaseDataSource.Empty"/> none.
+    /// </param>
+    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false, BaseDataSource dataFrom = BaseDataSource.Base) =>
+        _create.PlanNewBaseFromClone(name, cloneName, format, sourceMayBeInUse, dataFrom);
 
     /// <summary>Plans a new clone of a base: every volume a child of the base's, or an empty standalone data volume where the base's holds nothing.</summary>
     public StorePlan PlanNewClone(string name, string baseName) => _create.PlanNewClone(name, baseName);

@@ -28,8 +28,8 @@ namespace VmClone.PowerShell.Commands;
 /// </example>
 /// <example>
 /// <summary>Preview discarding a data volume</summary>
-/// <code>Restore-VmClone lab-01 -Volume users -WhatIf</code>
-/// <para>The plan says that the content of data volume 'users' is discarded; nothing is changed.</para>
+/// <code>Restore-VmClone lab-01 -Volume data -WhatIf</code>
+/// <para>The plan says that the content of data volume 'data' is discarded; nothing is changed.</para>
 /// </example>
 [Cmdlet(VerbsData.Restore, "VmClone", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(VmCloneInfo))]

@@ -331,7 +331,8 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         s.Execute(s.PlanNewClone("build", "v1"));
         TestStore.Write(Volume(s, "build", "system"), 1 << 20, "updated system");
         TestStore.Write(Volume(s, "build", "data"), 2 << 20, "build data");
-        s.Execute(s.PlanNewBaseFromClone("v2", "build"));
+        // v2 takes build's data (not v1's, the default), so re-parenting lab's data onto it has ranges to copy.
+        s.Execute(s.PlanNewBaseFromClone("v2", "build", dataFrom: BaseDataSource.Clone));
         s.Execute(s.PlanRemoveClone("build"));
         s.Execute(s.PlanNewClone("lab", "v1"));
         TestStore.Write(Volume(s, "lab", "system"), 3 << 20, "lab system change");
