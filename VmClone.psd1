@@ -31,6 +31,8 @@
         'Clear-VmTemporaryVolume'
         'Invoke-VmRebase'
         'Test-VmStore'
+        'Rename-VmClone'
+        'Rename-VmBase'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -48,7 +48,7 @@ public static class StoreErrorIds
     /// <summary>A base of that name already exists.</summary>
     public const string BaseExists = "BaseExists";
 
-    /// <summary>The base still has clones (or is being used), so it is not removed.</summary>
+    /// <summary>The base still has clones (or is being used), so it is not removed; or a file no clone manifest accounts for depends on it, so it is not renamed.</summary>
     public const string BaseInUse = "BaseInUse";
 
     /// <summary>Another VmClone command holds the base past the lock timeout.</summary>

@@ -36,16 +36,19 @@ public sealed class VmStore : IDisposable
         _reset = new ResetPlanner(Catalogue, Preconditions);
         _rebase = new RebasePlanner(Catalogue, Preconditions);
         _removal = new RemovalPlanner(Catalogue, Preconditions);
+        _rename = new RenamePlanner(Catalogue, Preconditions, _removal);
         RollForward rollForward = new(Catalogue, Chains);
-        Recovery = new StoreRecovery(Catalogue, rollForward);
+        RenameSteps renameSteps = new(Catalogue);
+        Recovery = new StoreRecovery(Catalogue, rollForward, renameSteps);
         _checker = new StoreChecker(Catalogue, Recovery);
-        _executor = new PlanExecutor(Catalogue, Inspector, Chains, Preconditions, _reset, _rebase, _removal, Recovery, rollForward);
+        _executor = new PlanExecutor(Catalogue, Inspector, Chains, Preconditions, _reset, _rebase, _removal, Recovery, rollForward, _rename, renameSteps);
     }
 
     private readonly CreatePlanner _create;
     private readonly ResetPlanner _reset;
     private readonly RebasePlanner _rebase;
     private readonly RemovalPlanner _removal;
+    private readonly RenamePlanner _rename;
     private readonly PlanExecutor _executor;
     private readonly StoreChecker _checker;
 
@@ -194,6 +197,25 @@ public sealed class VmStore : IDisposable
     /// says which file it supersedes.
     /// </remarks>
     public StorePlan PlanRebase(string cloneName, string newBaseName, bool convertFormat = false) => _rebase.PlanRebase(cloneName, newBaseName, convertFormat);
+
+    /// <summary>
+    /// Plans renaming a clone: its folder and its manifest; its volumes' parent links need no
+    /// change (they name the base's files). Refused when the new name is invalid (InvalidName) or
+    /// taken (CloneExists); a volume another program holds open is refused when it is carried out
+    /// (VolumeInUse). Under the journal: cut off, it is finished or undone by the next command on
+    /// either name, by running it again, or by Test-VmStore -Repair.
+    /// </summary>
+    public StorePlan PlanRenameClone(string name, string newName) => _rename.PlanRenameClone(name, newName);
+
+    /// <summary>
+    /// Plans renaming a base: its folder and its manifest, and for every clone on it its manifest
+    /// and each volume's parent link (metadata only: re-pointed at the same file at its new path,
+    /// whose identity is unchanged, so nothing reads as BaseModified). Refused as
+    /// <see cref="PlanRenameClone"/> is (BaseExists for a taken name), and with BaseInUse while a
+    /// disk file no clone manifest accounts for depends on the base. Cut off, it is finished or
+    /// undone by running it again, by the next command on the base, or by Test-VmStore -Repair.
+    /// </summary>
+    public StorePlan PlanRenameBase(string name, string newName) => _rename.PlanRenameBase(name, newName);
 
     /// <summary>Plans removing a clone: its volumes, its manifest and its folder.</summary>
     public StorePlan PlanRemoveClone(string cloneName) => _removal.PlanRemoveClone(cloneName);
