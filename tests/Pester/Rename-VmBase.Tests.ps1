@@ -1,6 +1,11 @@
 # Rename-VmBase by parameter and piped: the base's folder and manifest take the new name, every
 # clone is re-pointed (metadata only) and reads as before, with no BaseModified; -WhatIf changes
 # nothing and names every file that changes; a taken or invalid name and a volume in use are refused.
+BeforeDiscovery {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    $script:noQemu = Get-OracleSkip 'qemu-img'
+}
+
 BeforeAll {
     Import-Module $env:VMCLONE_MODULE -Force
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
@@ -74,17 +79,17 @@ Describe 'Rename-VmBase' {
         (Test-VmStore -Store $store).IsHealthy | Should -BeTrue
     }
 
-    It 'is read identically by qemu-img after the rename' -Skip:(-not (Test-Oracle 'qemu-img')) {
-        $vmdkDir = Join-Path $dir 'vmdk'
-        $vmdkStore = Join-Path $vmdkDir 'store'
-        New-Item -ItemType Directory $vmdkDir | Out-Null
-        New-TestFleet $vmdkStore -Clone lab-01 -Folder $vmdkDir -DataInBase -Format Qcow2
-        Write-DiskText ((Get-VmVolume -Clone lab-01 -Store $vmdkStore | Where-Object Name -eq data).Path) 3MB 'lab-01 documents'
-        $data = (Get-VmVolume -Clone lab-01 -Store $vmdkStore | Where-Object Name -eq data).Path
-        $raw = Join-Path $vmdkDir 'before.raw'
+    It 'is read identically by qemu-img after the rename' -Skip:$noQemu {
+        $qDir = Join-Path $dir 'vmdk'
+        $qStore = Join-Path $qDir 'store'
+        New-Item -ItemType Directory $qDir | Out-Null
+        New-TestFleet $qStore -Clone lab-01 -Folder $qDir -DataInBase -Format Qcow2
+        Write-DiskText ((Get-VmVolume -Clone lab-01 -Store $qStore | Where-Object Name -eq data).Path) 3MB 'lab-01 documents'
+        $data = (Get-VmVolume -Clone lab-01 -Store $qStore | Where-Object Name -eq data).Path
+        $raw = Join-Path $qDir 'before.raw'
         qemu-img convert -O raw $data $raw
-        Rename-VmBase win11 -NewName win11-q -Store $vmdkStore
-        $after = Join-Path $vmdkDir 'after.raw'
+        Rename-VmBase win11 -NewName win11-q -Store $qStore
+        $after = Join-Path $qDir 'after.raw'
         qemu-img convert -O raw $data $after
         $LASTEXITCODE | Should -Be 0
         (Get-FileHash $after).Hash | Should -Be (Get-FileHash $raw).Hash
