@@ -32,6 +32,8 @@
         'Invoke-VmRebase'
         'Test-VmStore'
         'Export-VmClone'
+        'Rename-VmClone'
+        'Rename-VmBase'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -81,3 +81,53 @@ Describe 'New-VmBase -Format' {
         $values | Should -Be @('Vhdx', 'Vmdk', 'Qcow2')
     }
 }
+
+Describe 'New-VmBase -FromClone -DataFrom' {
+    BeforeAll {
+        Import-Module $env:VMCLONE_MODULE -Force
+        Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+        $dir = New-TestFolder
+        $store = Join-Path $dir 'store'
+        New-TestFleet $store -Clone lab-01 -Folder $dir -DataInBase
+        Write-DiskText (Get-TestVolumePath $store lab-01 'system') 8MB 'update 2026-11'
+        Write-DiskText (Get-TestVolumePath $store lab-01 'data') 3MB 'the admin''s test files'
+        $baseData = Get-DiskContentHash (Get-TestVolumePath $store -Base win11 -Volume 'data')
+        $cloneData = Get-DiskContentHash (Get-TestVolumePath $store lab-01 'data')
+
+        function Get-WhatIfText([scriptblock] $Command) {
+            $transcript = Join-Path $dir 'whatif.txt'
+            Start-Transcript -LiteralPath $transcript | Out-Null
+            try { & $Command } finally { Stop-Transcript | Out-Null }
+            Get-Content -LiteralPath $transcript -Raw
+        }
+    }
+    AfterAll { Remove-TestFolder $dir }
+
+    It 'says in -WhatIf where the data comes from, and changes nothing' {
+        $before = Get-TestSnapshot $store
+        $said = Get-WhatIfText { New-VmBase v2 -FromClone lab-01 -Store $store -WhatIf }
+        $said | Should -BeLike "*data volumes from the clone's base*"
+        $said | Should -BeLike "*data (Data): import from 'bases/win11/data.vhdx'*-DataFrom Base*"
+        (Get-WhatIfText { New-VmBase v2 -FromClone lab-01 -DataFrom Clone -Store $store -WhatIf }) | Should -BeLike "*the clone's current data (-DataFrom Clone)*"
+        (Get-WhatIfText { New-VmBase v2 -FromClone lab-01 -DataFrom Empty -Store $store -WhatIf }) | Should -BeLike "*data (Data): create empty*"
+        Get-TestSnapshot $store | Should -Be $before
+    }
+
+    It 'takes the old base''s data by default, by parameter' {
+        New-VmBase v2 -FromClone lab-01 -Store $store | Out-Null
+        Get-DiskContentHash (Get-TestVolumePath $store -Base v2 -Volume 'data') | Should -Be $baseData
+        Read-DiskText (Get-TestVolumePath $store -Base v2 -Volume 'system') 8MB 14 | Should -Be 'update 2026-11'
+    }
+
+    It 'takes the clone''s data with -DataFrom Clone, piped' {
+        Get-VmClone lab-01 -Store $store | New-VmBase -Name v3 -DataFrom Clone | Out-Null
+        Get-DiskContentHash (Get-TestVolumePath $store -Base v3 -Volume 'data') | Should -Be $cloneData
+    }
+
+    It 'gives an empty data volume of the same size with -DataFrom Empty' {
+        $v4 = New-VmBase v4 -FromClone lab-01 -DataFrom Empty -Store $store
+        $data = $v4.Volumes | Where-Object Name -eq data
+        $data.VirtualSize | Should -Be 32MB
+        Read-DiskText $data.Path 3MB 22 | Should -Be ''
+    }
+}

@@ -21,6 +21,14 @@ BeforeAll {
         $hashes
     }
 
+    # What -WhatIf prints (it goes to the host, not to a stream).
+    function Get-WhatIfText([scriptblock] $Command) {
+        $transcript = Join-Path $dir 'whatif.txt'
+        Start-Transcript -LiteralPath $transcript | Out-Null
+        try { & $Command } finally { Stop-Transcript | Out-Null }
+        Get-Content -LiteralPath $transcript -Raw
+    }
+
     function Assert-Restored([string] $Clone, [hashtable] $DataHash) {
         Get-DiskContentHash (Get-TestVolumePath $store $Clone 'system') | Should -Be (Get-DiskContentHash (Get-TestVolumePath $store -Base win11 -Volume 'system'))
         Get-DiskContentHash (Get-TestVolumePath $store $Clone 'temp') | Should -Be (Get-DiskContentHash (Get-TestVolumePath $store -Base win11 -Volume 'temp'))
@@ -91,5 +99,61 @@ Describe 'Restore-VmClone' {
             $out.Name | Should -Be 'lab-02', 'lab-03'
             foreach ($c in 'lab-02', 'lab-03') { Assert-Restored $c $dataHash }
         }
+    }
+}
+
+Describe 'Restore-VmClone -Volume and -Type' {
+    BeforeAll {
+        $dir = New-TestFolder
+        $store = Join-Path $dir 'store'
+        New-TestFleet $store -Clone lab-01, lab-02, lab-03 -Folder $dir
+        $dataHash = Write-CloneContent 'lab-01', 'lab-02', 'lab-03'
+        $baseSystem = Get-DiskContentHash (Get-TestVolumePath $store -Base win11 -Volume 'system')
+        $baseData = Get-DiskContentHash (Get-TestVolumePath $store -Base win11 -Volume 'data')
+    }
+    AfterAll { Remove-TestFolder $dir }
+
+    It 'restores only the system volume by parameter, keeping temporary and data' {
+        $temp = Get-DiskContentHash (Get-TestVolumePath $store lab-01 'temp')
+        Restore-VmClone lab-01 -Volume system -Store $store -Force
+        Get-DiskContentHash (Get-TestVolumePath $store lab-01 'system') | Should -Be $baseSystem
+        Get-DiskContentHash (Get-TestVolumePath $store lab-01 'temp') | Should -Be $temp
+        Get-DiskContentHash (Get-TestVolumePath $store lab-01 'data') | Should -Be $dataHash['lab-01']
+    }
+
+    It 'restores only the temporary volumes piped, with -Type Temporary' {
+        Get-VmClone lab-02 -Store $store | Restore-VmClone -Type Temporary -Force
+        Read-DiskText (Get-TestVolumePath $store lab-02 'system') 8MB 25 | Should -Be 'lab-02 installed software'
+        Read-DiskText (Get-TestVolumePath $store lab-02 'temp') 2MB 15 | Should -Be ''
+        Get-DiskContentHash (Get-TestVolumePath $store lab-02 'data') | Should -Be $dataHash['lab-02']
+    }
+
+    It 'says in -WhatIf that a named data volume loses its content, and changes nothing' {
+        $before = Get-TestSnapshot $store
+        $said = Get-WhatIfText { Restore-VmClone lab-03 -Volume data -Store $store -WhatIf }
+        $said | Should -BeLike "*only volume(s) data*"
+        $said | Should -BeLike "*data (Data):*its content is discarded*"
+        Get-TestSnapshot $store | Should -Be $before
+    }
+
+    It 'takes a named data volume back to the base with -Force' {
+        Restore-VmClone lab-03 -Volume data -Store $store -Force
+        Get-DiskContentHash (Get-TestVolumePath $store lab-03 'data') | Should -Be $baseData
+        Read-DiskText (Get-TestVolumePath $store lab-03 'system') 8MB 25 | Should -Be 'lab-03 installed software'
+    }
+
+    It 'does not restore data by type' {
+        { Restore-VmClone lab-03 -Type Data -Store $store -Force } | Should -Throw -ErrorId 'ParameterArgumentValidationError,VmClone.PowerShell.Commands.RestoreVmCloneCommand'
+    }
+
+    It 'refuses an unknown volume with VolumeNotFound, naming the clone and its volumes' {
+        $before = Get-TestSnapshot $store
+        $err = $null
+        Restore-VmClone lab-01 -Volume system, users -Store $store -Force -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -Be 'VolumeNotFound,VmClone.PowerShell.Commands.RestoreVmCloneCommand'
+        $err[0].TargetObject | Should -Be 'lab-01'
+        $err[0].Exception.Message | Should -BeLike "*'lab-01'*'users'*system (System), temp (Temporary), data (Data)*"
+        Get-TestSnapshot $store | Should -Be $before
     }
 }

@@ -82,7 +82,8 @@ Set-Content '$Folder/done' 'x'
         $bv = Get-VmVolume -Clone build -Store $store
         Write-DiskBytes ($bv | Where-Object Name -eq system).Path 2MB (Get-RandomBytes 100KB 3)
         Write-DiskBytes ($bv | Where-Object Name -eq data).Path 3MB (Get-RandomBytes 64KB 4)
-        Get-VmClone build -Store $store | New-VmBase -Name B | Out-Null
+        # B takes build's data (not A's, the default), so re-parenting a clone's data onto B has ranges to copy.
+        Get-VmClone build -Store $store | New-VmBase -Name B -DataFrom Clone | Out-Null
         Remove-VmClone build -Store $store -Force
         $names = 1..$Count | ForEach-Object { 'lab-{0:d2}' -f $_ }
         New-VmClone -Name $names -Base A -Store $store | Out-Null

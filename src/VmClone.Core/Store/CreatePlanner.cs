@@ -77,8 +77,10 @@ internal sealed class CreatePlanner : Planner
     /// another program holds open (a running machine) is refused as VolumeInUse, unless
     /// <paramref name="sourceMayBeInUse"/>.
     /// </remarks>
-    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false)
+    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false, BaseDataSource dataFrom = BaseDataSource.Base)
     {
+        if (!System.Enum.IsDefined(typeof(BaseDataSource), dataFrom))
+            throw new StoreException(StoreErrorIds.InvalidArgument, VmCloneErrorKind.InvalidArgument, $"'{dataFrom}' is not a source of data; use Base, Clone or Empty.", name);
         StoreNames.Validate(name, "base");
         if (format is DiskFormat f)
             CheckBaseFormat(f);
@@ -90,6 +92,7 @@ internal sealed class CreatePlanner : Planner
         var plan = NewPlan(StoreOperation.NewBase, name, "base", folder);
         plan.ToBase = clone.Name;
         plan.SourceMayBeInUse = sourceMayBeInUse;
+        plan.DataFrom = dataFrom;
         plan.BaseManifest = new BaseManifest { Name = name, Source = $"clone {clone.Name}" };
         foreach (CloneVolumeManifest v in clone.Volumes)
         {
@@ -102,20 +105,42 @@ internal sealed class CreatePlanner : Planner
                 source = Path.Combine(BaseFolder(oldBase.Name), bv.File);
                 reason = $"the initial state (base '{oldBase.Name}'), not the clone's scratch content";
             }
+            else if (v.Type == VolumeType.Data)
+            {
+                // Whoever prepared the update wrote to this clone's data volume; new clones should
+                // start with what clones of the old base started with, unless the caller says otherwise.
+                switch (dataFrom)
+                {
+                    case BaseDataSource.Base:
+                        source = Path.Combine(BaseFolder(oldBase.Name), BaseVolume(oldBase, v.Name).File);
+                        reason = $"the data of base '{oldBase.Name}', not the clone's (-DataFrom Base)";
+                        break;
+                    case BaseDataSource.Clone:
+                        reason = "the clone's current data (-DataFrom Clone)";
+                        break;
+                    case BaseDataSource.Empty:
+                        reason = "empty, of the clone's size (-DataFrom Empty)";
+                        break;
+                }
+            }
             using DiskLayer layer = VirtualDisk.OpenLayer(source, FileAccess.Read);
+            bool empty = v.Type == VolumeType.Data && dataFrom == BaseDataSource.Empty;
             var step = new PlannedVolume
             {
                 Volume = v.Name,
                 Type = v.Type,
                 Format = target,
-                Action = VolumeAction.Import,
+                Action = empty ? VolumeAction.CreateEmpty : VolumeAction.Import,
                 Source = source,
                 Path = Path.Combine(folder, v.Name + Extension(target)),
                 VirtualSize = layer.VirtualSize,
                 LogicalSectorSize = layer.LogicalSectorSize,
                 Reason = reason,
             };
-            step.Stamp(source);
+            if (empty)
+                step.Source = null;
+            else
+                step.Stamp(source);
             plan.Volumes.Add(step);
         }
         return plan;

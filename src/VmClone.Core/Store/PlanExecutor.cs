@@ -24,10 +24,15 @@ internal sealed class PlanExecutor : StorePart
     private readonly RemovalPlanner _removal;
     private readonly StoreRecovery _recovery;
     private readonly RollForward _rollForward;
+    private readonly RenamePlanner _rename;
+    private readonly RenameSteps _renameSteps;
 
     public PlanExecutor(StoreCatalogue catalogue, StoreInspector inspector, KeptChains chains, StorePreconditions preconditions,
-        ResetPlanner reset, RebasePlanner rebase, RemovalPlanner removal, StoreRecovery recovery, RollForward rollForward) : base(catalogue)
+        ResetPlanner reset, RebasePlanner rebase, RemovalPlanner removal, StoreRecovery recovery, RollForward rollForward,
+        RenamePlanner rename, RenameSteps renameSteps) : base(catalogue)
     {
+        _rename = rename;
+        _renameSteps = renameSteps;
         _inspector = inspector;
         _chains = chains;
         _preconditions = preconditions;
@@ -61,6 +66,8 @@ internal sealed class PlanExecutor : StorePart
             if (recovered && plan.Operation is StoreOperation.Restore or StoreOperation.ClearTemporary or StoreOperation.Rebase
                 && File.Exists(Path.Combine(plan.Folder, CloneFile)) && ManifestDigest(Path.Combine(plan.Folder, CloneFile)) != plan.ManifestDigest)
                 plan = Replan(plan);
+            if (plan.Operation is StoreOperation.RenameClone or StoreOperation.RenameBase)
+                return ExecuteRename(plan, recovered, describeResult, cancellationToken);
             // Decided under the locks: whatever the plan checked must still hold.
             if (plan.Operation is not (StoreOperation.RemoveClone or StoreOperation.RemoveBase))
                 PlanVerification.Verify(Boundary, plan);
@@ -102,6 +109,29 @@ internal sealed class PlanExecutor : StorePart
         }
     }
 
+    /// <summary>
+    /// A rename, under the locks of both names (and a base's clones): whatever an earlier rename
+    /// left of them is finished or undone first; a rename that recovery finished is done.
+    /// </summary>
+    private object? ExecuteRename(StorePlan plan, bool recovered, bool describeResult, CancellationToken cancellationToken)
+    {
+        bool clone = plan.Operation == StoreOperation.RenameClone;
+        string kind = plan.SubjectKind;
+        recovered |= _recovery.RecoverSubject(kind, plan.NewName!, cancellationToken);
+        foreach (RenamedClone child in plan.Children)
+            recovered |= _recovery.RecoverSubject("clone", child.Clone, cancellationToken);
+        bool done = clone ? !CloneExists(plan.Subject) && CloneExists(plan.NewName!) : !BaseExists(plan.Subject) && BaseExists(plan.NewName!);
+        if (!(recovered && done))
+        {
+            if (recovered)
+                plan = clone ? _rename.PlanRenameClone(plan.Subject, plan.NewName!) : _rename.PlanRenameBase(plan.Subject, plan.NewName!);
+            _renameSteps.Execute(plan, cancellationToken);
+        }
+        if (!describeResult)
+            return null;
+        return clone ? _inspector.GetClone(plan.NewName!) : _inspector.GetBase(plan.NewName!);
+    }
+
     private string FinalFolderOf(StorePlan plan) => plan.Operation == StoreOperation.NewBase ? BaseFolder(plan.Subject) : CloneFolder(plan.Subject);
 
     private string StagingFolderOf(StorePlan plan) => WorkFolder(FinalFolderOf(plan), StagingPrefix);
@@ -109,7 +139,7 @@ internal sealed class PlanExecutor : StorePart
     /// <summary>The same operation planned again, for what the subject is now.</summary>
     private StorePlan Replan(StorePlan plan) => plan.Operation switch
     {
-        StoreOperation.Restore => _reset.PlanRestore(plan.Subject),
+        StoreOperation.Restore => plan.RestoreVolumes is null ? _reset.PlanRestore(plan.Subject) : _reset.PlanRestore(plan.Subject, plan.RestoreVolumes, null),
         StoreOperation.ClearTemporary => _reset.PlanClearTemporary(plan.Subject),
         StoreOperation.Rebase => _rebase.PlanRebase(plan.Subject, plan.ToBase!, plan.ConvertFormat),
         _ => plan,
@@ -119,6 +149,11 @@ internal sealed class PlanExecutor : StorePart
     private IEnumerable<LockRequest> LocksFor(StorePlan plan)
     {
         yield return new LockRequest(plan.SubjectKind, plan.Subject, exclusive: true);
+        // A rename holds the new name too (nothing may be made under it meanwhile), and a base's clones, whose files it re-points.
+        if (plan.NewName is string newName && plan.Operation is StoreOperation.RenameClone or StoreOperation.RenameBase)
+            yield return new LockRequest(plan.SubjectKind, newName, exclusive: true);
+        foreach (RenamedClone child in plan.Children)
+            yield return new LockRequest("clone", child.Clone, exclusive: true);
         if (plan.FromBase is not null)
             yield return new LockRequest("base", plan.FromBase, exclusive: false);
         if (plan.Operation == StoreOperation.NewBase && plan.ToBase is string sourceClone)

@@ -91,13 +91,23 @@ internal sealed class StoreCatalogue
         StoreNames.Validate(name, "base");
         if (!BaseExists(name))
             throw new StoreException(StoreErrorIds.BaseNotFound, VmCloneErrorKind.NotFound,
-                $"There is no base '{name}' in store '{Root}'." + Suggest(BaseNames()), name);
+                $"There is no base '{name}' in store '{Root}'." + Suggest(BaseNames()) + InterruptedRename(name), name);
         string folder = _layout.BaseFolder(name);
         RequireRealFolder(folder, "base", name);
         BaseManifest manifest = Manifest.Read<BaseManifest>(Path.Combine(folder, StoreLayout.BaseFile));
         if (StoreBoundary.BaseManifestProblem(manifest, name) is string problem)
             throw UntrustedManifest(Path.Combine(folder, StoreLayout.BaseFile), "base", name, problem);
         return manifest;
+    }
+
+    /// <summary>Advice when a rename of base <paramref name="name"/> was cut off after its folder moved (only looked for once the base is not found).</summary>
+    private string InterruptedRename(string name)
+    {
+        StorePlan? journal = Directory.Exists(StoreLayout.WorkFolder(_layout.BaseFolder(name), StoreLayout.StagingPrefix))
+            ? StoreJournal.Read(StoreLayout.WorkFolder(_layout.BaseFolder(name), StoreLayout.StagingPrefix)) : null;
+        return journal is { Operation: StoreOperation.RenameBase, NewName: string to }
+            ? $" Renaming it to '{to}' was cut off: run Rename-VmBase {name} -NewName {to} again, or Test-VmStore -Repair, to finish it."
+            : "";
     }
 
     /// <summary>The clone's manifest as it is, without the boundary checks of <see cref="LoadClone"/> (for describing it).</summary>

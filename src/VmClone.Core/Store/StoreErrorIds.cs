@@ -48,7 +48,7 @@ public static class StoreErrorIds
     /// <summary>A base of that name already exists.</summary>
     public const string BaseExists = "BaseExists";
 
-    /// <summary>The base still has clones (or is being used), so it is not removed.</summary>
+    /// <summary>The base still has clones (or is being used), so it is not removed; or a file no clone manifest accounts for depends on it, so it is not renamed.</summary>
     public const string BaseInUse = "BaseInUse";
 
     /// <summary>Another VmClone command holds the base past the lock timeout.</summary>
@@ -89,6 +89,9 @@ public static class StoreErrorIds
 
     /// <summary>The clone's folder was renamed: its manifest names another clone. Test-VmStore -Repair makes the folder's name the clone's (or rename the folder back); nothing was done.</summary>
     public const string CloneRenamed = "CloneRenamed";
+
+    /// <summary>A command names a volume the clone does not have (Restore-VmClone -Volume); the message lists the clone's volumes.</summary>
+    public const string VolumeNotFound = "VolumeNotFound";
 
     /// <summary>The store's file system has not enough free space for the operation; nothing was changed.</summary>
     public const string DiskFull = "DiskFull";

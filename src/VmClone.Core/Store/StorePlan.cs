@@ -16,6 +16,8 @@ public enum StoreOperation
     Rebase,
     RemoveClone,
     RemoveBase,
+    RenameClone,
+    RenameBase,
 }
 
 /// <summary>What happens to one volume.</summary>
@@ -39,6 +41,10 @@ public enum VolumeAction
     Keep,
     /// <summary>Delete the volume file.</summary>
     Delete,
+    /// <summary>The file moves with its folder (a rename): same content, new path.</summary>
+    Move,
+    /// <summary>Rewrite only the volume's parent link to the same parent file at its new path (a base renamed): content and identities kept.</summary>
+    Repoint,
 }
 
 /// <summary>One volume's step of a plan.</summary>
@@ -69,6 +75,12 @@ public sealed class PlannedVolume
 
     /// <summary>Why this action was chosen, in words.</summary>
     public string Reason { get; set; } = "";
+
+    /// <summary>For a step on another clone than the plan's subject (a base rename re-points its clones' volumes): that clone's name; null otherwise.</summary>
+    public string? Clone { get; set; }
+
+    /// <summary>True when the step throws away what a data volume holds (a restore that names it): a caller asks before it runs.</summary>
+    public bool DiscardsData { get; set; }
 
     /// <summary>
     /// Set when the plan is carried out, for a <see cref="VolumeAction.Replace"/> or
@@ -113,12 +125,14 @@ public sealed class PlannedVolume
             VolumeAction.Reparent => $"re-parent onto '{source}', keeping its content",
             VolumeAction.Keep => "keep",
             VolumeAction.Delete => "delete",
+            VolumeAction.Move => $"moved from '{Shorten(Supersedes ?? "", storeRoot)}' with its folder",
+            VolumeAction.Repoint => $"parent link re-pointed to '{source}' (metadata only: content and identities kept)",
             _ => Action.ToString(),
         };
         // A step that changes the file's name says so: a hypervisor pointed at the old name must be pointed at the new one.
-        string renamed = Supersedes is not null && !string.Equals(Supersedes, Path, StringComparison.Ordinal)
+        string renamed = Action != VolumeAction.Move && Supersedes is not null && !string.Equals(Supersedes, Path, StringComparison.Ordinal)
             ? $" [{System.IO.Path.GetFileName(Supersedes)} -> {System.IO.Path.GetFileName(Path)}]" : "";
-        return $"{Volume} ({Type}): {what}{renamed}" + (Reason.Length > 0 ? $" — {Reason}" : "");
+        return (Clone is null ? "" : $"clone '{Clone}' ") + $"{Volume} ({Type}): {what}{renamed}" + (Reason.Length > 0 ? $" — {Reason}" : "");
     }
 
     internal static string Shorten(string path, string? root)
@@ -182,6 +196,18 @@ public sealed class StorePlan
     /// <summary>The clone manifest to write last (NewClone, Restore, ClearTemporary, Rebase).</summary>
     public CloneManifest? CloneManifest { get; set; }
 
+    /// <summary>For a rename: the subject's new name.</summary>
+    public string? NewName { get; set; }
+
+    /// <summary>For a base rename: the clones whose manifests (base and parent paths) and volumes' parent links change, with their manifests' digests when planned.</summary>
+    public List<RenamedClone> Children { get; set; } = new();
+
+    /// <summary>For a new base from a clone: where its data volumes take their content (see <see cref="BaseDataSource"/>); null for other plans.</summary>
+    public BaseDataSource? DataFrom { get; set; }
+
+    /// <summary>For a restore of some volumes only (<see cref="VmStore.PlanRestore(string, IEnumerable{string}?, IEnumerable{VolumeType}?)"/>): the volumes it restores; null for a whole restore. A plan made again (after recovery) restores the same ones.</summary>
+    public List<string>? RestoreVolumes { get; set; }
+
     /// <summary>For a rebase: every volume takes the new base's format (see <see cref="VmStore.PlanRebase"/>); a plan made again (after recovery) is made with it too.</summary>
     public bool ConvertFormat { get; set; }
 
@@ -197,16 +223,34 @@ public sealed class StorePlan
         var sb = new StringBuilder();
         sb.Append(Operation switch
         {
-            StoreOperation.NewBase => $"New base '{Subject}'" + (ToBase is not null ? $" from clone '{ToBase}'" : ""),
+            StoreOperation.NewBase => $"New base '{Subject}'" + (ToBase is not null ? $" from clone '{ToBase}'" : "")
+                + (DataFrom switch
+                {
+                    BaseDataSource.Base => ", data volumes from the clone's base",
+                    BaseDataSource.Clone => ", data volumes from the clone",
+                    BaseDataSource.Empty => ", data volumes empty",
+                    _ => "",
+                }),
             StoreOperation.NewClone => $"New clone '{Subject}' of base '{ToBase}'",
-            StoreOperation.Restore => $"Restore clone '{Subject}' to base '{ToBase}'",
+            StoreOperation.Restore => $"Restore clone '{Subject}' to base '{ToBase}'" + (RestoreVolumes is null ? "" : $" (only volume(s) {string.Join(", ", RestoreVolumes)})"),
             StoreOperation.ClearTemporary => $"Clear the temporary volumes of clone '{Subject}'",
             StoreOperation.Rebase => $"Rebase clone '{Subject}' from base '{FromBase}' onto '{ToBase}'",
             StoreOperation.RemoveClone => $"Remove clone '{Subject}'",
             StoreOperation.RemoveBase => $"Remove base '{Subject}'",
+            StoreOperation.RenameClone => $"Rename clone '{Subject}' to '{NewName}'",
+            StoreOperation.RenameBase => $"Rename base '{Subject}' to '{NewName}'",
             _ => Operation.ToString(),
         });
         sb.Append(" in ").Append(Store);
+        if (Operation is StoreOperation.RenameClone or StoreOperation.RenameBase)
+        {
+            string top = Operation == StoreOperation.RenameClone ? "clones" : "bases";
+            string manifest = Operation == StoreOperation.RenameClone ? StoreLayout.CloneFile : StoreLayout.BaseFile;
+            sb.Append(Environment.NewLine).Append($"  {top}/{Subject} -> {top}/{NewName}: the folder is renamed, with every file in it");
+            sb.Append(Environment.NewLine).Append($"  {top}/{NewName}/{manifest}: its name becomes '{NewName}'");
+            foreach (RenamedClone child in Children)
+                sb.Append(Environment.NewLine).Append($"  clones/{child.Clone}/{StoreLayout.CloneFile}: its base becomes '{NewName}'");
+        }
         foreach (PlannedVolume v in Volumes)
             sb.Append(Environment.NewLine).Append("  ").Append(v.Describe(Store));
         foreach (string other in OtherFiles)
@@ -218,4 +262,13 @@ public sealed class StorePlan
     public IEnumerable<PlannedVolume> Changes => Volumes.Where(v => v.Action != VolumeAction.Keep);
 
     public override string ToString() => Describe();
+}
+
+/// <summary>A clone a base rename changes: its manifest names the new base, its volumes' parent links the new base's files.</summary>
+public sealed class RenamedClone
+{
+    public string Clone { get; set; } = "";
+
+    /// <summary>Digest of the clone's manifest when the rename was planned; the rename is refused if it changed since.</summary>
+    public string? ManifestDigest { get; set; }
 }

@@ -16,8 +16,13 @@ namespace VmClone.Core.Store;
 internal sealed class StoreRecovery : StorePart
 {
     private readonly RollForward _rollForward;
+    private readonly RenameSteps _rename;
 
-    public StoreRecovery(StoreCatalogue catalogue, RollForward rollForward) : base(catalogue) => _rollForward = rollForward;
+    public StoreRecovery(StoreCatalogue catalogue, RollForward rollForward, RenameSteps rename) : base(catalogue)
+    {
+        _rollForward = rollForward;
+        _rename = rename;
+    }
 
     /// <summary>
     /// Finishes or undoes every cut-off operation on one subject. The caller holds the subject's
@@ -81,6 +86,8 @@ internal sealed class StoreRecovery : StorePart
                 Leftover = true,
             });
         }
+        if (plan is { Operation: StoreOperation.RenameClone or StoreOperation.RenameBase })
+            return _rename.Recover(dir, plan, kind, subject, apply);
         string what = plan is null ? $"an operation on {kind} '{subject}'" : $"'{plan.Describe().Split('\n')[0].Trim()}'";
         bool forward = plan is { CloneManifest: not null } && plan.Phase is JournalPhase.Committing or JournalPhase.Reparenting
             && kind == "clone" && CloneExists(subject);

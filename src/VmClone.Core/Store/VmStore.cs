@@ -38,10 +38,12 @@ public sealed class VmStore : IDisposable
         _removal = new RemovalPlanner(Catalogue, Preconditions);
         _export = new ExportPlanner(Catalogue, Preconditions);
         _exporter = new CloneExporter(Catalogue);
+        _rename = new RenamePlanner(Catalogue, Preconditions, _removal);
         RollForward rollForward = new(Catalogue, Chains);
-        Recovery = new StoreRecovery(Catalogue, rollForward);
+        RenameSteps renameSteps = new(Catalogue);
+        Recovery = new StoreRecovery(Catalogue, rollForward, renameSteps);
         _checker = new StoreChecker(Catalogue, Recovery);
-        _executor = new PlanExecutor(Catalogue, Inspector, Chains, Preconditions, _reset, _rebase, _removal, Recovery, rollForward);
+        _executor = new PlanExecutor(Catalogue, Inspector, Chains, Preconditions, _reset, _rebase, _removal, Recovery, rollForward, _rename, renameSteps);
     }
 
     private readonly CreatePlanner _create;
@@ -50,6 +52,7 @@ public sealed class VmStore : IDisposable
     private readonly RemovalPlanner _removal;
     private readonly ExportPlanner _export;
     private readonly CloneExporter _exporter;
+    private readonly RenamePlanner _rename;
     private readonly PlanExecutor _executor;
     private readonly StoreChecker _checker;
 
@@ -156,8 +159,17 @@ public sealed class VmStore : IDisposable
     /// another program holds open (a running machine) is refused as VolumeInUse, unless
     /// <paramref name="sourceMayBeInUse"/>.
     /// </remarks>
-    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false) =>
-        _create.PlanNewBaseFromClone(name, cloneName, format, sourceMayBeInUse);
+    /// <param name="name">The new base.</param>
+    /// <param name="cloneName">The clone whose content it takes.</param>
+    /// <param name="format">Format of the new base's files; null keeps each volume's.</param>
+    /// <param name="sourceMayBeInUse">Copy the clone's files even while another program holds them open.</param>
+    /// <param name="dataFrom">
+    /// Where the data volumes take their content: by default the old base's data volume (what
+    /// new clones should start with, not whatever was written while the update was prepared);
+    /// <see cref="BaseDataSource.Clone"/> the clone's, <see cref="BaseDataSource.Empty"/> none.
+    /// </param>
+    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false, BaseDataSource dataFrom = BaseDataSource.Base) =>
+        _create.PlanNewBaseFromClone(name, cloneName, format, sourceMayBeInUse, dataFrom);
 
     /// <summary>
     /// Plans an export of a clone (a spinoff): every volume flattened into one standalone disk in
@@ -178,6 +190,15 @@ public sealed class VmStore : IDisposable
     /// <summary>Plans a restore: system and temporary volumes become fresh children of the base; data volumes are kept.</summary>
     public StorePlan PlanRestore(string cloneName) => _reset.PlanRestore(cloneName);
 
+    /// <summary>
+    /// Plans a restore of some volumes only: those named in <paramref name="volumes"/> and those
+    /// of <paramref name="types"/> (System or Temporary) go back to the base, every other volume
+    /// is kept. A data volume is restored only when named, and its content is then discarded
+    /// (<see cref="PlannedVolume.DiscardsData"/>); a name the clone does not have is refused with
+    /// VolumeNotFound, listing the clone's volumes. Both null: <see cref="PlanRestore(string)"/>.
+    /// </summary>
+    public StorePlan PlanRestore(string cloneName, IEnumerable<string>? volumes, IEnumerable<VolumeType>? types = null) => _reset.PlanRestore(cloneName, volumes, types);
+
     /// <summary>Plans what a shutdown does: temporary volumes back to their initial state, nothing else touched.</summary>
     public StorePlan PlanClearTemporary(string cloneName) => _reset.PlanClearTemporary(cloneName);
 
@@ -193,6 +214,25 @@ public sealed class VmStore : IDisposable
     /// says which file it supersedes.
     /// </remarks>
     public StorePlan PlanRebase(string cloneName, string newBaseName, bool convertFormat = false) => _rebase.PlanRebase(cloneName, newBaseName, convertFormat);
+
+    /// <summary>
+    /// Plans renaming a clone: its folder and its manifest; its volumes' parent links need no
+    /// change (they name the base's files). Refused when the new name is invalid (InvalidName) or
+    /// taken (CloneExists); a volume another program holds open is refused when it is carried out
+    /// (VolumeInUse). Under the journal: cut off, it is finished or undone by the next command on
+    /// either name, by running it again, or by Test-VmStore -Repair.
+    /// </summary>
+    public StorePlan PlanRenameClone(string name, string newName) => _rename.PlanRenameClone(name, newName);
+
+    /// <summary>
+    /// Plans renaming a base: its folder and its manifest, and for every clone on it its manifest
+    /// and each volume's parent link (metadata only: re-pointed at the same file at its new path,
+    /// whose identity is unchanged, so nothing reads as BaseModified). Refused as
+    /// <see cref="PlanRenameClone"/> is (BaseExists for a taken name), and with BaseInUse while a
+    /// disk file no clone manifest accounts for depends on the base. Cut off, it is finished or
+    /// undone by running it again, by the next command on the base, or by Test-VmStore -Repair.
+    /// </summary>
+    public StorePlan PlanRenameBase(string name, string newName) => _rename.PlanRenameBase(name, newName);
 
     /// <summary>Plans removing a clone: its volumes, its manifest and its folder.</summary>
     public StorePlan PlanRemoveClone(string cloneName) => _removal.PlanRemoveClone(cloneName);

@@ -10,7 +10,7 @@ namespace VmClone.PowerShell.Commands;
 
 /// <summary>Creates a read-only base in the store from disk files, empty volumes, or a clone's current content.</summary>
 /// <remarks>
-/// <para>A base is a prepared machine's set of volumes, its storage outline: each volume has a name, a type (System, Temporary or Data), a format and a size. With -Volume, each volume is either copied from an existing VHDX, VMDK, qcow2 or raw file (sparse: zero runs are not stored; a differencing file is flattened with its chain) or created empty with SizeBytes. With -FromClone (or a clone piped in), the clone's current content becomes the new base, each volume flattened into a standalone file; temporary volumes take the clone's initial state, never its scratch content.</para>
+/// <para>A base is a prepared machine's set of volumes, its storage outline: each volume has a name, a type (System, Temporary or Data), a format and a size. With -Volume, each volume is either copied from an existing VHDX, VMDK, qcow2 or raw file (sparse: zero runs are not stored; a differencing file is flattened with its chain) or created empty with SizeBytes. With -FromClone (or a clone piped in), the clone's current content becomes the new base, each volume flattened into a standalone file; temporary volumes take the clone's initial state, never its scratch content, and data volumes by default the data of the clone's own base (-DataFrom Base): what was written to the clone's data volume while the update was prepared does not go into every new clone. -DataFrom Clone takes the clone's data volume instead (what earlier versions always did), -DataFrom Empty gives the base an empty one.</para>
 /// <para>From then on the base's files are read only: marked read-only on disk, and refused for writing by VmClone itself, because every clone depends on them. The first base makes the store (every other command refuses a folder that is not a store yet, with StoreNotFound).</para>
 /// <para>-Format Qcow2 keeps the base in qcow2 for KVM farms (qemu-img's defaults: version 3, 64 KiB clusters): its clones are qcow2 overlays that name their backing file relative to their own folder and record its format, so qemu and libvirt start them without a backing chain in the domain XML. An image with an external data file is never taken as a volume. qcow2 records nothing of its backing file's content; the base's own records and the read-only mark on its files are what catch a modified base.</para>
 /// <para>The usual way to update a fleet: clone the old base, change that clone (install updates), make it the new base with New-VmBase -FromClone, then move the clones with Invoke-VmRebase.</para>
@@ -29,7 +29,12 @@ namespace VmClone.PowerShell.Commands;
 /// <example>
 /// <summary>A new base from a clone that was updated</summary>
 /// <code>Get-VmClone lab-01 | New-VmBase -Name win11-v2</code>
-/// <para>win11-v2 has the same storage outline as lab-01's base, so every clone of that base can be rebased onto it.</para>
+/// <para>win11-v2 has the same storage outline as lab-01's base, so every clone of that base can be rebased onto it. Its system volume is lab-01's; its data volume is the one of lab-01's base, not what was written to lab-01's.</para>
+/// </example>
+/// <example>
+/// <summary>A new base that takes the clone's data volume too</summary>
+/// <code>New-VmBase -Name win11-v3 -FromClone lab-01 -DataFrom Clone -WhatIf</code>
+/// <para>The plan says where the data volume comes from: here the clone's current content.</para>
 /// </example>
 /// <example>
 /// <summary>Store the base as VMDK, and preview first</summary>
@@ -78,6 +83,10 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
     [Parameter(ParameterSetName = CloneSet)]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>With -FromClone: where the new base's data volumes take their content. Base (the default): the data volume of the clone's own base, which is what clones started with, so whatever was written to the clone while the update was prepared stays out of every new clone. Clone: the clone's current data volume. Empty: an empty data volume of the same size. The plan (-WhatIf) says which.</summary>
+    [Parameter(ParameterSetName = CloneSet)]
+    public BaseDataSource DataFrom { get; set; } = BaseDataSource.Base;
+
     protected override void ProcessRecord()
     {
         object target = ParameterSetName == CloneSet ? FromClone : Name;
@@ -87,7 +96,7 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
             StorePlan plan;
             if (ParameterSetName == CloneSet)
             {
-                plan = store.PlanNewBaseFromClone(Name, FromClone, IsBound(nameof(Format)) ? FormatValue : null, sourceMayBeInUse: Force);
+                plan = store.PlanNewBaseFromClone(Name, FromClone, IsBound(nameof(Format)) ? FormatValue : null, sourceMayBeInUse: Force, dataFrom: DataFrom);
             }
             else
             {

@@ -83,12 +83,16 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         public string? CloneAfter;
         public string? CloneBefore;
         public string Clone = "lab";
+        /// <summary>False for an operation that discards lab's data on purpose (a restore naming its data volume): the data then reads as before or as the base's.</summary>
+        public bool DataKept = true;
     }
 
     private static IEnumerable<Scenario> Scenarios() => new[]
     {
         new Scenario { Name = "NewClone", Clone = "lab-new", Plan = s => s.PlanNewClone("lab-new", "v1"), CloneBefore = null, CloneAfter = "v1" },
         new Scenario { Name = "Restore", Plan = s => s.PlanRestore("lab"), CloneBefore = "v1", CloneAfter = "v1" },
+        new Scenario { Name = "Restore (system volume only)", Plan = s => s.PlanRestore("lab", new[] { "system" }), CloneBefore = "v1", CloneAfter = "v1" },
+        new Scenario { Name = "Restore (named data volume)", Plan = s => s.PlanRestore("lab", new[] { "data" }), CloneBefore = "v1", CloneAfter = "v1", DataKept = false },
         new Scenario { Name = "ClearTemporary", Plan = s => s.PlanClearTemporary("lab"), CloneBefore = "v1", CloneAfter = "v1" },
         new Scenario { Name = "Rebase (re-parent data)", Plan = s => s.PlanRebase("lab", "v2"), CloneBefore = "v1", CloneAfter = "v2" },
         new Scenario { Name = "Rebase (flatten data)", Plan = s => s.PlanRebase("lab", "empty"), CloneBefore = "v1", CloneAfter = "empty" },
@@ -147,8 +151,10 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
             Assert.True(clean.IsHealthy && clean.Problems.Count == 0, $"{what}: after repair {string.Join("; ", clean.Problems.Select(p => p.Description))}");
             string? on = s.CloneExists(scenario.Clone) ? s.LoadClone(scenario.Clone).Base : null;
             Assert.True(on == scenario.CloneBefore || on == scenario.CloneAfter, $"{what}: clone on '{on}'");
-            if (s.CloneExists("lab"))
+            if (s.CloneExists("lab") && scenario.DataKept)
                 Assert.Equal(dataBefore, DataHash(s, "lab"));
+            else if (s.CloneExists("lab"))
+                Assert.Contains(DataHash(s, "lab"), new[] { dataBefore, BaseDataHash(s, "v1") });
             if (subjectDataBefore is not null && s.CloneExists(scenario.Clone))
                 Assert.Equal(subjectDataBefore, DataHash(s, scenario.Clone));
             AssertOnOneBase(s);
@@ -164,7 +170,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
             Assert.Equal(scenario.CloneAfter, s.CloneExists(scenario.Clone) ? s.LoadClone(scenario.Clone).Base : null);
             Assert.True(s.Check(repair: false).IsHealthy, $"{what}: rerun left an unhealthy store");
             if (s.CloneExists("lab"))
-                Assert.Equal(dataBefore, DataHash(s, "lab"));
+                Assert.Equal(scenario.DataKept ? dataBefore : BaseDataHash(s, "v1"), DataHash(s, "lab"));
             if (subjectDataBefore is not null && s.CloneExists(scenario.Clone))
                 Assert.Equal(subjectDataBefore, DataHash(s, scenario.Clone));
             AssertOnOneBase(s);
@@ -325,7 +331,8 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         s.Execute(s.PlanNewClone("build", "v1"));
         TestStore.Write(Volume(s, "build", "system"), 1 << 20, "updated system");
         TestStore.Write(Volume(s, "build", "data"), 2 << 20, "build data");
-        s.Execute(s.PlanNewBaseFromClone("v2", "build"));
+        // v2 takes build's data (not v1's, the default), so re-parenting lab's data onto it has ranges to copy.
+        s.Execute(s.PlanNewBaseFromClone("v2", "build", dataFrom: BaseDataSource.Clone));
         s.Execute(s.PlanRemoveClone("build"));
         s.Execute(s.PlanNewClone("lab", "v1"));
         TestStore.Write(Volume(s, "lab", "system"), 3 << 20, "lab system change");
@@ -356,6 +363,8 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
     private static string Volume(VmStore s, string clone, string volume) => s.GetClone(clone).Volumes.Single(v => v.Name == volume).Path;
 
     private static string DataHash(VmStore s, string clone) => TestStore.Hash(Volume(s, clone, "data"), s.OpenOptions);
+
+    private static string BaseDataHash(VmStore s, string baseName) => TestStore.Hash(s.GetBase(baseName).Volumes.Single(v => v.Name == "data").Path, s.OpenOptions);
 
     /// <summary>Every clone's volumes lead into exactly one base: the one its manifest names (or none).</summary>
     private static void AssertOnOneBase(VmStore s)
