@@ -298,7 +298,7 @@ public class FuzzTests
         if (b.AsSpan(0).StartsWith("conectix"u8))
         {
             ulong header = BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(16));
-            if (header <= (ulong)(b.Length - 1024) && b.AsSpan((int)header).StartsWith("cxsparse"u8))
+            if (b.Length >= 1024 && header <= (ulong)(b.Length - 1024) && b.AsSpan((int)header).StartsWith("cxsparse"u8))
                 FixVhdSum(b.AsSpan((int)header, 1024), 36);
         }
     }

@@ -93,7 +93,8 @@ public static class ChecksumRepair
             if (!file.AsSpan(at).StartsWith("conectix"u8))
                 continue;
             ulong header = BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan(at + 16));
-            if (header <= (ulong)(file.Length - DynamicHeader) && file.AsSpan((int)header).StartsWith("cxsparse"u8))
+            // A file shorter than a header has none to repair (the length minus it is negative).
+            if (file.Length >= DynamicHeader && header <= (ulong)(file.Length - DynamicHeader) && file.AsSpan((int)header).StartsWith("cxsparse"u8))
                 FixVhdSum(file.AsSpan((int)header, DynamicHeader), 36);
             return;
         }
