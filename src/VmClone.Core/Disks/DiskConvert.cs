@@ -16,7 +16,11 @@ public static partial class DiskOperations
     /// into place only when complete, so a cut-off copy never looks like a finished one.
     /// </summary>
     public static VmDiskInfo Convert(string sourcePath, string destinationPath, DiskFormat? format, DiskCreateOptions? createOptions,
-        DiskOpenOptions? openOptions, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+        DiskOpenOptions? openOptions, IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
+        Convert(sourcePath, destinationPath, format, createOptions, openOptions, roundUpToWholeMiB: false, progress, cancellationToken);
+
+    public static VmDiskInfo Convert(string sourcePath, string destinationPath, DiskFormat? format, DiskCreateOptions? createOptions,
+        DiskOpenOptions? openOptions, bool roundUpToWholeMiB, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         string destination = Path.GetFullPath(destinationPath);
         if (File.Exists(destination))
@@ -26,16 +30,27 @@ public static partial class DiskOperations
             throw new VmCloneException(StoreErrorIds.DestinationInChain, VmCloneErrorKind.InvalidArgument, $"'{destination}' is part of the chain being converted.", destination);
 
         DiskFormat targetFormat = format ?? VirtualDisk.FormatFromExtension(destination) ?? source.Format;
+        bool isFixed = createOptions?.Fixed == true;
         var options = new DiskCreateOptions
         {
             Format = targetFormat,
             BlockSizeBytes = createOptions?.BlockSizeBytes,
             LogicalSectorSizeBytes = source.LogicalSectorSize,
             PhysicalSectorSizeBytes = createOptions?.PhysicalSectorSizeBytes ?? source.Top.PhysicalSectorSize,
+            // A converted fixed disk keeps the source's holes: as long as the disk, small on disk.
+            Fixed = isFixed,
         };
+        long capacity = source.Capacity;
+        if (isFixed)
+        {
+            RefuseFixed(targetFormat, destination);
+            // A fixed VHD is what Azure imports, and it takes only some sizes: refused up front.
+            if (targetFormat == DiskFormat.Vhd)
+                capacity = AzureVhd.SizeFor(capacity, roundUpToWholeMiB, destination);
+        }
         return WithStagedFile(destination, staged =>
         {
-            using (VirtualDisk target = VirtualDisk.CreateDynamic(staged, source.Capacity, options))
+            using (VirtualDisk target = VirtualDisk.CreateDynamic(staged, capacity, options))
             {
                 // A new file nothing refers to yet: its tables need not be durable before the
                 // end, so the whole copy is one batch (a few flushes instead of some per chunk).
@@ -48,6 +63,17 @@ public static partial class DiskOperations
             using VirtualDisk done = VirtualDisk.Open(final, FileAccess.Read, new DiskOpenOptions { Format = targetFormat });
             return Describe(done.Top, 0, done.Layers.Count, null);
         });
+    }
+
+    /// <summary>A fixed disk in a format without one (qcow2) is refused (FixedNotSupported), saying what to use.</summary>
+    internal static void RefuseFixed(DiskFormat format, string path)
+    {
+        if (DiskFormats.Get(format, path).CanBeFixed)
+            return;
+        string formats = string.Join(", ", DiskFormats.All.Where(f => f.CanWrite && f.CanBeFixed).Select(f => f.Name));
+        throw new VmCloneException(StoreErrorIds.FixedNotSupported, VmCloneErrorKind.InvalidArgument,
+            $"'{path}': {format} has no fixed form (qemu-img's preallocation=full still writes a {format} image with its tables, " +
+            $"which nothing treats as a fixed disk). A fixed disk is one of {formats}; for qemu/KVM use Raw.", path);
     }
 
     /// <summary>
