@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
@@ -130,10 +131,34 @@ public static partial class DiskOperations
         string staging = Path.Combine(dir, ".vmclone-staging-" + Guid.NewGuid().ToString("N").Substring(0, 12));
         Directory.CreateDirectory(staging);
         string staged = Path.Combine(staging, Path.GetFileName(destination));
+        var moved = new List<string>();
         try
         {
             write(staged);
+            // A disk of several files (a flat VMDK's extent beside its descriptor): the others
+            // first, none over an existing file, the named file last, so the disk is complete
+            // when its name appears.
+            string[] others = Directory.GetFiles(staging).Where(f => !PathUtil.SamePath(f, staged)).ToArray();
+            foreach (string other in others)
+            {
+                string to = Path.Combine(dir, Path.GetFileName(other));
+                if (File.Exists(to))
+                    throw new VmCloneException(StoreErrorIds.DestinationExists, VmCloneErrorKind.AlreadyExists,
+                        $"Cannot write '{destination}': its file '{to}' already exists.", to);
+            }
+            foreach (string other in others)
+            {
+                string to = Path.Combine(dir, Path.GetFileName(other));
+                File.Move(other, to);
+                moved.Add(to);
+            }
             File.Move(staged, destination);
+        }
+        catch when (moved.Count > 0 && !File.Exists(destination))
+        {
+            foreach (string m in moved)
+                TryDelete(m);
+            throw;
         }
         catch (Exception ex) when (UserFacing.Renamed(ex, staged, destination) is Exception renamed)
         {
