@@ -69,4 +69,23 @@ public class ConvertFixedTests
         Assert.Contains("Raw", ex.Message);
         Assert.False(File.Exists(dir.File("x.qcow2")));
     }
+
+    [Fact]
+    public void NewFixedDiskIsRefusedForQcow2AndForAChildWithFixedNotSupported()
+    {
+        using var dir = new TempFolder();
+        var fixedDisk = new DiskCreateOptions { Fixed = true, ReserveSpace = true };
+        var ex = Assert.Throws<VmCloneException>(() => DiskOperations.Create(dir.File("x.qcow2"), 64 * MiB, null, fixedDisk));
+        Assert.Equal(StoreErrorIds.FixedNotSupported, ex.ErrorId);
+        Assert.False(File.Exists(dir.File("x.qcow2")));
+
+        string source = Source(dir);
+        ex = Assert.Throws<VmCloneException>(() => DiskOperations.Create(dir.File("child.vhdx"), null, source, fixedDisk));
+        Assert.Equal(StoreErrorIds.FixedNotSupported, ex.ErrorId);
+        Assert.False(File.Exists(dir.File("child.vhdx")));
+
+        VmDiskInfo made = DiskOperations.Create(dir.File("fixed.vhdx"), 64 * MiB, null, fixedDisk);
+        Assert.Equal(DiskType.Fixed, made.Type);
+        Assert.Equal(64 * MiB, made.AllocatedSize);
+    }
 }
