@@ -116,6 +116,10 @@ public static class SeedMaker
         using (VirtualDisk d = VirtualDisk.CreateDynamic(vhdSmallBlocks, 2 * MiB, new DiskCreateOptions { Format = DiskFormat.Vhd, BlockSizeBytes = 64 * 1024 }))
             Scatter(d, 13);
         seeds.Add((FuzzTarget.Vhd, "engine-64k-blocks", Single(vhdSmallBlocks)));
+        string vhdFixed = Path.Combine(dir, "fixed.vhd");
+        using (VirtualDisk d = VirtualDisk.CreateDynamic(vhdFixed, 2 * MiB, new DiskCreateOptions { Format = DiskFormat.Vhd, Fixed = true }))
+            Scatter(d, 19);
+        seeds.Add((FuzzTarget.Vhd, "engine-fixed", Single(vhdFixed)));
         string vhdChild = Path.Combine(dir, "child.vhd");
         using (VirtualDisk d = VirtualDisk.CreateDifferencing(vhdChild, vhdParent, vhd))
             Scatter(d, 14);
