@@ -11,7 +11,7 @@
       Bench    Build, then the benchmarks in bench/ (figures in bench/RESULTS.md);
                -BenchRuns and -FleetCount size them
       Fuzz     coverage-guided fuzzing of the disk engine with AFL++ (afl-fuzz; on Debian/Ubuntu
-               `apt-get install afl++`) and SharpFuzz: -Format Vhdx|Vmdk|Chain picks the target
+               `apt-get install afl++`) and SharpFuzz: -Format Vhdx|Vmdk|Vhd|Qcow2|Chain picks the target
                (one VHDX file, one VMDK file, or several files: descriptor and extents, child and
                parents), -Seconds how long afl-fuzz runs (default 600). Findings are under
                out/fuzz/<target>; every crash and hang is copied into
@@ -36,7 +36,7 @@ param(
     [ValidateRange(1, 100000)]
     [int] $FleetCount = 1000,
     # Fuzz: the target and how long afl-fuzz runs, in seconds.
-    [ValidateSet('Vhdx', 'Vmdk', 'Chain')]
+    [ValidateSet('Vhdx', 'Vmdk', 'Vhd', 'Qcow2', 'Chain')]
     [string] $Format = 'Vhdx',
     [ValidateRange(10, 604800)]
     [int] $Seconds = 600

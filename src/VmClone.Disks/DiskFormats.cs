@@ -79,7 +79,7 @@ public static class DiskFormats
             createStandalone: s => Qcow2Layer.Create(s),
             createChild: s => Qcow2Layer.Create(s),
             rewriteSignature: Qcow2Layer.Signature,
-            canHoldBase: true, canWrite: true),
+            canHoldBase: true, canWrite: true, canBeFixed: false),
         new(DiskFormat.Raw, new[] { ".raw", ".img", ".bin", ".dd" },
             recognise: null,
             open: RawLayer.Open,
@@ -266,8 +266,9 @@ public sealed class DiskFormatInfo
 {
     internal DiskFormatInfo(DiskFormat format, string[] extensions, Func<FileHead, bool>? recognise,
         Func<FileAccessor, DiskLayer> open, Action<LayerCreateSpec>? createStandalone, Action<LayerCreateSpec>? createChild,
-        byte[]? rewriteSignature, bool canHoldBase, bool canWrite, Func<FileAccessor, DiskOpenOptions, DiskLayer>? openWith = null)
+        byte[]? rewriteSignature, bool canHoldBase, bool canWrite, Func<FileAccessor, DiskOpenOptions, DiskLayer>? openWith = null, bool canBeFixed = true)
     {
+        CanBeFixed = canBeFixed;
         OpenWith = openWith;
         Format = format;
         Extensions = extensions;
@@ -300,6 +301,13 @@ public sealed class DiskFormatInfo
 
     /// <summary>True when VmClone writes files of this format.</summary>
     public bool CanWrite { get; }
+
+    /// <summary>
+    /// True when VmClone writes a fixed disk of this format (<see cref="DiskCreateOptions.Fixed"/>):
+    /// the whole virtual size laid out in the file. qcow2 has no such form (qemu's preallocation
+    /// still keeps its tables and refcounts, and a reader cannot tell it from a sparse image).
+    /// </summary>
+    public bool CanBeFixed { get; }
 
     /// <summary>True when an existing file of this format can be rewritten in place as a new child (<see cref="VirtualDisk.TryRecreateDifferencingFile"/>).</summary>
     public bool CanRewriteInPlace => RewriteSignature is not null;

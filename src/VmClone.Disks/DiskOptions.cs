@@ -73,6 +73,22 @@ public sealed class DiskCreateOptions
 
     /// <summary>512 or 4096 (default 4096).</summary>
     public int? PhysicalSectorSizeBytes { get; set; }
+
+    /// <summary>
+    /// A fixed disk: the whole virtual size laid out in the file when it is created, as Hyper-V's
+    /// New-VHD -Fixed makes one — a fixed VHD (the data, then the footer), a VHDX with every
+    /// block FULLY_PRESENT, a VMDK monolithicFlat (a descriptor and its -flat.vmdk extent), raw.
+    /// qcow2 has no fixed form and a differencing disk cannot be fixed: both are refused.
+    /// </summary>
+    public bool Fixed { get; set; }
+
+    /// <summary>
+    /// With <see cref="Fixed"/>: the file system's blocks are reserved for the whole file when it
+    /// is created (Linux fallocate; a file on Windows is allocated as it is sized), so writing
+    /// into the disk later never finds the volume full. Without it the ranges not yet written
+    /// are holes: the file is as long as the disk but takes only what holds data (a conversion).
+    /// </summary>
+    public bool ReserveSpace { get; set; }
 }
 
 /// <summary>Everything a format needs to write a new, empty layer.</summary>
@@ -97,6 +113,12 @@ internal sealed class LayerCreateSpec
 
     /// <summary>The parent's top layer (open read-only) for a differencing disk, else null.</summary>
     public DiskLayer? Parent { get; set; }
+
+    /// <summary>A fixed disk (<see cref="DiskCreateOptions.Fixed"/>); never with a parent.</summary>
+    public bool Fixed { get; set; }
+
+    /// <summary>Reserve the file system's space for every file of a fixed disk (<see cref="DiskCreateOptions.ReserveSpace"/>).</summary>
+    public bool ReserveSpace { get; set; }
 
     /// <summary>Parent path relative to the child's folder, with '/' separators, or null when on another volume.</summary>
     public string? ParentRelativePath { get; set; }

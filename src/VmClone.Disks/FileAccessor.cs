@@ -392,6 +392,29 @@ internal sealed class FileAccessor : IDisposable
         }
     }
 
+    /// <summary>
+    /// Reserves the file system's blocks for the file's first <paramref name="length"/> bytes
+    /// without writing them (Linux fallocate, mode 0: the range reads as zeros and a later
+    /// write cannot find the volume full). False where that cannot be done here: on other
+    /// systems (where a file sized on Windows is allocated already) or a file system without it.
+    /// </summary>
+    public bool Reserve(long length)
+    {
+        if (_noLinuxCalls || length <= 0)
+            return false;
+        try
+        {
+            using Descriptor fd = HoldDescriptor();
+            _length = -1;
+            return NativeMethods.Allocate(fd.Fd, 0, length);
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+            _noLinuxCalls = true;
+            return false;
+        }
+    }
+
     private static class NativeMethods
     {
         public const int SeekData = 3; // Linux SEEK_DATA
@@ -448,6 +471,9 @@ internal sealed class FileAccessor : IDisposable
             {
             }
         }
+
+        /// <summary>Allocates a range (the file grows to cover it; what was not written reads as zeros); false where the file system cannot.</summary>
+        public static bool Allocate(int fd, long offset, long length) => fallocate(fd, 0, offset, length) == 0;
 
         /// <summary>Deallocates a range, which then reads as zeros (the length is kept); false where the file system cannot.</summary>
         public static bool PunchHole(int fd, long offset, long length)

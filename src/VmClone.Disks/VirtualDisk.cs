@@ -173,8 +173,8 @@ public sealed class VirtualDisk : IDisposable
     }
 
     /// <summary>
-    /// Creates an empty dynamic disk of <paramref name="virtualSize"/> bytes and opens it for
-    /// writing. Fails if the file exists.
+    /// Creates an empty dynamic disk of <paramref name="virtualSize"/> bytes (a fixed one when
+    /// <see cref="DiskCreateOptions.Fixed"/> says so) and opens it for writing. Fails if the file exists.
     /// </summary>
     public static VirtualDisk CreateDynamic(string path, long virtualSize, DiskCreateOptions? options = null)
     {
@@ -186,7 +186,11 @@ public sealed class VirtualDisk : IDisposable
             BlockSize = options.BlockSizeBytes,
             LogicalSectorSize = options.LogicalSectorSizeBytes ?? 512,
             PhysicalSectorSize = options.PhysicalSectorSizeBytes ?? 4096,
+            Fixed = options.Fixed,
+            ReserveSpace = options.Fixed && options.ReserveSpace,
         };
+        if (spec.Fixed && !DiskFormats.Get(format, full).CanBeFixed)
+            throw new VirtualDiskException(full, $"Cannot create '{full}' as a fixed disk: {format} has no fixed form.");
         CreateLayer(format, spec);
         return Open(full, FileAccess.ReadWrite, new DiskOpenOptions { Format = format });
     }
@@ -328,6 +332,9 @@ public sealed class VirtualDisk : IDisposable
         if (PathUtil.SamePath(full, parent.Path))
             throw new VirtualDiskException(full, $"A disk cannot be its own parent ('{full}').");
         options ??= new DiskCreateOptions();
+        if (options.Fixed)
+            throw new DiskChainException(full, ChainProblem.Incompatible,
+                $"A differencing disk cannot be fixed ('{full}'): it holds only what differs from its parent. Convert the chain into a fixed disk instead.", parent.Path);
         DiskFormat format = ChildFormat(full, parent, options);
         int maxDepth = (openOptions ?? DiskOpenOptions.Default).MaxChainDepth;
         if (parent.Layers.Count >= maxDepth)

@@ -116,14 +116,76 @@ public class FuzzTests
         return s;
     }
 
-    private static void Fill(VirtualDisk d, int seed)
+    private static Seeds VhdSeeds()
+    {
+        var s = new Seeds { Ext = ".vhd" };
+        var opts = new DiskCreateOptions { Format = DiskFormat.Vhd };
+        string parent = s.Folder.File("parent.vhd");
+        using (VirtualDisk d = VirtualDisk.CreateDynamic(parent, Size, opts))
+            Fill(d, 1);
+        s.Parent = parent;
+        s.Add("dynamic", parent);
+        string child = s.Folder.File("seed-child.vhd");
+        using (VirtualDisk d = VirtualDisk.CreateDifferencing(child, parent, opts))
+            Fill(d, 2);
+        s.Add("differencing", child);
+        string small = s.Folder.File("seed-small-blocks.vhd");
+        using (VirtualDisk d = VirtualDisk.CreateDynamic(small, 2L << 20, new DiskCreateOptions { Format = DiskFormat.Vhd, BlockSizeBytes = 64 * 1024 }))
+            Fill(d, 3, 2L << 20);
+        s.Add("64 KiB blocks", small);
+        // A fixed VHD: the footer at the end only.
+        string fixedVhd = s.Folder.File("seed-fixed.vhd");
+        const int fixedSize = 2 << 20;
+        byte[] fixedBytes = new byte[fixedSize + 512];
+        new Random(4).NextBytes(fixedBytes.AsSpan(0, 8192));
+        byte[] dynamicBytes = File.ReadAllBytes(parent);
+        dynamicBytes.AsSpan(dynamicBytes.Length - 512).CopyTo(fixedBytes.AsSpan(fixedSize));
+        FixedFooter(fixedBytes.AsSpan(fixedSize), fixedSize);
+        File.WriteAllBytes(fixedVhd, fixedBytes);
+        s.Add("fixed", fixedVhd);
+        if (Corpus.Root is string root && File.Exists(Path.Combine(root, "dfvfs", "fat-differential.vhd")))
+            s.Add("Windows differencing (corpus)", Corpus.Extract("dfvfs/fat-differential.vhd", s.Folder));
+        return s;
+    }
+
+    /// <summary>Makes a dynamic disk's footer a fixed disk's of <paramref name="size"/> bytes (disk type 2, no dynamic header), checksum recomputed.</summary>
+    private static void FixedFooter(Span<byte> footer, long size)
+    {
+        BinaryPrimitives.WriteUInt64BigEndian(footer.Slice(16), ulong.MaxValue);
+        BinaryPrimitives.WriteUInt64BigEndian(footer.Slice(40), (ulong)size);
+        BinaryPrimitives.WriteUInt64BigEndian(footer.Slice(48), (ulong)size);
+        BinaryPrimitives.WriteUInt32BigEndian(footer.Slice(60), 2);
+        FixVhdSum(footer, 64);
+    }
+
+    private static Seeds Qcow2Seeds()
+    {
+        var s = new Seeds { Ext = ".qcow2" };
+        var opts = new DiskCreateOptions { Format = DiskFormat.Qcow2 };
+        string parent = s.Folder.File("parent.qcow2");
+        using (VirtualDisk d = VirtualDisk.CreateDynamic(parent, Size, opts))
+            Fill(d, 1);
+        s.Parent = parent;
+        s.Add("qcow2", parent);
+        string child = s.Folder.File("seed-child.qcow2");
+        using (VirtualDisk d = VirtualDisk.CreateDifferencing(child, parent, opts))
+            Fill(d, 2);
+        s.Add("overlay", child);
+        string small = s.Folder.File("seed-4k.qcow2");
+        using (VirtualDisk d = VirtualDisk.CreateDynamic(small, Size, new DiskCreateOptions { Format = DiskFormat.Qcow2, BlockSizeBytes = 4096 }))
+            Fill(d, 3);
+        s.Add("4 KiB clusters", small);
+        return s;
+    }
+
+    private static void Fill(VirtualDisk d, int seed, long size = Size)
     {
         var rnd = new Random(seed);
         for (int i = 0; i < 6; i++)
         {
             byte[] b = new byte[rnd.Next(1, 100_000)];
             rnd.NextBytes(b);
-            d.Content.Position = rnd.Next((int)Size - b.Length);
+            d.Content.Position = rnd.Next((int)size - b.Length);
             d.Content.Write(b, 0, b.Length);
         }
     }
@@ -192,6 +254,8 @@ public class FuzzTests
         }
         if (m.FixChecksums && seeds.Ext == ".vhdx")
             FixVhdxChecksums(b);
+        if (m.FixChecksums && seeds.Ext == ".vhd")
+            FixVhdChecksums(b);
         if (m.Truncate < 1.0)
             Array.Resize(ref b, (int)(b.Length * m.Truncate));
         return b;
@@ -218,6 +282,35 @@ public class FuzzTests
             if (entryLength is > 0 and <= 1 << 20 && entryLength % 4096 == 0)
                 Fix(log, (int)entryLength);
         }
+    }
+
+    /// <summary>Recomputes the checksums of a VHD's footer, its copy at offset 0 and the dynamic header the footer names.</summary>
+    private static void FixVhdChecksums(byte[] b)
+    {
+        if (b.Length < 512)
+            return;
+        int tail = b.Length - 512;
+        foreach (int at in new[] { 0, tail })
+        {
+            if (b.AsSpan(at).StartsWith("conectix"u8))
+                FixVhdSum(b.AsSpan(at, 512), 64);
+        }
+        if (b.AsSpan(0).StartsWith("conectix"u8))
+        {
+            ulong header = BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(16));
+            if (b.Length >= 1024 && header <= (ulong)(b.Length - 1024) && b.AsSpan((int)header).StartsWith("cxsparse"u8))
+                FixVhdSum(b.AsSpan((int)header, 1024), 36);
+        }
+    }
+
+    /// <summary>A VHD checksum: the one's complement of the byte sum with the field taken as zero.</summary>
+    private static void FixVhdSum(Span<byte> structure, int field)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(structure.Slice(field), 0);
+        uint sum = 0;
+        foreach (byte x in structure)
+            sum += x;
+        BinaryPrimitives.WriteUInt32BigEndian(structure.Slice(field), ~sum);
     }
 
     /// <summary>Guards the current input: a hang is reported with the input saved, instead of blocking the run.</summary>
@@ -287,9 +380,18 @@ public class FuzzTests
     [Theory]
     [InlineData("vhdx")]
     [InlineData("vmdk")]
+    [InlineData("vhd")]
+    [InlineData("qcow2")]
     public void MutatedFilesEndInSuccessOrADiskError(string format)
     {
-        using Seeds seeds = format == "vhdx" ? VhdxSeeds() : VmdkSeeds();
+        using Seeds seeds = format switch
+        {
+            "vhdx" => VhdxSeeds(),
+            "vmdk" => VmdkSeeds(),
+            "vhd" => VhdSeeds(),
+            "qcow2" => Qcow2Seeds(),
+            _ => throw new ArgumentException($"no seeds for {format}", nameof(format)),
+        };
         using var watchdog = new Watchdog();
         string path = seeds.Folder.File("input" + seeds.Ext);
         watchdog.Current = path;

@@ -5,7 +5,7 @@ using SharpFuzz;
 namespace VmClone.Fuzz;
 
 /// <summary>
-/// The fuzz driver. Under afl-fuzz (build.ps1 -Task Fuzz): <c>VmClone.Fuzz vhdx|vmdk|chain</c>
+/// The fuzz driver. Under afl-fuzz (build.ps1 -Task Fuzz): <c>VmClone.Fuzz vhdx|vmdk|vhd|qcow2|chain</c>
 /// serves one input after another through SharpFuzz's out-of-process server, which restarts
 /// the worker when an input hangs (afl-fuzz -t) or kills it, so hangs are recorded instead of
 /// stopping the run. By hand: <c>replay TARGET [--all-phases] FILE...</c> runs inputs once and prints what
@@ -43,9 +43,9 @@ public static class Program
             SeedMaker.Make(args[1]);
             return 0;
         }
-        Console.Error.WriteLine("usage: VmClone.Fuzz vhdx|vmdk|chain          (under afl-fuzz; input on stdin)");
-        Console.Error.WriteLine("       VmClone.Fuzz replay vhdx|vmdk|chain [--all-phases] FILE...");
-        Console.Error.WriteLine("       VmClone.Fuzz decode vhdx|vmdk|chain FILE FOLDER");
+        Console.Error.WriteLine("usage: VmClone.Fuzz vhdx|vmdk|vhd|qcow2|chain          (under afl-fuzz; input on stdin)");
+        Console.Error.WriteLine("       VmClone.Fuzz replay vhdx|vmdk|vhd|qcow2|chain [--all-phases] FILE...");
+        Console.Error.WriteLine("       VmClone.Fuzz decode vhdx|vmdk|vhd|qcow2|chain FILE FOLDER");
         Console.Error.WriteLine("       VmClone.Fuzz seeds FOLDER");
         return 2;
     }

@@ -10,7 +10,7 @@ using VmClone.Disks;
 namespace VmClone.Fuzz;
 
 /// <summary>
-/// Writes the seed inputs of every target into FOLDER/vhdx, FOLDER/vmdk and FOLDER/chain
+/// Writes the seed inputs of every target into FOLDER/vhdx, FOLDER/vmdk, FOLDER/vhd, FOLDER/qcow2 and FOLDER/chain
 /// (the committed ones under tests/VmClone.Fuzz/seeds were made by this, with qemu-img 7.2):
 /// small real disks made by the engine and by qemu-img/qemu-io (skipped with a note when
 /// those are missing), each with a few sectors of data so that block tables, bitmaps and
@@ -100,8 +100,49 @@ public static class SeedMaker
         File.WriteAllText(zeroOnly, Descriptor("monolithicFlat", "fffffffe", "RW 8192 ZERO"));
         seeds.Add((FuzzTarget.Vmdk, "handmade-zero-extent", Single(zeroOnly)));
         string mixed = Path.Combine(dir, "mixed.vmdk");
-        File.WriteAllText(mixed, Descriptor("custom", "12345678", "RW 128 FLAT \"mixed-flat.bin\" 0", "RW 2048 ZERO", "RDONLY 8192 SPARSE \"sparse.vmdk\"", "RW 64 FLAT \"mixed-flat.bin\" 64"));
-        seeds.Add((FuzzTarget.Chain, "handmade-mixed-extents", Chain(mixed, flatData, sparse)));
+        // Each extent a file of its own (the engine refuses a file named by two extents).
+        string flatData2 = Path.Combine(dir, "mixed-flat2.bin");
+        File.WriteAllBytes(flatData2, flatBytes);
+        File.WriteAllText(mixed, Descriptor("custom", "12345678", "RW 128 FLAT \"mixed-flat.bin\" 0", "RW 2048 ZERO", "RDONLY 8192 SPARSE \"sparse.vmdk\"", "RW 64 FLAT \"mixed-flat2.bin\" 64"));
+        seeds.Add((FuzzTarget.Chain, "handmade-mixed-extents", Chain(mixed, flatData, sparse, flatData2)));
+
+        // VHD: dynamic and differencing as Hyper-V lays them out, a block size other than 2 MiB.
+        var vhd = new DiskCreateOptions { Format = DiskFormat.Vhd };
+        string vhdParent = Path.Combine(dir, "dynamic.vhd");
+        using (VirtualDisk d = VirtualDisk.CreateDynamic(vhdParent, 4 * MiB, vhd))
+            Scatter(d, 12);
+        seeds.Add((FuzzTarget.Vhd, "engine-dynamic", Single(vhdParent)));
+        string vhdSmallBlocks = Path.Combine(dir, "small-blocks.vhd");
+        using (VirtualDisk d = VirtualDisk.CreateDynamic(vhdSmallBlocks, 2 * MiB, new DiskCreateOptions { Format = DiskFormat.Vhd, BlockSizeBytes = 64 * 1024 }))
+            Scatter(d, 13);
+        seeds.Add((FuzzTarget.Vhd, "engine-64k-blocks", Single(vhdSmallBlocks)));
+        string vhdFixed = Path.Combine(dir, "fixed.vhd");
+        using (VirtualDisk d = VirtualDisk.CreateDynamic(vhdFixed, 2 * MiB, new DiskCreateOptions { Format = DiskFormat.Vhd, Fixed = true }))
+            Scatter(d, 19);
+        seeds.Add((FuzzTarget.Vhd, "engine-fixed", Single(vhdFixed)));
+        string vhdChild = Path.Combine(dir, "child.vhd");
+        using (VirtualDisk d = VirtualDisk.CreateDifferencing(vhdChild, vhdParent, vhd))
+            Scatter(d, 14);
+        seeds.Add((FuzzTarget.Vhd, "engine-differencing", Single(vhdChild)));
+        string vhdGrandchild = Path.Combine(dir, "grandchild.vhd");
+        using (VirtualDisk d = VirtualDisk.CreateDifferencing(vhdGrandchild, vhdChild, vhd))
+            Scatter(d, 15);
+        seeds.Add((FuzzTarget.Chain, "engine-vhd-child-parent", Chain(vhdChild, vhdParent)));
+        seeds.Add((FuzzTarget.Chain, "engine-vhd-three-levels", Chain(vhdGrandchild, vhdChild, vhdParent)));
+
+        // qcow2: an image as qemu-img create makes it, small clusters, a child over a parent.
+        string qcow2 = Path.Combine(dir, "base.qcow2");
+        using (VirtualDisk d = VirtualDisk.CreateDynamic(qcow2, 4 * MiB, new DiskCreateOptions { Format = DiskFormat.Qcow2 }))
+            Scatter(d, 16);
+        seeds.Add((FuzzTarget.Qcow2, "engine-qcow2", Single(qcow2)));
+        string qcow2Small = Path.Combine(dir, "small.qcow2");
+        using (VirtualDisk d = VirtualDisk.CreateDynamic(qcow2Small, 2 * MiB, new DiskCreateOptions { Format = DiskFormat.Qcow2, BlockSizeBytes = 4096 }))
+            Scatter(d, 17);
+        seeds.Add((FuzzTarget.Qcow2, "engine-qcow2-4k-clusters", Single(qcow2Small)));
+        string qcow2Child = Path.Combine(dir, "child.qcow2");
+        using (VirtualDisk d = VirtualDisk.CreateDifferencing(qcow2Child, qcow2, new DiskCreateOptions { Format = DiskFormat.Qcow2 }))
+            Scatter(d, 18);
+        seeds.Add((FuzzTarget.Chain, "engine-qcow2-child-parent", Chain(qcow2Child, qcow2)));
 
         foreach ((FuzzTarget target, string name, byte[] input) in seeds)
             Verify(target, name, input, dirtyLog: name.Contains("dirty", StringComparison.Ordinal));
@@ -155,6 +196,22 @@ public static class SeedMaker
         Run(dir, "qemu-img", "create", "-q", "-f", "vmdk", "-b", "q-base.vmdk", "-F", "vmdk", "q-child.vmdk");
         Run(dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x66 64k 512", "-c", "write -P 0x67 2M 4k", "q-child.vmdk");
         seeds.Add((FuzzTarget.Chain, "qemu-vmdk-child-parent", Chain(over, Path.Combine(dir, "q-base.vmdk"))));
+
+        // VHD as qemu writes it: fixed (the footer only at the end), dynamic, sized by CHS or by force_size.
+        seeds.Add((FuzzTarget.Vhd, "qemu-fixed", Single(Make("q-fixed.vhd", "vpc", "subformat=fixed,force_size=on", "2M", "write -P 0x5a 0 4k", "write -P 0x33 1M 512"))));
+        seeds.Add((FuzzTarget.Vhd, "qemu-dynamic", Single(Make("q-dynamic.vhd", "vpc", "subformat=dynamic", "4M", writes))));
+        seeds.Add((FuzzTarget.Vhd, "qemu-dynamic-force-size", Single(Make("q-dynamic-fs.vhd", "vpc", "subformat=dynamic,force_size=on", "4M", writes))));
+
+        // qcow2 as qemu writes it: version 2, extended L2 entries, compressed clusters, a backing file.
+        seeds.Add((FuzzTarget.Qcow2, "qemu-compat-0.10", Single(Make("q-v2.qcow2", "qcow2", "compat=0.10,cluster_size=4096", "4M", writes))));
+        seeds.Add((FuzzTarget.Qcow2, "qemu-extended-l2", Single(Make("q-ext.qcow2", "qcow2", "extended_l2=on,cluster_size=65536", "4M", "write -P 0x5a 0 4k", "write -P 0xa5 1M 512", "write -z 2M 64k"))));
+        Run(dir, "qemu-img", "convert", "-q", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", "source.raw", "q-compressed.qcow2");
+        seeds.Add((FuzzTarget.Qcow2, "qemu-compressed", Single(Path.Combine(dir, "q-compressed.qcow2"))));
+        Make("q-backing.qcow2", "qcow2", "cluster_size=65536", "4M", writes);
+        string overlay = Path.Combine(dir, "q-overlay.qcow2");
+        Run(dir, "qemu-img", "create", "-q", "-f", "qcow2", "-b", "q-backing.qcow2", "-F", "qcow2", "q-overlay.qcow2");
+        Run(dir, "qemu-io", "-f", "qcow2", "-c", "write -P 0x66 64k 512", "-c", "write -P 0x67 2M 4k", "q-overlay.qcow2");
+        seeds.Add((FuzzTarget.Chain, "qemu-qcow2-overlay", Chain(overlay, Path.Combine(dir, "q-backing.qcow2"))));
 
         foreach ((FuzzTarget target, string name, byte[] input) in seeds.Where(s => s.Item2.StartsWith("qemu-", StringComparison.Ordinal)))
             Verify(target, name, input, dirtyLog: false);

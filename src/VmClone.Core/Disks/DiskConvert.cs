@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
@@ -16,7 +17,11 @@ public static partial class DiskOperations
     /// into place only when complete, so a cut-off copy never looks like a finished one.
     /// </summary>
     public static VmDiskInfo Convert(string sourcePath, string destinationPath, DiskFormat? format, DiskCreateOptions? createOptions,
-        DiskOpenOptions? openOptions, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+        DiskOpenOptions? openOptions, IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
+        Convert(sourcePath, destinationPath, format, createOptions, openOptions, roundUpToWholeMiB: false, progress, cancellationToken);
+
+    public static VmDiskInfo Convert(string sourcePath, string destinationPath, DiskFormat? format, DiskCreateOptions? createOptions,
+        DiskOpenOptions? openOptions, bool roundUpToWholeMiB, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         string destination = Path.GetFullPath(destinationPath);
         if (File.Exists(destination))
@@ -26,16 +31,27 @@ public static partial class DiskOperations
             throw new VmCloneException(StoreErrorIds.DestinationInChain, VmCloneErrorKind.InvalidArgument, $"'{destination}' is part of the chain being converted.", destination);
 
         DiskFormat targetFormat = format ?? VirtualDisk.FormatFromExtension(destination) ?? source.Format;
+        bool isFixed = createOptions?.Fixed == true;
         var options = new DiskCreateOptions
         {
             Format = targetFormat,
             BlockSizeBytes = createOptions?.BlockSizeBytes,
             LogicalSectorSizeBytes = source.LogicalSectorSize,
             PhysicalSectorSizeBytes = createOptions?.PhysicalSectorSizeBytes ?? source.Top.PhysicalSectorSize,
+            // A converted fixed disk keeps the source's holes: as long as the disk, small on disk.
+            Fixed = isFixed,
         };
+        long capacity = source.Capacity;
+        if (isFixed)
+        {
+            RefuseFixed(targetFormat, destination);
+            // A fixed VHD is what Azure imports, and it takes only some sizes: refused up front.
+            if (targetFormat == DiskFormat.Vhd)
+                capacity = AzureVhd.SizeFor(capacity, roundUpToWholeMiB, destination);
+        }
         return WithStagedFile(destination, staged =>
         {
-            using (VirtualDisk target = VirtualDisk.CreateDynamic(staged, source.Capacity, options))
+            using (VirtualDisk target = VirtualDisk.CreateDynamic(staged, capacity, options))
             {
                 // A new file nothing refers to yet: its tables need not be durable before the
                 // end, so the whole copy is one batch (a few flushes instead of some per chunk).
@@ -48,6 +64,17 @@ public static partial class DiskOperations
             using VirtualDisk done = VirtualDisk.Open(final, FileAccess.Read, new DiskOpenOptions { Format = targetFormat });
             return Describe(done.Top, 0, done.Layers.Count, null);
         });
+    }
+
+    /// <summary>A fixed disk in a format without one (qcow2) is refused (FixedNotSupported), saying what to use.</summary>
+    internal static void RefuseFixed(DiskFormat format, string path)
+    {
+        if (DiskFormats.Get(format, path).CanBeFixed)
+            return;
+        string formats = string.Join(", ", DiskFormats.All.Where(f => f.CanWrite && f.CanBeFixed).Select(f => f.Name));
+        throw new VmCloneException(StoreErrorIds.FixedNotSupported, VmCloneErrorKind.InvalidArgument,
+            $"'{path}': {format} has no fixed form (qemu-img's preallocation=full still writes a {format} image with its tables, " +
+            $"which nothing treats as a fixed disk). A fixed disk is one of {formats}; for qemu/KVM use Raw.", path);
     }
 
     /// <summary>
@@ -104,10 +131,34 @@ public static partial class DiskOperations
         string staging = Path.Combine(dir, ".vmclone-staging-" + Guid.NewGuid().ToString("N").Substring(0, 12));
         Directory.CreateDirectory(staging);
         string staged = Path.Combine(staging, Path.GetFileName(destination));
+        var moved = new List<string>();
         try
         {
             write(staged);
+            // A disk of several files (a flat VMDK's extent beside its descriptor): the others
+            // first, none over an existing file, the named file last, so the disk is complete
+            // when its name appears.
+            string[] others = Directory.GetFiles(staging).Where(f => !PathUtil.SamePath(f, staged)).ToArray();
+            foreach (string other in others)
+            {
+                string to = Path.Combine(dir, Path.GetFileName(other));
+                if (File.Exists(to))
+                    throw new VmCloneException(StoreErrorIds.DestinationExists, VmCloneErrorKind.AlreadyExists,
+                        $"Cannot write '{destination}': its file '{to}' already exists.", to);
+            }
+            foreach (string other in others)
+            {
+                string to = Path.Combine(dir, Path.GetFileName(other));
+                File.Move(other, to);
+                moved.Add(to);
+            }
             File.Move(staged, destination);
+        }
+        catch when (moved.Count > 0 && !File.Exists(destination))
+        {
+            foreach (string m in moved)
+                TryDelete(m);
+            throw;
         }
         catch (Exception ex) when (UserFacing.Renamed(ex, staged, destination) is Exception renamed)
         {

@@ -32,7 +32,17 @@ public static partial class DiskOperations
     /// the caller's open options: with <see cref="DiskOpenOptions.AllowedParentRoot"/> the chain
     /// (and so the ancestor written to) is followed only inside that folder.
     /// </summary>
-    public static VmDiskInfo Merge(string childPath, string? destinationPath, bool force, DiskOpenOptions? options, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+    public static VmDiskInfo Merge(string childPath, string? destinationPath, bool force, DiskOpenOptions? options, IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
+        Merge(childPath, destinationPath, force, keepChild: false, options, progress, cancellationToken);
+
+    /// <summary>
+    /// <see cref="Merge(string, string?, bool, DiskOpenOptions?, IProgress{OperationProgress}?, CancellationToken)"/>;
+    /// with <paramref name="keepChild"/> the child is not deleted but made a new, empty child of
+    /// the ancestor it was merged into (what qemu-img commit does unless told -d), in its own
+    /// format and under its own name, so a VM attached to it keeps its disk; the layers between
+    /// are deleted as always. Cut off before that, the merge is finished by running it again.
+    /// </summary>
+    public static VmDiskInfo Merge(string childPath, string? destinationPath, bool force, bool keepChild, DiskOpenOptions? options, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         string child = Path.GetFullPath(childPath);
         string marker = child + MergeMarkerSuffix;
@@ -46,8 +56,12 @@ public static partial class DiskOperations
         };
 
         List<string> chain;
+        DiskFormat childFormat;
         using (VirtualDisk view = VirtualDisk.Open(child, FileAccess.Read, chainOptions))
+        {
             chain = view.Layers.Select(l => l.Path).ToList();
+            childFormat = view.Top.Format;
+        }
         if (chain.Count < 2)
             throw new VmCloneException(StoreErrorIds.DiskHasNoParent, VmCloneErrorKind.InvalidArgument, $"'{child}' has no parent to merge into.", child);
 
@@ -108,12 +122,39 @@ public static partial class DiskOperations
             TryDelete(marker);
             throw;
         }
-        for (int i = 0; i < t; i++)
+        if (keepChild)
+            KeepAsEmptyChild(child, targetPath, childFormat, options);
+        for (int i = keepChild ? 1 : 0; i < t; i++)
             File.Delete(chain[i]);
         File.Delete(marker);
 
         using VirtualDisk merged = VirtualDisk.Open(targetPath, FileAccess.Read, new DiskOpenOptions { AllowedParentRoot = options.AllowedParentRoot, MaxChainDepth = options.MaxChainDepth });
         return Describe(merged.Top, 0, merged.Layers.Count, null);
+    }
+
+    /// <summary>
+    /// Makes <paramref name="child"/> a new, empty child of the merged <paramref name="targetPath"/>
+    /// (which now holds everything it showed): rewritten in place where the system allows, else
+    /// written beside it and moved over it, so the name never stands for a half-written file.
+    /// It records the target's new identity, as any child made over it now would.
+    /// </summary>
+    private static void KeepAsEmptyChild(string child, string targetPath, DiskFormat format, DiskOpenOptions options)
+    {
+        using VirtualDisk target = VirtualDisk.Open(targetPath, FileAccess.Read, new DiskOpenOptions { AllowedParentRoot = options.AllowedParentRoot, MaxChainDepth = options.MaxChainDepth });
+        var create = new DiskCreateOptions { Format = format };
+        if (VirtualDisk.TryRecreateDifferencingFile(child, target, create, options))
+            return;
+        string fresh = Path.Combine(Path.GetDirectoryName(child) ?? ".", ".vmclone-kept-" + Guid.NewGuid().ToString("N").Substring(0, 12) + Path.GetExtension(child));
+        try
+        {
+            VirtualDisk.CreateDifferencingFile(fresh, target, create, options);
+            // One rename: cut off, the name holds the old child or the new one, never neither.
+            File.Replace(fresh, child, null);
+        }
+        finally
+        {
+            TryDelete(fresh);
+        }
     }
 
     /// <summary>

@@ -34,7 +34,7 @@ public static partial class DiskOperations
     private static string Alternatives(IReadOnlyList<string> items) =>
         items.Count <= 1 ? string.Join("", items) : string.Join(", ", items.Take(items.Count - 1)) + " or " + items[items.Count - 1];
 
-    /// <summary>Creates a dynamic disk (no parent) or a differencing disk over <paramref name="parentPath"/>.</summary>
+    /// <summary>Creates a dynamic disk (a fixed one with <see cref="DiskCreateOptions.Fixed"/>; no parent) or a differencing disk over <paramref name="parentPath"/>.</summary>
     public static VmDiskInfo Create(string path, long? virtualSize, string? parentPath, DiskCreateOptions options) =>
         Create(path, virtualSize, parentPath, options, null);
 
@@ -47,6 +47,13 @@ public static partial class DiskOperations
     {
         if (parentPath is null && virtualSize is null)
             throw new ArgumentException("A new disk needs either a size (-SizeBytes) or a parent (-ParentPath).");
+        if (options.Fixed)
+        {
+            if (parentPath is not null)
+                throw new VmCloneException(StoreErrorIds.FixedNotSupported, VmCloneErrorKind.InvalidArgument,
+                    $"'{path}': a differencing disk cannot be fixed: it holds only what differs from its parent. Create it without -Fixed, or convert the chain into a fixed disk (Convert-VmDisk -Fixed).", path);
+            RefuseFixed(options.Format ?? VirtualDisk.FormatFromExtension(path) ?? DiskFormat.Vhdx, path);
+        }
         // The engine holds the parent and its whole chain to the caller's root while it opens
         // them, the one time they are opened: a child is never linked to a chain leading out.
         VirtualDisk disk = parentPath is null

@@ -160,6 +160,12 @@ public static class StoreErrorIds
     /// <summary>The file to write is part of the chain being read.</summary>
     public const string DestinationInChain = "DestinationInChain";
 
+    /// <summary>A fixed VHD for Azure would have a size Azure refuses (not a whole number of MiB, under 20 MiB, or over what a VHD holds); nothing was written.</summary>
+    public const string AzureVhdSizeRejected = "AzureVhdSizeRejected";
+
+    /// <summary>A fixed disk was asked for in a format that has none (qcow2), or for a differencing disk.</summary>
+    public const string FixedNotSupported = "FixedNotSupported";
+
     // Every command.
     /// <summary>A -Path matched no file, or is not a file system path.</summary>
     public const string PathNotFound = "PathNotFound";

@@ -36,6 +36,9 @@ internal sealed class RawLayer : DiskLayer
                 $"A raw image cannot be a differencing disk ('{spec.Path}'); use VHDX or VMDK for the child.", spec.Parent.Path);
         using FileAccessor file = FileAccessor.CreateNew(spec.Path);
         file.SetLength(spec.VirtualSize); // sparse where the file system allows
+        // A raw image is a fixed disk already; asked to, its space is reserved too.
+        if (spec.ReserveSpace)
+            file.Reserve(spec.VirtualSize);
         file.Flush();
     }
 

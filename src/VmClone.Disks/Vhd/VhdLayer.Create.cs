@@ -17,7 +17,8 @@ internal sealed partial class VhdLayer
     /// Writes a new dynamic VHD, or a differencing one over <see cref="LayerCreateSpec.Parent"/>,
     /// as Hyper-V lays them out: footer copy, dynamic header, BAT (all blocks unused), for a
     /// child its W2ru and W2ku locators, then the footer. Current size with the matching CHS
-    /// geometry, creator "win ", a new unique id; 2 MiB blocks unless asked otherwise.
+    /// geometry, creator "win ", a new unique id; 2 MiB blocks unless asked otherwise. A fixed
+    /// disk (<see cref="LayerCreateSpec.Fixed"/>) is the data and the footer (<see cref="CreateFixed"/>).
     /// </summary>
     public static void Create(LayerCreateSpec spec)
     {
@@ -30,6 +31,11 @@ internal sealed partial class VhdLayer
             throw new ArgumentOutOfRangeException(nameof(spec), $"A VHD virtual size must be a positive multiple of 512 bytes up to 2040 GiB, not {size} ('{path}').");
         if (spec.LogicalSectorSize != 512)
             throw new ArgumentOutOfRangeException(nameof(spec), $"A VHD has 512-byte sectors, not {spec.LogicalSectorSize} ('{path}').");
+        if (spec.Fixed && spec.Parent is null)
+        {
+            CreateFixed(spec, path);
+            return;
+        }
         long blockSize = spec.BlockSize ?? DefaultBlockSize;
         if (blockSize < DynamicHeader.MinBlockSize || blockSize > DynamicHeader.MaxBlockSize || (blockSize & (blockSize - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(spec), $"A VHD block size must be a power of two from 512 bytes to 256 MiB, not {blockSize} ('{path}').");

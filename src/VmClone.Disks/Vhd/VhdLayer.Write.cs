@@ -36,8 +36,10 @@ internal sealed partial class VhdLayer
         ChangeIdentity();
         if (_bat is null)
         {
+            // A fixed disk: the data in place. In a batch (a conversion) the flush waits for its end.
             _file.Write(position, buffer, offset, count);
-            _file.Flush();
+            if (!Batching)
+                _file.Flush();
             return;
         }
         while (count > 0)

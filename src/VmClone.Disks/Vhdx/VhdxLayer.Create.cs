@@ -12,8 +12,9 @@ internal sealed partial class VhdxLayer
     /// Writes a new, empty dynamic or differencing VHDX, laid out as Hyper-V does: identifier,
     /// headers and region tables in the first 1 MiB, a 1 MiB log at 1 MiB, the metadata region
     /// at 2 MiB, the BAT at 3 MiB (rounded to 1 MiB); payload blocks follow when written. Only
-    /// metadata is written, so creating a child costs the same for any parent size. A failed
-    /// create deletes its partial file.
+    /// metadata is written, so creating a child costs the same for any parent size. A fixed
+    /// disk (<see cref="LayerCreateSpec.Fixed"/>) has every block present from the start
+    /// (<see cref="WriteFixedBat"/>). A failed create deletes its partial file.
     /// </summary>
     public static void Create(LayerCreateSpec spec)
     {
@@ -39,7 +40,7 @@ internal sealed partial class VhdxLayer
 
         var items = new List<(Guid Id, byte[] Data, uint Flags)>
         {
-            (FileParameters.ItemId, new FileParameters((uint)blockSize, false, differencing).ToBytes(), MetadataTableEntry.IsRequiredFlag),
+            (FileParameters.ItemId, new FileParameters((uint)blockSize, spec.Fixed && !differencing, differencing).ToBytes(), MetadataTableEntry.IsRequiredFlag),
             (VirtualDiskMetadata.VirtualDiskSizeId, VirtualDiskMetadata.UInt64Bytes((ulong)size), MetadataTableEntry.IsRequiredFlag | MetadataTableEntry.IsVirtualDiskFlag),
             (VirtualDiskMetadata.Page83DataId, Guid.NewGuid().ToByteArray(), MetadataTableEntry.IsRequiredFlag | MetadataTableEntry.IsVirtualDiskFlag),
             (VirtualDiskMetadata.LogicalSectorSizeId, VirtualDiskMetadata.UInt32Bytes((uint)lss), MetadataTableEntry.IsRequiredFlag | MetadataTableEntry.IsVirtualDiskFlag),
@@ -109,7 +110,10 @@ internal sealed partial class VhdxLayer
             int tableUsed = (int)VhdxConstants.RoundUp(MetadataTable.EntriesOffset + entries.Count * MetadataTableEntry.Size, 512);
             file.Write(metadataOffset, metadata, 0, tableUsed);
             file.Write(metadataOffset + MetadataTable.Length, metadata, MetadataTable.Length, (int)(metadataUsed - MetadataTable.Length));
-            file.SetLength(batOffset + batLength);
+            long end = batOffset + batLength;
+            if (spec.Fixed && !differencing)
+                end = WriteFixedBat(file, batOffset, batLength, size, blockSize, lss, spec.ReserveSpace);
+            file.SetLength(end);
             file.Flush();
             file.Dispose();
         }
@@ -118,6 +122,43 @@ internal sealed partial class VhdxLayer
             spec.Abandon(file);
             throw;
         }
+    }
+
+    /// <summary>
+    /// A fixed VHDX as Hyper-V's New-VHD -Fixed lays it out: every payload block FULLY_PRESENT,
+    /// in order from the end of the BAT region (1 MiB aligned), each a whole block in the file;
+    /// the sector bitmap entries stay NOT_PRESENT (a disk without a parent has none). The blocks
+    /// read as zeros (holes, or space reserved with <paramref name="reserve"/>). Returns the
+    /// file's length. The BAT is written a piece at a time, so a large disk costs no large buffer.
+    /// </summary>
+    private static long WriteFixedBat(FileAccessor file, long batOffset, long batLength, long size, long blockSize, int lss, bool reserve)
+    {
+        long payloadStart = batOffset + batLength;
+        long blocks = (size + blockSize - 1) / blockSize;
+        long chunkRatio = Bat.ComputeChunkRatio(blockSize, lss);
+        long end = payloadStart + blocks * blockSize;
+        file.SetLength(end);
+        if (reserve)
+            file.Reserve(end);
+        const int PieceEntries = 64 * 1024;
+        var piece = new byte[PieceEntries * BatEntry.Size];
+        long entries = blocks + (blocks - 1) / chunkRatio;
+        for (long first = 0; first < entries; first += PieceEntries)
+        {
+            int count = (int)Math.Min(PieceEntries, entries - first);
+            Array.Clear(piece, 0, piece.Length);
+            for (int i = 0; i < count; i++)
+            {
+                long index = first + i;
+                if (index % (chunkRatio + 1) == chunkRatio)
+                    continue; // a sector bitmap entry
+                long block = index - index / (chunkRatio + 1);
+                ulong raw = new BatEntry(BatState.FullyPresent, payloadStart + block * blockSize).Raw;
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(piece.AsSpan(i * BatEntry.Size), raw);
+            }
+            file.Write(batOffset + first * BatEntry.Size, piece, 0, count * BatEntry.Size);
+        }
+        return end;
     }
 
     /// <summary>

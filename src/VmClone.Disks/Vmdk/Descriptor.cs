@@ -331,19 +331,26 @@ internal sealed class Descriptor
     }
 
     /// <summary>A descriptor as qemu and VMware write one for a new monolithicSparse disk.</summary>
-    public static string CreateMonolithicSparse(uint cid, uint parentCid, string? parentHint, ulong capacitySectors, string fileName)
+    public static string CreateMonolithicSparse(uint cid, uint parentCid, string? parentHint, ulong capacitySectors, string fileName) =>
+        Create("monolithicSparse", cid, parentCid, parentHint, capacitySectors, $"SPARSE \"{fileName}\"");
+
+    /// <summary>The descriptor of a monolithicFlat disk: one FLAT extent, <paramref name="extentName"/> (beside it) from its offset 0.</summary>
+    public static string CreateMonolithicFlat(uint cid, ulong capacitySectors, string extentName) =>
+        Create("monolithicFlat", cid, NoParentCid, null, capacitySectors, $"FLAT \"{extentName}\" 0");
+
+    private static string Create(string createType, uint cid, uint parentCid, string? parentHint, ulong capacitySectors, string extent)
     {
         var sb = new StringBuilder();
         sb.Append("# Disk DescriptorFile\n");
         sb.Append("version=1\n");
         sb.Append("CID=").Append(cid.ToString("x8", CultureInfo.InvariantCulture)).Append('\n');
         sb.Append("parentCID=").Append(parentCid.ToString("x8", CultureInfo.InvariantCulture)).Append('\n');
-        sb.Append("createType=\"monolithicSparse\"\n");
+        sb.Append("createType=\"").Append(createType).Append("\"\n");
         if (parentHint is not null)
             sb.Append("parentFileNameHint=\"").Append(parentHint).Append("\"\n");
         sb.Append('\n');
         sb.Append("# Extent description\n");
-        sb.Append("RW ").Append(capacitySectors.ToString(CultureInfo.InvariantCulture)).Append(" SPARSE \"").Append(fileName).Append("\"\n");
+        sb.Append("RW ").Append(capacitySectors.ToString(CultureInfo.InvariantCulture)).Append(' ').Append(extent).Append('\n');
         sb.Append('\n');
         sb.Append("# The Disk Data Base\n");
         sb.Append("#DDB\n");

@@ -467,6 +467,11 @@ internal sealed class VmdkLayer : DiskLayer
         ulong capacity = (ulong)capacityBytes / 512;
         if (capacity > SparseExtentHeader.MaxCapacitySectors)
             throw new ArgumentOutOfRangeException(nameof(spec), $"A VMDK disk can hold at most 64 TiB, not {capacityBytes} bytes ('{spec.Path}').");
+        if (spec.Fixed && spec.Parent is null)
+        {
+            CreateFlat(spec, capacity);
+            return;
+        }
         long grainBytes = spec.BlockSize ?? DefaultGrainBytes;
         ulong grain = (ulong)grainBytes / 512;
         if (grainBytes % 512 != 0 || grain <= 8 || grain > SparseExtentHeader.MaxGrainSectors || (grain & (grain - 1)) != 0)
@@ -527,6 +532,78 @@ internal sealed class VmdkLayer : DiskLayer
         {
             spec.Abandon(file);
             throw;
+        }
+    }
+
+    /// <summary>The extent file of a monolithicFlat disk, named as VMware names it: "disk.vmdk" keeps its data in "disk-flat.vmdk".</summary>
+    public static string FlatExtentPath(string descriptorPath) =>
+        System.IO.Path.Combine(System.IO.Path.GetDirectoryName(descriptorPath) ?? ".", System.IO.Path.GetFileNameWithoutExtension(descriptorPath) + "-flat.vmdk");
+
+    /// <summary>
+    /// A monolithicFlat VMDK, what VMware's preallocated ("thick") disk and qemu-img's
+    /// subformat=monolithicFlat are: a text descriptor at the path naming one FLAT extent, the
+    /// "-flat.vmdk" file beside it holding the disk's bytes from offset 0. The extent is
+    /// written first, so a descriptor never names a file that is not there; a failure removes both.
+    /// </summary>
+    private static void CreateFlat(LayerCreateSpec spec, ulong capacity)
+    {
+        string extentPath = FlatExtentPath(spec.Path);
+        string extentName = System.IO.Path.GetFileName(extentPath);
+        if (extentName.IndexOf('"') >= 0)
+            throw new ArgumentOutOfRangeException(nameof(spec), $"The extent name '{extentName}' contains a quote, which a VMDK descriptor cannot hold ('{spec.Path}').");
+        if (File.Exists(extentPath))
+            throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': its extent file '{extentPath}' already exists.");
+        string text = Descriptor.CreateMonolithicFlat(NewCid(null), capacity, extentName);
+        byte[] textBytes = new System.Text.UTF8Encoding(false).GetBytes(text);
+        FileAccessor extent = FileAccessor.CreateNew(extentPath);
+        try
+        {
+            long length = (long)capacity * 512;
+            extent.SetLength(length);
+            if (spec.ReserveSpace)
+                extent.Reserve(length);
+            extent.Flush();
+        }
+        catch
+        {
+            extent.Dispose();
+            TryDelete(extentPath);
+            throw;
+        }
+        extent.Dispose();
+        FileAccessor file;
+        try
+        {
+            file = spec.OpenFile();
+        }
+        catch
+        {
+            TryDelete(extentPath);
+            throw;
+        }
+        try
+        {
+            file.Write(0, textBytes, 0, textBytes.Length);
+            file.SetLength(textBytes.Length);
+            file.Flush();
+            file.Dispose();
+        }
+        catch
+        {
+            spec.Abandon(file);
+            TryDelete(extentPath);
+            throw;
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
         }
     }
 

@@ -9,6 +9,7 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>Merge-VmDisk works like Hyper-V's Merge-VHD: afterwards the ancestor reads exactly what the child showed, and the child (and any disks between it and the ancestor) are deleted.</para>
 /// <para>For qcow2 it does what qemu-img commit does: the overlay's clusters are written into its backing image (a qcow2 without internal snapshots, bitmaps or an external data file), which qemu-img check then finds clean.</para>
+/// <para>-KeepChild keeps the merged child instead of deleting it: it becomes a new, empty child of the ancestor it was merged into, under its own name and in its own format, so a VM attached to it keeps its disk and starts a new layer (what qemu-img commit does by default; qemu-img commit -d is Merge-VmDisk without -KeepChild, leaving the child unchanged, and Merge-VmDisk then deletes it). Disks between the child and the ancestor are deleted either way.</para>
 /// <para>Writing into the ancestor changes it, which would corrupt any other child made from it. Merge-VmDisk looks for such children in the folders of the chain and refuses, naming them, unless -Force says they may be discarded. A merge that was cut off is finished by running the same command again.</para>
 /// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened. A *.vmclone-merging marker that is not a small regular file (a link, a FIFO) is refused with MergeMarkerInvalid.</para>
 /// </remarks>
@@ -23,6 +24,11 @@ namespace VmClone.PowerShell.Commands;
 /// Merge-VmDisk ./grandchild.vhdx -DestinationPath ./base.vhdx -WhatIf
 /// Merge-VmDisk ./grandchild.vhdx -DestinationPath ./base.vhdx -PassThru</code>
 /// <para>Commits both grandchild.vhdx and child.vhdx into base.vhdx and shows the result.</para>
+/// </example>
+/// <example>
+/// <summary>Merge a child into its parent and keep it as an empty child</summary>
+/// <code>Merge-VmDisk -Path ./child.vhdx -KeepChild -PassThru</code>
+/// <para>base.vhdx now holds what child.vhdx showed; child.vhdx is still there, an empty child of base.vhdx, so the VM using it carries on.</para>
 /// </example>
 [Cmdlet(VerbsData.Merge, "VmDisk", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(VmDiskInfo))]
@@ -43,6 +49,10 @@ public sealed class MergeVmDiskCommand : VmCloneCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>Keep the child as a new, empty child of the ancestor it was merged into instead of deleting it (qemu-img commit without -d).</summary>
+    [Parameter]
+    public SwitchParameter KeepChild { get; set; }
+
     /// <summary>Write the merged ancestor's description.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
@@ -53,10 +63,11 @@ public sealed class MergeVmDiskCommand : VmCloneCmdlet
         {
             string child = ResolveSinglePath(Path);
             string? destination = IsBound(nameof(DestinationPath)) ? ResolveSinglePath(DestinationPath) : null;
-            if (!ShouldProcess(child, $"Merge into {(destination is null ? "its parent" : $"'{destination}'")} and delete the merged disk(s)"))
+            string after = KeepChild ? "keep it as an empty child of the merged disk" : "delete the merged disk(s)";
+            if (!ShouldProcess(child, $"Merge into {(destination is null ? "its parent" : $"'{destination}'")} and {after}"))
                 return;
             using var progress = new CmdletProgress(this);
-            VmDiskInfo merged = DiskOperations.Merge(child, destination, Force.IsPresent, StoreOfFile.Apply(child, new DiskOpenOptions()), progress, CancellationToken);
+            VmDiskInfo merged = DiskOperations.Merge(child, destination, Force.IsPresent, KeepChild.IsPresent, StoreOfFile.Apply(child, new DiskOpenOptions()), progress, CancellationToken);
             WriteVerbose($"Merged '{child}' into '{merged.Path}'.");
             if (PassThru)
                 WriteObject(merged);

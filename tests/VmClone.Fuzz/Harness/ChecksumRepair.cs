@@ -71,6 +71,44 @@ public static class ChecksumRepair
         }
     }
 
+    /// <summary>
+    /// Repairs a VHD in place: the footer at the end and its copy at offset 0 (each only where
+    /// it starts with "conectix"), and the dynamic header ("cxsparse") the footer names. A VHD
+    /// checksum is the one's complement of the byte sum, the field counted as zero.
+    /// </summary>
+    public static void RepairVhd(byte[] file)
+    {
+        const int Footer = 512, DynamicHeader = 1024;
+        if (file.Length < Footer)
+            return;
+        int tail = file.Length - Footer;
+        foreach (int at in new[] { tail, 0 })
+        {
+            if (!file.AsSpan(at).StartsWith("conectix"u8))
+                continue;
+            FixVhdSum(file.AsSpan(at, Footer), 64);
+        }
+        foreach (int at in new[] { 0, tail })
+        {
+            if (!file.AsSpan(at).StartsWith("conectix"u8))
+                continue;
+            ulong header = BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan(at + 16));
+            // A file shorter than a header has none to repair (the length minus it is negative).
+            if (file.Length >= DynamicHeader && header <= (ulong)(file.Length - DynamicHeader) && file.AsSpan((int)header).StartsWith("cxsparse"u8))
+                FixVhdSum(file.AsSpan((int)header, DynamicHeader), 36);
+            return;
+        }
+    }
+
+    private static void FixVhdSum(Span<byte> structure, int field)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(structure.Slice(field), 0);
+        uint sum = 0;
+        foreach (byte b in structure)
+            sum += b;
+        BinaryPrimitives.WriteUInt32BigEndian(structure.Slice(field), ~sum);
+    }
+
     /// <summary>CRC-32C (Castagnoli) as VHDX computes it.</summary>
     public static uint Crc32C(ReadOnlySpan<byte> data) => ~Crc32C(uint.MaxValue, data);
 

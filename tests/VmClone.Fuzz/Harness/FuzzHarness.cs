@@ -15,6 +15,10 @@ public enum FuzzTarget
     Vmdk,
     /// <summary>Several files (descriptor and extents, child and parents) in one folder; the first is opened.</summary>
     Chain,
+    /// <summary>One VHD file: fixed, dynamic or differencing (its footer and dynamic header checksums repaired).</summary>
+    Vhd,
+    /// <summary>One qcow2 image (version 2 or 3, compressed clusters, extended L2, a backing file named).</summary>
+    Qcow2,
 }
 
 /// <summary>
@@ -67,7 +71,13 @@ public sealed class FuzzHarness : IDisposable
     }
 
     /// <summary>The extension a single file of this target is given (its name decides how a file without signature is refused).</summary>
-    public static string Extension(FuzzTarget target) => target == FuzzTarget.Vhdx ? ".vhdx" : ".vmdk";
+    public static string Extension(FuzzTarget target) => target switch
+    {
+        FuzzTarget.Vhdx => ".vhdx",
+        FuzzTarget.Vhd => ".vhd",
+        FuzzTarget.Qcow2 => ".qcow2",
+        _ => ".vmdk",
+    };
 
     /// <summary>The files an input stands for, checksums repaired; the first is the disk to open.</summary>
     public static List<FuzzFile> Decode(FuzzTarget target, ReadOnlySpan<byte> input)
@@ -76,7 +86,10 @@ public sealed class FuzzHarness : IDisposable
             ? FuzzInput.DecodeChain(input, Extension(target))
             : new List<FuzzFile> { new("disk" + Extension(target), FuzzInput.DecodeFile(input)) };
         foreach (FuzzFile f in files)
+        {
             ChecksumRepair.RepairVhdx(f.Bytes);
+            ChecksumRepair.RepairVhd(f.Bytes);
+        }
         return files;
     }
 
