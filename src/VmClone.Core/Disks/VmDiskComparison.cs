@@ -1,6 +1,8 @@
 namespace VmClone.Core.Disks;
 
 /// <summary>Why two disks compared as different (or <see cref="None"/> when they are identical).</summary>
+// ConvertTo-Json (Newtonsoft in PowerShell) writes the name, not the number, without -EnumsAsStrings.
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum VmDiskDifference
 {
     /// <summary>Identical: every byte reads the same (and, strictly compared, every run has the same allocation).</summary>

@@ -3,6 +3,8 @@ using VmClone.Disks;
 namespace VmClone.Core.Disks;
 
 /// <summary>Where a run of a disk's virtual content comes from.</summary>
+// ConvertTo-Json (Newtonsoft in PowerShell) writes the name, not the number, without -EnumsAsStrings.
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum VmDiskMapKind
 {
     /// <summary>Stored as data by the layer at <see cref="VmDiskMapEntry.Depth"/>.</summary>
