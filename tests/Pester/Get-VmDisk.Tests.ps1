@@ -131,9 +131,10 @@ Describe 'Get-VmDisk -Map' {
         $expected = foreach ($e in $qemu) {
             $kind = if (-not $e.present) { 'Unallocated' } elseif ($e.data) { 'Data' } else { 'Zero' }
             $depth = if ($e.present) { $e.depth } else { '' }
-            "$($e.start)+$($e.length) $kind $depth"
+            $offset = if ($e.data) { "@$($e.offset)" } else { '' }
+            "$($e.start)+$($e.length) $kind $depth$offset"
         }
-        (Get-ChildItem ./c.qcow2 | Get-VmDisk -Map | ForEach-Object { "$($_.Start)+$($_.Length) $($_.Kind) $($_.Depth)" }) | Should -Be $expected
+        (Get-ChildItem ./c.qcow2 | Get-VmDisk -Map | ForEach-Object { "$($_.Start)+$($_.Length) $($_.Kind) $($_.Depth)$(if ($_.Kind -eq 'Data') { "@$($_.Offset)" })" }) | Should -Be $expected
     }
 
     It 'refuses -Map with -Chain' {

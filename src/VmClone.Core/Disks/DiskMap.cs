@@ -25,27 +25,54 @@ public static partial class DiskOperations
             cancellationToken.ThrowIfCancellationRequested();
             foreach (ChainExtent extent in disk.MapExtents(window, Math.Min(ContentCopier.Window, size - window)))
             {
-                VmDiskMapKind kind = extent.Kind == ExtentKind.Data ? VmDiskMapKind.Data : extent.Layer is null ? VmDiskMapKind.Unallocated : VmDiskMapKind.Zero;
-                int? depth = extent.Layer is null ? null : extent.Level;
-                if (pending is not null && pending.Kind == kind && pending.Depth == depth && pending.End == extent.Position)
+                foreach (VmDiskMapEntry piece in Pieces(extent))
                 {
-                    pending.Length += extent.Length;
-                    continue;
+                    if (pending is not null && Continues(pending, piece))
+                    {
+                        pending.Length += piece.Length;
+                        continue;
+                    }
+                    if (pending is not null)
+                        yield return pending;
+                    pending = piece;
                 }
-                if (pending is not null)
-                    yield return pending;
-                pending = new VmDiskMapEntry
-                {
-                    Start = extent.Position,
-                    Length = extent.Length,
-                    Kind = kind,
-                    Depth = depth,
-                    File = extent.Layer?.Path,
-                    Format = extent.Layer?.Format,
-                };
             }
         }
         if (pending is not null)
             yield return pending;
     }
+
+    /// <summary>One extent as map entries: a data run split where its bytes stop following each other in the file.</summary>
+    private static IEnumerable<VmDiskMapEntry> Pieces(ChainExtent extent)
+    {
+        VmDiskMapKind kind = extent.Kind == ExtentKind.Data ? VmDiskMapKind.Data : extent.Layer is null ? VmDiskMapKind.Unallocated : VmDiskMapKind.Zero;
+        int? depth = extent.Layer is null ? null : extent.Level;
+        if (kind != VmDiskMapKind.Data)
+        {
+            yield return new VmDiskMapEntry { Start = extent.Position, Length = extent.Length, Kind = kind, Depth = depth, File = extent.Layer?.Path, Format = extent.Layer?.Format };
+            yield break;
+        }
+        DiskLayer layer = extent.Layer!;
+        for (long at = extent.Position; at < extent.End;)
+        {
+            DataLocation? where = layer.LocateData(at, extent.End - at);
+            long length = where is DataLocation w ? Math.Min(w.Length, extent.End - at) : extent.End - at;
+            yield return new VmDiskMapEntry
+            {
+                Start = at,
+                Length = length,
+                Kind = kind,
+                Depth = depth,
+                File = where?.File ?? layer.Path,
+                Format = layer.Format,
+                Offset = where?.Offset,
+            };
+            at += length;
+        }
+    }
+
+    /// <summary>True when <paramref name="next"/> extends <paramref name="run"/>: same kind and file, adjacent, and for data contiguous in the file.</summary>
+    private static bool Continues(VmDiskMapEntry run, VmDiskMapEntry next) =>
+        run.End == next.Start && run.Kind == next.Kind && run.Depth == next.Depth && run.File == next.File
+        && (run.Offset is long offset ? next.Offset == offset + run.Length : next.Offset is null);
 }

@@ -15,7 +15,7 @@ public enum VmDiskMapKind
     Unallocated,
 }
 
-/// <summary>One run of Get-VmDisk -Map: a range of virtual bytes, what it is and which file holds it (as qemu-img map --output=json shows it).</summary>
+/// <summary>One run of Get-VmDisk -Map: a range of virtual bytes, what it is, which file holds it and where (as qemu-img map --output=json shows it).</summary>
 public sealed class VmDiskMapEntry
 {
     /// <summary>Virtual offset of the run's first byte.</summary>
@@ -35,6 +35,9 @@ public sealed class VmDiskMapEntry
 
     /// <summary>Full path of the file holding the run; null for an unallocated run.</summary>
     public string? File { get; set; }
+
+    /// <summary>Offset in <see cref="File"/> where a data run's bytes lie, contiguous for the whole run (qemu-img map's "offset"); null for zero and unallocated runs and for data not stored plainly (compressed).</summary>
+    public long? Offset { get; set; }
 
     /// <summary>Format of <see cref="File"/>; null for an unallocated run.</summary>
     public DiskFormat? Format { get; set; }

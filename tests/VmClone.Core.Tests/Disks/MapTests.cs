@@ -16,26 +16,26 @@ public class MapTests
 {
     private static List<VmDiskMapEntry> Map(string path) => DiskOperations.Map(path, null, CancellationToken.None).ToList();
 
-    /// <summary>qemu's map as runs of "D@depth" (data), "Z@depth" (stated zero) or "U" (unallocated), neighbours merged.</summary>
-    private static List<(long Start, long Length, string What)> QemuRuns(string path)
+    /// <summary>qemu's map as runs of "D@depth" (data, with "@offset" in its file when <paramref name="offsets"/>), "Z@depth" (stated zero) or "U" (unallocated), neighbours merged.</summary>
+    private static List<(long Start, long Length, string What)> QemuRuns(string path, bool offsets = false)
     {
         string json = Oracle.Run("qemu-img", $"map --output=json \"{path}\"").StdOut;
         var runs = new List<(long, long, string)>();
         foreach (JsonElement e in JsonDocument.Parse(json).RootElement.EnumerateArray())
         {
             string what = !e.GetProperty("present").GetBoolean() ? "U"
-                : e.GetProperty("data").GetBoolean() ? $"D@{e.GetProperty("depth").GetInt32()}"
+                : e.GetProperty("data").GetBoolean() ? $"D@{e.GetProperty("depth").GetInt32()}" + (offsets && e.TryGetProperty("offset", out JsonElement o) ? $"@{o.GetInt64()}" : "")
                 : $"Z@{e.GetProperty("depth").GetInt32()}";
             Add(runs, e.GetProperty("start").GetInt64(), e.GetProperty("length").GetInt64(), what);
         }
         return runs;
     }
 
-    private static List<(long Start, long Length, string What)> OurRuns(IEnumerable<VmDiskMapEntry> map)
+    private static List<(long Start, long Length, string What)> OurRuns(IEnumerable<VmDiskMapEntry> map, bool offsets = false)
     {
         var runs = new List<(long, long, string)>();
         foreach (VmDiskMapEntry e in map)
-            Add(runs, e.Start, e.Length, e.Kind switch { VmDiskMapKind.Data => $"D@{e.Depth}", VmDiskMapKind.Zero => $"Z@{e.Depth}", _ => "U" });
+            Add(runs, e.Start, e.Length, e.Kind switch { VmDiskMapKind.Data => $"D@{e.Depth}" + (offsets ? $"@{e.Offset}" : ""), VmDiskMapKind.Zero => $"Z@{e.Depth}", _ => "U" });
         return runs;
     }
 
@@ -61,6 +61,8 @@ public class MapTests
 
         List<VmDiskMapEntry> map = Map(c);
         Assert.Equal(QemuRuns(c), OurRuns(map));
+        // And each data run where qemu says its bytes lie in its file.
+        Assert.Equal(QemuRuns(c, offsets: true), OurRuns(map, offsets: true));
         Assert.All(map.Where(e => e.Depth == 0), e => Assert.Equal(c, e.File));
         Assert.All(map.Where(e => e.Depth == 1), e => Assert.Equal(b, e.File));
         Assert.All(map.Where(e => e.Kind == VmDiskMapKind.Unallocated), e => Assert.Null(e.File));
@@ -80,6 +82,7 @@ public class MapTests
 
         List<VmDiskMapEntry> map = Map(c);
         Assert.Equal(QemuRuns(c), OurRuns(map));
+        Assert.Equal(QemuRuns(c, offsets: true), OurRuns(map, offsets: true));
         Assert.Contains(map, e => e.Kind == VmDiskMapKind.Data && e.Depth == 1 && e.File == b);
         Assert.Contains(map, e => e.Kind == VmDiskMapKind.Data && e.Depth == 0 && e.File == c);
     }
@@ -102,6 +105,39 @@ public class MapTests
         {
             var (_, stdout, _) = Oracle.Run("qemu-io", $"-r -c \"read -P 0 {e.Start} {e.Length}\" \"{v}\"");
             Assert.DoesNotContain("Pattern verification failed", stdout);
+        }
+    }
+
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vmdk")]
+    [InlineData("qcow2")]
+    [InlineData("vhd")]
+    [InlineData("raw")]
+    public void EachDataRunsOffsetIsWhereItsBytesLieInTheFile(string format)
+    {
+        using var dir = new TempFolder();
+        string path = dir.File("disk." + format);
+        VirtualDisk.CreateDynamic(path, 64L << 20, new DiskCreateOptions { BlockSizeBytes = format == "vhdx" ? 1L << 20 : null }).Dispose();
+        var rng = new Random(11);
+        // Written out of order, so the file holds the blocks in another order than the disk.
+        foreach (long at in new[] { 40L << 20, 3L << 20, 20L << 20 + 4096, 1L << 20 })
+            DiskFiles.Write(path, at, DiskFiles.Random(rng.Next(), 300_000));
+
+        List<VmDiskMapEntry> data = Map(path).Where(e => e.Kind == VmDiskMapKind.Data).ToList();
+        Assert.NotEmpty(data);
+        using VirtualDisk disk = VirtualDisk.Open(path, FileAccess.Read);
+        using FileStream file = File.OpenRead(path);
+        foreach (VmDiskMapEntry e in data)
+        {
+            Assert.NotNull(e.Offset);
+            Assert.Equal(path, e.File);
+            byte[] expected = new byte[e.Length], actual = new byte[e.Length];
+            disk.Content.Position = e.Start;
+            disk.Content.ReadExactly(expected);
+            file.Position = e.Offset!.Value;
+            file.ReadExactly(actual);
+            Assert.True(expected.AsSpan().SequenceEqual(actual), $"{format}: run {e} does not lie at offset {e.Offset} of the file");
         }
     }
 
