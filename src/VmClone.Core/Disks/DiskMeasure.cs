@@ -27,6 +27,7 @@ public static partial class DiskOperations
         DiskFormat format = destinationFormat ?? source.Format;
         long size = source.Capacity;
         long unit = DestinationUnit(format, blockSizeBytes, source.Path);
+        RefuseTooLarge(format, size, source.Path);
         long units = 0, data = 0, lastCounted = -1;
         for (long window = 0; window < size; window += ContentCopier.Window)
         {
@@ -83,6 +84,20 @@ public static partial class DiskOperations
         if (unit < min || unit > max || (unit & (unit - 1)) != 0)
             throw new ArgumentException($"'{path}': a {format} block size must be a power of two from {Format.Bytes(min)} to {Format.Bytes(max)}, not {unit} bytes.");
         return unit;
+    }
+
+    /// <summary>Refuses a disk larger than the format can hold, as its writer would refuse the convert.</summary>
+    private static void RefuseTooLarge(DiskFormat format, long size, string path)
+    {
+        long max = format switch
+        {
+            DiskFormat.Vhdx => VhdxConstants.MaxVirtualSize,
+            DiskFormat.Vmdk => (long)SparseExtentHeader.MaxCapacitySectors * 512,
+            DiskFormat.Vhd => VhdFooter.MaxVirtualSize,
+            _ => long.MaxValue,
+        };
+        if (size > max)
+            throw new ArgumentException($"'{path}' cannot be copied as {format}: its {Format.Bytes(size)} are more than a {format} disk holds ({Format.Bytes(max)}).");
     }
 
     private static long RoundUp(long value, long unit) => (value + unit - 1) / unit * unit;

@@ -144,4 +144,16 @@ public class MeasureTests
         Assert.Equal(6L << 20, chain.RequiredBytes);
         Assert.Equal(DiskFormat.Vhdx, DiskOperations.Measure(c, null, 1L << 20, null, CancellationToken.None).DestinationFormat);
     }
+
+    [Fact]
+    public void ADiskLargerThanTheFormatCanHoldIsRefusedAsConvertRefusesIt()
+    {
+        using var dir = new TempFolder();
+        string source = dir.File("big.qcow2");
+        VirtualDisk.CreateDynamic(source, 3L << 40).Dispose();
+        var ex = Assert.ThrowsAny<ArgumentException>(() => Measure(source, DiskFormat.Vhd));
+        Assert.Contains(source, ex.Message);
+        Assert.ThrowsAny<ArgumentException>(() => DiskOperations.Convert(source, dir.File("big.vhd"), null, null, null, null, CancellationToken.None));
+        Assert.Equal(3L << 40, Measure(source, DiskFormat.Vhdx).VirtualSize);
+    }
 }
