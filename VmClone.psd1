@@ -20,6 +20,8 @@
         'Convert-VmDisk'
         'Merge-VmDisk'
         'Set-VmDisk'
+        'Compare-VmDisk'
+        'Measure-VmDisk'
         'New-VmBase'
         'Get-VmBase'
         'Remove-VmBase'

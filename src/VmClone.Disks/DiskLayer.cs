@@ -72,6 +72,14 @@ public abstract class DiskLayer : IDisposable
     /// </summary>
     public abstract LayerExtent GetExtent(long position, long maxLength);
 
+    /// <summary>
+    /// Where the bytes from <paramref name="position"/> of a run <see cref="GetExtent"/> reported
+    /// as <see cref="ExtentKind.Data"/> lie in the layer's files, for a run of at most
+    /// <paramref name="maxLength"/> bytes that follow each other there; null when they are not
+    /// stored plainly (compressed) or the format does not say. Reads only metadata.
+    /// </summary>
+    public virtual DataLocation? LocateData(long position, long maxLength) => null;
+
     /// <summary>Reads bytes of a run <see cref="GetExtent"/> reported as <see cref="ExtentKind.Data"/>.</summary>
     public abstract void ReadData(long position, byte[] buffer, int offset, int count);
 

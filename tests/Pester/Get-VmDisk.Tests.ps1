@@ -2,6 +2,7 @@ BeforeDiscovery {
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
     $script:corpus = if ($env:VMCLONE_CORPUS) { $env:VMCLONE_CORPUS } else { Join-Path $PSScriptRoot '../../../shared/corpus' }
     $script:noCorpus = ($env:CI -ne 'true') -and -not (Test-Path $corpus)
+    $script:qemuIoSkip = (Get-OracleSkip 'qemu-img') -or (Get-OracleSkip 'qemu-io')
 }
 
 BeforeAll {
@@ -91,5 +92,95 @@ Describe 'Get-VmDisk' {
         $d.VirtualSize | Should -Be 8GB
         $d.ParentIdentity | Should -Be '{ff34003b-11ed-4cf8-a166-b2be05e20b80}'
         $d.ChainProblem | Should -BeLike '*Generation 1_49C4BAF3-4B25-4406-8C4B-D39E65C32385.avhdx*'
+    }
+}
+
+Describe 'Get-VmDisk -Map' {
+    BeforeEach {
+        $dir = New-TestFolder; Push-Location $dir
+        New-VmDisk ./base.vhdx 64MB -BlockSizeBytes 1MB | Out-Null
+        Write-DiskBytes (Join-Path $dir 'base.vhdx') 0 (Get-RandomBytes 2MB 3)
+        New-VmDisk ./child.vhdx -ParentPath ./base.vhdx | Out-Null
+        Write-DiskBytes (Join-Path $dir 'child.vhdx') 8MB (Get-RandomBytes 4096 4)
+    }
+    AfterEach { Pop-Location; Remove-TestFolder $dir }
+
+    It 'maps a chain from offset 0 to the end, each run with its depth and file (<How>)' -ForEach @(
+        @{ How = 'by parameter' }
+        @{ How = 'piped' }
+    ) {
+        $map = if ($How -eq 'piped') { Get-Item ./child.vhdx | Get-VmDisk -Map } else { Get-VmDisk -Path ./child.vhdx -Map }
+        $map[0] | Should -BeOfType ([VmClone.Core.Disks.VmDiskMapEntry])
+        $map.Count | Should -Be 4
+        ($map | ForEach-Object { "$($_.Start)+$($_.Length) $($_.Kind) $($_.Depth)" }) | Should -Be @(
+            "0+$(2MB) Data 1", "$(2MB)+$(6MB) Unallocated ", "$(8MB)+4096 Data 0", "$(8MB + 4096)+$(56MB - 4096) Unallocated ")
+        $map[0].File | Should -Be (Join-Path $dir 'base.vhdx')
+        $map[0].FromParent | Should -BeTrue
+        $map[2].File | Should -Be (Join-Path $dir 'child.vhdx')
+        $map[2].FromParent | Should -BeFalse
+        $map[1].File | Should -BeNullOrEmpty
+        $map[-1].End | Should -Be 64MB
+    }
+
+    It 'maps a qcow2 chain as qemu-img map --output=json does' -Skip:([bool]$qemuIoSkip) {
+        & qemu-img create -f qcow2 ./b.qcow2 64M | Out-Null
+        & qemu-io -c 'write -P 1 1M 64k' -c 'write -z 4M 64k' ./b.qcow2 | Out-Null
+        & qemu-img create -f qcow2 -b b.qcow2 -F qcow2 ./c.qcow2 | Out-Null
+        & qemu-io -c 'write -P 2 2M 64k' ./c.qcow2 | Out-Null
+        $qemu = (& qemu-img map --output=json ./c.qcow2) -join "`n" | ConvertFrom-Json
+        $expected = foreach ($e in $qemu) {
+            $kind = if (-not $e.present) { 'Unallocated' } elseif ($e.data) { 'Data' } else { 'Zero' }
+            $depth = if ($e.present) { $e.depth } else { '' }
+            $offset = if ($e.data) { "@$($e.offset)" } else { '' }
+            "$($e.start)+$($e.length) $kind $depth$offset"
+        }
+        (Get-ChildItem ./c.qcow2 | Get-VmDisk -Map | ForEach-Object { "$($_.Start)+$($_.Length) $($_.Kind) $($_.Depth)$(if ($_.Kind -eq 'Data') { "@$($_.Offset)" })" }) | Should -Be $expected
+    }
+
+    It 'refuses -Map with -Chain' {
+        { Get-VmDisk ./child.vhdx -Map -Chain } | Should -Throw -ErrorId 'MapWithChain,VmClone.PowerShell.Commands.GetVmDiskCommand'
+    }
+
+    It 'renders its table at 80 columns' {
+        $table = Get-VmDisk ./child.vhdx -Map | Format-Table | Out-String -Width 80
+        $table | Should -Match 'Unallocated'
+        ($table -split "`n" | Where-Object { $_.Length -gt 80 }) | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Get-VmDisk -Map in a store' {
+    BeforeAll {
+        $dir = New-TestFolder
+        $store = Join-Path $dir 'store'
+        New-VmBase win11 -Store $store -Volume @(@{ Name = 'system'; Type = 'System'; SizeBytes = 64MB }) | Out-Null
+        $outside = Join-Path $dir 'outside.vhdx'
+        New-VmDisk $outside 64MB | Out-Null
+        $link = Join-Path $store 'bases/win11/link.vhdx'
+        New-Item -ItemType SymbolicLink -Path $link -Target $outside | Out-Null
+        $fifo = Join-Path $store 'bases/win11/fifo.vhdx'
+        if (-not $IsWindows) { & mkfifo $fifo }
+    }
+    AfterAll { Remove-TestFolder $dir }
+
+    It 'refuses a store file that is a link leading out of the store (<How>)' -ForEach @(
+        @{ How = 'by parameter' }
+        @{ How = 'piped' }
+    ) {
+        if ($How -eq 'piped') { Get-Item $link | Get-VmDisk -Map -ErrorVariable err -ErrorAction SilentlyContinue }
+        else { Get-VmDisk -Path $link -Map -ErrorVariable err -ErrorAction SilentlyContinue }
+        $err[0].FullyQualifiedErrorId | Should -Be 'VolumeOutsideStore,VmClone.PowerShell.Commands.GetVmDiskCommand'
+    }
+
+    It 'refuses a FIFO in the store without waiting on it' -Skip:$IsWindows {
+        $job = Start-ThreadJob {
+            param($module, $fifo)
+            Import-Module $module
+            Get-VmDisk -LiteralPath $fifo -Map -ErrorVariable e -ErrorAction SilentlyContinue
+            $e[0].FullyQualifiedErrorId
+        } -ArgumentList $env:VMCLONE_MODULE, $fifo
+        $job | Wait-Job -Timeout 30 | Out-Null
+        $job.State | Should -Be 'Completed'
+        Receive-Job $job | Should -Be 'VolumeNotRegularFile,VmClone.PowerShell.Commands.GetVmDiskCommand'
+        Remove-Job $job -Force
     }
 }

@@ -420,6 +420,19 @@ public sealed partial class Qcow2Layer : DiskLayer
         return new LayerExtent(first ?? ExtentKind.Parent, Math.Max(1, at - position));
     }
 
+    public override DataLocation? LocateData(long position, long maxLength)
+    {
+        CheckRange(position, Math.Min(maxLength, VirtualSize - position));
+        long guestCluster = position >> _clusterBits;
+        long inCluster = position - (guestCluster << _clusterBits);
+        int sub = (int)(inCluster / _unit);
+        L2Entry entry = _tables.Lookup(guestCluster);
+        ClusterKind kind = _tables.KindOf(entry);
+        if (kind != ClusterKind.Normal || UnitKind(entry, kind, sub) != ExtentKind.Data)
+            return null;
+        return new DataLocation((_dataFile ?? _file).Path, entry.HostOffset + inCluster, Math.Min(maxLength, (sub + 1) * _unit - inCluster));
+    }
+
     public override void ReadData(long position, byte[] buffer, int offset, int count)
     {
         CheckRange(position, count);

@@ -66,6 +66,9 @@ internal sealed class RawLayer : DiskLayer
     public override LayerExtent GetExtent(long position, long maxLength) =>
         new(ExtentKind.Data, Math.Min(maxLength, _size - position));
 
+    public override DataLocation? LocateData(long position, long maxLength) =>
+        new DataLocation(Path, position, Math.Min(maxLength, _size - position));
+
     public override void ReadData(long position, byte[] buffer, int offset, int count) =>
         _file.ReadOrZero(position, buffer, offset, count);
 

@@ -434,6 +434,18 @@ internal sealed partial class VhdLayer : DiskLayer
         return bitmap;
     }
 
+    public override DataLocation? LocateData(long position, long maxLength)
+    {
+        CheckRange(position, Math.Min(maxLength, VirtualSize - position));
+        if (_bat is null)
+            return new DataLocation(Path, position, Math.Min(maxLength, VirtualSize - position));
+        long block = position / _blockSize;
+        long inBlock = position % _blockSize;
+        if (!_bat.IsAllocated(block))
+            return null;
+        return new DataLocation(Path, _bat.BitmapOffset(block) + _bitmapBytes + inBlock, Math.Min(maxLength, _blockSize - inBlock));
+    }
+
     public override void ReadData(long position, byte[] buffer, int offset, int count)
     {
         CommitBatch();

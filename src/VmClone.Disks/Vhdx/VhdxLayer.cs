@@ -473,6 +473,17 @@ internal sealed partial class VhdxLayer : DiskLayer
         }
     }
 
+    public override DataLocation? LocateData(long position, long maxLength)
+    {
+        CheckRange(position, Math.Min(maxLength, VirtualSize - position));
+        long block = position / BlockSize;
+        long inBlock = position % BlockSize;
+        BatEntry e = _bat.Payload(block);
+        if (e.State is not (BatState.FullyPresent or BatState.PartiallyPresent))
+            return null;
+        return new DataLocation(Path, ValidatedBlockOffset(block, e) + inBlock, Math.Min(maxLength, BlockSize - inBlock));
+    }
+
     public override void ReadData(long position, byte[] buffer, int offset, int count)
     {
         CommitBatch();

@@ -582,6 +582,16 @@ internal sealed class SparseExtent : VmdkExtent
         };
     }
 
+    public override DataLocation? LocateData(long position, long maxLength)
+    {
+        long grain = position / _grainBytes;
+        long inGrain = position % _grainBytes;
+        uint gte = Gte(grain);
+        if (Classify(grain, gte) != GrainKind.Data)
+            return null;
+        return new DataLocation(_file.Path, (long)gte * 512 + inGrain, Math.Min(maxLength, _grainBytes - inGrain));
+    }
+
     public override void ReadData(long position, byte[] buffer, int offset, int count)
     {
         CommitDeferred();

@@ -38,6 +38,9 @@ internal abstract class VmdkExtent : IDisposable
 
     public abstract void ReadData(long position, byte[] buffer, int offset, int count);
 
+    /// <summary>Where the stored bytes at <paramref name="position"/> (extent relative) lie in the extent's file; null when not stored plainly.</summary>
+    public virtual DataLocation? LocateData(long position, long maxLength) => null;
+
     /// <summary>Writes at <paramref name="position"/> (extent relative); new allocation units are completed from <paramref name="below"/> (virtual positions).</summary>
     public abstract void Write(long position, byte[] buffer, int offset, int count, BelowReader below);
 
@@ -129,6 +132,9 @@ internal sealed class FlatExtent : VmdkExtent
     /// <summary>A flat file shorter than its extent reads as zeros past its end (as qemu does for sparse files).</summary>
     public override void ReadData(long position, byte[] buffer, int offset, int count) =>
         _file.ReadOrZero(_fileOffset + position, buffer, offset, count);
+
+    public override DataLocation? LocateData(long position, long maxLength) =>
+        new DataLocation(_file.Path, _fileOffset + position, maxLength);
 
     public override void Write(long position, byte[] buffer, int offset, int count, BelowReader below)
     {

@@ -647,6 +647,13 @@ internal sealed class VmdkLayer : DiskLayer
         return e.GetExtent(position - e.Start, limit);
     }
 
+    public override DataLocation? LocateData(long position, long maxLength)
+    {
+        CheckRange(position, Math.Min(maxLength, VirtualSize - position));
+        VmdkExtent e = ExtentAt(position, out _);
+        return e.LocateData(position - e.Start, Math.Min(maxLength, e.Start + e.Length - position));
+    }
+
     public override void ReadData(long position, byte[] buffer, int offset, int count)
     {
         CheckRange(position, count);
