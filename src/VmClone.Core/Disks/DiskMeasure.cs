@@ -13,7 +13,7 @@ public static partial class DiskOperations
 {
     /// <summary>
     /// The bytes a standalone copy of <paramref name="path"/>'s content (its chain flattened, as
-    /// <see cref="Convert"/> writes it) would take in <paramref name="destinationFormat"/> (by
+    /// Convert-VmDisk writes it) would take in <paramref name="destinationFormat"/> (by
     /// default the disk's own format), from the extent maps alone: nothing but metadata is read.
     /// Every destination unit (block, grain, cluster) a data run of the chain touches is counted.
     /// For qcow2 and raw the numbers follow qemu-img measure's rule (qcow2: the metadata a fully
