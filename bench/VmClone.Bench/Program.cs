@@ -401,13 +401,32 @@ internal static class ChainReads
         long qemuReadPeak = 0, qemuIoPeak = 0;
         if (qemuError is null)
         {
+            // CPU time beside the wall clock: qemu-img reads with a pool of threads, VmClone with
+            // one, so on a loaded machine the wall-clock share follows the thread count as well.
+            var ourCpu = new List<double>();
+            var qemuCpu = new List<double>();
             Series[] m = Program.MeasureSideBySide(runs,
-                (() => Fixtures.ReadAll(top), null),
-                (() => qemuReadPeak = Tools.RunMeasured("qemu-img", qemuRead), null));
+                (() =>
+                {
+                    TimeSpan before = Process.GetCurrentProcess().TotalProcessorTime;
+                    Fixtures.ReadAll(top);
+                    ourCpu.Add((Process.GetCurrentProcess().TotalProcessorTime - before).TotalSeconds);
+                }, null),
+                (() =>
+                {
+                    (qemuReadPeak, double cpu) = Tools.RunMeasuredCpu("qemu-img", qemuRead);
+                    qemuCpu.Add(cpu);
+                }, null));
             (Series seq, Series qs) = (m[0], m[1]);
             report.Add(Row.Throughput($"Sequential read, {label}, qemu-img convert to null-co", qs, Program.GiB, null));
             report.Add(new Row($"Sequential read, {label}, VmClone (VirtualDisk.Content)", Row.ThroughputFigure(seq, Program.GiB),
                 $"{Row.RatioOf(seq, qs)} · {Row.RatioOf(seq, cat)}", "qemu-img (row above) · cat"));
+            if (qemuCpu.Count > 0 && qemuCpu.Min() > 0)
+            {
+                (Series oc, Series qc) = (new Series(ourCpu), new Series(qemuCpu));
+                report.Add(new Row($"  CPU time of that sequential read, VmClone (in process) / qemu-img convert (whole process)", $"{oc.Median * 1000:F0} ms / {qc.Median * 1000:F0} ms",
+                    Row.RatioOf(oc, qc), "qemu-img, CPU time (user + system) instead of wall clock"));
+            }
             m = Program.MeasureSideBySide(runs,
                 (() => Fixtures.ReadRandom(top, offsets, null), null),
                 (() => qemuIoPeak = Tools.RunMeasured("qemu-io", qemuRandom, toNull: true), null));
@@ -847,9 +866,12 @@ internal sealed class Report
     {
         string sidecar = Path.ChangeExtension(results, ".json");
         var options = new JsonSerializerOptions { WriteIndented = true };
-        ResultFile? earlier = Partial && File.Exists(sidecar) ? JsonSerializer.Deserialize<ResultFile>(File.ReadAllText(sidecar)) : null;
+        ResultFile? earlier = !Partial ? null
+            : File.Exists(sidecar) ? JsonSerializer.Deserialize<ResultFile>(File.ReadAllText(sidecar))
+            : File.Exists(results) ? Import(File.ReadAllText(results))
+            : null;
         if (Partial && earlier is null)
-            Console.Error.WriteLine($"No earlier {sidecar}: the table holds only the sections run now.");
+            Console.Error.WriteLine($"No earlier {sidecar} or {results}: the table holds only the sections run now.");
         var sections = (earlier?.Sections ?? new List<ResultSection>()).Where(s => _ran.All(r => r.Key != s.Key)).Concat(_ran)
             .OrderBy(s => Array.IndexOf(Order, s.Key)).ToList();
         var file = new ResultFile(earlier?.FullRun ?? DateTime.UtcNow, earlier?.FullRuns ?? _runs, sections);
@@ -867,6 +889,55 @@ internal sealed class Report
         return table;
     }
 
+    // Where a row or check of a table written before the sidecar existed belongs, by its words
+    // (first match; a row matching none, such as "  bytes the child holds", follows the row above).
+    private static readonly (string Words, string Key)[] ImportRules =
+    {
+        ("VHDX depth 1 to raw", "convert-vhdx"), ("differencing VHDX", "convert-vhdx"), ("new VHDX child", "convert-vhdx"),
+        ("100 GiB", "scale"), ("Peak working set", "process"),
+        ("rebase of a 1 GiB VMDK", "rebase-vmdk"), ("qcow2 reference child", "rebase-vmdk"), ("Set-VmDisk -PreserveContent", "rebase-vmdk"), ("qemu-img rebase (qcow2)", "rebase-vmdk"),
+        ("depth-3 VMDK chain", "flatten-vmdk"), ("raw file", "raw"), ("VHDX depth", "reads-vhdx"), ("VMDK depth", "reads-vmdk"),
+    };
+
+    /// <summary>
+    /// The sections of a RESULTS.md written before the sidecar existed, recovered from its table
+    /// and checks (<see cref="ImportRules"/>), so a partial run can be merged into it.
+    /// </summary>
+    private static ResultFile? Import(string markdown)
+    {
+        var generated = System.Text.RegularExpressions.Regex.Match(markdown, @"on (\d{4}-\d\d-\d\d \d\d:\d\d) UTC");
+        var runs = System.Text.RegularExpressions.Regex.Match(markdown, @"median of (\d+) runs");
+        if (!generated.Success)
+            return null;
+        DateTime when = DateTime.SpecifyKind(DateTime.ParseExact(generated.Groups[1].Value, "yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture), DateTimeKind.Utc);
+        int fullRuns = runs.Success ? int.Parse(runs.Groups[1].Value) : 5;
+        var sections = new Dictionary<string, ResultSection>();
+        ResultSection For(string key) => sections.TryGetValue(key, out ResultSection? s) ? s
+            : sections[key] = new ResultSection(key, when, fullRuns, new List<Row>(), new List<string>(), new List<string>());
+        string? Rule(string text) => ImportRules.FirstOrDefault(r => text.Contains(r.Words, StringComparison.Ordinal)).Key;
+        string engine = markdown.Split(new[] { "\n" + FleetHeading }, StringSplitOptions.None)[0];
+        string last = "raw";
+        foreach (string line in engine.Split('\n').Select(l => l.TrimEnd('\r')))
+        {
+            if (line.StartsWith("| ", StringComparison.Ordinal) && !line.StartsWith("| benchmark", StringComparison.Ordinal))
+            {
+                string[] cells = line.Substring(2, line.Length - 4).Split(" | ");
+                if (cells.Length != 4)
+                    continue;
+                last = Rule(cells[0]) ?? last;
+                For(last).Rows.Add(new Row(cells[0], cells[1], cells[2], cells[3]));
+            }
+            else if (line.StartsWith("- passed: ", StringComparison.Ordinal) || line.StartsWith("- **FAILED**: ", StringComparison.Ordinal))
+            {
+                bool passed = line.StartsWith("- passed: ", StringComparison.Ordinal);
+                string text = line.Substring(passed ? 10 : 14);
+                ResultSection section = For(Rule(text) ?? last);
+                (passed ? section.Passed : section.Failures).Add(text);
+            }
+        }
+        return new ResultFile(when, fullRuns, sections.Values.ToList());
+    }
+
     private string Render(ResultFile file)
     {
         var sb = new StringBuilder();
@@ -877,7 +948,7 @@ internal sealed class Report
         if (later.Count > 0)
             sb.AppendLine($"Sections run again alone since (`-Task Bench -BenchOnly ...`, merged by the generator): {string.Join(", ", later.Select(s => $"{s.Key} on {s.Generated:yyyy-MM-dd HH:mm} UTC"))}.");
         sb.AppendLine($"Machine: {Environment.ProcessorCount} cores, {Tools.CpuModel()}, {Tools.MemoryTotal()} RAM, {Environment.OSVersion}, .NET {Environment.Version}, {Tools.QemuVersion()}.");
-        sb.AppendLine($"Each figure: median of {file.FullRuns} runs (of {Math.Min(file.FullRuns, 3)} for the 2 GiB flattens) after one warm-up run (min–max in brackets); ratio = VmClone's rate ÷ the reference's, measured in the same run (above 100 % VmClone is faster); the converts, the child creation, the flattens and the rebases run their contenders side by side, run by run, so drift on the machine falls on all alike. All reads come from the page cache.");
+        sb.AppendLine($"Each figure: median of {file.FullRuns} runs (of {Math.Min(file.FullRuns, 3)} for the 2 GiB flattens) after one warm-up run (min–max in brackets); ratio = VmClone's rate ÷ the reference's, measured in the same run (above 100 % VmClone is faster); the converts, the child creation, the flattens, the rebases and (in sections generated from 2026-12-02 on) each chain's reads against qemu run their contenders side by side, run by run, so drift on the machine falls on all alike. All reads come from the page cache.");
         sb.AppendLine();
         sb.AppendLine("| benchmark | median (min–max) | ratio | reference |");
         sb.AppendLine("|---|---|---|---|");
@@ -939,6 +1010,28 @@ internal static class Tools
         {
             Run("/usr/bin/time", $"-f %M -o '{report}' {file} {arguments}", toNull);
             return long.Parse(File.ReadAllText(report).Trim().Split('\n').Last()) * 1024;
+        }
+        finally
+        {
+            File.Delete(report);
+        }
+    }
+
+    /// <summary>As <see cref="RunMeasured"/>, with the command's CPU time (user + system, in seconds; 0 when unknown).</summary>
+    public static (long Peak, double CpuSeconds) RunMeasuredCpu(string file, string arguments, bool toNull = false)
+    {
+        if (!File.Exists("/usr/bin/time"))
+        {
+            Run(file, arguments, toNull);
+            return (0, 0);
+        }
+        string report = Path.GetTempFileName();
+        try
+        {
+            Run("/usr/bin/time", $"-f '%M %U %S' -o '{report}' {file} {arguments}", toNull);
+            string[] f = File.ReadAllText(report).Trim().Split('\n').Last().Split(' ');
+            var inv = System.Globalization.CultureInfo.InvariantCulture;
+            return (long.Parse(f[0]) * 1024, double.Parse(f[1], inv) + double.Parse(f[2], inv));
         }
         finally
         {
