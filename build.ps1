@@ -9,7 +9,8 @@
       Package  Build, then a PowerShell-Gallery-shaped .nupkg under out/package/repository,
                installed from there into out/package/VmClone/<version> and checked
       Bench    Build, then the benchmarks in bench/ (figures in bench/RESULTS.md);
-               -BenchRuns and -FleetCount size them
+               -BenchRuns and -FleetCount size them; -BenchOnly runs only some sections
+               (qcow2, vhd, reads, rebase, flatten, fleet, ...) and merges them into RESULTS.md
       Fuzz     coverage-guided fuzzing of the disk engine with AFL++ (afl-fuzz; on Debian/Ubuntu
                `apt-get install afl++`) and SharpFuzz: -Format Vhdx|Vmdk|Vhd|Qcow2|Chain picks the target
                (one VHDX file, one VMDK file, or several files: descriptor and extents, child and
@@ -35,6 +36,8 @@ param(
     [int] $BenchRuns = 5,
     [ValidateRange(1, 100000)]
     [int] $FleetCount = 1000,
+    # Bench: only these sections (a key of bench/RESULTS.json, or any word of one), merged into the earlier results.
+    [string[]] $BenchOnly = @(),
     # Fuzz: the target and how long afl-fuzz runs, in seconds.
     [ValidateSet('Vhdx', 'Vmdk', 'Vhd', 'Qcow2', 'Chain')]
     [string] $Format = 'Vhdx',
@@ -233,7 +236,7 @@ finally { Get-ChildItem `$store -Recurse -File | ForEach-Object { `$_.Attributes
 function Invoke-Bench {
     $bench = Join-Path $Root 'bench/Invoke-Benchmarks.ps1'
     Invoke-ChildPwsh @('-File', $bench, '-ModuleManifest', (Join-Path $ModuleDir 'VmClone.psd1'), '-Configuration', $Configuration,
-        '-Runs', $BenchRuns, '-FleetCount', $FleetCount)
+        '-Runs', $BenchRuns, '-FleetCount', $FleetCount, '-Only', ($BenchOnly -join ','))
 }
 
 function Invoke-Fuzz {

@@ -5,8 +5,9 @@
     A 3-volume base (100 GiB virtual each; System, Temporary, Data) and -Count clones:
     New-VmClone in one call, Restore-VmClone and Invoke-VmRebase of all of them, each -Runs
     times (median, min–max), against
-    qemu-img create -b / qemu-img rebase -u of as many VMDK children in a shell loop, and the
-    engine's own create API. Also: module import and first-command latency in a fresh pwsh.
+    qemu-img create -b / qemu-img rebase -u of as many VMDK children (qcow2 children for the
+    qcow2 store, a sample of at most 100 clones' worth) in a shell loop, and the engine's own
+    create API. Also: module import and first-command latency in a fresh pwsh.
 #>
 [CmdletBinding()]
 param(
@@ -50,7 +51,8 @@ function Allocated([string] $path) {
 try {
     $store = Join-Path $work 'store'
     $size = 100GB
-    foreach ($format in 'Vhdx', 'Vmdk') {
+    $formats = 'Vhdx', 'Vmdk', 'Qcow2'
+    foreach ($format in $formats) {
         $base = "base-$format".ToLowerInvariant()
         New-VmBase -Store $store -Name $base -Format $format -Volume @(
             @{ Name = 'system'; Type = 'System'; SizeBytes = $size }
@@ -82,7 +84,7 @@ try {
 
     $api = Join-Path $work 'api'
     New-Item -ItemType Directory $api | Out-Null
-    foreach ($format in 'Vhdx', 'Vmdk') {
+    foreach ($format in $formats) {
         # The engine alone: three differencing children per clone, as New-VmClone makes, with
         # no store, manifest, journal or lock around them.
         $ext = $format.ToLowerInvariant()
@@ -110,13 +112,25 @@ try {
         $bytes = (1..3 | ForEach-Object { Allocated (Join-Path $q "c$_.vmdk") } | Measure-Object -Sum).Sum
         Add-Row '  bytes allocated per clone (qemu-img, 3 VMDK children)' ('{0:N0} KiB' -f ($bytes / 1KB))
         Add-Row '  peak memory of one qemu-img create' ('{0:N0} MiB' -f ([long]"$($peak | Select-Object -Last 1)" / 1KB))
-        foreach ($format in 'Vhdx', 'Vmdk') {
-            $note = if ($format -eq 'Vmdk') { 'same format' } else { 'qemu makes VMDK; its VHDX driver cannot create children' }
-            $newRow[$format].Ratio += ' · {0:P0}' -f ($newRate[$format] / $qemuCreate)
+        # qcow2 children of a qcow2 base, as a script for a KVM farm makes them: a sample of at
+        # most 100 clones' worth gives the rate (a loop of qemu-img commands does not speed up).
+        $sample = [Math]::Min($Count, 100)
+        & qemu-img create -q -f qcow2 (Join-Path $q 'base.qcow2') 100G
+        & qemu-img create -q -f qcow2 (Join-Path $q 'base2.qcow2') 100G
+        Set-Content $script "cd '$q'; for i in `$(seq 1 $($sample * 3)); do qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 q`$i.qcow2; done"
+        $t = Seconds { & bash $script }
+        $qemuCreateQcow2 = $sample / $t
+        Add-Row "qemu-img create -b, $($sample * 3) qcow2 children in a shell loop ($sample clones' worth)" (Rate $t $sample) '' 'reference'
+        $bytes = (1..3 | ForEach-Object { Allocated (Join-Path $q "q$_.qcow2") } | Measure-Object -Sum).Sum
+        Add-Row '  bytes allocated per clone (qemu-img, 3 qcow2 children)' ('{0:N0} KiB' -f ($bytes / 1KB))
+        foreach ($format in $formats) {
+            $reference = if ($format -eq 'Qcow2') { $qemuCreateQcow2 } else { $qemuCreate }
+            $note = switch ($format) { 'Vmdk' { 'same format' } 'Qcow2' { 'same format' } default { 'qemu makes VMDK; its VHDX driver cannot create children' } }
+            $newRow[$format].Ratio += ' · {0:P0}' -f ($newRate[$format] / $reference)
             $newRow[$format].Reference += " · qemu-img create -b loop ($note)"
             # Restoring a clone is what a script does by deleting a child and creating it anew.
-            $restoreRow[$format].Ratio = '{0:P0}' -f ($restoreRate[$format] / $qemuCreate)
-            $restoreRow[$format].Reference = 'qemu-img create -b loop (a script restores by re-creating the child)'
+            $restoreRow[$format].Ratio = '{0:P0}' -f ($restoreRate[$format] / $reference)
+            $restoreRow[$format].Reference = "qemu-img create -b loop$(if ($format -eq 'Qcow2') { ', qcow2' }) (a script restores by re-creating the child)"
         }
 
         # qemu's vmdk driver cannot change a backing file; its own words are the figure.
@@ -133,18 +147,13 @@ try {
         }
         # The nearest qemu reference: the same metadata-only rebase of qcow2 children. A sample of
         # at most 100 clones' worth gives its rate; a loop of qemu-img commands does not speed up.
-        $sample = [Math]::Min($Count, 100)
-        & qemu-img create -q -f qcow2 (Join-Path $q 'base.qcow2') 100G
-        & qemu-img create -q -f qcow2 (Join-Path $q 'base2.qcow2') 100G
-        Set-Content $script "cd '$q'; for i in `$(seq 1 $($sample * 3)); do qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 q`$i.qcow2; done"
-        & bash $script
         Set-Content $script "cd '$q'; for i in `$(seq 1 $($sample * 3)); do qemu-img rebase -u -f qcow2 -b base2.qcow2 -F qcow2 q`$i.qcow2; done"
         $t = Seconds { & bash $script }
-        Add-Row "qemu-img rebase -u, $($sample * 3) qcow2 children in a shell loop ($sample clones' worth; nearest qemu reference)" (Rate $t $sample) '' 'reference'
-        foreach ($format in 'Vhdx', 'Vmdk') {
+        Add-Row "qemu-img rebase -u, $($sample * 3) qcow2 children in a shell loop ($sample clones' worth; the qcow2 store's reference, the nearest one for the others)" (Rate $t $sample) '' 'reference'
+        foreach ($format in $formats) {
             if (-not $rebaseRow[$format].Ratio) {
                 $rebaseRow[$format].Ratio = '{0:P0}' -f ($rebaseRate[$format] / ($sample / $t))
-                $rebaseRow[$format].Reference = 'qemu-img rebase -u loop, qcow2'
+                $rebaseRow[$format].Reference = "qemu-img rebase -u loop, $(if ($format -eq 'Qcow2') { 'same format' } else { 'qcow2' })"
             }
         }
     }

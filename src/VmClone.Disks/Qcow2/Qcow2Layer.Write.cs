@@ -132,10 +132,19 @@ public sealed partial class Qcow2Layer
         }
         finally
         {
-            // Data already written is made reachable even when a later cluster of the same write failed.
-            CommitPending();
+            // Data already written is made reachable even when a later cluster of the same write
+            // failed; inside a batch, when the batch is committed (one flush sequence for all).
+            if (!Batching)
+                CommitPending();
         }
     }
+
+    /// <summary>A batch's writes become reachable together: their data and refcounts flushed once, then the tables.</summary>
+    protected override void CommitBatch() => CommitPending();
+
+    // The guest clusters whose new entries wait in _pending: a second write into one of them in
+    // the same batch must see the first, so the batch is committed before it.
+    private readonly HashSet<long> _pendingClusters = new();
 
     private void CommitPending()
     {
@@ -169,6 +178,7 @@ public sealed partial class Qcow2Layer
             }
         }
         _pending.Clear();
+        _pendingClusters.Clear();
         _newTables.Clear();
     }
 
@@ -189,6 +199,8 @@ public sealed partial class Qcow2Layer
     /// </summary>
     private void WriteInCluster(long guestCluster, int inCluster, byte[] buffer, int offset, int count)
     {
+        if (_pendingClusters.Contains(guestCluster))
+            CommitPending();
         long cluster = _header.ClusterSize;
         long l1Index = guestCluster / _tables.EntriesPerTable;
         bool newTable = _tables.L2Offset(l1Index) == 0;
@@ -266,7 +278,10 @@ public sealed partial class Qcow2Layer
         }
 
         if (updated.Word != entry.Word || updated.Bitmap != entry.Bitmap)
+        {
             _pending.Add(new PendingEntry(guestCluster, updated, entry, kind == ClusterKind.Compressed));
+            _pendingClusters.Add(guestCluster);
+        }
     }
 
     /// <summary>The guest's view of a cluster before the write: beneath (parent), zeros, or the compressed data.</summary>
@@ -301,6 +316,7 @@ public sealed partial class Qcow2Layer
 
     public override void Flush()
     {
+        CommitPending();
         if (CanWrite)
             _file.Flush();
     }
@@ -316,6 +332,7 @@ public sealed partial class Qcow2Layer
         if (link is null)
             throw new ArgumentNullException(nameof(link));
         EnsureWritable();
+        CommitPending();
         string name = link.RelativePath ?? link.AbsolutePath;
         byte[] nameBytes = Encoding.UTF8.GetBytes(name);
         if (nameBytes.Length > Qcow2Header.MaxBackingNameBytes)

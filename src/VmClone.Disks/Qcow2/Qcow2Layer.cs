@@ -315,6 +315,7 @@ public sealed partial class Qcow2Layer : DiskLayer
     {
         get
         {
+            CommitPending();
             long total = 0;
             long clusters = (_size + _header.ClusterSize - 1) >> _clusterBits;
             for (long c = 0; c < clusters; c++)
@@ -388,6 +389,7 @@ public sealed partial class Qcow2Layer : DiskLayer
 
     public override LayerExtent GetExtent(long position, long maxLength)
     {
+        CommitPending(); // a batch's writes are read as written
         CheckRange(position, 0);
         long end = Math.Min(_size, position + maxLength);
         ExtentKind? first = null;
@@ -435,6 +437,7 @@ public sealed partial class Qcow2Layer : DiskLayer
 
     public override void ReadData(long position, byte[] buffer, int offset, int count)
     {
+        CommitPending();
         CheckRange(position, count);
         FileAccessor target = _dataFile ?? _file;
         long runHost = -1, runLength = 0;
@@ -523,11 +526,16 @@ public sealed partial class Qcow2Layer : DiskLayer
     /// corruptions (a cluster in use counted too low, COPIED flags wrong, references past the
     /// end) apart. Reads the refcount blocks, the L1 and every L2 table; nothing is written.
     /// </summary>
-    public Qcow2RefcountReport CheckRefcounts() => RefcountCheck.Run(_file, _header, _extensions);
+    public Qcow2RefcountReport CheckRefcounts()
+    {
+        CommitPending();
+        return RefcountCheck.Run(_file, _header, _extensions);
+    }
 
     /// <summary>Structural problems of the mapping, then the refcount corruptions (<see cref="CheckRefcounts"/>; its leaks are no problem of the data, and left out).</summary>
     public override IReadOnlyList<string> Check()
     {
+        CommitPending();
         List<string> problems = CheckMapping();
         if (problems.Count == 0)
         {
