@@ -323,12 +323,23 @@ internal sealed partial class VhdLayer : DiskLayer
         if (name.Length > 0)
         {
             bool rooted = name.StartsWith("/", StringComparison.Ordinal) || name.StartsWith("\\", StringComparison.Ordinal) || (name.Length >= 2 && name[1] == ':');
-            candidates.Add(new ParentPathCandidate(rooted ? ParentPathKind.Absolute : ParentPathKind.Relative, name));
+            AddByName(new ParentPathCandidate(rooted ? ParentPathKind.Absolute : ParentPathKind.Relative, name));
             string fileName = name.Substring(name.LastIndexOfAny(new[] { '/', '\\' }) + 1);
             if (fileName.Length > 0 && fileName != name)
-                candidates.Add(new ParentPathCandidate(ParentPathKind.Relative, fileName));
+                AddByName(new ParentPathCandidate(ParentPathKind.Relative, fileName));
         }
         return new ParentReference(candidates, h.ParentUniqueId.ToString("B"));
+
+        // The name field is a guess at where the parent is, not a link the file makes: the file
+        // name beside a child named as its parent (a store's clones/lab/system.vhd over
+        // bases/v1/system.vhd) is the child itself, passed over so that a parent missing or
+        // modified is told as that, not as a loop.
+        void AddByName(ParentPathCandidate candidate)
+        {
+            string? local = PathUtil.Localize(candidate, System.IO.Path.GetDirectoryName(Path) ?? ".");
+            if (local is null || !PathUtil.SamePath(local, Path))
+                candidates.Add(candidate);
+        }
     }
 
     /// <summary>
