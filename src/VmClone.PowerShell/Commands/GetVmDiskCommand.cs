@@ -9,6 +9,8 @@ namespace VmClone.PowerShell.Commands;
 /// <para>Get-VmDisk reads a disk's metadata without changing the file: format, type (Dynamic, Fixed, Differencing), virtual size, file length (FileSize), space on disk (SizeOnDisk), bytes it stores itself (AllocatedSize), block size, sector sizes, parent path and the depth of its chain.</para>
 /// <para>SizeOnDisk is the space the file system has allocated for the file (Linux: st_blocks × 512; Windows: GetCompressedFileSize), which the table shows as OnDisk: a sparse 64 GiB file that holds nothing shows a few MiB where FileSize shows 64 GiB. On macOS, where the system does not say, it is the length.</para>
 /// <para>A qcow2 image also has a Qcow2 property (null for every other format): ClusterSize, Compat (0.10 or 1.1) and Version, ExtendedL2, CompressionType (Zlib or Zstd), RefcountBits, BackingFile exactly as stored and BackingFileResolved (the full path it resolves to), BackingFormat, SnapshotCount (the active state is what is read), IsDirty and IsCorrupt (either refuses writing until qemu-img check -r all repairs the image) and DataFile.</para>
+/// <para>A VHD file also has a Vhd property (null for every other format): DiskType (Fixed, Dynamic or Differencing), BlockSize (null for a fixed disk), CreatorApplication, CreatorVersion and CreatorHostOs, the CHS geometry (Cylinders, Heads, SectorsPerTrack), CurrentSize and SizeFrom (CurrentSize or Geometry: the virtual size follows qemu's rule by creator), UniqueId, Hidden (XenServer's hidden byte, kept as found), and for a differencing disk ParentUniqueId, ParentName, ParentTimestamp (reported, not trusted) and Locators, each with its Code (W2ru, W2ku, MacX ...), StoredPath exactly as stored, Kind, ResolvedPath on this host and FileExists.</para>
+/// <para>Warnings lists what makes a sound disk one a hypervisor would refuse, each with a Kind: VhdChainTooDeepForXenServer when the disk heads a VHD chain of more than 30 files (XenServer and XCP-ng refuse those); a warning is written too.</para>
 /// <para>A differencing disk whose parent is missing or was modified is still shown: ChainDepth is empty and ChainProblem says what is wrong, and a warning is written. With -Chain, one object per layer is written, from the disk itself (Level 0) down to its base.</para>
 /// <para>Accepts paths from the pipeline, so Get-ChildItem *.vhdx | Get-VmDisk works.</para>
 /// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened.</para>
@@ -42,6 +44,8 @@ public sealed class GetVmDiskCommand : DiskFileCmdlet
         {
             if (info.ChainProblem is string problem)
                 WriteWarning(problem);
+            foreach (VmDiskWarning warning in info.Warnings)
+                WriteWarning(warning.Description);
             WriteObject(info);
         }
     }

@@ -5,11 +5,12 @@ using VmClone.Disks;
 
 namespace VmClone.PowerShell.Commands;
 
-/// <summary>Creates a dynamic or differencing virtual disk file (VHDX, VMDK or raw).</summary>
+/// <summary>Creates a dynamic or differencing virtual disk file (VHDX, VMDK, VHD, qcow2 or raw).</summary>
 /// <remarks>
 /// <para>New-VmDisk creates an empty dynamic disk of the size you give, or a differencing disk (a child) over an existing disk and its chain. Creating a child copies no data: only metadata is written, so it takes milliseconds whatever the parent's size.</para>
-/// <para>The format follows the file extension (.vhdx/.avhdx, .vmdk, .qcow2, .raw/.img) unless -Format says otherwise; a name whose extension names no such format (x.vhd, x.qed) is refused with UnknownDiskExtension unless -Format is given. A child records its parent's relative and absolute path and the parent's identity (VHDX DataWriteGuid, VMDK CID); if the parent is modified later, opening the child is refused.</para>
+/// <para>The format follows the file extension (.vhdx/.avhdx, .vmdk, .vhd/.avhd, .qcow2, .raw/.img) unless -Format says otherwise; a name whose extension names no such format (x.qed, x.vdi) is refused with UnknownDiskExtension unless -Format is given. A child records its parent's relative and absolute path and the parent's identity (VHDX DataWriteGuid, VMDK CID, VHD unique id); if the parent is modified later, opening the child is refused.</para>
 /// <para>A qcow2 image is made as qemu-img create -f qcow2 makes it (version 3, 64 KiB clusters unless -BlockSizeBytes gives another power of two from 512 bytes to 2 MiB). A qcow2 child over a qcow2, VMDK, raw or VHDX parent records the backing file relative to its own folder and the backing format, so qemu opens it without being told the parent. qcow2 records nothing of the parent's content: a parent of another size is refused, but a parent modified later is not detected when the child is opened (a store's records detect a modified base).</para>
+/// <para>A VHD is made as Hyper-V makes one: dynamic, 2 MiB blocks unless -BlockSizeBytes gives another power of two from 512 bytes to 256 MiB, the current size with its matching CHS geometry, creator "win ". A VHD child over a VHD parent records the parent's unique id, its absolute path as the parent name, and W2ru (relative, with backslashes) and W2ku (absolute) locators, which Hyper-V, XenServer and libvhdi follow; qemu reads a differencing VHD without its parent, so do not judge one with qemu-img.</para>
 /// <para>The command works on any path, in or out of a VmClone store, and never overwrites an existing file.</para>
 /// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened.</para>
 /// </remarks>
