@@ -362,3 +362,20 @@ Describe 'VHD disks' {
         }
     }
 }
+
+Describe 'what the help says of VHD' {
+    It 'names the VHD store, the Vhd facts and the chain warning in about_VmClone and the cmdlets'' help, and README no longer lists them as missing' {
+        $about = Get-Help about_VmClone | Out-String
+        $about | Should -BeLike '*New-VmBase -Format Vhd*'
+        $about | Should -BeLike '*VhdChainTooDeepForXenServer*'
+        $about | Should -BeLike '*VHD     read: fixed, dynamic and differencing*'
+        (Get-Help New-VmBase -Full | Out-String) | Should -BeLike '*-Format Vhd keeps the base in VHD*'
+        (Get-Help Get-VmDisk -Full | Out-String) | Should -BeLike '*A VHD file also has a Vhd property*'
+        (Get-Help Test-VmDisk -Full | Out-String) | Should -BeLike '*VhdChainTooDeepForXenServer*'
+        (Get-Help New-VmDisk -Full | Out-String) | Should -BeLike '*.vhd/.avhd*'
+        (Get-Help Convert-VmDisk -Full | Out-String) | Should -BeLike '*A VHD destination*'
+        $readme = Get-Content -Raw (Join-Path $PSScriptRoot '../../README.md')
+        $readme | Should -BeLike '*VHD in the disk commands and the store*'
+        $readme | Should -Not -BeLike '*Not yet: VHD as a store base format*'
+    }
+}

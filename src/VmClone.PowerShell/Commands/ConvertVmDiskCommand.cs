@@ -9,8 +9,9 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>Convert-VmDisk reads the disk through its whole parent chain and writes one standalone file holding exactly what the chain shows: converting a differencing disk flattens it. The source is never changed.</para>
 /// <para>The copy is sparse: runs that read as zeros are not allocated in the destination, so a mostly empty 100 GiB disk converts to a small file. The destination is written under a hidden staging folder next to it and moved into place only when complete; an interrupted conversion leaves no destination file.</para>
-/// <para>The format follows the destination's extension (.vhdx, .vmdk, .qcow2, .raw/.img) unless -DestinationFormat says otherwise; a destination whose extension names no such format is refused with UnknownDiskExtension unless -DestinationFormat is given.</para>
+/// <para>The format follows the destination's extension (.vhdx, .vmdk, .vhd, .qcow2, .raw/.img) unless -DestinationFormat says otherwise; a destination whose extension names no such format is refused with UnknownDiskExtension unless -DestinationFormat is given.</para>
 /// <para>A qcow2 destination is a standalone image as qemu-img create makes it (64 KiB clusters unless -BlockSizeBytes says otherwise), with only the clusters that hold data allocated; qemu-img check finds it clean. Any format VmClone reads converts into qcow2 and back.</para>
+/// <para>A VHD destination is a dynamic VHD as Hyper-V makes one (2 MiB blocks unless -BlockSizeBytes says otherwise, the current size with its CHS geometry), only the blocks that hold data stored; qemu-img -f vpc and libvhdi read it as VmClone does.</para>
 /// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened.</para>
 /// </remarks>
 /// <example>

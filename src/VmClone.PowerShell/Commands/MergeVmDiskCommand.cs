@@ -9,6 +9,7 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>Merge-VmDisk works like Hyper-V's Merge-VHD: afterwards the ancestor reads exactly what the child showed, and the child (and any disks between it and the ancestor) are deleted.</para>
 /// <para>For qcow2 it does what qemu-img commit does: the overlay's clusters are written into its backing image (a qcow2 without internal snapshots, bitmaps or an external data file), which qemu-img check then finds clean.</para>
+/// <para>For VHD the child's sectors (those its sector bitmaps mark) are written into its VHD parent, which takes a new unique id.</para>
 /// <para>Writing into the ancestor changes it, which would corrupt any other child made from it. Merge-VmDisk looks for such children in the folders of the chain and refuses, naming them, unless -Force says they may be discarded. A merge that was cut off is finished by running the same command again.</para>
 /// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened. A *.vmclone-merging marker that is not a small regular file (a link, a FIFO) is refused with MergeMarkerInvalid.</para>
 /// </remarks>
