@@ -68,7 +68,7 @@ public static class DiskFormats
             createStandalone: VhdLayer.Create,
             createChild: VhdLayer.Create,
             rewriteSignature: VhdFooter.Cookie,
-            canHoldBase: false, canWrite: true,
+            canHoldBase: true, canWrite: true,
             openWith: VhdLayer.Open),
         new(DiskFormat.Qcow2, new[] { ".qcow2" },
             recognise: h => h.StartsWith(Qcow2Layer.Signature),

@@ -36,6 +36,7 @@ public sealed class ParentReference
 }
 
 /// <summary>How a stored parent path is to be interpreted.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum ParentPathKind
 {
     /// <summary>Relative to the child's folder (VHDX relative_path, VMDK parentFileNameHint when relative).</summary>

@@ -11,6 +11,8 @@ Describe 'A modified <Format> base (<How>)' -ForEach @(
     @{ Format = 'Vhdx'; How = 'written, clones re-linked to accept it' }
     @{ Format = 'Vmdk'; How = 'written with a new identity' }
     @{ Format = 'Vmdk'; How = 'written, clones re-linked to accept it' }
+    @{ Format = 'Vhd'; How = 'written with a new identity' }
+    @{ Format = 'Vhd'; How = 'written, clones re-linked to accept it' }
 ) {
     BeforeEach {
         $dir = New-TestFolder

@@ -131,8 +131,8 @@ Describe 'Tab completion' {
     It 'completes volume types for Get-VmVolume -Type and formats for New-VmBase -Format' {
         Complete "Get-VmVolume -Clone lab-01 -Type T" | Should -Be @('Temporary')
         Complete "Get-VmVolume -Clone lab-01 -Type " | Sort-Object | Should -Be @('Data', 'System', 'Temporary')
-        Complete "New-VmBase x -FromClone lab-01 -Format V" | Should -Be @('Vhdx', 'Vmdk')
-        Complete "New-VmBase x -FromClone lab-01 -Format " | Should -Be @('Vhdx', 'Vmdk', 'Qcow2')
+        Complete "New-VmBase x -FromClone lab-01 -Format V" | Should -Be @('Vhdx', 'Vmdk', 'Vhd')
+        Complete "New-VmBase x -FromClone lab-01 -Format " | Should -Be @('Vhdx', 'Vmdk', 'Vhd', 'Qcow2')
         Complete "New-VmDisk ./x.raw 1MB -Format R" | Should -Be @('Raw')
         Complete "Get-VmDisk ./x.vhdx -Format Vm" | Should -Be @('Vmdk')
     }

@@ -36,7 +36,7 @@ Describe 'The DSC resources' {
     It 'accepts as a base Format exactly the formats New-VmBase -Format accepts (the format registry''s base formats)' {
         $base = & $script:dscModule { New-Object -TypeName VmCloneBase }
         $allowed = (Get-Command New-VmBase).Parameters['Format'].Attributes.ValidValues
-        $allowed | Should -Be @('Vhdx', 'Vmdk', 'Qcow2')
+        $allowed | Should -Be @('Vhdx', 'Vmdk', 'Vhd', 'Qcow2')
         foreach ($name in $allowed) { $base.Format = $name; $base.Format | Should -Be $name }
         { $base.Format = 'Raw' } | Should -Throw -ExpectedMessage '*Raw*Vhdx, Vmdk*'
         { $base.Format = 'Qcow9' } | Should -Throw

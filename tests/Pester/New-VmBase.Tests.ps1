@@ -78,7 +78,7 @@ Describe 'New-VmBase -Format' {
 
     It 'lists the base formats in its help' {
         $values = (Get-Help New-VmBase -Parameter Format).parameterValueGroup.parameterValue
-        $values | Should -Be @('Vhdx', 'Vmdk', 'Qcow2')
+        $values | Should -Be @('Vhdx', 'Vmdk', 'Vhd', 'Qcow2')
     }
 }
 

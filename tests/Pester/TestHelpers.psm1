@@ -134,7 +134,7 @@ function Get-TestSnapshot([string] $Root) {
         ForEach-Object { '{0} {1} {2}' -f $_.FullName, $(if ($_.PSIsContainer) { 'dir' } else { $_.Length }), $_.LastWriteTimeUtc.Ticks }
 }
 
-# Formats the store tests run in: VHDX, qcow2, and VMDK unless the engine says it is not written yet.
+# Formats the store tests run in: VHDX, qcow2, VHD, and VMDK unless the engine says it is not written yet.
 function Get-TestFormats {
     $vmdkSkip = $false
     $probe = Join-Path ([IO.Path]::GetTempPath()) ("vmclone-probe-" + [guid]::NewGuid().ToString('N').Substring(0, 8) + '.vmdk')
@@ -144,6 +144,7 @@ function Get-TestFormats {
     @{ Format = 'Vhdx'; Skip = $false }
     @{ Format = 'Vmdk'; Skip = $vmdkSkip }
     @{ Format = 'Qcow2'; Skip = $false }
+    @{ Format = 'Vhd'; Skip = $false }
 }
 
 Export-ModuleMember -Function *

@@ -67,7 +67,9 @@ public static partial class DiskOperations
                 File.Delete(path);
                 throw new ArgumentException($"'{path}': a differencing disk has its parent's size ({disk.Capacity} bytes); {size} was asked for (leave out -SizeBytes).");
             }
-            return Describe(disk.Top, 0, disk.Layers.Count, null);
+            VmDiskInfo created = Describe(disk.Top, 0, disk.Layers.Count, null);
+            created.Warnings = VmDiskWarning.ForChain(disk.Layers, 0, chainComplete: true);
+            return created;
         }
     }
 
@@ -93,7 +95,9 @@ public static partial class DiskOperations
                 // The break is reported on the layer whose parent could not be opened (or on the
                 // only layer shown).
                 bool carriesBreak = problem is not null && (i == depth - 1 || !wholeChain);
-                result.Add(Describe(walk.Layers[i], i, problem is null ? depth - i : null, carriesBreak ? problem : null));
+                VmDiskInfo info = Describe(walk.Layers[i], i, problem is null ? depth - i : null, carriesBreak ? problem : null);
+                info.Warnings = VmDiskWarning.ForChain(walk.Layers, i, chainComplete: problem is null);
+                result.Add(info);
             }
             return result;
         }
@@ -111,6 +115,7 @@ public static partial class DiskOperations
         var problems = new List<VmDiskProblem>();
         var leaks = new List<VmDiskProblem>();
         var checkedPaths = new List<string>();
+        IReadOnlyList<VmDiskWarning> warnings = new VmDiskWarning[0];
         // Keep walking below a modified parent: its own structure is still worth checking.
         var walk = ChainWalk.Start(full, new DiskOpenOptions
         {
@@ -125,6 +130,7 @@ public static partial class DiskOperations
                 problems.Add(new VmDiskProblem(mismatch.Path, mismatch.Message));
             if (walk.Problem is VirtualDiskException broken)
                 problems.Add(new VmDiskProblem(broken.Path, broken.Message));
+            warnings = VmDiskWarning.ForChain(walk.Layers, 0, chainComplete: walk.Problem is null);
             foreach (DiskLayer layer in walk.Layers)
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -148,7 +154,7 @@ public static partial class DiskOperations
         {
             walk.Dispose();
         }
-        return new VmDiskCheckResult(full, checkedPaths, problems, leaks);
+        return new VmDiskCheckResult(full, checkedPaths, problems, leaks, warnings);
     }
 
     /// <summary>A qcow2 image's leaked clusters, as qemu-img check lists them (the first ones, then how many more).</summary>
@@ -218,6 +224,7 @@ public static partial class DiskOperations
             ChainProblem = chainProblem,
             Details = layer.Details,
             Qcow2 = Qcow2Details(layer),
+            Vhd = VmVhdDetails.Of(layer),
         };
     }
 }

@@ -56,6 +56,12 @@ public sealed class VmDiskInfo
     /// <summary>A qcow2 image's own facts (cluster size, compat, backing file ...); null for every other format.</summary>
     public VmQcow2Details? Qcow2 { get; set; }
 
+    /// <summary>A VHD file's own facts (disk type, block size, creator, geometry, parent id and locators ...); null for every other format.</summary>
+    public VmVhdDetails? Vhd { get; set; }
+
+    /// <summary>What makes a sound disk one a hypervisor would refuse (a VHD chain deeper than XenServer takes); empty when nothing does.</summary>
+    public IReadOnlyList<VmDiskWarning> Warnings { get; set; } = new VmDiskWarning[0];
+
     public override string ToString() => Path;
 }
 
@@ -164,8 +170,9 @@ public sealed class VmDiskProblem
 /// <summary>The outcome of checking a disk and its whole chain.</summary>
 public sealed class VmDiskCheckResult
 {
-    public VmDiskCheckResult(string path, IReadOnlyList<string> checkedPaths, IReadOnlyList<VmDiskProblem> problems, IReadOnlyList<VmDiskProblem>? leaks = null)
+    public VmDiskCheckResult(string path, IReadOnlyList<string> checkedPaths, IReadOnlyList<VmDiskProblem> problems, IReadOnlyList<VmDiskProblem>? leaks = null, IReadOnlyList<VmDiskWarning>? warnings = null)
     {
+        Warnings = warnings ?? new VmDiskWarning[0];
         Path = path;
         CheckedPaths = checkedPaths;
         Problems = problems;
@@ -190,6 +197,9 @@ public sealed class VmDiskCheckResult
     /// leaks alone is healthy. qemu-img check -r leaks frees them.
     /// </summary>
     public IReadOnlyList<VmDiskProblem> Leaks { get; }
+
+    /// <summary>What a hypervisor would refuse in a sound chain (a VHD chain deeper than XenServer's 30 files), apart from <see cref="Problems"/>: a disk with warnings alone is healthy.</summary>
+    public IReadOnlyList<VmDiskWarning> Warnings { get; }
 
     public override string ToString() => IsHealthy ? $"{Path}: healthy" : $"{Path}: {Problems.Count} problem(s)";
 }

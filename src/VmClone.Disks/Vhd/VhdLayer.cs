@@ -81,6 +81,17 @@ internal sealed partial class VhdLayer : DiskLayer
 
     internal DynamicHeader? Header => _header;
 
+    private IReadOnlyList<VhdLocator> _locators = Array.Empty<VhdLocator>();
+
+    /// <summary>A differencing disk's parent locators with a path, in header order; empty for others.</summary>
+    internal IReadOnlyList<VhdLocator> Locators => _locators;
+
+    /// <summary>Whether the size is taken from the CHS geometry (qemu's rule for creators "vpc " and "qemu") rather than the current size field.</summary>
+    internal bool SizeByGeometry => _sizeByGeometry;
+
+    /// <summary>XenServer's limit on the layers of a VHD chain (MAX_CHAIN_SIZE in xapi-project/sm vhdutil.py): a deeper chain is refused there.</summary>
+    internal const int XenServerMaxChainDepth = 30;
+
     public override IReadOnlyDictionary<string, string> Details
     {
         get
@@ -295,6 +306,8 @@ internal sealed partial class VhdLayer : DiskLayer
         var relative = new List<ParentPathCandidate>();
         var absolute = new List<ParentPathCandidate>();
         IReadOnlyList<ParentLocatorEntry> locators = h.Locators;
+        var locatorsRead = new List<VhdLocator>();
+        _locators = locatorsRead;
         for (int i = 0; i < locators.Count; i++)
         {
             ParentLocatorEntry e = locators[i];
@@ -312,7 +325,9 @@ internal sealed partial class VhdLayer : DiskLayer
             byte[] data = _file.ReadBytes((long)e.DataOffset, (int)e.DataLength, "parent locator");
             _metadata.Add(((long)e.DataOffset, (long)e.DataOffset + e.DataLength, $"parent locator {i}"));
             _reservedEnd = Math.Max(_reservedEnd, Math.Min(length, (long)e.DataOffset + e.ReservedBytes));
-            if (e.DecodePath(data) is not string decoded || decoded.Length == 0)
+            string? decoded = e.DecodePath(data);
+            locatorsRead.Add(new VhdLocator(e.CodeName, decoded, decoded is null || decoded.Length == 0 ? null : e.IsRelative(decoded) ? ParentPathKind.Relative : ParentPathKind.Absolute));
+            if (decoded is null || decoded.Length == 0)
                 continue;
             (e.IsRelative(decoded) ? relative : absolute).Add(new ParentPathCandidate(
                 e.IsRelative(decoded) ? ParentPathKind.Relative : ParentPathKind.Absolute, decoded));
@@ -323,12 +338,23 @@ internal sealed partial class VhdLayer : DiskLayer
         if (name.Length > 0)
         {
             bool rooted = name.StartsWith("/", StringComparison.Ordinal) || name.StartsWith("\\", StringComparison.Ordinal) || (name.Length >= 2 && name[1] == ':');
-            candidates.Add(new ParentPathCandidate(rooted ? ParentPathKind.Absolute : ParentPathKind.Relative, name));
+            AddByName(new ParentPathCandidate(rooted ? ParentPathKind.Absolute : ParentPathKind.Relative, name));
             string fileName = name.Substring(name.LastIndexOfAny(new[] { '/', '\\' }) + 1);
             if (fileName.Length > 0 && fileName != name)
-                candidates.Add(new ParentPathCandidate(ParentPathKind.Relative, fileName));
+                AddByName(new ParentPathCandidate(ParentPathKind.Relative, fileName));
         }
         return new ParentReference(candidates, h.ParentUniqueId.ToString("B"));
+
+        // The name field is a guess at where the parent is, not a link the file makes: the file
+        // name beside a child named as its parent (a store's clones/lab/system.vhd over
+        // bases/v1/system.vhd) is the child itself, passed over so that a parent missing or
+        // modified is told as that, not as a loop.
+        void AddByName(ParentPathCandidate candidate)
+        {
+            string? local = PathUtil.Localize(candidate, System.IO.Path.GetDirectoryName(Path) ?? ".");
+            if (local is null || !PathUtil.SamePath(local, Path))
+                candidates.Add(candidate);
+        }
     }
 
     /// <summary>
@@ -502,4 +528,24 @@ internal sealed partial class VhdLayer : DiskLayer
             _file.Dispose();
         }
     }
+}
+
+/// <summary>One parent locator of a differencing VHD: its platform code and the path it holds.</summary>
+internal sealed class VhdLocator
+{
+    public VhdLocator(string code, string? storedPath, ParentPathKind? kind)
+    {
+        Code = code;
+        StoredPath = storedPath;
+        Kind = kind;
+    }
+
+    /// <summary>The platform code as four ASCII characters ("W2ru", "W2ku", "MacX" ...).</summary>
+    public string Code { get; }
+
+    /// <summary>The path the locator holds (a MacX URL as its path), or null for a code whose data is not a path VmClone reads.</summary>
+    public string? StoredPath { get; }
+
+    /// <summary>Relative to the child's folder or absolute; null without a path.</summary>
+    public ParentPathKind? Kind { get; }
 }

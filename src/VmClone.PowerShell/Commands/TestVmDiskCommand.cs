@@ -9,6 +9,7 @@ namespace VmClone.PowerShell.Commands;
 /// <para>Test-VmDisk opens the disk and every parent read-only and checks each file's structures (headers and their checksums, region and metadata tables, block allocation table or grain tables, sector bitmaps, an unreplayed log) and every link of the chain (parent found, parent identity unchanged, compatible geometry).</para>
 /// <para>It writes one result per disk: Path, IsHealthy, and Problems — a list that is empty when the disk is healthy, each problem naming the file it is in. A damaged disk is a result, not an error; a path that does not exist is an error.</para>
 /// <para>For a qcow2 image the refcounts are recomputed from the header, the refcount table and blocks, the L1 and every L2 table and the clusters they name, and compared with the recorded ones as qemu-img check does. A cluster counted lower than it is used, a COPIED flag that disagrees with its refcount, or a table naming a cluster past the end of the file is a problem (Kind Corruption). A cluster counted but used by nothing is listed apart in Leaks (Kind Leak): it wastes space and puts no data at risk, so a disk with leaks alone is healthy (qemu-img check -r leaks frees them). Images with internal snapshots or persistent bitmaps have their mapping checked but not their refcounts.</para>
+/// <para>For a VHD the footer and its copy at offset 0 are compared (one damaged copy is a problem the next write mends; both with bad checksums refuse the file), the dynamic header's checksum, the BAT and every stored block against the file's length and each other, and each differencing layer's parent unique id. A VHD chain of more than 30 files is healthy but listed in Warnings (Kind VhdChainTooDeepForXenServer, also written as a warning): XenServer and XCP-ng refuse it.</para>
 /// <para>Nothing is ever written to the files checked.</para>
 /// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened.</para>
 /// </remarks>
@@ -34,6 +35,9 @@ public sealed class TestVmDiskCommand : DiskFileCmdlet
     protected override void ProcessDisk(string path, DiskOpenOptions options)
     {
         WriteVerbose($"Checking '{path}' and its chain.");
-        WriteObject(DiskOperations.Check(path, options, CancellationToken));
+        VmDiskCheckResult result = DiskOperations.Check(path, options, CancellationToken);
+        foreach (VmDiskWarning warning in result.Warnings)
+            WriteWarning(warning.Description);
+        WriteObject(result);
     }
 }

@@ -57,7 +57,7 @@ public class BaseModifiedTests
     }
 
     public static IEnumerable<object[]> Cases() =>
-        from f in new[] { DiskFormat.Vhdx, DiskFormat.Vmdk }
+        from f in new[] { DiskFormat.Vhdx, DiskFormat.Vmdk, DiskFormat.Vhd }
         from h in new[] { Tampering.IdentityRenewed, Tampering.ChildrenRelinked }
         from r in new[] { false, true }
         select new object[] { f, h, r };
@@ -102,6 +102,8 @@ public class BaseModifiedTests
     [InlineData(DiskFormat.Vhdx, Tampering.ChildrenRelinked)]
     [InlineData(DiskFormat.Vmdk, Tampering.IdentityRenewed)]
     [InlineData(DiskFormat.Vmdk, Tampering.ChildrenRelinked)]
+    [InlineData(DiskFormat.Vhd, Tampering.IdentityRenewed)]
+    [InlineData(DiskFormat.Vhd, Tampering.ChildrenRelinked)]
     public void WhatTestVmStoreAdvisesRecoversTheClones(DiskFormat format, Tampering how)
     {
         using var t = new TestStore();

@@ -102,6 +102,7 @@ public class CloneRecordTests
     [OracleTheory(tools: new[] { "qemu-img" }, python: new[] { "pyvhdi" })]
     [InlineData(DiskFormat.Vmdk)]
     [InlineData(DiskFormat.Vhdx)]
+    [InlineData(DiskFormat.Vhd)]
     public void RepairAdoptsTheRenamedFoldersNameAndTheCloneThenRestoresOverItsBase(DiskFormat format)
     {
         using var t = NewStore(format);
@@ -126,6 +127,11 @@ public class CloneRecordTests
             Oracle.Run("qemu-img", $"check -f vmdk \"{system}\"");
             Assert.Equal(baseSystem, Oracle.QemuRawSha256(system, "vmdk"), ignoreCase: true);
             Assert.Equal(data, Oracle.QemuRawSha256(t.Volume("lab-02", "data"), "vmdk"), ignoreCase: true);
+        }
+        else if (format == DiskFormat.Vhd)
+        {
+            Assert.Equal(baseSystem, Oracle.LibvhdiSha256(t.BaseVolume("b1", "system"), system), ignoreCase: true);
+            Assert.Equal(data, Oracle.LibvhdiSha256(t.BaseVolume("b1", "data"), t.Volume("lab-02", "data")), ignoreCase: true);
         }
         else
         {

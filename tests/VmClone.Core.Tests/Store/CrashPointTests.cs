@@ -107,6 +107,13 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         new Scenario { Name = "qcow2 Rebase (flatten data)", Clone = "labq", Plan = s => s.PlanRebase("labq", "qempty"), CloneBefore = "q1", CloneAfter = "qempty" },
         new Scenario { Name = "qcow2 Rebase (convert format)", Plan = s => s.PlanRebase("lab", "q1", convertFormat: true), CloneBefore = "v1", CloneAfter = "q1" },
         new Scenario { Name = "qcow2 RemoveClone", Clone = "labq", Plan = s => s.PlanRemoveClone("labq"), CloneBefore = "q1", CloneAfter = null },
+        // And on VHD: labh on h1, h1 and hempty VHD bases.
+        new Scenario { Name = "vhd NewClone", Clone = "labh-new", Plan = s => s.PlanNewClone("labh-new", "h1"), CloneBefore = null, CloneAfter = "h1" },
+        new Scenario { Name = "vhd Restore", Clone = "labh", Plan = s => s.PlanRestore("labh"), CloneBefore = "h1", CloneAfter = "h1" },
+        new Scenario { Name = "vhd ClearTemporary", Clone = "labh", Plan = s => s.PlanClearTemporary("labh"), CloneBefore = "h1", CloneAfter = "h1" },
+        new Scenario { Name = "vhd Rebase (flatten data)", Clone = "labh", Plan = s => s.PlanRebase("labh", "hempty"), CloneBefore = "h1", CloneAfter = "hempty" },
+        new Scenario { Name = "vhd Rebase (convert format)", Plan = s => s.PlanRebase("lab", "h1", convertFormat: true), CloneBefore = "v1", CloneAfter = "h1" },
+        new Scenario { Name = "vhd RemoveClone", Clone = "labh", Plan = s => s.PlanRemoveClone("labh"), CloneBefore = "h1", CloneAfter = null },
     };
 
     public static IEnumerable<object[]> ScenarioNames() => Scenarios().Select(s => new object[] { s.Name });
@@ -174,6 +181,9 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
             if (subjectDataBefore is not null && s.CloneExists(scenario.Clone))
                 Assert.Equal(subjectDataBefore, DataHash(s, scenario.Clone));
             AssertOnOneBase(s);
+            // libvhdi costs a process per volume: it judges two of the cuts, halfway and last.
+            if (k == points[points.Count / 2] || k == points[^1])
+                AssertLibvhdiReadsAsVmClone(s, scenario.Clone, what);
             StoreLayout.DeleteFolder(s.Root);
         }
         _output.WriteLine($"{scenario.Name}: {total} crash points, {points.Count} cut off there, each repaired to before or after and completed by running it again");
@@ -314,7 +324,8 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
     /// v2 made from another clone (its data holds data: lab's data is re-parented onto it);
     /// "empty" with an empty data volume (lab's data is flattened); "unused", a base nothing uses;
     /// "vmdk", a VMDK base (a rebase onto it converts every volume of lab, data included);
-    /// "q1" and "qempty", qcow2 bases, and labq, a clone on q1 with its own writes.
+    /// "q1" and "qempty", qcow2 bases, and labq, a clone on q1 with its own writes;
+    /// "h1" and "hempty", VHD bases, and labh, a clone on h1 with its own writes.
     /// </summary>
     private static void BuildTemplate(VmStore s, TestStore t)
     {
@@ -345,6 +356,12 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         TestStore.Write(Volume(s, "labq", "system"), 3 << 20, "labq system change");
         TestStore.Write(Volume(s, "labq", "temp"), 0, "scratch");
         TestStore.Write(Volume(s, "labq", "data"), 5 << 20, "labq's data");
+        s.Execute(s.PlanNewBase("h1", Specs("h1", true), DiskFormat.Vhd));
+        s.Execute(s.PlanNewBase("hempty", Specs("hempty", false), DiskFormat.Vhd));
+        s.Execute(s.PlanNewClone("labh", "h1"));
+        TestStore.Write(Volume(s, "labh", "system"), 3 << 20, "labh system change");
+        TestStore.Write(Volume(s, "labh", "temp"), 0, "scratch");
+        TestStore.Write(Volume(s, "labh", "data"), 5 << 20, "labh's data");
     }
 
     /// <summary>qemu-img check finds no corruption in any qcow2 file of the store (leaks a cut-off write may leave are allowed); nothing without qemu-img.</summary>
@@ -357,6 +374,23 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
             var (code, stdout, stderr) = Oracle.Run("qemu-img", $"check -f qcow2 \"{file}\"", throwOnError: false);
             // 0: clean; 3: leaked clusters only; 2: corruptions; 1: the check could not finish.
             Assert.True(code == 0 || code == 3, $"{what}: qemu-img check of {file} exited {code}\n{stdout}{stderr}");
+        }
+    }
+
+    /// <summary>
+    /// libvhdi (each layer linked to its parent with set_parent) reads every VHD volume of
+    /// <paramref name="clone"/> as VmClone does; nothing for other formats or without pyvhdi.
+    /// </summary>
+    private static void AssertLibvhdiReadsAsVmClone(VmStore s, string clone, string what)
+    {
+        if (!s.CloneExists(clone) || Oracle.SkipReason(Array.Empty<string>(), new[] { "pyvhdi" }) is not null)
+            return;
+        foreach (VmVolumeInfo v in s.GetClone(clone).Volumes.Where(v => v.Path.EndsWith(".vhd", StringComparison.OrdinalIgnoreCase)))
+        {
+            string[] chain;
+            using (VirtualDisk disk = VirtualDisk.Open(v.Path, FileAccess.Read, s.OpenOptions))
+                chain = disk.Layers.Select(l => l.Path).Reverse().ToArray();
+            Assert.True(string.Equals(TestStore.Hash(v.Path, s.OpenOptions), Oracle.LibvhdiSha256(chain), StringComparison.OrdinalIgnoreCase), $"{what}: libvhdi reads {v.Path} otherwise");
         }
     }
 

@@ -46,6 +46,7 @@ public class LifecycleTests
     [Theory]
     [InlineData(DiskFormat.Vhdx)]
     [InlineData(DiskFormat.Vmdk)]
+    [InlineData(DiskFormat.Vhd)]
     public void WholeLifeCycleKeepsDataAndResetsTheRest(DiskFormat format)
     {
         using var t = new TestStore();
