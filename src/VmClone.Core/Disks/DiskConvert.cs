@@ -30,6 +30,7 @@ public static partial class DiskOperations
         {
             Format = targetFormat,
             BlockSizeBytes = createOptions?.BlockSizeBytes,
+            Qcow2ExtendedL2 = createOptions?.Qcow2ExtendedL2 ?? false,
             LogicalSectorSizeBytes = source.LogicalSectorSize,
             PhysicalSectorSizeBytes = createOptions?.PhysicalSectorSizeBytes ?? source.Top.PhysicalSectorSize,
         };

@@ -74,6 +74,29 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
 
     private DiskFormat FormatValue => ValidateDiskFormatAttribute.Parse(Format);
 
+    /// <summary>The cluster size of a qcow2 base (-Format Qcow2, or -FromClone a qcow2 clone): a power of two from 512 bytes to 2 MiB; qemu-img's 64 KiB when not given (from a clone: its base's). 4KB is IsardVDI's QCOW2_CLUSTER_SIZE; 128KB with -Qcow2ExtendedL2 is what Proxmox VE 9 gives its linked clones. The base's files and every clone overlay made from it (New-VmClone, Restore-VmClone, Clear-VmTemporaryVolume, Invoke-VmRebase) have it: it is recorded with the base.</summary>
+    /// <remarks>
+    /// Two plain values rather than named farm profiles: they are the two settings a farm's own
+    /// configuration names (IsardVDI's QCOW2_CLUSTER_SIZE and QCOW2_EXTENDED_L2, qemu-img's
+    /// cluster_size and extended_l2), and a farm that changes its defaults (as Proxmox VE did
+    /// in version 9) needs no new VmClone to follow.
+    /// </remarks>
+    [Parameter]
+    public long Qcow2ClusterSizeBytes { get; set; }
+
+    /// <summary>Extended L2 entries for a qcow2 base and its clones' overlays (qemu-img's extended_l2=on: 32 subclusters per cluster, so a small write copies a subcluster, not a whole cluster, from the base); clusters of at least 16 KiB. Proxmox VE 9 uses it with 128 KiB clusters.</summary>
+    [Parameter]
+    public SwitchParameter Qcow2ExtendedL2 { get; set; }
+
+    /// <summary>The qcow2 layout asked for, or null when neither qcow2 parameter was given.</summary>
+    private Qcow2Layout? Qcow2Layout =>
+        !IsBound(nameof(Qcow2ClusterSizeBytes)) && !IsBound(nameof(Qcow2ExtendedL2)) ? null
+            : new Qcow2Layout
+            {
+                ClusterSize = IsBound(nameof(Qcow2ClusterSizeBytes)) ? Qcow2ClusterSizeBytes : Qcow2Layout.DefaultClusterSize,
+                ExtendedL2 = Qcow2ExtendedL2,
+            };
+
     /// <summary>With -FromClone: copy the clone's volumes even while another program holds them open (a running virtual machine), for a machine whose disks you know are quiescent (paused, or frozen by its guest agent). Without it such a clone is refused with VolumeInUse.</summary>
     [Parameter(ParameterSetName = CloneSet)]
     public SwitchParameter Force { get; set; }
@@ -87,12 +110,12 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
             StorePlan plan;
             if (ParameterSetName == CloneSet)
             {
-                plan = store.PlanNewBaseFromClone(Name, FromClone, IsBound(nameof(Format)) ? FormatValue : null, sourceMayBeInUse: Force);
+                plan = store.PlanNewBaseFromClone(Name, FromClone, IsBound(nameof(Format)) ? FormatValue : null, sourceMayBeInUse: Force, qcow2: Qcow2Layout);
             }
             else
             {
                 var specs = Volume.Select(ToSpec).ToList();
-                plan = store.PlanNewBase(Name, specs, FormatValue);
+                plan = store.PlanNewBase(Name, specs, FormatValue, Qcow2Layout);
             }
             if (!ShouldRun(plan, $"Create base '{Name}'"))
                 return;
