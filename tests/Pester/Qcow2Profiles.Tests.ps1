@@ -90,3 +90,26 @@ Describe 'qcow2 store layouts' {
         Test-Path (Join-Path $store 'bases/win11') | Should -BeFalse
     }
 }
+
+Describe 'the VmCloneBase DSC resource with a qcow2 layout' {
+    BeforeAll {
+        $dscModule = (Get-Module VmClone).NestedModules | Where-Object Name -eq 'VmClone.Dsc'
+        $dir = New-TestFolder
+        $store = Join-Path $dir 'store'
+    }
+    AfterAll { Remove-TestFolder $dir }
+
+    It 'creates the base in the declared cluster size and extended L2, which its clones take' -Skip:$noQemu {
+        $volume = & $dscModule { New-Object -TypeName VmCloneVolume }
+        $volume.Name = 'system'; $volume.Type = 'System'; $volume.SizeBytes = 8MB
+        $base = & $dscModule { New-Object -TypeName VmCloneBase }
+        $base.Name = 'pve'; $base.Store = $store; $base.Format = 'Qcow2'; $base.Volume = @($volume)
+        $base.Qcow2ClusterSizeBytes = 128KB; $base.Qcow2ExtendedL2 = $true
+        $base.Test() | Should -BeFalse
+        $base.Set()
+        $base.Test() | Should -BeTrue
+        New-VmClone pve-01 -Base pve -Store $store | Out-Null
+        @((Get-VmVolume -Base pve -Store $store).Path, (Get-VmVolume -Clone pve-01 -Store $store).Path) |
+            ForEach-Object { "$($_): $(Get-QemuLayout $_)" } | Where-Object { $_ -notlike '*: cluster=131072 extended-l2=True corruptions=0 leaks=0' } | Should -BeNullOrEmpty
+    }
+}
