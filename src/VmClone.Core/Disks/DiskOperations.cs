@@ -111,6 +111,7 @@ public static partial class DiskOperations
             MaxChainDepth = options.MaxChainDepth,
             Format = options.Format,
             IgnoreParentIdentityMismatch = true,
+            AllowExternalDataFile = options.AllowExternalDataFile,
         }, reportMismatches: !options.IgnoreParentIdentityMismatch);
         try
         {

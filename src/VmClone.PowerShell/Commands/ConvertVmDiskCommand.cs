@@ -53,6 +53,10 @@ public sealed class ConvertVmDiskCommand : VmCloneCmdlet
     [ValidateRange(4096L, 256L * 1024 * 1024)]
     public long BlockSizeBytes { get; set; }
 
+    /// <summary>Read a qcow2 source whose data lies in an external data file (incompatible feature bit 2), provided that file really lies in the image's own folder (links resolved); the destination is always one file. Without it such a source is refused, the message naming the data file. Never applies inside a store.</summary>
+    [Parameter]
+    public SwitchParameter AllowExternalDataFile { get; set; }
+
     protected override void ProcessRecord()
     {
         Try(Path, () =>
@@ -64,8 +68,9 @@ public sealed class ConvertVmDiskCommand : VmCloneCmdlet
                 return;
             using var progress = new CmdletProgress(this);
             var create = new DiskCreateOptions { BlockSizeBytes = IsBound(nameof(BlockSizeBytes)) ? BlockSizeBytes : null };
-            WriteObject(DiskOperations.Convert(source, destination, format,
-                create, StoreOfFile.Apply(source, new DiskOpenOptions()), progress, CancellationToken));
+            DiskFileCmdlet.WithExternalDataFile(source, AllowExternalDataFile, allow =>
+                WriteObject(DiskOperations.Convert(source, destination, format,
+                    create, StoreOfFile.Apply(source, new DiskOpenOptions { AllowExternalDataFile = allow }), progress, CancellationToken)));
         });
     }
 }
