@@ -1,5 +1,6 @@
 using System.Collections.Generic;
 using VmClone.Disks;
+using VmClone.Disks.Qcow2;
 
 namespace VmClone.Core.Disks;
 
@@ -164,9 +165,10 @@ public sealed class VmDiskProblem
 /// <summary>The outcome of checking a disk and its whole chain.</summary>
 public sealed class VmDiskCheckResult
 {
-    public VmDiskCheckResult(string path, IReadOnlyList<string> checkedPaths, IReadOnlyList<VmDiskProblem> problems, IReadOnlyList<VmDiskProblem>? leaks = null)
+    public VmDiskCheckResult(string path, IReadOnlyList<string> checkedPaths, IReadOnlyList<VmDiskProblem> problems, IReadOnlyList<VmDiskProblem>? leaks = null, IReadOnlyList<VmRefcountsNotCompared>? refcountsNotCompared = null)
     {
         Path = path;
+        RefcountsNotCompared = refcountsNotCompared ?? new VmRefcountsNotCompared[0];
         CheckedPaths = checkedPaths;
         Problems = problems;
         Leaks = leaks ?? new VmDiskProblem[0];
@@ -191,5 +193,31 @@ public sealed class VmDiskCheckResult
     /// </summary>
     public IReadOnlyList<VmDiskProblem> Leaks { get; }
 
+    /// <summary>
+    /// The qcow2 files of the chain whose refcounts were not recomputed and compared (internal
+    /// snapshots, persistent bitmaps, or too many clusters), each with why: their mapping was
+    /// checked, their refcounts were not, so IsHealthy says nothing of them (qemu-img check
+    /// does). Empty when every qcow2 file's refcounts were compared.
+    /// </summary>
+    public IReadOnlyList<VmRefcountsNotCompared> RefcountsNotCompared { get; }
+
     public override string ToString() => IsHealthy ? $"{Path}: healthy" : $"{Path}: {Problems.Count} problem(s)";
+}
+
+/// <summary>A qcow2 file of a checked chain whose refcounts were not compared, and why.</summary>
+public sealed class VmRefcountsNotCompared
+{
+    public VmRefcountsNotCompared(string path, Qcow2RefcountSkip reason)
+    {
+        Path = path;
+        Reason = reason;
+    }
+
+    /// <summary>The qcow2 file.</summary>
+    public string Path { get; }
+
+    /// <summary>Why its refcounts were not compared.</summary>
+    public Qcow2RefcountSkip Reason { get; }
+
+    public override string ToString() => $"{Path}: {Reason}";
 }
