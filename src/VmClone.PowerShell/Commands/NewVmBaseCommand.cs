@@ -12,7 +12,7 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>A base is a prepared machine's set of volumes, its storage outline: each volume has a name, a type (System, Temporary or Data), a format and a size. With -Volume, each volume is either copied from an existing VHDX, VMDK, qcow2 or raw file (sparse: zero runs are not stored; a differencing file is flattened with its chain) or created empty with SizeBytes. With -FromClone (or a clone piped in), the clone's current content becomes the new base, each volume flattened into a standalone file; temporary volumes take the clone's initial state, never its scratch content.</para>
 /// <para>From then on the base's files are read only: marked read-only on disk, and refused for writing by VmClone itself, because every clone depends on them. The first base makes the store (every other command refuses a folder that is not a store yet, with StoreNotFound).</para>
-/// <para>-Format Qcow2 keeps the base in qcow2 for KVM farms (qemu-img's defaults: version 3, 64 KiB clusters): its clones are qcow2 overlays that name their backing file relative to their own folder and record its format, so qemu and libvirt start them without a backing chain in the domain XML. An image with an external data file is never taken as a volume. qcow2 records nothing of its backing file's content; the base's own records and the read-only mark on its files are what catch a modified base.</para>
+/// <para>-Format Qcow2 keeps the base in qcow2 for KVM farms (qemu-img's defaults: version 3, 64 KiB clusters): its clones are qcow2 overlays that name their backing file relative to their own folder and record its format, so qemu and libvirt start them without a backing chain in the domain XML. -Qcow2ClusterSizeBytes and -Qcow2ExtendedL2 choose another layout (IsardVDI 4 KiB clusters; Proxmox VE 9 128 KiB with extended L2), recorded with the base so that every clone overlay made from it has the same. An image with an external data file is never taken as a volume. qcow2 records nothing of its backing file's content; the base's own records and the read-only mark on its files are what catch a modified base.</para>
 /// <para>The usual way to update a fleet: clone the old base, change that clone (install updates), make it the new base with New-VmBase -FromClone, then move the clones with Invoke-VmRebase.</para>
 /// <para>From a clone: while another program (a running virtual machine) holds one of the clone's files open, the base is refused with VolumeInUse, naming the file and who holds it: its disks would be copied in the middle of being written. Shut the machine down first, or add -Force if you know its disks are quiescent.</para>
 /// <para>From a clone: a clone volume that is a symbolic link, lies in a linked folder or is a VMDK descriptor is refused with VolumeOutsideStore (nothing outside the store is ever copied into a base), a FIFO or device with VolumeNotRegularFile, a manifest naming files outside the clone's folder with ManifestInvalid.</para>
@@ -30,6 +30,11 @@ namespace VmClone.PowerShell.Commands;
 /// <summary>A new base from a clone that was updated</summary>
 /// <code>Get-VmClone lab-01 | New-VmBase -Name win11-v2</code>
 /// <para>win11-v2 has the same storage outline as lab-01's base, so every clone of that base can be rebased onto it.</para>
+/// </example>
+/// <example>
+/// <summary>A qcow2 base laid out as Proxmox VE 9 lays out its linked clones, previewed</summary>
+/// <code>New-VmBase -Name pve-base -Format Qcow2 -Qcow2ClusterSizeBytes 128KB -Qcow2ExtendedL2 -Volume @{ Name = 'system'; Type = 'System'; SizeBytes = 64MB } -WhatIf</code>
+/// <para>128 KiB clusters with extended L2 entries for the base and every clone overlay made from it; -Qcow2ClusterSizeBytes 4KB alone matches IsardVDI. qemu-img info shows cluster_size and extended_l2 on each file.</para>
 /// </example>
 /// <example>
 /// <summary>Store the base as VMDK, and preview first</summary>
