@@ -159,7 +159,7 @@ public static partial class DiskOperations
             return; // already reported by the layer's check
         }
         if (report.Skipped is Qcow2RefcountSkip skipped)
-            notCompared.Add(new VmRefcountsNotCompared(layer.Path, skipped));
+            notCompared.Add(new VmRefcountsNotCompared(layer.Path, VmRefcountsNotCompared.From(skipped)));
         foreach (Qcow2RefcountFinding leak in report.Leaks)
             leaks.Add(new VmDiskProblem(layer.Path, leak.Description, VmDiskProblemKind.Leak));
         if (report.LeakedClusters > report.Leaks.Count)

@@ -207,7 +207,7 @@ public sealed class VmDiskCheckResult
 /// <summary>A qcow2 file of a checked chain whose refcounts were not compared, and why.</summary>
 public sealed class VmRefcountsNotCompared
 {
-    public VmRefcountsNotCompared(string path, Qcow2RefcountSkip reason)
+    public VmRefcountsNotCompared(string path, VmRefcountSkipReason reason)
     {
         Path = path;
         Reason = reason;
@@ -217,7 +217,28 @@ public sealed class VmRefcountsNotCompared
     public string Path { get; }
 
     /// <summary>Why its refcounts were not compared.</summary>
-    public Qcow2RefcountSkip Reason { get; }
+    public VmRefcountSkipReason Reason { get; }
 
     public override string ToString() => $"{Path}: {Reason}";
+
+    internal static VmRefcountSkipReason From(Qcow2RefcountSkip skip) => skip switch
+    {
+        Qcow2RefcountSkip.InternalSnapshots => VmRefcountSkipReason.InternalSnapshots,
+        Qcow2RefcountSkip.PersistentBitmaps => VmRefcountSkipReason.PersistentBitmaps,
+        _ => VmRefcountSkipReason.TooManyClusters,
+    };
+}
+
+/// <summary>Why Test-VmDisk did not compare a qcow2 file's refcounts.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
+public enum VmRefcountSkipReason
+{
+    /// <summary>Internal snapshots: their tables share clusters with the active layer, and the check does not walk them.</summary>
+    InternalSnapshots,
+
+    /// <summary>Persistent dirty bitmaps, whose tables the check does not walk.</summary>
+    PersistentBitmaps,
+
+    /// <summary>More than 256 Mi clusters: counting them would take more memory than the check allows itself.</summary>
+    TooManyClusters,
 }
