@@ -72,14 +72,14 @@ public static class DiskFormats
             openWith: VhdLayer.Open),
         new(DiskFormat.Qcow2, new[] { ".qcow2" },
             recognise: h => h.StartsWith(Qcow2Layer.Signature),
-            // Opened through the registry an external data file is always refused: the chain's
-            // layers are store volumes or a user's disks, each one file (Qcow2Layer.Open with
-            // DiskOpenOptions.AllowExternalDataFile reads one beside the image).
+            // An external data file is refused unless the caller's options allow one beside the
+            // image (DiskOpenOptions.AllowExternalDataFile, which the store never sets).
             open: f => Qcow2Layer.Open(f),
             createStandalone: s => Qcow2Layer.Create(s),
             createChild: s => Qcow2Layer.Create(s),
             rewriteSignature: Qcow2Layer.Signature,
-            canHoldBase: true, canWrite: true, canBeFixed: false),
+            canHoldBase: true, canWrite: true, canBeFixed: false,
+            openWith: (f, o) => Qcow2Layer.Open(f, o)),
         new(DiskFormat.Raw, new[] { ".raw", ".img", ".bin", ".dd" },
             recognise: null,
             open: RawLayer.Open,

@@ -71,6 +71,13 @@ public sealed class DiskCreateOptions
     /// <summary>512 or 4096; differencing disks take their parent's.</summary>
     public int? LogicalSectorSizeBytes { get; set; }
 
+    /// <summary>
+    /// qcow2 only: extended L2 entries (32 subclusters per cluster, qemu's extended_l2=on, what
+    /// Proxmox VE 9 gives its linked clones); needs clusters of at least 16 KiB. Refused for
+    /// any other format.
+    /// </summary>
+    public bool Qcow2ExtendedL2 { get; set; }
+
     /// <summary>512 or 4096 (default 4096).</summary>
     public int? PhysicalSectorSizeBytes { get; set; }
 
@@ -106,6 +113,9 @@ internal sealed class LayerCreateSpec
 
     /// <summary>Null: the format's default.</summary>
     public long? BlockSize { get; set; }
+
+    /// <summary>qcow2's extended L2 entries (<see cref="DiskCreateOptions.Qcow2ExtendedL2"/>).</summary>
+    public bool ExtendedL2 { get; set; }
 
     public int LogicalSectorSize { get; set; } = 512;
 

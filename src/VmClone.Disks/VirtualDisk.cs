@@ -184,6 +184,7 @@ public sealed class VirtualDisk : IDisposable
         var spec = new LayerCreateSpec(full, virtualSize)
         {
             BlockSize = options.BlockSizeBytes,
+            ExtendedL2 = options.Qcow2ExtendedL2,
             LogicalSectorSize = options.LogicalSectorSizeBytes ?? 512,
             PhysicalSectorSize = options.PhysicalSectorSizeBytes ?? 4096,
             Fixed = options.Fixed,
@@ -347,6 +348,7 @@ public sealed class VirtualDisk : IDisposable
         var spec = new LayerCreateSpec(full, parent.Capacity)
         {
             BlockSize = options.BlockSizeBytes,
+            ExtendedL2 = options.Qcow2ExtendedL2,
             LogicalSectorSize = parent.LogicalSectorSize,
             PhysicalSectorSize = options.PhysicalSectorSizeBytes ?? parent.Top.PhysicalSectorSize,
             Parent = parent.Top,
@@ -367,6 +369,8 @@ public sealed class VirtualDisk : IDisposable
         if (spec.Target is null && File.Exists(spec.Path))
             throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': the file already exists.");
         DiskFormatInfo row = DiskFormats.Get(format, spec.Path);
+        if (spec.ExtendedL2 && format != DiskFormat.Qcow2)
+            throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': extended L2 entries are a qcow2 feature, not one of {row.Name}.");
         if (!row.CanWrite || row.CreateStandalone is not Action<LayerCreateSpec> createStandalone)
             throw new VirtualDiskException(spec.Path, $"Cannot create '{spec.Path}': VmClone reads {row.Name} files but does not write them.");
         if (spec.Parent is null)

@@ -30,7 +30,7 @@ internal sealed class ChainWalk : IDisposable
         var walk = new ChainWalk();
         try
         {
-            walk._layers.Add(VirtualDisk.OpenLayer(path, FileAccess.Read, options.Format));
+            walk._layers.Add(VirtualDisk.OpenLayerWith(path, FileAccess.Read, options.Format, options));
         }
         catch (VirtualDiskException ex)
         {

@@ -36,6 +36,7 @@ public static partial class DiskOperations
         {
             Format = targetFormat,
             BlockSizeBytes = createOptions?.BlockSizeBytes,
+            Qcow2ExtendedL2 = createOptions?.Qcow2ExtendedL2 ?? false,
             LogicalSectorSizeBytes = source.LogicalSectorSize,
             PhysicalSectorSizeBytes = createOptions?.PhysicalSectorSizeBytes ?? source.Top.PhysicalSectorSize,
             // A converted fixed disk keeps the source's holes: as long as the disk, small on disk.

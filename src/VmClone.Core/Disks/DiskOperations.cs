@@ -114,6 +114,7 @@ public static partial class DiskOperations
         string full = System.IO.Path.GetFullPath(path);
         var problems = new List<VmDiskProblem>();
         var leaks = new List<VmDiskProblem>();
+        var notCompared = new List<VmRefcountsNotCompared>();
         var checkedPaths = new List<string>();
         IReadOnlyList<VmDiskWarning> warnings = new VmDiskWarning[0];
         // Keep walking below a modified parent: its own structure is still worth checking.
@@ -123,6 +124,7 @@ public static partial class DiskOperations
             MaxChainDepth = options.MaxChainDepth,
             Format = options.Format,
             IgnoreParentIdentityMismatch = true,
+            AllowExternalDataFile = options.AllowExternalDataFile,
         }, reportMismatches: !options.IgnoreParentIdentityMismatch);
         try
         {
@@ -147,18 +149,18 @@ public static partial class DiskOperations
                 foreach (string description in found)
                     problems.Add(new VmDiskProblem(layer.Path, description));
                 if (layer is Qcow2Layer qcow2 && found.Count == 0)
-                    AddLeaks(qcow2, leaks);
+                    AddLeaks(qcow2, leaks, notCompared);
             }
         }
         finally
         {
             walk.Dispose();
         }
-        return new VmDiskCheckResult(full, checkedPaths, problems, leaks, warnings);
+        return new VmDiskCheckResult(full, checkedPaths, problems, leaks, warnings, notCompared);
     }
 
     /// <summary>A qcow2 image's leaked clusters, as qemu-img check lists them (the first ones, then how many more).</summary>
-    private static void AddLeaks(Qcow2Layer layer, List<VmDiskProblem> leaks)
+    private static void AddLeaks(Qcow2Layer layer, List<VmDiskProblem> leaks, List<VmRefcountsNotCompared> notCompared)
     {
         Qcow2RefcountReport report;
         try
@@ -169,6 +171,8 @@ public static partial class DiskOperations
         {
             return; // already reported by the layer's check
         }
+        if (report.Skipped is Qcow2RefcountSkip skipped)
+            notCompared.Add(new VmRefcountsNotCompared(layer.Path, VmRefcountsNotCompared.From(skipped)));
         foreach (Qcow2RefcountFinding leak in report.Leaks)
             leaks.Add(new VmDiskProblem(layer.Path, leak.Description, VmDiskProblemKind.Leak));
         if (report.LeakedClusters > report.Leaks.Count)

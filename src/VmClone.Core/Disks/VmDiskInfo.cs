@@ -1,5 +1,6 @@
 using System.Collections.Generic;
 using VmClone.Disks;
+using VmClone.Disks.Qcow2;
 
 namespace VmClone.Core.Disks;
 
@@ -170,10 +171,11 @@ public sealed class VmDiskProblem
 /// <summary>The outcome of checking a disk and its whole chain.</summary>
 public sealed class VmDiskCheckResult
 {
-    public VmDiskCheckResult(string path, IReadOnlyList<string> checkedPaths, IReadOnlyList<VmDiskProblem> problems, IReadOnlyList<VmDiskProblem>? leaks = null, IReadOnlyList<VmDiskWarning>? warnings = null)
+    public VmDiskCheckResult(string path, IReadOnlyList<string> checkedPaths, IReadOnlyList<VmDiskProblem> problems, IReadOnlyList<VmDiskProblem>? leaks = null, IReadOnlyList<VmDiskWarning>? warnings = null, IReadOnlyList<VmRefcountsNotCompared>? refcountsNotCompared = null)
     {
         Warnings = warnings ?? new VmDiskWarning[0];
         Path = path;
+        RefcountsNotCompared = refcountsNotCompared ?? new VmRefcountsNotCompared[0];
         CheckedPaths = checkedPaths;
         Problems = problems;
         Leaks = leaks ?? new VmDiskProblem[0];
@@ -200,6 +202,52 @@ public sealed class VmDiskCheckResult
 
     /// <summary>What a hypervisor would refuse in a sound chain (a VHD chain deeper than XenServer's 30 files), apart from <see cref="Problems"/>: a disk with warnings alone is healthy.</summary>
     public IReadOnlyList<VmDiskWarning> Warnings { get; }
+    /// <summary>
+    /// The qcow2 files of the chain whose refcounts were not recomputed and compared (internal
+    /// snapshots, persistent bitmaps, or too many clusters), each with why: their mapping was
+    /// checked, their refcounts were not, so IsHealthy says nothing of them (qemu-img check
+    /// does). Empty when every qcow2 file's refcounts were compared.
+    /// </summary>
+    public IReadOnlyList<VmRefcountsNotCompared> RefcountsNotCompared { get; }
 
     public override string ToString() => IsHealthy ? $"{Path}: healthy" : $"{Path}: {Problems.Count} problem(s)";
+}
+
+/// <summary>A qcow2 file of a checked chain whose refcounts were not compared, and why.</summary>
+public sealed class VmRefcountsNotCompared
+{
+    public VmRefcountsNotCompared(string path, VmRefcountSkipReason reason)
+    {
+        Path = path;
+        Reason = reason;
+    }
+
+    /// <summary>The qcow2 file.</summary>
+    public string Path { get; }
+
+    /// <summary>Why its refcounts were not compared.</summary>
+    public VmRefcountSkipReason Reason { get; }
+
+    public override string ToString() => $"{Path}: {Reason}";
+
+    internal static VmRefcountSkipReason From(Qcow2RefcountSkip skip) => skip switch
+    {
+        Qcow2RefcountSkip.InternalSnapshots => VmRefcountSkipReason.InternalSnapshots,
+        Qcow2RefcountSkip.PersistentBitmaps => VmRefcountSkipReason.PersistentBitmaps,
+        _ => VmRefcountSkipReason.TooManyClusters,
+    };
+}
+
+/// <summary>Why Test-VmDisk did not compare a qcow2 file's refcounts.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
+public enum VmRefcountSkipReason
+{
+    /// <summary>Internal snapshots: their tables share clusters with the active layer, and the check does not walk them.</summary>
+    InternalSnapshots,
+
+    /// <summary>Persistent dirty bitmaps, whose tables the check does not walk.</summary>
+    PersistentBitmaps,
+
+    /// <summary>More than 256 Mi clusters: counting them would take more memory than the check allows itself.</summary>
+    TooManyClusters,
 }

@@ -14,11 +14,12 @@ internal sealed class CreatePlanner : Planner
     {
     }
 
-    /// <summary>Plans a new base from disk files and sizes.</summary>
-    public StorePlan PlanNewBase(string name, IReadOnlyList<VolumeSpec> volumes, DiskFormat format = DiskFormat.Vhdx)
+    /// <summary>Plans a new base from disk files and sizes; a qcow2 one laid out as <paramref name="qcow2"/> says (null: qemu-img's defaults).</summary>
+    public StorePlan PlanNewBase(string name, IReadOnlyList<VolumeSpec> volumes, DiskFormat format = DiskFormat.Vhdx, Qcow2Layout? qcow2 = null)
     {
         StoreNames.Validate(name, "base");
         CheckBaseFormat(format);
+        Qcow2Layout.Validate(qcow2, format, name);
         RefuseExistingBase(name);
         if (volumes is null || volumes.Count == 0)
             throw new StoreException(StoreErrorIds.InvalidVolumeSpec, VmCloneErrorKind.InvalidArgument, $"Base '{name}' needs at least one volume (-Volume @{{ Name = 'system'; Type = 'System'; Path = './disk.vhdx' }}).", name);
@@ -42,6 +43,7 @@ internal sealed class CreatePlanner : Planner
                 Type = spec.Type,
                 Format = format,
                 Path = Path.Combine(folder, spec.Name + Extension(format)),
+                Qcow2 = qcow2,
             };
             if (spec.Path is not null)
             {
@@ -75,9 +77,10 @@ internal sealed class CreatePlanner : Planner
     /// Temporary volumes take the clone's initial state (its base's temporary content): scratch
     /// data is never baked into a base. The clone's files are probed when the base is made: one
     /// another program holds open (a running machine) is refused as VolumeInUse, unless
-    /// <paramref name="sourceMayBeInUse"/>.
+    /// <paramref name="sourceMayBeInUse"/>. A qcow2 volume is laid out as <paramref name="qcow2"/>
+    /// says, or else as the old base's volume of that name was.
     /// </remarks>
-    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false, BaseDataSource dataFrom = BaseDataSource.Base)
+    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false, BaseDataSource dataFrom = BaseDataSource.Base, Qcow2Layout? qcow2 = null)
     {
         if (!System.Enum.IsDefined(typeof(BaseDataSource), dataFrom))
             throw new StoreException(StoreErrorIds.InvalidArgument, VmCloneErrorKind.InvalidArgument, $"'{dataFrom}' is not a source of data; use Base, Clone or Empty.", name);
@@ -97,6 +100,9 @@ internal sealed class CreatePlanner : Planner
         foreach (CloneVolumeManifest v in clone.Volumes)
         {
             DiskFormat target = format ?? v.Format;
+            Qcow2Layout.Validate(qcow2, target, name);
+            Qcow2Layout? layout = target != DiskFormat.Qcow2 ? null
+                : qcow2 ?? (oldBase.Volumes.FirstOrDefault(b => string.Equals(b.Name, v.Name, StringComparison.OrdinalIgnoreCase)) is { Format: DiskFormat.Qcow2 } old ? old.Qcow2 : null);
             string source = Path.Combine(CloneFolder(clone.Name), v.File);
             string reason = "the clone's current content";
             if (v.Type == VolumeType.Temporary)
@@ -136,6 +142,7 @@ internal sealed class CreatePlanner : Planner
                 VirtualSize = layer.VirtualSize,
                 LogicalSectorSize = layer.LogicalSectorSize,
                 Reason = reason,
+                Qcow2 = layout,
             };
             if (empty)
                 step.Source = null;

@@ -46,11 +46,11 @@ internal sealed class KeptChains : IDisposable
             _baseVolumes[path] = facts;
     }
 
-    /// <summary>Creates a differencing volume at <paramref name="path"/> over <paramref name="parentPath"/> (see <see cref="OverParent"/>).</summary>
-    public void CreateChild(string path, string parentPath, DiskFormat format) =>
+    /// <summary>Creates a differencing volume at <paramref name="path"/> over <paramref name="parentPath"/> (see <see cref="OverParent"/>), a qcow2 one laid out as <paramref name="layout"/> says.</summary>
+    public void CreateChild(string path, string parentPath, DiskFormat format, Qcow2Layout? layout = null) =>
         OverParent(parentPath, parent =>
         {
-            VirtualDisk.CreateDifferencingFile(path, parent, new DiskCreateOptions { Format = format }, OpenOptions);
+            VirtualDisk.CreateDifferencingFile(path, parent, Qcow2Layout.CreateOptions(format, layout), OpenOptions);
             return true;
         });
 

@@ -54,6 +54,9 @@ public sealed class BaseVolumeManifest
 
     /// <summary>True when the volume holds any data; an empty data volume gives clones a standalone data disk.</summary>
     public bool HoldsData { get; set; }
+
+    /// <summary>A qcow2 volume's layout, which every clone volume made from it takes too; null for qemu-img's defaults (and every other format).</summary>
+    public Qcow2Layout? Qcow2 { get; set; }
 }
 
 /// <summary>&lt;store&gt;/clones/&lt;name&gt;/clone.json.</summary>

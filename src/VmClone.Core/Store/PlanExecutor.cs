@@ -230,6 +230,7 @@ internal sealed class PlanExecutor : StorePart
                         LogicalSectorSize = layer.LogicalSectorSize,
                         Identity = layer.Identity,
                         HoldsData = layer.AllocatedBytes > 0,
+                        Qcow2 = layer.Format == DiskFormat.Qcow2 ? step.Qcow2 : null,
                     });
                 }
                 ReadOnlyFile.Mark(staged, readOnly: true);
@@ -374,23 +375,19 @@ internal sealed class PlanExecutor : StorePart
         switch (step.Action)
         {
             case VolumeAction.Import:
-                DiskOperations.Convert(step.Source!, staged, step.Format, null,
+                DiskOperations.Convert(step.Source!, staged, step.Format, Qcow2Layout.CreateOptions(step.Format, step.Qcow2),
                     IsUnder(step.Source!, Root) ? OpenOptions : null, progress, cancellationToken);
                 break;
             case VolumeAction.Flatten:
-                DiskOperations.Convert(step.Source!, staged, step.Format, null, OpenOptions, progress, cancellationToken);
+                DiskOperations.Convert(step.Source!, staged, step.Format, Qcow2Layout.CreateOptions(step.Format, step.Qcow2), OpenOptions, progress, cancellationToken);
                 break;
             case VolumeAction.CreateEmpty:
-                VirtualDisk.CreateDynamic(staged, step.VirtualSize, new DiskCreateOptions
-                {
-                    Format = step.Format,
-                    LogicalSectorSizeBytes = step.LogicalSectorSize,
-                }).Dispose();
+                VirtualDisk.CreateDynamic(staged, step.VirtualSize, Qcow2Layout.CreateOptions(step.Format, step.Qcow2, step.LogicalSectorSize)).Dispose();
                 break;
             case VolumeAction.CreateChild:
             case VolumeAction.Replace:
             case VolumeAction.Reset:
-                _chains.CreateChild(staged, step.Source!, step.Format);
+                _chains.CreateChild(staged, step.Source!, step.Format, step.Qcow2);
                 break;
             default:
                 throw new InvalidOperationException($"{step.Action} does not build a file.");

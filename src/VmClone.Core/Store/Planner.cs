@@ -59,6 +59,7 @@ internal abstract class Planner : StorePart
             Path = Path.Combine(folder, bv.Name + Extension(bv.Format)),
             VirtualSize = bv.VirtualSize,
             LogicalSectorSize = bv.LogicalSectorSize,
+            Qcow2 = bv.Qcow2,
         };
         if (bv.Type == VolumeType.Data && !bv.HoldsData)
         {

@@ -52,6 +52,7 @@ internal static class RebaseFormats
             Path = newPath,
             Source = current,
             Supersedes = current,
+            Qcow2 = bv.Qcow2,
             Reason = $"converted from {Name(v.Format)} to {Name(bv.Format)} into a standalone file, content kept byte for byte",
         };
         step.Stamp(current);

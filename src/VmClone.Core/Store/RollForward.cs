@@ -98,12 +98,12 @@ internal sealed class RollForward : StorePart
     /// </summary>
     private void RecreateInPlace(PlannedVolume step, string staging)
     {
-        if (_chains.OverParent(step.Source!, parent => VirtualDisk.TryRecreateDifferencingFile(step.Path, parent, new DiskCreateOptions { Format = step.Format }, OpenOptions)))
+        if (_chains.OverParent(step.Source!, parent => VirtualDisk.TryRecreateDifferencingFile(step.Path, parent, Qcow2Layout.CreateOptions(step.Format, step.Qcow2), OpenOptions)))
             return;
         string staged = Path.Combine(staging, Path.GetFileName(step.Path));
         if (File.Exists(staged))
             File.Delete(staged);
-        _chains.CreateChild(staged, step.Source!, step.Format);
+        _chains.CreateChild(staged, step.Source!, step.Format, step.Qcow2);
         AtomicFile.MoveOver(staged, step.Path);
     }
 }

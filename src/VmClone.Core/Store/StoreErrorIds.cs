@@ -39,6 +39,9 @@ public static class StoreErrorIds
     /// <summary>A -Volume specification is empty, names a volume twice, gives a bad type or size, or is missing what its type needs.</summary>
     public const string InvalidVolumeSpec = "InvalidVolumeSpec";
 
+    /// <summary>A qcow2 cluster size or extended L2 for a new base that qcow2 cannot have (a size that is no power of two from 512 bytes to 2 MiB, extended L2 below 16 KiB clusters), or one given for a base that is not qcow2.</summary>
+    public const string InvalidQcow2Layout = "InvalidQcow2Layout";
+
     /// <summary>A file named as the source of a new base's volume does not exist.</summary>
     public const string VolumeSourceNotFound = "VolumeSourceNotFound";
 

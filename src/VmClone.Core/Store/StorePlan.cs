@@ -73,6 +73,9 @@ public sealed class PlannedVolume
     /// <summary>Logical sector size of a new empty volume.</summary>
     public int LogicalSectorSize { get; set; } = 512;
 
+    /// <summary>The qcow2 layout of the file this step makes (from its base volume); null for qemu-img's defaults and other formats.</summary>
+    public Qcow2Layout? Qcow2 { get; set; }
+
     /// <summary>Why this action was chosen, in words.</summary>
     public string Reason { get; set; } = "";
 

@@ -149,15 +149,16 @@ public sealed class VmStore : IDisposable
     /// <summary>The clone's manifest; CloneNotFound when there is none, ManifestInvalid when it names anything outside the clone's folder.</summary>
     public CloneManifest LoadClone(string name) => Catalogue.LoadClone(name);
 
-    /// <summary>Plans a new base from disk files and sizes.</summary>
-    public StorePlan PlanNewBase(string name, IReadOnlyList<VolumeSpec> volumes, DiskFormat format = DiskFormat.Vhdx) => _create.PlanNewBase(name, volumes, format);
+    /// <summary>Plans a new base from disk files and sizes; a qcow2 one laid out as <paramref name="qcow2"/> says (null: qemu-img's defaults), which its clones' overlays take too.</summary>
+    public StorePlan PlanNewBase(string name, IReadOnlyList<VolumeSpec> volumes, DiskFormat format = DiskFormat.Vhdx, Qcow2Layout? qcow2 = null) => _create.PlanNewBase(name, volumes, format, qcow2);
 
     /// <summary>Plans a new base holding a clone's current content, each volume flattened into a standalone file.</summary>
     /// <remarks>
     /// Temporary volumes take the clone's initial state (its base's temporary content): scratch
     /// data is never baked into a base. The clone's files are probed when the base is made: one
     /// another program holds open (a running machine) is refused as VolumeInUse, unless
-    /// <paramref name="sourceMayBeInUse"/>.
+    /// <paramref name="sourceMayBeInUse"/>. A qcow2 volume is laid out as <paramref name="qcow2"/>
+    /// says, or else as the old base's volume of that name was.
     /// </remarks>
     /// <param name="name">The new base.</param>
     /// <param name="cloneName">The clone whose content it takes.</param>
@@ -168,8 +169,9 @@ public sealed class VmStore : IDisposable
     /// new clones should start with, not whatever was written while the update was prepared);
     /// <see cref="BaseDataSource.Clone"/> the clone's, <see cref="BaseDataSource.Empty"/> none.
     /// </param>
-    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false, BaseDataSource dataFrom = BaseDataSource.Base) =>
-        _create.PlanNewBaseFromClone(name, cloneName, format, sourceMayBeInUse, dataFrom);
+    /// <param name="qcow2">For a qcow2 base, the layout of its files and its clones' overlays; null keeps the old base's.</param>
+    public StorePlan PlanNewBaseFromClone(string name, string cloneName, DiskFormat? format = null, bool sourceMayBeInUse = false, BaseDataSource dataFrom = BaseDataSource.Base, Qcow2Layout? qcow2 = null) =>
+        _create.PlanNewBaseFromClone(name, cloneName, format, sourceMayBeInUse, dataFrom, qcow2);
 
     /// <summary>
     /// Plans an export of a clone (a spinoff): every volume flattened into one standalone disk in

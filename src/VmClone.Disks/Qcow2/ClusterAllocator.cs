@@ -20,7 +20,7 @@ internal sealed class ClusterAllocator
     private readonly long _cluster;
     private readonly int _bits;
     private readonly long _perBlock;
-    private readonly ulong[] _table;
+    private ulong[] _table;
     private readonly Dictionary<long, byte[]> _blocks = new();
     private long _nextFree;
 
@@ -64,8 +64,10 @@ internal sealed class ClusterAllocator
             long n = _nextFree;
             long b = n / _perBlock;
             if (b >= _table.Length)
-                throw new VirtualDiskException(_path,
-                    $"'{_path}' needs a larger refcount table to grow past {_table.Length * _perBlock * _cluster} bytes; VmClone does not grow refcount tables (qemu-img convert makes a copy with room).");
+            {
+                GrowTable();
+                continue;
+            }
             if (_table[b] == 0)
             {
                 // The new block goes to cluster n, the first of those it covers that is free, and counts itself.
@@ -89,6 +91,76 @@ internal sealed class ClusterAllocator
             _nextFree = n + 1;
             return n * _cluster;
         }
+    }
+
+    /// <summary>
+    /// Moves the refcount table to a larger one at the end of the file, as qemu does when a
+    /// file outgrows its table (qemu-img makes tables of one cluster: 8 MiB of file at 512-byte
+    /// clusters, 4 GiB at 4 KiB). In the order that leaves only leaks when cut off: the new
+    /// refcount blocks (counting themselves and the new table) and the new table, which keeps
+    /// every old entry, are written and flushed while nothing names them; then the header's two
+    /// table fields in one write, flushed; only then are the old table's clusters freed. The
+    /// table at least doubles, so growth costs a copy of the table about once per doubling of
+    /// the file, and it covers every cluster the new structures take.
+    /// </summary>
+    private void GrowTable()
+    {
+        long n = _nextFree;
+        long perTableCluster = _cluster / 8;
+        long firstBlock = n / _perBlock;
+        long blocks = 1, tableClusters = 1;
+        while (true)
+        {
+            long end = n + blocks + tableClusters;
+            long lastBlock = (end - 1) / _perBlock;
+            long needBlocks = lastBlock - firstBlock + 1;
+            long entries = Math.Max(2L * _table.Length, lastBlock + 1);
+            long needTable = (entries + perTableCluster - 1) / perTableCluster;
+            if (needBlocks <= blocks && needTable <= tableClusters)
+                break;
+            blocks = Math.Max(blocks, needBlocks);
+            tableClusters = Math.Max(tableClusters, needTable);
+        }
+        if (tableClusters > uint.MaxValue || tableClusters * _cluster > int.MaxValue)
+            throw new VirtualDiskException(_path, $"'{_path}' would need a refcount table of {tableClusters} clusters to grow further; qemu-img convert with larger clusters makes a copy with room.");
+        long tableAt = n + blocks;
+        long newEnd = tableAt + tableClusters;
+        var newTable = new ulong[tableClusters * perTableCluster];
+        Array.Copy(_table, newTable, _table.Length);
+        var newBlocks = new Dictionary<long, byte[]>();
+        for (long i = 0; i < blocks; i++)
+        {
+            long b = firstBlock + i;
+            byte[] block = new byte[_cluster];
+            for (long c = Math.Max(n, b * _perBlock); c < Math.Min(newEnd, (b + 1) * _perBlock); c++)
+                RefcountBlock.Set(block, c % _perBlock, _bits, 1);
+            _file.Write((n + i) * _cluster, block, 0, block.Length);
+            newTable[b] = (ulong)((n + i) * _cluster);
+            newBlocks[b] = block;
+        }
+        byte[] raw = new byte[tableClusters * _cluster];
+        for (long i = 0; i < newTable.Length; i++)
+            BinaryPrimitives.WriteUInt64BigEndian(raw.AsSpan((int)(i * 8)), newTable[i]);
+        _file.Write(tableAt * _cluster, raw, 0, raw.Length);
+        _file.Flush(); // the new blocks and table before the header names them
+
+        long oldAt = (long)_header.RefcountTableOffset;
+        long oldClusters = _header.RefcountTableClusters;
+        byte[] fields = Qcow2Header.ComposeRefcountTable((ulong)(tableAt * _cluster), (uint)tableClusters);
+        _file.Write(Qcow2Header.RefcountTableFieldsAt, fields, 0, fields.Length);
+        _file.Flush(); // the switch before the old table's clusters are freed
+        _header.MovedRefcountTable((ulong)(tableAt * _cluster), (uint)tableClusters);
+        _table = newTable;
+        foreach (KeyValuePair<long, byte[]> block in newBlocks)
+            _blocks[block.Key] = block.Value;
+        for (long i = 0; i < blocks + tableClusters; i++)
+            _metadata((n + i) * _cluster);
+        _nextFree = newEnd;
+        // Nothing names the old table now; its clusters are never handed out again (new ones
+        // come from the end), so a count lost here is a leak, never a corruption.
+        for (long c = oldAt / _cluster; c < oldAt / _cluster + oldClusters; c++)
+            Release(c);
+        _file.Flush();
     }
 
     /// <summary>Lowers the refcount of host cluster <paramref name="index"/> by one (not below 0); not flushed.</summary>

@@ -16,5 +16,5 @@ public sealed class Qcow2CreateOptions
     public int? RefcountBits { get; set; }
 
     /// <summary>The options of a cluster size from the engine's generic create options (DiskCreateOptions.BlockSizeBytes).</summary>
-    internal static Qcow2CreateOptions From(long? blockSize) => new() { ClusterSize = blockSize };
+    internal static Qcow2CreateOptions From(long? blockSize, bool extendedL2 = false) => new() { ClusterSize = blockSize, ExtendedL2 = extendedL2 };
 }

@@ -39,6 +39,29 @@ internal sealed class Qcow2Header
     /// <summary>The header bytes as read (its whole header_length), unknown trailing fields included.</summary>
     public byte[] Raw { get; }
 
+    /// <summary>
+    /// The refcount table's two fields (offset and clusters, bytes 48 to 59) as they are to be
+    /// written: one 12-byte write inside the first sector, which a cut-off leaves old or new.
+    /// </summary>
+    public static byte[] ComposeRefcountTable(ulong offset, uint clusters)
+    {
+        byte[] fields = new byte[12];
+        BinaryPrimitives.WriteUInt64BigEndian(fields, offset);
+        BinaryPrimitives.WriteUInt32BigEndian(fields.AsSpan(8), clusters);
+        return fields;
+    }
+
+    /// <summary>Where the header now says the refcount table lies: after <see cref="ComposeRefcountTable"/>'s bytes were written at <see cref="RefcountTableOffsetAt"/>.</summary>
+    public void MovedRefcountTable(ulong offset, uint clusters)
+    {
+        ComposeRefcountTable(offset, clusters).CopyTo(Raw, RefcountTableOffsetAt);
+        RefcountTableOffset = offset;
+        RefcountTableClusters = clusters;
+    }
+
+    /// <summary>Offset of the refcount table's fields in the header.</summary>
+    public const int RefcountTableFieldsAt = RefcountTableOffsetAt;
+
     /// <summary>2 (compat 0.10) or 3 (compat 1.1).</summary>
     public uint Version { get; private set; }
 

@@ -86,7 +86,7 @@ public sealed partial class Qcow2Layer
     /// </summary>
     internal static void Create(LayerCreateSpec spec, Qcow2CreateOptions? options = null)
     {
-        options ??= Qcow2CreateOptions.From(spec.BlockSize);
+        options ??= Qcow2CreateOptions.From(spec.BlockSize, spec.ExtendedL2);
         string path = spec.Path;
         long cluster = options.ClusterSize ?? spec.BlockSize ?? DefaultClusterSize;
         if (cluster < 512 || cluster > 2 * 1024 * 1024 || (cluster & (cluster - 1)) != 0)

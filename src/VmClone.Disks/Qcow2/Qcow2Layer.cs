@@ -252,7 +252,7 @@ public sealed partial class Qcow2Layer : DiskLayer
         if (!options.AllowExternalDataFile)
             throw new DiskFormatException(path, "external data file",
                 $"the image keeps its data in another file, {shown} (incompatible feature bit 2, \"external data file\"); " +
-                "it is read only when the caller allows external data files and the file lies beside the image");
+                "it is read only when the caller allows external data files (the disk commands' -AllowExternalDataFile) and the file lies beside the image");
         if (name is null || name.Length == 0)
             throw new DiskFormatException(path, "external data file", "incompatible bit 2 is set but no data file is named");
         string folder = System.IO.Path.GetDirectoryName(path) ?? ".";

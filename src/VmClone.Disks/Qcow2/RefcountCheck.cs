@@ -50,15 +50,29 @@ public sealed class Qcow2RefcountFinding
     public override string ToString() => Description;
 }
 
+/// <summary>Why a qcow2 image's refcounts were not recomputed and compared.</summary>
+public enum Qcow2RefcountSkip
+{
+    /// <summary>The image holds internal snapshots, whose L1 and L2 tables share clusters with the active layer; this check does not walk them.</summary>
+    InternalSnapshots,
+
+    /// <summary>The image holds persistent dirty bitmaps, whose tables this check does not walk.</summary>
+    PersistentBitmaps,
+
+    /// <summary>The file holds more clusters than the check counts in bounded memory (more than 256 Mi).</summary>
+    TooManyClusters,
+}
+
 /// <summary>
 /// The refcounts of an image recomputed from everything that references a host cluster and
 /// compared with the ones it records, as qemu-img check does: leaks and corruptions apart.
 /// </summary>
 public sealed class Qcow2RefcountReport
 {
-    internal Qcow2RefcountReport(bool compared, string? notComparedBecause, List<Qcow2RefcountFinding> leaks, long leakCount, List<Qcow2RefcountFinding> corruptions, long corruptionCount)
+    internal Qcow2RefcountReport(bool compared, string? notComparedBecause, List<Qcow2RefcountFinding> leaks, long leakCount, List<Qcow2RefcountFinding> corruptions, long corruptionCount, Qcow2RefcountSkip? skipped = null)
     {
         Compared = compared;
+        Skipped = skipped;
         NotComparedBecause = notComparedBecause;
         Leaks = leaks;
         LeakedClusters = leakCount;
@@ -71,6 +85,9 @@ public sealed class Qcow2RefcountReport
 
     /// <summary>Why the refcounts were not compared, or null.</summary>
     public string? NotComparedBecause { get; }
+
+    /// <summary>Why the refcounts were not compared, as a state; null when they were.</summary>
+    public Qcow2RefcountSkip? Skipped { get; }
 
     /// <summary>Leaked clusters (at most <see cref="RefcountCheck.MaxListed"/> listed; <see cref="LeakedClusters"/> counts all).</summary>
     public IReadOnlyList<Qcow2RefcountFinding> Leaks { get; }
@@ -104,15 +121,15 @@ internal static class RefcountCheck
         var leaks = new List<Qcow2RefcountFinding>();
         var corruptions = new List<Qcow2RefcountFinding>();
         if (header.SnapshotCount > 0)
-            return new Qcow2RefcountReport(false, $"the image holds {header.SnapshotCount} internal snapshot(s), whose tables this check does not walk (use qemu-img check)", leaks, 0, corruptions, 0);
+            return new Qcow2RefcountReport(false, $"the image holds {header.SnapshotCount} internal snapshot(s), whose tables this check does not walk (use qemu-img check)", leaks, 0, corruptions, 0, Qcow2RefcountSkip.InternalSnapshots);
         if (extensions.Find(HeaderExtensions.BitmapsType) is not null)
-            return new Qcow2RefcountReport(false, "the image holds persistent bitmaps, whose tables this check does not walk (use qemu-img check)", leaks, 0, corruptions, 0);
+            return new Qcow2RefcountReport(false, "the image holds persistent bitmaps, whose tables this check does not walk (use qemu-img check)", leaks, 0, corruptions, 0, Qcow2RefcountSkip.PersistentBitmaps);
 
         long cluster = header.ClusterSize;
         int clusterBits = header.ClusterBits;
         long fileClusters = (file.Length + cluster - 1) / cluster;
         if (fileClusters > MaxClusters)
-            return new Qcow2RefcountReport(false, $"the file holds {fileClusters} clusters of {cluster} bytes; counting their references would take more than {MaxClusters * 4 >> 20} MiB (use qemu-img check)", leaks, 0, corruptions, 0);
+            return new Qcow2RefcountReport(false, $"the file holds {fileClusters} clusters of {cluster} bytes; counting their references would take more than {MaxClusters * 4 >> 20} MiB (use qemu-img check)", leaks, 0, corruptions, 0, Qcow2RefcountSkip.TooManyClusters);
         var refs = new int[fileClusters];
         long corruptionCount = 0, leakCount = 0;
 

@@ -74,6 +74,9 @@ public sealed class ConvertVmDiskCommand : VmCloneCmdlet
     /// <summary>With -Fixed to VHD: a size Azure refuses (not a whole number of MiB, under 20 MiB) is raised to the next size it takes instead of refused; the added range reads as zeros.</summary>
     [Parameter]
     public SwitchParameter RoundUpToMiB { get; set; }
+    /// <summary>Read a qcow2 source whose data lies in an external data file (incompatible feature bit 2), provided that file really lies in the image's own folder (links resolved); the destination is always one file. Without it such a source is refused, the message naming the data file. Never applies inside a store.</summary>
+    [Parameter]
+    public SwitchParameter AllowExternalDataFile { get; set; }
 
     protected override void ProcessRecord()
     {
@@ -87,8 +90,9 @@ public sealed class ConvertVmDiskCommand : VmCloneCmdlet
                 return;
             using var progress = new CmdletProgress(this);
             var create = new DiskCreateOptions { BlockSizeBytes = IsBound(nameof(BlockSizeBytes)) ? BlockSizeBytes : null, Fixed = Fixed.IsPresent };
-            WriteObject(DiskOperations.Convert(source, destination, format,
-                create, StoreOfFile.Apply(source, new DiskOpenOptions()), RoundUpToMiB.IsPresent, progress, CancellationToken));
+            DiskFileCmdlet.WithExternalDataFile(source, AllowExternalDataFile, allow =>
+                WriteObject(DiskOperations.Convert(source, destination, format,
+                    create, StoreOfFile.Apply(source, new DiskOpenOptions { AllowExternalDataFile = allow }), RoundUpToMiB.IsPresent, progress, CancellationToken)));
         });
     }
 }

@@ -37,8 +37,37 @@ public abstract class DiskFileCmdlet : VmCloneCmdlet
         DiskFormat? format = IsBound(nameof(Format)) ? Format : null;
         // A file inside a store is opened with the store's boundary (StoreOfFile).
         foreach (string path in ResolveExistingPaths(literal ? LiteralPath : Path, literal))
-            Try(path, () => ProcessDisk(path, StoreOfFile.Apply(path, new DiskOpenOptions { Format = format })));
+        {
+            Try(path, () => WithExternalDataFile(path, AllowsExternalDataFile, allow =>
+                ProcessDisk(path, StoreOfFile.Apply(path, new DiskOpenOptions { Format = format, AllowExternalDataFile = allow }))));
+        }
     }
+
+    /// <summary>True when the cmdlet was asked to read a qcow2 image's external data file (its -AllowExternalDataFile).</summary>
+    protected virtual bool AllowsExternalDataFile => false;
+
+    /// <summary>
+    /// Runs <paramref name="action"/> with whether an external data file may be read: when
+    /// <paramref name="requested"/>, and never for a file inside a store (a store's volumes are
+    /// one file each; an image there that names another file is refused, and the refusal says
+    /// why the switch did not apply).
+    /// </summary>
+    internal static void WithExternalDataFile(string path, bool requested, System.Action<bool> action)
+    {
+        string? root = requested ? StoreOfFile.FindRoot(path) : null;
+        try
+        {
+            action(requested && root is null);
+        }
+        catch (DiskFormatException ex) when (root is not null && ex.Structure == ExternalDataFileStructure)
+        {
+            throw new DiskFormatException(ex.Path, ex.Structure,
+                $"{ex.Reason}; '{path}' lies in store '{root}', where no image is read with an external data file, even with -AllowExternalDataFile", ex.Offset, ex);
+        }
+    }
+
+    /// <summary>The structure the engine names when it refuses an external data file.</summary>
+    private const string ExternalDataFileStructure = "external data file";
 
     /// <summary>The work for one resolved disk file.</summary>
     protected abstract void ProcessDisk(string path, DiskOpenOptions options);

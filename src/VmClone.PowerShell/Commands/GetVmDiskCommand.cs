@@ -50,6 +50,12 @@ public sealed class GetVmDiskCommand : DiskFileCmdlet
     [Parameter]
     public SwitchParameter Chain { get; set; }
 
+    /// <summary>Read a qcow2 image whose data lies in an external data file (incompatible feature bit 2, qemu-img create -o data_file=...), provided that file really lies in the image's own folder (links resolved). Without it such an image is refused, the message naming the data file: an image that names another file to read is how CVE-2024-32498 leaked host files. Never applies inside a store: a store's volumes are one file each.</summary>
+    [Parameter]
+    public SwitchParameter AllowExternalDataFile { get; set; }
+
+    protected override bool AllowsExternalDataFile => AllowExternalDataFile;
+
     /// <summary>Write the disk's block map (runs of data, zero and unallocated, with the file and depth each comes from) instead of its description, as qemu-img map does.</summary>
     [Parameter]
     public SwitchParameter Map { get; set; }

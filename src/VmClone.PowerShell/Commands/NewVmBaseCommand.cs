@@ -12,7 +12,7 @@ namespace VmClone.PowerShell.Commands;
 /// <remarks>
 /// <para>A base is a prepared machine's set of volumes, its storage outline: each volume has a name, a type (System, Temporary or Data), a format and a size. With -Volume, each volume is either copied from an existing VHDX, VMDK, VHD, qcow2 or raw file (sparse: zero runs are not stored; a differencing file is flattened with its chain) or created empty with SizeBytes. With -FromClone (or a clone piped in), the clone's current content becomes the new base, each volume flattened into a standalone file; temporary volumes take the clone's initial state, never its scratch content, and data volumes by default the data of the clone's own base (-DataFrom Base): what was written to the clone's data volume while the update was prepared does not go into every new clone. -DataFrom Clone takes the clone's data volume instead (what earlier versions always did), -DataFrom Empty gives the base an empty one.</para>
 /// <para>From then on the base's files are read only: marked read-only on disk, and refused for writing by VmClone itself, because every clone depends on them. The first base makes the store (every other command refuses a folder that is not a store yet, with StoreNotFound).</para>
-/// <para>-Format Qcow2 keeps the base in qcow2 for KVM farms (qemu-img's defaults: version 3, 64 KiB clusters): its clones are qcow2 overlays that name their backing file relative to their own folder and record its format, so qemu and libvirt start them without a backing chain in the domain XML. An image with an external data file is never taken as a volume. qcow2 records nothing of its backing file's content; the base's own records and the read-only mark on its files are what catch a modified base.</para>
+/// <para>-Format Qcow2 keeps the base in qcow2 for KVM farms (qemu-img's defaults: version 3, 64 KiB clusters): its clones are qcow2 overlays that name their backing file relative to their own folder and record its format, so qemu and libvirt start them without a backing chain in the domain XML. -Qcow2ClusterSizeBytes and -Qcow2ExtendedL2 choose another layout (IsardVDI 4 KiB clusters; Proxmox VE 9 128 KiB with extended L2), recorded with the base so that every clone overlay made from it has the same. An image with an external data file is never taken as a volume. qcow2 records nothing of its backing file's content; the base's own records and the read-only mark on its files are what catch a modified base.</para>
 /// <para>-Format Vhd keeps the base in VHD (version 1) for XenServer and XCP-ng, Citrix and Hyper-V generation-1 machines: dynamic VHDs with 2 MiB blocks, and clones that are differencing VHDs naming the base by W2ru (relative, with backslashes) and W2ku (absolute) locators and its unique id, which renews at the first write, so a base modified behind the store's back is told as for VHDX.</para>
 /// <para>The usual way to update a fleet: clone the old base, change that clone (install updates), make it the new base with New-VmBase -FromClone, then move the clones with Invoke-VmRebase.</para>
 /// <para>From a clone: while another program (a running virtual machine) holds one of the clone's files open, the base is refused with VolumeInUse, naming the file and who holds it: its disks would be copied in the middle of being written. Shut the machine down first, or add -Force if you know its disks are quiescent.</para>
@@ -36,6 +36,11 @@ namespace VmClone.PowerShell.Commands;
 /// <summary>A new base that takes the clone's data volume too</summary>
 /// <code>New-VmBase -Name win11-v3 -FromClone lab-01 -DataFrom Clone -WhatIf</code>
 /// <para>The plan says where the data volume comes from: here the clone's current content.</para>
+/// </example>
+/// <example>
+/// <summary>A qcow2 base laid out as Proxmox VE 9 lays out its linked clones, previewed</summary>
+/// <code>New-VmBase -Name pve-base -Format Qcow2 -Qcow2ClusterSizeBytes 128KB -Qcow2ExtendedL2 -Volume @{ Name = 'system'; Type = 'System'; SizeBytes = 64MB } -WhatIf</code>
+/// <para>128 KiB clusters with extended L2 entries for the base and every clone overlay made from it; -Qcow2ClusterSizeBytes 4KB alone matches IsardVDI. qemu-img info shows cluster_size and extended_l2 on each file.</para>
 /// </example>
 /// <example>
 /// <summary>Store the base as VMDK, and preview first</summary>
@@ -80,6 +85,29 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
 
     private DiskFormat FormatValue => ValidateDiskFormatAttribute.Parse(Format);
 
+    /// <summary>The cluster size of a qcow2 base (-Format Qcow2, or -FromClone a qcow2 clone): a power of two from 512 bytes to 2 MiB; qemu-img's 64 KiB when not given (from a clone: its base's). 4KB is IsardVDI's QCOW2_CLUSTER_SIZE; 128KB with -Qcow2ExtendedL2 is what Proxmox VE 9 gives its linked clones. The base's files and every clone overlay made from it (New-VmClone, Restore-VmClone, Clear-VmTemporaryVolume, Invoke-VmRebase) have it: it is recorded with the base.</summary>
+    /// <remarks>
+    /// Two plain values rather than named farm profiles: they are the two settings a farm's own
+    /// configuration names (IsardVDI's QCOW2_CLUSTER_SIZE and QCOW2_EXTENDED_L2, qemu-img's
+    /// cluster_size and extended_l2), and a farm that changes its defaults (as Proxmox VE did
+    /// in version 9) needs no new VmClone to follow.
+    /// </remarks>
+    [Parameter]
+    public long Qcow2ClusterSizeBytes { get; set; }
+
+    /// <summary>Extended L2 entries for a qcow2 base and its clones' overlays (qemu-img's extended_l2=on: 32 subclusters per cluster, so a small write copies a subcluster, not a whole cluster, from the base); clusters of at least 16 KiB. Proxmox VE 9 uses it with 128 KiB clusters.</summary>
+    [Parameter]
+    public SwitchParameter Qcow2ExtendedL2 { get; set; }
+
+    /// <summary>The qcow2 layout asked for, or null when neither qcow2 parameter was given.</summary>
+    private Qcow2Layout? Qcow2Layout =>
+        !IsBound(nameof(Qcow2ClusterSizeBytes)) && !IsBound(nameof(Qcow2ExtendedL2)) ? null
+            : new Qcow2Layout
+            {
+                ClusterSize = IsBound(nameof(Qcow2ClusterSizeBytes)) ? Qcow2ClusterSizeBytes : Qcow2Layout.DefaultClusterSize,
+                ExtendedL2 = Qcow2ExtendedL2,
+            };
+
     /// <summary>With -FromClone: copy the clone's volumes even while another program holds them open (a running virtual machine), for a machine whose disks you know are quiescent (paused, or frozen by its guest agent). Without it such a clone is refused with VolumeInUse.</summary>
     [Parameter(ParameterSetName = CloneSet)]
     public SwitchParameter Force { get; set; }
@@ -97,12 +125,12 @@ public sealed class NewVmBaseCommand : VmStoreCmdlet
             StorePlan plan;
             if (ParameterSetName == CloneSet)
             {
-                plan = store.PlanNewBaseFromClone(Name, FromClone, IsBound(nameof(Format)) ? FormatValue : null, sourceMayBeInUse: Force, dataFrom: DataFrom);
+                plan = store.PlanNewBaseFromClone(Name, FromClone, IsBound(nameof(Format)) ? FormatValue : null, sourceMayBeInUse: Force, dataFrom: DataFrom, qcow2: Qcow2Layout);
             }
             else
             {
                 var specs = Volume.Select(ToSpec).ToList();
-                plan = store.PlanNewBase(Name, specs, FormatValue);
+                plan = store.PlanNewBase(Name, specs, FormatValue, Qcow2Layout);
             }
             if (!ShouldRun(plan, $"Create base '{Name}'"))
                 return;

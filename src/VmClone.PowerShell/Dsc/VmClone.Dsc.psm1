@@ -53,6 +53,12 @@ class VmCloneBase {
     # (the engine's format registry decides, through the validation New-VmBase -Format uses).
     [DscProperty()] [VmClone.PowerShell.ValidateDiskFormat('Base')] [string] $Format = 'Vhdx'
 
+    # A qcow2 base's cluster size (0: qemu-img's 64 KiB) and extended L2 entries, as New-VmBase
+    # -Qcow2ClusterSizeBytes and -Qcow2ExtendedL2 (4 KiB for IsardVDI; 128 KiB with extended L2
+    # for Proxmox VE 9). Every clone overlay made from the base takes them too.
+    [DscProperty()] [long] $Qcow2ClusterSizeBytes
+    [DscProperty()] [bool] $Qcow2ExtendedL2
+
     # How many clones depend on the base.
     [DscProperty(NotConfigurable)] [int] $CloneCount
 
@@ -97,6 +103,8 @@ class VmCloneBase {
         }
         if (-not $this.Volume) { throw "Base '$($this.Name)': declare its Volume to create it." }
         Write-Verbose "Creating base '$($this.Name)' in $($s.Root) with $(@($this.Volume).Count) volume(s)."
+        if ($this.Qcow2ClusterSizeBytes) { $storeArgs.Qcow2ClusterSizeBytes = $this.Qcow2ClusterSizeBytes }
+        if ($this.Qcow2ExtendedL2) { $storeArgs.Qcow2ExtendedL2 = $true }
         $null = VmClone\New-VmBase @storeArgs -Name $this.Name -Volume @($this.Volume | ForEach-Object { $_.ToSpec() }) -Format $this.Format -Confirm:$false -ErrorAction Stop
     }
 

@@ -18,11 +18,11 @@ public class Qcow2CrashTests
     private const long Size = 6L << 20;
     private const int Sector = 512;
 
-    private sealed class Cut : Exception
+    internal sealed class Cut : Exception
     {
     }
 
-    private sealed class Recorder : IFileWriteObserver
+    internal sealed class Recorder : IFileWriteObserver
     {
         public readonly List<(long Position, byte[] Before)> Unflushed = new();
         public int Ops;
@@ -92,7 +92,7 @@ public class Qcow2CrashTests
         return ops;
     }
 
-    private static int Run(string image, List<(long At, byte[] Data)> ops, Recorder recorder)
+    internal static int Run(string image, List<(long At, byte[] Data)> ops, Recorder recorder)
     {
         FileAccessor.Observer = recorder;
         try
