@@ -20,6 +20,7 @@
         'Convert-VmDisk'
         'Merge-VmDisk'
         'Set-VmDisk'
+        'Resize-VmDisk'
         'New-VmBase'
         'Get-VmBase'
         'Remove-VmBase'
