@@ -50,7 +50,7 @@ public sealed class ResizeVmDiskCommand : DiskFileCmdlet
     {
         if (IsBound(nameof(SizeBytes)) == ToMinimumSize.IsPresent)
             ThrowTerminatingError(new ErrorRecord(
-                new PSArgumentException("Give either -SizeBytes or -ToMinimumSize."), "InvalidArgument", ErrorCategory.InvalidArgument, null));
+                new PSArgumentException("Give either -SizeBytes or -ToMinimumSize."), StoreErrorIds.InvalidArgument, ErrorCategory.InvalidArgument, null));
         base.BeginProcessing();
     }
 
