@@ -18,8 +18,11 @@ BeforeAll {
                 $sha.AppendData($buffer, 0, $n); $left -= $n
             }
             $zeros = $true
+            $empty = [byte[]]::new($buffer.Length)
             while (($n = $disk.Content.Read($buffer, 0, $buffer.Length)) -gt 0) {
-                if ([Array]::FindIndex($buffer, 0, $n, [Predicate[byte]] { param($b) $b -ne 0 }) -ge 0) { $zeros = $false; break }
+                $got = [Security.Cryptography.SHA256]::HashData([IO.MemoryStream]::new($buffer, 0, $n))
+                $none = [Security.Cryptography.SHA256]::HashData([IO.MemoryStream]::new($empty, 0, $n))
+                if ([Convert]::ToHexString($got) -ne [Convert]::ToHexString($none)) { $zeros = $false; break }
             }
             '{0} {1}' -f [Convert]::ToHexString($sha.GetHashAndReset()), $(if ($zeros) { 'then zeros' } else { 'then data' })
         }
