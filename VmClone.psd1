@@ -22,6 +22,7 @@
         'Set-VmDisk'
         'Compare-VmDisk'
         'Measure-VmDisk'
+        'Resize-VmDisk'
         'New-VmBase'
         'Get-VmBase'
         'Remove-VmBase'

@@ -144,6 +144,52 @@ public abstract class DiskLayer : IDisposable
     /// </summary>
     public abstract IReadOnlyList<string> Check();
 
+    /// <summary>The largest virtual size <see cref="DiskResize"/> may give this layer.</summary>
+    internal virtual long MaxResizeSize => 0;
+
+    /// <summary>
+    /// Sets the virtual size in the file's own structures; the caller has checked the size (a
+    /// sector multiple, not below <see cref="StoredEnd"/>). Crash-safe: cut off, the file opens
+    /// at the old size or the new one.
+    /// </summary>
+    internal virtual void ResizeInPlace(long newSize) =>
+        throw new DiskResizeException(Path, ResizeProblem.Unsupported, $"{Format} {Type} disk '{Path}' cannot be resized.");
+
+    /// <summary>
+    /// The end of what this layer stores: its last allocated unit for a dynamic or differencing
+    /// file; for a fixed file (every byte stored), its last byte that is not zero.
+    /// </summary>
+    internal virtual long StoredEnd()
+    {
+        long end = 0, at = 0;
+        while (at < VirtualSize)
+        {
+            LayerExtent e = GetExtent(at, VirtualSize - at);
+            at += e.Length;
+            if (e.Kind == ExtentKind.Data)
+                end = at;
+        }
+        return Type == DiskType.Fixed ? LastNonZeroEnd(end) : end;
+    }
+
+    /// <summary>The end of the last byte below <paramref name="end"/> that is not zero, read backwards in 1 MiB pieces.</summary>
+    private protected long LastNonZeroEnd(long end)
+    {
+        var buffer = new byte[1 << 20];
+        while (end > 0)
+        {
+            int n = (int)Math.Min(buffer.Length, end);
+            ReadData(end - n, buffer, 0, n);
+            for (int i = n - 1; i >= 0; i--)
+            {
+                if (buffer[i] != 0)
+                    return end - n + i + 1;
+            }
+            end -= n;
+        }
+        return 0;
+    }
+
     /// <summary>
     /// Rewrites what this layer records about its parent (stored paths and expected identity)
     /// without touching its content, crash-safely. The caller has checked that the new parent is

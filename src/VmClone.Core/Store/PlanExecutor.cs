@@ -392,6 +392,9 @@ internal sealed class PlanExecutor : StorePart
             default:
                 throw new InvalidOperationException($"{step.Action} does not build a file.");
         }
+        // A grown outline: the new file takes the new base's size before it is moved in.
+        if (step.GrowTo is long grow)
+            DiskResize.Resize(staged, grow, OpenOptions);
         progress?.Report(new OperationProgress($"{step.Volume}", $"{step.Action} done", 1, 1));
     }
 

@@ -7,7 +7,11 @@ using VmClone.Disks;
 
 namespace VmClone.Core.Store;
 
-/// <summary>Plans moving a clone onto another base of the same outline (data volumes kept byte for byte).</summary>
+/// <summary>
+/// Plans moving a clone onto another base of the same outline, or of a grown one (the same volume
+/// names, types and order, each as large or larger): data volumes are kept byte for byte and grow
+/// to the new base's sizes, the added range reading as zeros.
+/// </summary>
 internal sealed class RebasePlanner : Planner
 {
     public RebasePlanner(StoreCatalogue catalogue, StorePreconditions preconditions) : base(catalogue, preconditions)
@@ -76,6 +80,8 @@ internal sealed class RebasePlanner : Planner
             else if (v.Format != bv.Format)
             {
                 step = RebaseFormats.ConvertData(v, bv, current, Path.Combine(folder, v.Name + Extension(bv.Format)));
+                if (bv.VirtualSize > step.VirtualSize)
+                    step.GrowTo = bv.VirtualSize;
             }
             else
             {
@@ -100,10 +106,21 @@ internal sealed class RebasePlanner : Planner
         step.Stamp(current, read.Stamp);
         step.VirtualSize = read.Info.VirtualSize;
         step.LogicalSectorSize = read.SectorSize;
+        bool grows = bv.VirtualSize > read.Info.VirtualSize;
+        if (grows)
+            step.GrowTo = bv.VirtualSize;
         if (!read.HasParent)
         {
             step.Action = VolumeAction.Keep;
             step.Reason = "a standalone data volume depends on no base";
+        }
+        else if (bv.HoldsData && grows)
+        {
+            // Past its old end a re-parented child would show the larger base's data, not zeros:
+            // the volume becomes standalone, then grows.
+            step.Action = VolumeAction.Flatten;
+            step.Source = current;
+            step.Reason = "the new base's data volume is larger: the volume becomes a standalone file and grows, its content kept and the added range zeros";
         }
         else if (bv.HoldsData)
         {

@@ -74,6 +74,12 @@ internal sealed class RollForward : StorePart
                 FaultPoint.Hit("moved " + step.Volume);
             }
         }
+        // A kept data volume of a grown outline grows in place; repeated after a cut-off, a resize to the size it has does nothing.
+        foreach (PlannedVolume step in plan.Volumes.Where(v => v.Action == VolumeAction.Keep && v.GrowTo is not null))
+        {
+            DiskResize.Resize(step.Path, step.GrowTo!.Value, OpenOptions);
+            FaultPoint.Hit("grown " + step.Volume);
+        }
         foreach (PlannedVolume step in plan.Volumes)
         {
             if (step.Supersedes is not null && File.Exists(step.Supersedes) && !string.Equals(step.Supersedes, step.Path, StringComparison.Ordinal))

@@ -193,4 +193,19 @@ public static class StoreErrorIds
 
     /// <summary>Export-VmClone was asked to write into the store itself; an export goes to a folder outside it.</summary>
     public const string ExportInsideStore = "ExportInsideStore";
+
+    /// <summary>A disk file that another process holds open (a running machine) was not resized.</summary>
+    public const string DiskInUse = "DiskInUse";
+
+    /// <summary>A disk-level change asked of a store's volume; the store's own commands change it (a larger base and Invoke-VmRebase).</summary>
+    public const string DiskInStore = "DiskInStore";
+
+    /// <summary>A shrink past data the disk stores; the message names the smallest size it can take.</summary>
+    public const string ShrinkBelowData = "ShrinkBelowData";
+
+    /// <summary>A differencing disk asked to grow past its parent's size; the parent grows first.</summary>
+    public const string ChildPastParent = "ChildPastParent";
+
+    /// <summary>A disk whose kind VmClone does not resize (a stream-optimized or multi-extent VMDK, a VHD with a batmap).</summary>
+    public const string ResizeNotSupported = "ResizeNotSupported";
 }

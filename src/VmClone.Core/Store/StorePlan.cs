@@ -70,6 +70,15 @@ public sealed class PlannedVolume
     /// <summary>Virtual size of a new empty volume.</summary>
     public long VirtualSize { get; set; }
 
+    /// <summary>
+    /// The size a data volume grows to after its action, when the new base's volume is larger (a
+    /// grown outline); null when it keeps its size. Its content is kept byte for byte and the
+    /// added range reads as zeros: a staged file grows before it is moved in, a kept one grows in
+    /// place at the commit (a resize leaves the file at the old or the new size, and repeating it
+    /// does nothing more).
+    /// </summary>
+    public long? GrowTo { get; set; }
+
     /// <summary>Logical sector size of a new empty volume.</summary>
     public int LogicalSectorSize { get; set; } = 512;
 
@@ -135,6 +144,8 @@ public sealed class PlannedVolume
         // A step that changes the file's name says so: a hypervisor pointed at the old name must be pointed at the new one.
         string renamed = Action != VolumeAction.Move && Supersedes is not null && !string.Equals(Supersedes, Path, StringComparison.Ordinal)
             ? $" [{System.IO.Path.GetFileName(Supersedes)} -> {System.IO.Path.GetFileName(Path)}]" : "";
+        if (GrowTo is long grow)
+            what += $", then grow from {Core.Format.Bytes(VirtualSize)} to {Core.Format.Bytes(grow)} (the added range reads as zeros)";
         return (Clone is null ? "" : $"clone '{Clone}' ") + $"{Volume} ({Type}): {what}{renamed}" + (Reason.Length > 0 ? $" — {Reason}" : "");
     }
 
@@ -262,7 +273,7 @@ public sealed class StorePlan
     }
 
     /// <summary>Steps that actually change a file.</summary>
-    public IEnumerable<PlannedVolume> Changes => Volumes.Where(v => v.Action != VolumeAction.Keep);
+    public IEnumerable<PlannedVolume> Changes => Volumes.Where(v => v.Action != VolumeAction.Keep || v.GrowTo is not null);
 
     public override string ToString() => Describe();
 }

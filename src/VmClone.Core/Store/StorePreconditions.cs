@@ -70,8 +70,9 @@ internal sealed class StorePreconditions : StorePart
                     size = layer.VirtualSize;
                     sectorSize = layer.LogicalSectorSize;
                 }
-                if (size != b.VirtualSize)
-                    differences.Add($"volume '{v.Name}' is {size} bytes in the clone but {b.VirtualSize} in the base");
+                // A larger volume in the base is a grown outline: the clone's volume grows with it.
+                if (size > b.VirtualSize)
+                    differences.Add($"volume '{v.Name}' is {size} bytes in the clone but only {b.VirtualSize} in the base, and a volume never shrinks");
                 if (sectorSize != b.LogicalSectorSize)
                     differences.Add($"volume '{v.Name}' has {sectorSize}-byte sectors in the clone but {b.LogicalSectorSize} in the base");
             }
@@ -79,7 +80,8 @@ internal sealed class StorePreconditions : StorePart
         if (differences.Count > 0)
             throw new StoreException(StoreErrorIds.OutlineMismatch, VmCloneErrorKind.InvalidOperation,
                 $"Clone '{clone.Name}' cannot move onto base '{nb.Name}': their storage outlines differ ({string.Join("; ", differences)}). " +
-                "A new base must have the same volumes, types, order and sizes; make it from a clone of the old base (New-VmBase -FromClone).", clone.Name);
+                "A new base must have the same volumes, types and order, each as large as the clone's or larger; make it from a clone of the old base (New-VmBase -FromClone), " +
+                "or from disks at least as large (New-VmBase -Volume; Resize-VmDisk grows a copy of a disk first).", clone.Name);
     }
 
     /// <summary>

@@ -79,6 +79,16 @@ internal sealed class RawLayer : DiskLayer
         _file.Write(position, buffer, offset, count);
     }
 
+    internal override long MaxResizeSize => 1L << 60;
+
+    /// <summary>A raw file's length is its size: set it (the added range a hole where the file system allows) and flush.</summary>
+    internal override void ResizeInPlace(long newSize)
+    {
+        EnsureWritable();
+        _file.SetLength(newSize);
+        _file.Flush();
+    }
+
     public override void Flush()
     {
         if (CanWrite)

@@ -117,6 +117,13 @@ internal sealed class DynamicHeader
         return new DynamicHeader(raw);
     }
 
+    /// <summary>Where the BAT lies and how many entries it has (both in the header's first sector); the checksum is the caller's to update.</summary>
+    public void SetTable(ulong tableOffset, uint maxTableEntries)
+    {
+        BinaryPrimitives.WriteUInt64BigEndian(_raw.AsSpan(TableOffsetOffset), tableOffset);
+        BinaryPrimitives.WriteUInt32BigEndian(_raw.AsSpan(MaxTableEntriesOffset), maxTableEntries);
+    }
+
     public void UpdateChecksum() =>
         BinaryPrimitives.WriteUInt32BigEndian(_raw.AsSpan(ChecksumOffset), VhdChecksum.Compute(_raw, ChecksumOffset));
 }

@@ -167,6 +167,21 @@ internal sealed class VhdFooter
         return footer;
     }
 
+    /// <summary>
+    /// A new size: current size, original size and the CHS geometry that matches it, as Hyper-V's
+    /// Resize-VHD writes them (libvhdi takes the size from the original size field); the checksum
+    /// is the caller's to update.
+    /// </summary>
+    public void SetSize(long virtualSize)
+    {
+        BinaryPrimitives.WriteUInt64BigEndian(_raw.AsSpan(CurrentSizeOffset), (ulong)virtualSize);
+        BinaryPrimitives.WriteUInt64BigEndian(_raw.AsSpan(OriginalSizeOffset), (ulong)virtualSize);
+        DiskGeometry g = DiskGeometry.ForSectors(virtualSize / 512);
+        BinaryPrimitives.WriteUInt16BigEndian(_raw.AsSpan(GeometryOffset), (ushort)g.Cylinders);
+        _raw[GeometryOffset + 2] = (byte)g.Heads;
+        _raw[GeometryOffset + 3] = (byte)g.SectorsPerTrack;
+    }
+
     /// <summary>Recomputes the checksum over the current bytes (the hidden byte included).</summary>
     public void UpdateChecksum() =>
         BinaryPrimitives.WriteUInt32BigEndian(_raw.AsSpan(ChecksumOffset), VhdChecksum.Compute(_raw, ChecksumOffset));

@@ -40,6 +40,7 @@ internal sealed partial class VhdxLayer : DiskLayer
     private string? _regionTableProblem;
     private FileParameters _parameters;
     private long _virtualSize;
+    private long _virtualSizeItemOffset; // file offset of the virtual disk size item (2.6.2.2)
     private int _logicalSectorSize;
     private int _physicalSectorSize;
     private Guid _page83;
@@ -350,6 +351,7 @@ internal sealed partial class VhdxLayer : DiskLayer
 
         _parameters = FileParameters.Parse(Item(FileParameters.ItemId, "file parameters", true), Path, ItemOffset(FileParameters.ItemId));
         _virtualSize = VirtualDiskMetadata.ParseVirtualDiskSize(Item(VirtualDiskMetadata.VirtualDiskSizeId, "virtual disk size", true), Path, ItemOffset(VirtualDiskMetadata.VirtualDiskSizeId));
+        _virtualSizeItemOffset = ItemOffset(VirtualDiskMetadata.VirtualDiskSizeId);
         _page83 = VirtualDiskMetadata.ParsePage83Data(Item(VirtualDiskMetadata.Page83DataId, "page 83 data", true), Path, ItemOffset(VirtualDiskMetadata.Page83DataId));
         _logicalSectorSize = VirtualDiskMetadata.ParseSectorSize(Item(VirtualDiskMetadata.LogicalSectorSizeId, "logical sector size", true), Path, ItemOffset(VirtualDiskMetadata.LogicalSectorSizeId), "logical sector size", "2.6.2.4");
         _physicalSectorSize = VirtualDiskMetadata.ParseSectorSize(Item(VirtualDiskMetadata.PhysicalSectorSizeId, "physical sector size", true), Path, ItemOffset(VirtualDiskMetadata.PhysicalSectorSizeId), "physical sector size", "2.6.2.5");

@@ -293,6 +293,61 @@ internal sealed class Descriptor
     }
 
     /// <summary>
+    /// A new size for the only extent: its line's sector count replaced in place (access, type,
+    /// file name and spacing kept), and ddb.geometry.cylinders, when present, recomputed as qemu
+    /// does (16 heads, 63 sectors, at most 16383 cylinders).
+    /// </summary>
+    public void SetSingleExtentSectors(ulong sectors)
+    {
+        string[] lines = _text.Split('\n');
+        for (int n = 0; n < lines.Length; n++)
+        {
+            string line = lines[n];
+            string trimmed = line.TrimStart(' ', '\t');
+            if (trimmed.Length == 0 || trimmed[0] == '#')
+                continue;
+            if (StartsWithAccess(trimmed.TrimEnd('\r')))
+            {
+                int lead = line.Length - trimmed.Length;
+                int accessEnd = trimmed.IndexOfAny(new[] { ' ', '\t' });
+                int numberStart = accessEnd;
+                while (numberStart < trimmed.Length && (trimmed[numberStart] == ' ' || trimmed[numberStart] == '\t'))
+                    numberStart++;
+                int numberEnd = numberStart;
+                while (numberEnd < trimmed.Length && char.IsDigit(trimmed[numberEnd]))
+                    numberEnd++;
+                lines[n] = line.Substring(0, lead + numberStart) + sectors.ToString(CultureInfo.InvariantCulture) + trimmed.Substring(numberEnd);
+                ExtentLine old = _extents[0];
+                _extents[0] = new ExtentLine(old.Access, sectors, old.Type, old.FileName, old.Offset);
+                break;
+            }
+        }
+        _text = string.Join("\n", lines);
+        if (_ddb.ContainsKey("ddb.geometry.cylinders"))
+            SetDdbValue("ddb.geometry.cylinders", Math.Min(sectors / (16 * 63), 16383).ToString(CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Replaces a ddb value in place, quoted as ddb values are.</summary>
+    private void SetDdbValue(string key, string value)
+    {
+        string[] lines = _text.Split('\n');
+        for (int n = 0; n < lines.Length; n++)
+        {
+            string line = lines[n];
+            int eq = line.IndexOf('=');
+            if (eq <= 0 || !string.Equals(line.Substring(0, eq).Trim(' ', '\t'), key, StringComparison.OrdinalIgnoreCase))
+                continue;
+            string cr = line.EndsWith("\r", StringComparison.Ordinal) ? "\r" : "";
+            string after = line.Substring(eq + 1);
+            string space = after.Substring(0, after.Length - after.TrimStart(' ', '\t').Length);
+            lines[n] = line.Substring(0, eq + 1) + space + "\"" + value + "\"" + cr;
+            break;
+        }
+        _text = string.Join("\n", lines);
+        _ddb[key] = value;
+    }
+
+    /// <summary>
     /// Replaces the value of a header line in place (keeping its quoting, spacing and line end),
     /// or adds the line after the first line when there is none.
     /// </summary>

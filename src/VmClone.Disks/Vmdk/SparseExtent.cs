@@ -27,7 +27,7 @@ namespace VmClone.Disks.Vmdk;
 /// (reading, mapping, checking, flushing) commits first.
 /// uncleanShutdown is cleared again (and flushed) when the layer is disposed, as VMware does.
 /// </summary>
-internal sealed class SparseExtent : VmdkExtent
+internal sealed partial class SparseExtent : VmdkExtent
 {
     private const int MaxCachedTables = 4096; // 8 MiB of 512-entry tables
     private const int MaxProblemsPerKind = 10;

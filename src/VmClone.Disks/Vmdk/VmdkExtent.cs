@@ -98,6 +98,15 @@ internal sealed class FlatExtent : VmdkExtent
 
     public override string? ReadOnlyReason => null;
 
+    /// <summary>A new length for the extent: its file extended (the added range a hole where the file system allows) or cut, then flushed.</summary>
+    public void Resize(long length)
+    {
+        long end = _fileOffset + length;
+        if (_file.Length != end)
+            _file.SetLength(end);
+        _file.Flush();
+    }
+
     public override long AllocatedBytes => Length;
 
     /// <summary>

@@ -778,6 +778,39 @@ internal sealed class VmdkLayer : DiskLayer
         _parentReference = new ParentReference(candidates, FormatCid(parent._descriptor.Cid));
     }
 
+    internal override long MaxResizeSize => (long)SparseExtentHeader.MaxCapacitySectors * 512;
+
+    /// <summary>
+    /// A disk of one extent (monolithicSparse, a descriptor with one sparse or flat extent) takes
+    /// a new size: the extent first (a sparse header's capacity and grain directories, a flat
+    /// file's length), then the descriptor's extent line and geometry. Growing keeps the CID;
+    /// shrinking renews it first, so a larger child of the old content no longer links to it.
+    /// </summary>
+    internal override void ResizeInPlace(long newSize)
+    {
+        EnsureWritable();
+        CommitBatch();
+        if (_extents.Count != 1 || _extents[0] is not (SparseExtent or FlatExtent))
+            throw new DiskResizeException(_path, ResizeProblem.Unsupported,
+                $"VMDK disk '{_path}' ({_descriptor.CreateType}) has {_extents.Count} extents; VmClone resizes VMDKs of one sparse or flat extent (convert it to monolithicSparse first).");
+        ulong sectors = (ulong)newSize / 512;
+        bool shrink = newSize < _size;
+        if (shrink)
+            RenewCid();
+        if (_extents[0] is SparseExtent sparse)
+        {
+            sparse.Resize(sectors);
+        }
+        else if (!shrink)
+        {
+            ((FlatExtent)_extents[0]).Resize(newSize);
+        }
+        _descriptor.SetSingleExtentSectors(sectors);
+        WriteDescriptor("the new size");
+        if (shrink && _extents[0] is FlatExtent flat)
+            flat.Resize(newSize);
+    }
+
     public override void Flush()
     {
         if (!_canWrite)

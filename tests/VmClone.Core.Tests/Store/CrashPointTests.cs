@@ -97,6 +97,8 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         new Scenario { Name = "Rebase (re-parent data)", Plan = s => s.PlanRebase("lab", "v2"), CloneBefore = "v1", CloneAfter = "v2" },
         new Scenario { Name = "Rebase (flatten data)", Plan = s => s.PlanRebase("lab", "empty"), CloneBefore = "v1", CloneAfter = "empty" },
         new Scenario { Name = "Rebase (convert format)", Plan = s => s.PlanRebase("lab", "vmdk", convertFormat: true), CloneBefore = "v1", CloneAfter = "vmdk" },
+        new Scenario { Name = "Rebase (grown outline)", Plan = s => s.PlanRebase("lab", "big"), CloneBefore = "v1", CloneAfter = "big" },
+        new Scenario { Name = "Rebase (grown outline, kept data)", Clone = "solo", Plan = s => s.PlanRebase("solo", "bigempty"), CloneBefore = "empty", CloneAfter = "bigempty" },
         new Scenario { Name = "RemoveClone", Plan = s => s.PlanRemoveClone("lab"), CloneBefore = "v1", CloneAfter = null },
         new Scenario { Name = "NewBaseFromClone", Plan = s => s.PlanNewBaseFromClone("v3", "lab"), CloneBefore = "v1", CloneAfter = "v1" },
         new Scenario { Name = "RemoveBase", Clone = "lab", Plan = s => s.PlanRemoveBase("unused"), CloneBefore = "v1", CloneAfter = "v1" },
@@ -362,6 +364,18 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         TestStore.Write(Volume(s, "labh", "system"), 3 << 20, "labh system change");
         TestStore.Write(Volume(s, "labh", "temp"), 0, "scratch");
         TestStore.Write(Volume(s, "labh", "data"), 5 << 20, "labh's data");
+        // A grown outline: every volume twice as large. lab's data becomes standalone and grows;
+        // solo (on "empty", so its data volume is standalone) keeps its data file and grows it in place.
+        VolumeSpec[] Grown(string prefix, bool data) => new[]
+        {
+            new VolumeSpec { Name = "system", Type = VolumeType.System, Path = t.SourceDisk($"{prefix}-system.vhdx", $"{prefix} system", 2 * Size) },
+            new VolumeSpec { Name = "temp", Type = VolumeType.Temporary, SizeBytes = 2 * Size },
+            new VolumeSpec { Name = "data", Type = VolumeType.Data, Path = t.SourceDisk($"{prefix}-data.vhdx", data ? $"{prefix} data" : null, 2 * Size) },
+        };
+        s.Execute(s.PlanNewBase("big", Grown("big", true)));
+        s.Execute(s.PlanNewBase("bigempty", Grown("bigempty", false)));
+        s.Execute(s.PlanNewClone("solo", "empty"));
+        TestStore.Write(Volume(s, "solo", "data"), 7 << 20, "solo's data near its end");
     }
 
     /// <summary>qemu-img check finds no corruption in any qcow2 file of the store (leaks a cut-off write may leave are allowed); nothing without qemu-img.</summary>
@@ -396,7 +410,25 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
 
     private static string Volume(VmStore s, string clone, string volume) => s.GetClone(clone).Volumes.Single(v => v.Name == volume).Path;
 
-    private static string DataHash(VmStore s, string clone) => TestStore.Hash(Volume(s, clone, "data"), s.OpenOptions);
+    /// <summary>
+    /// The data volume's content over its first <see cref="Size"/> bytes (what it held before any
+    /// rebase), and whether all past them reads as zeros: the same before and after a rebase onto
+    /// a grown outline, which keeps the content and adds zeros.
+    /// </summary>
+    private static string DataHash(VmStore s, string clone)
+    {
+        using VirtualDisk disk = VirtualDisk.Open(Volume(s, clone, "data"), FileAccess.Read, s.OpenOptions);
+        var head = new byte[Size];
+        disk.Content.Position = 0;
+        int read = 0;
+        while (read < head.Length && disk.Content.Read(head, read, head.Length - read) is int n && n > 0)
+            read += n;
+        var tail = new byte[1 << 20];
+        bool zeros = true;
+        while (disk.Content.Read(tail, 0, tail.Length) is int m && m > 0)
+            zeros &= tail.AsSpan(0, m).IndexOfAnyExcept((byte)0) < 0;
+        return Hashing.Sha256Bytes(head) + (zeros ? " then zeros" : " then data");
+    }
 
     private static string BaseDataHash(VmStore s, string baseName) => TestStore.Hash(s.GetBase(baseName).Volumes.Single(v => v.Name == "data").Path, s.OpenOptions);
 
