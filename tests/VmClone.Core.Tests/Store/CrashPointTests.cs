@@ -415,9 +415,15 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
     /// rebase), and whether all past them reads as zeros: the same before and after a rebase onto
     /// a grown outline, which keeps the content and adds zeros.
     /// </summary>
-    private static string DataHash(VmStore s, string clone)
+    private static string DataHash(VmStore s, string clone) => HeadHash(Volume(s, clone, "data"), s.OpenOptions);
+
+    /// <summary>The data volume of a base, in the same terms as <see cref="DataHash"/> (a restored data volume reads as it).</summary>
+    private static string BaseDataHash(VmStore s, string baseName) => HeadHash(s.GetBase(baseName).Volumes.Single(v => v.Name == "data").Path, s.OpenOptions);
+
+    /// <summary>The hash of a disk's first <see cref="Size"/> bytes, and whether all after them reads as zeros (what a grown data volume keeps).</summary>
+    private static string HeadHash(string path, DiskOpenOptions options)
     {
-        using VirtualDisk disk = VirtualDisk.Open(Volume(s, clone, "data"), FileAccess.Read, s.OpenOptions);
+        using VirtualDisk disk = VirtualDisk.Open(path, FileAccess.Read, options);
         var head = new byte[Size];
         disk.Content.Position = 0;
         int read = 0;
@@ -429,8 +435,6 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
             zeros &= tail.AsSpan(0, m).IndexOfAnyExcept((byte)0) < 0;
         return Hashing.Sha256Bytes(head) + (zeros ? " then zeros" : " then data");
     }
-
-    private static string BaseDataHash(VmStore s, string baseName) => TestStore.Hash(s.GetBase(baseName).Volumes.Single(v => v.Name == "data").Path, s.OpenOptions);
 
     /// <summary>Every clone's volumes lead into exactly one base: the one its manifest names (or none).</summary>
     private static void AssertOnOneBase(VmStore s)
