@@ -23,7 +23,30 @@ Describe 'The module manifest' {
     }
 
     It 'lists what it exports: cmdlets, formats, DSC resources; nothing else' {
-        $data.CmdletsToExport.Count | Should -Be 17
+        $data.CmdletsToExport | Sort-Object | Should -Be @(
+            'Clear-VmTemporaryVolume',
+            'Compare-VmDisk',
+            'Convert-VmDisk',
+            'Export-VmClone',
+            'Get-VmBase',
+            'Get-VmClone',
+            'Get-VmDisk',
+            'Get-VmVolume',
+            'Invoke-VmRebase',
+            'Measure-VmDisk',
+            'Merge-VmDisk',
+            'New-VmBase',
+            'New-VmClone',
+            'New-VmDisk',
+            'Remove-VmBase',
+            'Remove-VmClone',
+            'Rename-VmBase',
+            'Rename-VmClone',
+            'Resize-VmDisk',
+            'Restore-VmClone',
+            'Set-VmDisk',
+            'Test-VmDisk',
+            'Test-VmStore')
         $data.FormatsToProcess | Should -Be 'VmClone.format.ps1xml'
         $data.DscResourcesToExport | Sort-Object | Should -Be @('VmCloneBase', 'VmCloneClone')
         $data.FunctionsToExport | Should -BeNullOrEmpty

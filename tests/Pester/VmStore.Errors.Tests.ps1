@@ -47,19 +47,20 @@ Describe 'Store errors and conventions' {
         $err[0].FullyQualifiedErrorId | Should -Be 'OutlineMismatch,VmClone.PowerShell.Commands.InvokeVmRebaseCommand'
         $err[0].CategoryInfo.Category | Should -Be 'InvalidOperation'
         $err[0].TargetObject | Should -Be 'lab-01'
-        $err[0].Exception.Message | Should -BeLike "*volume 'system' is 67108864 bytes in the clone but 33554432 in the base*"
+        $err[0].Exception.Message | Should -BeLike "*volume 'system' is 67108864 bytes in the clone but only 33554432 in the base, and a volume never shrinks*"
         Get-StoreSnapshot | Should -Be $before
     }
 
     It 'rebases the clones that fit and reports the one that does not' {
         New-TestBase win11-v2 | Out-Null
-        New-TestBase small 32MB | Out-Null
-        New-VmClone odd -Base small -Store $store | Out-Null
+        # A larger outline fits (its volumes grow); a smaller one never does.
+        New-TestBase big 128MB | Out-Null
+        New-VmClone odd -Base big -Store $store | Out-Null
         $out = Invoke-VmRebase lab-01, odd -NewBase win11-v2 -Store $store -Force -ErrorVariable err -ErrorAction SilentlyContinue
         $out.Name | Should -Be 'lab-01'
         $err.Count | Should -Be 1
         $err[0].TargetObject | Should -Be 'odd'
-        (Get-VmClone odd -Store $store).Base | Should -Be 'small'
+        (Get-VmClone odd -Store $store).Base | Should -Be 'big'
     }
 
     It 'prints the plan of every clone and volume with -WhatIf and changes nothing' {
