@@ -180,9 +180,9 @@ Describe 'A command killed at any instant, on a <Format> store' -ForEach $killSt
         $restoreNames = ((1..$(if ($stress) { 20 } else { 5 })) | ForEach-Object { "'lab-{0:d2}'" -f $_ }) -join ','
         foreach ($round in $plan) {
             # Rounds go on until that many commands were really killed (one that finished
-            # before its kill instant does not count), at most half as many rounds again.
+            # before its kill instant does not count), at most twice as many rounds and two more.
             $killedBefore = $killed
-            for ($k = 0; ($killed - $killedBefore) -lt $round.Kills -and $k -lt [int]($round.Kills * 1.5); $k++) {
+            for ($k = 0; ($killed - $killedBefore) -lt $round.Kills -and $k -lt [Math]::Max([int]($round.Kills * 1.5), 2 * $round.Kills + 2); $k++) {
                 $victim = $victims.Dequeue()
                 $victims.Enqueue((Start-Victim (Join-Path $folder "victim-$n"))); $n++
                 switch ($round.Kind) {
@@ -201,9 +201,18 @@ Describe 'A command killed at any instant, on a <Format> store' -ForEach $killSt
                 Set-Content (Join-Path $victim.Folder 'go.ps1') $command
                 $sw = [Diagnostics.Stopwatch]::StartNew()
                 while (-not (Test-Path (Join-Path $victim.Folder 'started')) -and -not $victim.Process.HasExited -and $sw.ElapsedMilliseconds -lt 60000) { Start-Sleep -Milliseconds 5 }
+                $startedAt = [DateTime]::Now
                 $delay = $rng.Next(0, $estimate[$round.Kind])
                 Start-Sleep -Milliseconds $delay
-                if ($victim.Process.HasExited) { $finishedBeforeKill++ } else { $victim.Process.Kill(); $killed++ }
+                if ($victim.Process.HasExited) {
+                    $finishedBeforeKill++
+                    # A command that ran to its end shows how long this store's commands take
+                    # on this machine: later kill instants are drawn within that, so a small
+                    # fleet on a fast machine is killed as often as a large one on a slow one.
+                    $took = ($victim.Process.ExitTime - $startedAt).TotalMilliseconds
+                    $estimate[$round.Kind] = [int][Math]::Max(20, [Math]::Min($estimate[$round.Kind], $took * 0.9))
+                }
+                else { $victim.Process.Kill(); $killed++ }
                 $victim.Process.WaitForExit()
                 if ($qcow2) {
                     # What the kill left: each qcow2 file it changed is checked now, before the rerun.
