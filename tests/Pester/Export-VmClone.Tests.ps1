@@ -9,35 +9,8 @@ BeforeAll {
     Import-Module $env:VMCLONE_MODULE -Force
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
 
-    # sha256 of a disk's content as qemu reads it.
-    function Get-QemuContentHash([string] $Path, [string] $Format) {
-        $raw = Join-Path ([IO.Path]::GetTempPath()) ('vmclone-qemu-' + [guid]::NewGuid().ToString('N') + '.raw')
-        try {
-            qemu-img convert -f $Format -O raw $Path $raw
-            $LASTEXITCODE | Should -Be 0
-            (Get-FileHash -Algorithm SHA256 $raw).Hash.ToLowerInvariant()
-        }
-        finally { Remove-Item -LiteralPath $raw -Force -ErrorAction SilentlyContinue }
-    }
 
-    # What -WhatIf prints (it goes to the host, not to a stream).
-    function Get-WhatIfText([scriptblock] $Command) {
-        $transcript = Join-Path $dir 'whatif.txt'
-        Start-Transcript -LiteralPath $transcript | Out-Null
-        try { & $Command } finally { Stop-Transcript | Out-Null }
-        Get-Content -LiteralPath $transcript -Raw
-    }
 
-    # Holds a POSIX record lock on the whole file, as a running QEMU does, until stopped.
-    function Start-RecordLock([string] $Path) {
-        $ready = "$Path.held"
-        $script = "import fcntl, sys, time`nf = open(sys.argv[1], 'rb+')`nfcntl.lockf(f, fcntl.LOCK_EX)`nopen(sys.argv[2], 'w').close()`ntime.sleep(120)"
-        $p = Start-Process -FilePath 'python3' -ArgumentList @('-c', "`"$script`"", "`"$Path`"", "`"$ready`"") -PassThru
-        $watch = [Diagnostics.Stopwatch]::StartNew()
-        while (-not (Test-Path -LiteralPath $ready) -and $watch.Elapsed.TotalSeconds -lt 30) { Start-Sleep -Milliseconds 20 }
-        Remove-Item -LiteralPath $ready -ErrorAction SilentlyContinue
-        $p
-    }
 }
 
 Describe 'Export-VmClone' {

@@ -5,16 +5,6 @@ BeforeAll {
     Import-Module $env:VMCLONE_MODULE -Force
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
 
-    # Holds a POSIX record lock on the whole file, as a running QEMU does, until stopped.
-    function Start-RecordLock([string] $Path) {
-        $ready = "$Path.held"
-        $script = "import fcntl, sys, time`nf = open(sys.argv[1], 'rb+')`nfcntl.lockf(f, fcntl.LOCK_EX)`nopen(sys.argv[2], 'w').close()`ntime.sleep(120)"
-        $p = Start-Process -FilePath 'python3' -ArgumentList @('-c', "`"$script`"", "`"$Path`"", "`"$ready`"") -PassThru
-        $watch = [Diagnostics.Stopwatch]::StartNew()
-        while (-not (Test-Path -LiteralPath $ready) -and $watch.Elapsed.TotalSeconds -lt 30) { Start-Sleep -Milliseconds 20 }
-        Remove-Item -LiteralPath $ready -ErrorAction SilentlyContinue
-        $p
-    }
 }
 
 Describe 'New-VmBase -FromClone of a clone in use' -Skip:(-not $IsLinux) {
@@ -94,12 +84,6 @@ Describe 'New-VmBase -FromClone -DataFrom' {
         $baseData = Get-DiskContentHash (Get-TestVolumePath $store -Base win11 -Volume 'data')
         $cloneData = Get-DiskContentHash (Get-TestVolumePath $store lab-01 'data')
 
-        function Get-WhatIfText([scriptblock] $Command) {
-            $transcript = Join-Path $dir 'whatif.txt'
-            Start-Transcript -LiteralPath $transcript | Out-Null
-            try { & $Command } finally { Stop-Transcript | Out-Null }
-            Get-Content -LiteralPath $transcript -Raw
-        }
     }
     AfterAll { Remove-TestFolder $dir }
 

@@ -26,16 +26,6 @@ BeforeAll {
         "$Path exit=$($c.Exit) corruptions=$($c.Corruptions) leaks=$($c.Leaks)" | Should -Be "$Path exit=0 corruptions=0 leaks=0"
     }
 
-    # sha256 of a disk's content as qemu reads it.
-    function Get-QemuContentHash([string] $Path, [string] $Format) {
-        $raw = Join-Path ([IO.Path]::GetTempPath()) ('vmclone-qemu-' + [guid]::NewGuid().ToString('N') + '.raw')
-        try {
-            qemu-img convert -f $Format -O raw $Path $raw
-            $LASTEXITCODE | Should -Be 0
-            (Get-FileHash -Algorithm SHA256 $raw).Hash.ToLowerInvariant()
-        }
-        finally { Remove-Item -LiteralPath $raw -Force -ErrorAction SilentlyContinue }
-    }
 
     function Get-QemuInfo([string] $Path) { (qemu-img info -f qcow2 --output=json $Path) -join "`n" | ConvertFrom-Json }
 }

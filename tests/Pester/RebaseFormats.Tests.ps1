@@ -9,13 +9,6 @@ BeforeAll {
         @(Get-ChildItem -LiteralPath (Join-Path $Store "clones/$Clone") -Force | Sort-Object Name | ForEach-Object Name)
     }
 
-    # What -WhatIf prints (it goes to the host, not to a stream).
-    function Get-WhatIfText([scriptblock] $Command) {
-        $transcript = Join-Path $dir 'whatif.txt'
-        Start-Transcript -LiteralPath $transcript | Out-Null
-        try { & $Command } finally { Stop-Transcript | Out-Null }
-        Get-Content -LiteralPath $transcript -Raw
-    }
 }
 
 Describe 'Invoke-VmRebase onto a base of another format' {

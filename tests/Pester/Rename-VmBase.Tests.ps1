@@ -10,12 +10,6 @@ BeforeAll {
     Import-Module $env:VMCLONE_MODULE -Force
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
 
-    function Get-WhatIfText([scriptblock] $Command) {
-        $transcript = Join-Path $dir 'whatif.txt'
-        Start-Transcript -LiteralPath $transcript | Out-Null
-        try { & $Command } finally { Stop-Transcript | Out-Null }
-        Get-Content -LiteralPath $transcript -Raw
-    }
 
     function Get-FleetHashes {
         foreach ($c in (Get-VmClone -Store $store).Name) {

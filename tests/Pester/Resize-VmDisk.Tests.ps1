@@ -11,16 +11,6 @@ BeforeAll {
     Import-Module $env:VMCLONE_MODULE -Force
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
 
-    # Holds a POSIX record lock on the whole file, as a running QEMU does, until stopped.
-    function Start-RecordLock([string] $Path) {
-        $ready = "$Path.held"
-        $script = "import fcntl, sys, time`nf = open(sys.argv[1], 'rb+')`nfcntl.lockf(f, fcntl.LOCK_EX)`nopen(sys.argv[2], 'w').close()`ntime.sleep(120)"
-        $p = Start-Process -FilePath 'python3' -ArgumentList @('-c', "`"$script`"", "`"$Path`"", "`"$ready`"") -PassThru
-        $watch = [Diagnostics.Stopwatch]::StartNew()
-        while (-not (Test-Path -LiteralPath $ready) -and $watch.Elapsed.TotalSeconds -lt 30) { Start-Sleep -Milliseconds 20 }
-        Remove-Item -LiteralPath $ready -ErrorAction SilentlyContinue
-        $p
-    }
 
     function Get-BytesHash([byte[]] $Bytes) { [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData($Bytes)) }
     $script:zeros = Get-BytesHash ([byte[]]::new(65536))

@@ -21,13 +21,6 @@ BeforeAll {
         $hashes
     }
 
-    # What -WhatIf prints (it goes to the host, not to a stream).
-    function Get-WhatIfText([scriptblock] $Command) {
-        $transcript = Join-Path $dir 'whatif.txt'
-        Start-Transcript -LiteralPath $transcript | Out-Null
-        try { & $Command } finally { Stop-Transcript | Out-Null }
-        Get-Content -LiteralPath $transcript -Raw
-    }
 
     function Assert-Restored([string] $Clone, [hashtable] $DataHash) {
         Get-DiskContentHash (Get-TestVolumePath $store $Clone 'system') | Should -Be (Get-DiskContentHash (Get-TestVolumePath $store -Base win11 -Volume 'system'))

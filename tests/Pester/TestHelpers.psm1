@@ -147,4 +147,36 @@ function Get-TestFormats {
     @{ Format = 'Vhd'; Skip = $false }
 }
 
+
+# sha256 of a disk's content as qemu reads it (qemu-img convert to raw); a failed convert fails the test.
+function Get-QemuContentHash([string] $Path, [string] $Format) {
+    $raw = Join-Path ([IO.Path]::GetTempPath()) ('vmclone-qemu-' + [guid]::NewGuid().ToString('N') + '.raw')
+    try {
+        qemu-img convert -f $Format -O raw $Path $raw
+        if ($LASTEXITCODE -ne 0) { throw "qemu-img convert -f $Format of '$Path' failed with exit code $LASTEXITCODE" }
+        (Get-FileHash -Algorithm SHA256 $raw).Hash.ToLowerInvariant()
+    }
+    finally { Remove-Item -LiteralPath $raw -Force -ErrorAction SilentlyContinue }
+}
+
+# Holds a POSIX record lock on the whole file, as a running QEMU does, until the process is stopped.
+function Start-RecordLock([string] $Path) {
+    $ready = "$Path.held"
+    $script = "import fcntl, sys, time`nf = open(sys.argv[1], 'rb+')`nfcntl.lockf(f, fcntl.LOCK_EX)`nopen(sys.argv[2], 'w').close()`ntime.sleep(120)"
+    $p = Start-Process -FilePath 'python3' -ArgumentList @('-c', "`"$script`"", "`"$Path`"", "`"$ready`"") -PassThru
+    $watch = [Diagnostics.Stopwatch]::StartNew()
+    while (-not (Test-Path -LiteralPath $ready) -and $watch.Elapsed.TotalSeconds -lt 30) { Start-Sleep -Milliseconds 20 }
+    Remove-Item -LiteralPath $ready -ErrorAction SilentlyContinue
+    $p
+}
+
+# What -WhatIf prints: it goes to the host, not to a stream, so a transcript is where a user would see it.
+function Get-WhatIfText([scriptblock] $Command) {
+    $transcript = Join-Path ([IO.Path]::GetTempPath()) ('vmclone-whatif-' + [guid]::NewGuid().ToString('N') + '.txt')
+    Start-Transcript -LiteralPath $transcript | Out-Null
+    try { & $Command } finally { Stop-Transcript | Out-Null }
+    try { Get-Content -LiteralPath $transcript -Raw }
+    finally { Remove-Item -LiteralPath $transcript -Force -ErrorAction SilentlyContinue }
+}
+
 Export-ModuleMember -Function *

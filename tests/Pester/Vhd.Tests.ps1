@@ -44,16 +44,6 @@ print(h.hexdigest())
         "$Path $(Get-LibvhdiHash $chain)" | Should -Be "$Path $(Get-DiskContentHash $Path)"
     }
 
-    # sha256 of a disk's content as qemu reads it (fixed and dynamic VHD only: qemu ignores a differencing disk's parent).
-    function Get-QemuContentHash([string] $Path, [string] $Format) {
-        $raw = Join-Path ([IO.Path]::GetTempPath()) ('vmclone-qemu-' + [guid]::NewGuid().ToString('N') + '.raw')
-        try {
-            qemu-img convert -f $Format -O raw $Path $raw
-            $LASTEXITCODE | Should -Be 0
-            (Get-FileHash -Algorithm SHA256 $raw).Hash.ToLowerInvariant()
-        }
-        finally { Remove-Item -LiteralPath $raw -Force -ErrorAction SilentlyContinue }
-    }
 }
 
 Describe 'a VHD store' {
