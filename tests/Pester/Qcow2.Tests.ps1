@@ -290,12 +290,16 @@ Describe 'a qcow2 store' {
         $before = (Get-FileHash $system).Hash
         # qemu-io keeps the image open, locked as a running qemu locks it, while its input stays open.
         $holder = Start-Process -FilePath 'sh' -ArgumentList @('-c', "`"sleep 60 | qemu-io -f qcow2 '$system'`"") -PassThru
+        # Under a loaded machine qemu-io can take many seconds to start: the restore is tried only
+        # once qemu's own tools see the image locked.
         $watch = [Diagnostics.Stopwatch]::StartNew()
-        while ($watch.Elapsed.TotalSeconds -lt 20) {
+        $locked = $false
+        while (-not $locked -and $watch.Elapsed.TotalSeconds -lt 60) {
             $busy = qemu-img info -f qcow2 $system 2>&1 | Out-String
-            if ($LASTEXITCODE -ne 0 -and $busy -like '*lock*') { break }
-            Start-Sleep -Milliseconds 100
+            $locked = $LASTEXITCODE -ne 0 -and $busy -like '*lock*'
+            if (-not $locked) { Start-Sleep -Milliseconds 100 }
         }
+        $locked | Should -BeTrue -Because 'qemu-io holds the image locked before the restore is tried'
         $e = try { Restore-VmClone lab-01 -Store $store -Confirm:$false -ErrorAction Stop; $null } catch { $_ }
         $e.FullyQualifiedErrorId | Should -BeLike 'VolumeInUse,*'
         $e.Exception.Message | Should -BeLike "*$system*"
