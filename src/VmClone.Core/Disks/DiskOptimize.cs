@@ -136,13 +136,17 @@ public static partial class DiskOperations
         throw new VmCloneException(StoreErrorIds.OptimizeNotSupported, VmCloneErrorKind.InvalidOperation, reason, top.Path);
     }
 
+    /// <summary>Stands in for the volume's free space in tests (per flow, as <see cref="FaultPoint"/>); null: the system's figure.</summary>
+    internal static readonly AsyncLocal<Func<string, long>?> FreeSpace = new();
+
     private static void RefuseNoRoom(string full, DiskLayer top)
     {
         long needed = top.AllocatedBytes + OptimizeSpaceMargin;
+        string dir = Path.GetDirectoryName(full) ?? ".";
         long free;
         try
         {
-            free = new DriveInfo(Path.GetDirectoryName(full) ?? ".").AvailableFreeSpace;
+            free = FreeSpace.Value?.Invoke(dir) ?? new DriveInfo(dir).AvailableFreeSpace;
         }
         catch (Exception ex) when (ex is IOException or ArgumentException or UnauthorizedAccessException)
         {
@@ -182,6 +186,12 @@ public static partial class DiskOperations
             File.Replace(staged, full, null);
             replaced = true;
             FaultPoint.Hit("optimize:renamed");
+        }
+        catch (IOException ex) when (!replaced && PlanExecutor.IsDiskFull(ex))
+        {
+            TryDeleteFolder(staging);
+            throw new VmCloneException(StoreErrorIds.DiskFull, VmCloneErrorKind.InvalidOperation,
+                $"'{full}' was not optimized: the volume filled up while its compacted copy was written. The file is as it was; free some space and run the command again.", full, ex);
         }
         catch (Exception ex) when (!FaultPoint.IsCrash(ex) && !replaced)
         {

@@ -158,29 +158,33 @@ public class OptimizeTests
         }
     }
 
-    [Theory]
+    [OracleTheory(tools: new[] { "qemu-img" })]
     [InlineData("img")]
     [InlineData("fixed.vhd")]
+    [InlineData("fixed.vhdx")]
+    [InlineData("fixed.vmdk")]
     public void AFixedDiskHasItsZeroRangesPunchedInPlace(string ext)
     {
         using var dir = new TempFolder();
         string path = dir.File("disk." + ext);
-        VirtualDisk.CreateDynamic(path, Size, new DiskCreateOptions { Fixed = ext != "img", Format = ext == "img" ? DiskFormat.Raw : DiskFormat.Vhd }).Dispose();
+        VirtualDisk.CreateDynamic(path, Size, new DiskCreateOptions { Fixed = ext != "img", Format = VirtualDisk.FormatFromExtension(path) }).Dispose();
+        string qemuFormat = QemuFormat(Path.GetExtension(path).TrimStart('.'));
         using (VirtualDisk disk = VirtualDisk.Open(path, FileAccess.ReadWrite))
         {
             for (int i = 0; i < 16; i++)
                 WriteAt(disk, (long)i * Block, i % 2 == 0 ? DiskFiles.Random(i, Block) : new byte[Block]);
         }
         string hash = DiskFiles.ContentHash(path);
+        Assert.Equal(hash, Oracle.QemuRawSha256(path, qemuFormat));
         long length = new FileInfo(path).Length;
-        long onDisk = RegularFile.AllocatedBytes(path) ?? length;
 
         VmDiskOptimization result = Optimize(path);
 
         Assert.Equal(OptimizeMethod.Punched, result.Method);
         Assert.Equal(hash, DiskFiles.ContentHash(path));
+        Assert.Equal(hash, Oracle.QemuRawSha256(path, qemuFormat));
         Assert.Equal(length, new FileInfo(path).Length);
-        Assert.True(result.SizeOnDiskAfter <= onDisk - 7L * Block, $"{result.SizeOnDiskAfter} of {onDisk} before");
+        Assert.True(result.SizeOnDiskAfter <= result.SizeOnDiskBefore - 7L * Block, $"{result.SizeOnDiskAfter} of {result.SizeOnDiskBefore} before");
         Assert.True(result.RangesDropped >= 8);
         Assert.True(DiskOperations.Check(path).IsHealthy);
         // Again: nothing left to punch.
@@ -218,6 +222,26 @@ public class OptimizeTests
         Optimize(c);
         Assert.Equal(child, DiskFiles.ContentHash(c));
         Assert.Equal(grand, DiskFiles.ContentHash(g));
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path, ".vmclone-*"));
+    }
+
+    [Fact]
+    public void AVolumeWithoutRoomForTheCopyIsRefusedUpFrontWithDiskFull()
+    {
+        using var dir = new TempFolder();
+        string b = MakeBase(dir, "vhdx");
+        string bytes = Hashing.Sha256File(b);
+        DiskOperations.FreeSpace.Value = _ => 4 * DiskFiles.MiB;
+        try
+        {
+            var ex = Assert.Throws<VmCloneException>(() => Optimize(b));
+            Assert.Equal(StoreErrorIds.DiskFull, ex.ErrorId);
+        }
+        finally
+        {
+            DiskOperations.FreeSpace.Value = null;
+        }
+        Assert.Equal(bytes, Hashing.Sha256File(b));
         Assert.Empty(Directory.GetFileSystemEntries(dir.Path, ".vmclone-*"));
     }
 
