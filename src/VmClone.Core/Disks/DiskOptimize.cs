@@ -71,13 +71,12 @@ public static partial class DiskOperations
                 List<(string File, long Offset, long Length)> holes = ZeroRanges(disk.Top, result, activity, progress, cancellationToken);
                 disk.Dispose();
                 Punch(holes, result, cancellationToken);
-                result.Method = OptimizeMethod.Punched;
+                result.Method = result.RangesDropped > 0 ? OptimizeMethod.Punched : OptimizeMethod.Unchanged;
             }
             else
             {
                 RefuseNoRoom(full, disk.Top);
-                Rewrite(disk, full, result, activity, progress, cancellationToken);
-                result.Method = OptimizeMethod.Rewritten;
+                result.Method = Rewrite(disk, full, result, activity, progress, cancellationToken) ? OptimizeMethod.Rewritten : OptimizeMethod.Unchanged;
             }
             using DiskLayer after = VirtualDisk.OpenLayer(full, FileAccess.Read, result.Format);
             result.StoredBytesAfter = after.Type == DiskType.Fixed ? after.VirtualSize : after.AllocatedBytes;
@@ -160,27 +159,45 @@ public static partial class DiskOperations
     /// <summary>
     /// Writes the compacted copy of <paramref name="disk"/>'s top layer in its staging folder,
     /// gives it the original's identity, makes it durable and renames it over the original.
+    /// A copy that gives nothing back (nothing dropped and no smaller, or larger: a qcow2 image
+    /// of compressed clusters, which the copy stores plainly) is deleted and the file left as it
+    /// was; false then.
     /// </summary>
-    private static void Rewrite(VirtualDisk disk, string full, VmDiskOptimization result, string activity,
+    private static bool Rewrite(VirtualDisk disk, string full, VmDiskOptimization result, string activity,
         IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         DiskLayer top = disk.Top;
         string staging = OptimizeStagingFolder(full);
         Directory.CreateDirectory(staging);
+        // The folder is ours only when it is a real folder (not a link someone put in its place).
+        if (FileNode.Of(staging) != FileNodeKind.Directory)
+            throw new VmCloneException(StoreErrorIds.OptimizeNotSupported, VmCloneErrorKind.InvalidOperation,
+                $"'{full}' was not optimized: '{staging}', where its copy is written, is not a plain folder. Remove it and run the command again.", full);
         string staged = Path.Combine(staging, Path.GetFileName(full));
         bool replaced = false;
+        long copyStored;
         try
         {
             using (DiskLayer copy = VirtualDisk.CreateLayerCopy(staged, top, full))
             {
                 FaultPoint.Hit("optimize:created");
                 using (copy.BeginBatch())
-                    CopyDiffering(top, copy, result, activity, progress, cancellationToken);
+                    CopyDiffering(top, copy, activity, progress, cancellationToken);
                 FaultPoint.Hit("optimize:copied");
                 copy.AdoptIdentity(top);
                 copy.Flush();
+                CountDropped(top, copy, result);
+                copyStored = copy.AllocatedBytes;
             }
             FaultPoint.Hit("optimize:durable");
+            long copied = DiskLayer.SizeOnDiskOf(staged);
+            if (copied > result.SizeOnDiskBefore || (copied == result.SizeOnDiskBefore && copyStored >= result.StoredBytesBefore))
+            {
+                result.RangesDropped = 0;
+                result.BytesDropped = 0;
+                TryDeleteFolder(staging);
+                return false;
+            }
             disk.Dispose();
             // One rename: cut off, the name holds the old file or the whole copy, never neither.
             File.Replace(staged, full, null);
@@ -199,6 +216,7 @@ public static partial class DiskOperations
             throw;
         }
         TryDeleteFolder(staging);
+        return true;
     }
 
     /// <summary>
@@ -206,7 +224,7 @@ public static partial class DiskOperations
     /// what <paramref name="top"/> stores that read otherwise than what lies below it: for a base,
     /// the runs that are not zero. A run left out reads, in the copy, from below: the same bytes.
     /// </summary>
-    private static void CopyDiffering(DiskLayer top, DiskLayer copy, VmDiskOptimization result, string activity,
+    private static void CopyDiffering(DiskLayer top, DiskLayer copy, string activity,
         IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         byte[] data = new byte[ContentCopier.ChunkSize];
@@ -214,7 +232,6 @@ public static partial class DiskOperations
         int granule = ContentCopier.ZeroGranule;
         long capacity = top.VirtualSize;
         long reported = 0;
-        bool lastDropped = false;
         for (long at = 0; at < capacity;)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -222,7 +239,6 @@ public static partial class DiskOperations
             long end = at + extent.Length;
             if (extent.Kind == ExtentKind.Parent)
             {
-                lastDropped = false;
                 at = end;
                 continue;
             }
@@ -247,16 +263,11 @@ public static partial class DiskOperations
                             copy.Write(pos + runStart, data, runStart, g - runStart);
                             runStart = -1;
                         }
-                        if (!lastDropped)
-                            result.RangesDropped++;
-                        result.BytesDropped += len;
-                        lastDropped = true;
                     }
                     else
                     {
                         if (runStart < 0)
                             runStart = g;
-                        lastDropped = false;
                     }
                 }
                 if (runStart >= 0)
@@ -271,6 +282,28 @@ public static partial class DiskOperations
             at = end;
         }
         progress?.Report(new OperationProgress(activity, $"{Format.Bytes(capacity)} of {Format.Bytes(capacity)}", capacity, capacity));
+    }
+
+    /// <summary>The runs <paramref name="top"/> stores (data or stated zeros) that <paramref name="copy"/> leaves to what lies below.</summary>
+    private static void CountDropped(DiskLayer top, DiskLayer copy, VmDiskOptimization result)
+    {
+        long capacity = top.VirtualSize;
+        bool inRun = false;
+        for (long at = 0; at < capacity;)
+        {
+            LayerExtent was = top.GetExtent(at, capacity - at);
+            LayerExtent now = copy.GetExtent(at, was.Length);
+            long n = Math.Min(was.Length, now.Length);
+            bool dropped = was.Kind != ExtentKind.Parent && now.Kind == ExtentKind.Parent;
+            if (dropped)
+            {
+                if (!inRun)
+                    result.RangesDropped++;
+                result.BytesDropped += n;
+            }
+            inRun = dropped;
+            at += n;
+        }
     }
 
     /// <summary>

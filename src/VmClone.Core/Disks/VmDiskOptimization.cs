@@ -51,4 +51,7 @@ public enum OptimizeMethod
 
     /// <summary>A fixed disk or raw file: its all-zero ranges were punched out in place (they read as zeros before and after).</summary>
     Punched,
+
+    /// <summary>Nothing to give back: the file was left as it was (a compacted copy would not have been smaller).</summary>
+    Unchanged,
 }
