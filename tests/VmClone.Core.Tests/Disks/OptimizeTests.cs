@@ -252,6 +252,82 @@ public class OptimizeTests
         Assert.Empty(Directory.GetFileSystemEntries(dir.Path, ".vmclone-*"));
     }
 
+    /// <summary>Counts writes, resizes and flushes (and the files written), and throws <see cref="SimulatedCrash"/> at the chosen one.</summary>
+    private sealed class Cutter : IFileWriteObserver
+    {
+        public int Hits;
+        public int CrashAt = -1;
+        public readonly HashSet<string> Written = new();
+
+        private void Hit(string what, string path)
+        {
+            Written.Add(path);
+            if (++Hits == CrashAt)
+                throw new SimulatedCrash(what);
+        }
+
+        public void BeforeWrite(string path, long position, byte[] buffer, int offset, int count) => Hit("write", path);
+
+        public void BeforeSetLength(string path, long length) => Hit("resize", path);
+
+        public void BeforeFlush(string path) => Hit("flush", path);
+
+        public void AfterFlush(string path)
+        {
+        }
+    }
+
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vmdk")]
+    [InlineData("qcow2")]
+    [InlineData("vhd")]
+    public void CutOffAtAnyWriteTheDiskReadsTheSameForItWritesOnlyItsCopy(string ext)
+    {
+        using var dir = new TempFolder();
+        string b = MakeBase(dir, ext);
+        string c = MakeChild(dir, b, ext);
+        string g = dir.File($"grand.{ext}");
+        VirtualDisk.CreateDifferencing(g, c, Options(ext)).Dispose();
+        string child = DiskFiles.ContentHash(c), grand = DiskFiles.ContentHash(g);
+        string pristine = dir.File("pristine." + ext);
+        File.Copy(c, pristine);
+        var counter = new Cutter();
+        FileAccessor.Observer = counter;
+        try
+        {
+            Optimize(c);
+        }
+        finally
+        {
+            FileAccessor.Observer = null;
+        }
+        // Every write went to the copy in its staging folder, none to the file or its chain.
+        Assert.All(counter.Written, w => Assert.Contains(DiskOperations.OptimizeStagingPrefix, w));
+        Assert.True(counter.Hits > 4);
+
+        foreach (int point in Enumerable.Range(1, 8).Select(i => Math.Max(1, counter.Hits * i / 8)).Distinct())
+        {
+            File.Copy(pristine, c, overwrite: true);
+            var cutter = new Cutter { CrashAt = point };
+            FileAccessor.Observer = cutter;
+            try
+            {
+                Assert.Throws<SimulatedCrash>(() => Optimize(c));
+            }
+            finally
+            {
+                FileAccessor.Observer = null;
+            }
+            Assert.Equal(child, DiskFiles.ContentHash(c));
+            Assert.Equal(grand, DiskFiles.ContentHash(g));
+        }
+        Optimize(c);
+        Assert.Equal(child, DiskFiles.ContentHash(c));
+        Assert.Equal(grand, DiskFiles.ContentHash(g));
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path, ".vmclone-*"));
+    }
+
     [Fact]
     public void AVolumeWithoutRoomForTheCopyIsRefusedUpFrontWithDiskFull()
     {
