@@ -172,6 +172,22 @@ Describe 'Optimize-VmDisk in a store' {
         (Get-VmDisk $held).AllocatedSize | Should -Be $before
     }
 
+    It 'leaves nothing Test-VmStore minds, and a cut-off run''s staging folder is repaired or cleaned by the next run' {
+        $folder = Split-Path (Get-TestVolumePath $store lab-01 system)
+        $leftover = Join-Path $folder '.vmclone-staging-system.vhdx'
+        New-Item -ItemType Directory $leftover | Out-Null
+        Set-Content -LiteralPath (Join-Path $leftover 'system.vhdx') 'half a copy'
+        $report = Test-VmStore -Store $store
+        $report.IsHealthy | Should -BeFalse
+        @($report.Problems).Kind | Should -Be 'InterruptedOperation'
+        Test-VmStore -Store $store -Repair | Out-Null
+        $leftover | Should -Not -Exist
+        New-Item -ItemType Directory $leftover | Out-Null
+        Optimize-VmDisk -Store $store -Name lab-01 | Out-Null
+        $leftover | Should -Not -Exist
+        (Test-VmStore -Store $store).IsHealthy | Should -BeTrue
+    }
+
     It 'refuses an unknown clone with CloneNotFound' {
         $e = try { Optimize-VmDisk -Store $store -Name nosuch -ErrorAction Stop; $null } catch { $_ }
         $e.FullyQualifiedErrorId | Should -Be 'CloneNotFound,VmClone.PowerShell.Commands.OptimizeVmDiskCommand'
