@@ -38,6 +38,7 @@ Describe 'The module manifest' {
             'New-VmBase',
             'New-VmClone',
             'New-VmDisk',
+            'Optimize-VmDisk',
             'Remove-VmBase',
             'Remove-VmClone',
             'Rename-VmBase',
