@@ -19,17 +19,28 @@ public static class FreeSpace
 
     private static readonly object Gate = new();
     private static readonly Dictionary<string, long> Reserved = new(StringComparer.Ordinal);
-    private static readonly AsyncLocal<Func<string, long>?> Pretended = new();
+    private static readonly AsyncLocal<Pretence?> Pretended = new();
+
+    /// <summary>A pretended file system: how much is free, and what is set aside of it (apart from the real ones, so that tests running side by side do not see each other's).</summary>
+    private sealed class Pretence
+    {
+        public Pretence(Func<string, long> available) => Available = available;
+
+        public Func<string, long> Available { get; }
+
+        public Dictionary<string, long> Reserved { get; } = new(StringComparer.Ordinal);
+    }
 
     /// <summary>
     /// Tests: until the result is disposed, <see cref="Available"/> answers what
     /// <paramref name="available"/> says for a folder (for this flow of execution and the
-    /// parallel work it starts), so a nearly full disk is shown without filling one.
+    /// parallel work it starts), so a nearly full disk is shown without filling one. What is set
+    /// aside meanwhile is counted on the pretended disk alone.
     /// </summary>
     internal static IDisposable Pretend(Func<string, long> available)
     {
-        Func<string, long>? before = Pretended.Value;
-        Pretended.Value = available;
+        Pretence? before = Pretended.Value;
+        Pretended.Value = new Pretence(available);
         return new Release(() => Pretended.Value = before);
     }
 
@@ -37,8 +48,8 @@ public static class FreeSpace
     public static long Available(string folder)
     {
         string existing = ExistingAncestor(folder);
-        if (Pretended.Value is Func<string, long> pretend)
-            return pretend(existing);
+        if (Pretended.Value is Pretence pretend)
+            return pretend.Available(existing);
         // On Linux and macOS DriveInfo takes any path and asks statvfs of it, which answers for
         // the mount that holds it; on Windows it takes the path's drive.
         string name = Environment.OSVersion.Platform == PlatformID.Win32NT ? Path.GetPathRoot(existing)! : existing;
@@ -55,24 +66,25 @@ public static class FreeSpace
     {
         string full = Path.GetFullPath(folder);
         string key = FileSystemOf(ExistingAncestor(full));
+        Dictionary<string, long> reserved = Pretended.Value?.Reserved ?? Reserved;
         lock (Gate)
         {
             long free = Available(full);
-            Reserved.TryGetValue(key, out long others);
+            reserved.TryGetValue(key, out long others);
             long left = Math.Max(0, free - others);
             if (bytes > left)
                 throw refuse(new SpaceShortage(full, bytes, left, others));
-            Reserved[key] = others + bytes;
+            reserved[key] = others + bytes;
         }
         return new Release(() =>
         {
             lock (Gate)
             {
-                long now = Reserved[key] - bytes;
+                long now = reserved[key] - bytes;
                 if (now <= 0)
-                    Reserved.Remove(key);
+                    reserved.Remove(key);
                 else
-                    Reserved[key] = now;
+                    reserved[key] = now;
             }
         });
     }

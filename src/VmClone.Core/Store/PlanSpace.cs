@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Threading;
 using VmClone.Core.Disks;
 using VmClone.Disks;
@@ -30,11 +31,30 @@ internal static class PlanSpace
                         openOptions(step.Source!), CancellationToken.None) + GrowthBound(step);
                     break;
                 case VolumeAction.Reparent when oldParentOf is not null:
-                    step.BytesToCopy = DiskOperations.ReparentBound(oldParentOf(step), step.Source!, step.Format, openOptions(step.Source!), CancellationToken.None) + GrowthBound(step);
+                    step.BytesToCopy = ReparentBound(oldParentOf(step), step.Source!, step.Format, openOptions(step.Source!)) + GrowthBound(step);
                     break;
             }
         }
     }
+
+    /// <summary>
+    /// The re-parent bound depends on the two base volumes alone, not on the clone: a fleet
+    /// rebase measures each pair of base files once (while neither changed: base files are read
+    /// only), not once per clone.
+    /// </summary>
+    private static long ReparentBound(string oldParent, string newParent, DiskFormat format, DiskOpenOptions? options)
+    {
+        var key = (oldParent, FileStamp.Of(oldParent), newParent, FileStamp.Of(newParent), format);
+        if (ReparentBounds.TryGetValue(key, out long known))
+            return known;
+        long bound = DiskOperations.ReparentBound(oldParent, newParent, format, options, CancellationToken.None);
+        if (ReparentBounds.Count >= 256)
+            ReparentBounds.Clear();
+        ReparentBounds[key] = bound;
+        return bound;
+    }
+
+    private static readonly ConcurrentDictionary<(string, FileStamp?, string, FileStamp?, DiskFormat), long> ReparentBounds = new();
 
     /// <summary>What a dynamic file's tables can take when it grows to <see cref="PlannedVolume.GrowTo"/>: one 4-byte entry per 4 KiB added is more than any format writes, and a MiB of round-up.</summary>
     private static long GrowthBound(PlannedVolume step) =>
