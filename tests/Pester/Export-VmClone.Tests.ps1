@@ -81,6 +81,13 @@ Describe 'Export-VmClone' {
         Test-Path $out | Should -BeFalse
     }
 
+    It '-WhatIf shows bytes: what each disk copies at most, and in all' {
+        $text = Get-WhatIfText { Export-VmClone lab-01 $out -Store $store -WhatIf }
+        $text | Should -Match 'system \(System\): write system\.vhdx .*\(copies at most \d[\d.]* [KMG]iB\)'
+        $text | Should -Match 'in all: copies at most \d[\d.]* [KMG]iB'
+        Test-Path $out | Should -BeFalse
+    }
+
     It 'refuses a destination that exists, and one inside the store, writing nothing' {
         New-Item -ItemType Directory (Join-Path $out 'lab-01') | Out-Null
         Set-Content (Join-Path $out 'lab-01/keep.txt') 'mine'

@@ -42,6 +42,13 @@ Describe 'Invoke-VmRebase' {
             Get-TestSnapshot $store | Should -Be $before
         }
 
+        It '-WhatIf shows bytes: what each volume''s step copies at most, and in all' {
+            $text = Get-WhatIfText { Invoke-VmRebase lab-03 -NewBase win11-v2 -Store $store -WhatIf }
+            $text | Should -Match 'data \(Data\): re-parent onto .*\(copies at most \d[\d.]* [KMG]iB\)'
+            $text | Should -Match 'system \(System\): replace by a child of .*\(copies nothing\)'
+            $text | Should -Match 'in all: copies at most \d[\d.]* [KMG]iB'
+        }
+
         It 'refuses a clone whose outline differs from the new base with OutlineMismatch, naming it, and rebases nothing of it' {
             $err = $null
             Invoke-VmRebase lab-03 -NewBase other -Store $store -Force -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty

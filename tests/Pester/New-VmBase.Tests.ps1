@@ -97,6 +97,13 @@ Describe 'New-VmBase -FromClone -DataFrom' {
         Get-TestSnapshot $store | Should -Be $before
     }
 
+    It '-WhatIf shows bytes: what each import copies at most, an empty volume nothing, and in all' {
+        $said = Get-WhatIfText { New-VmBase v2 -FromClone lab-01 -DataFrom Empty -Store $store -WhatIf }
+        $said | Should -Match 'system \(System\): import from .*\(copies at most \d[\d.]* [KMG]iB\)'
+        $said | Should -Match 'data \(Data\): create empty .*\(copies nothing\)'
+        $said | Should -Match 'in all: copies at most \d[\d.]* [KMG]iB'
+    }
+
     It 'takes the old base''s data by default, by parameter' {
         New-VmBase v2 -FromClone lab-01 -Store $store | Out-Null
         Get-DiskContentHash (Get-TestVolumePath $store -Base v2 -Volume 'data') | Should -Be $baseData

@@ -371,7 +371,9 @@ Describe 'A full disk' {
         if ($isRoot) {
             $mount = Join-Path $folder 'small'
             New-Item -ItemType Directory $mount | Out-Null
-            & mount -t tmpfs -o size=24m tmpfs $mount 2>$null
+            # Room for base A (what its import copies at most: a 64 MiB VHDX's first 32 MiB
+            # block and the file's metadata), not for a base of c1 as well.
+            & mount -t tmpfs -o size=48m tmpfs $mount 2>$null
             $mounted = $LASTEXITCODE -eq 0
         }
         $skip = -not $mounted -and $env:CI -ne 'true'
@@ -389,12 +391,15 @@ Describe 'A full disk' {
         Write-DiskBytes $src 0 (Get-RandomBytes 9MB 5)
         New-VmBase -Name A -Store $store -Volume @{ Name = 'system'; Type = 'System'; Path = $src } | Out-Null
         New-VmClone c1 -Base A -Store $store | Out-Null
-        Write-DiskBytes (Get-VmVolume -Clone c1 -Store $store).Path 16MB (Get-RandomBytes 6MB 6)
+        Write-DiskBytes (Get-VmVolume -Clone c1 -Store $store).Path 32MB (Get-RandomBytes 20MB 6)
         $before = Get-ChildItem $store -Recurse -File | Where-Object FullName -notlike '*/.locks/*' | ForEach-Object { "$($_.FullName) $($_.Length)" }
         $err = $null
         Get-VmClone c1 -Store $store | New-VmBase -Name B -ErrorVariable err -ErrorAction SilentlyContinue | Out-Null
         $err[0].FullyQualifiedErrorId | Should -BeLike 'DiskFull*'
         $err[0].Exception.Message | Should -BeLike '*not enough free space*'
+        # Refused before anything was written, with the numbers.
+        $err[0].Exception.Message | Should -BeLike "*needs at most * bytes * in '$store*', and only * bytes * are free there*"
+        $err[0].Exception.Data['BytesNeeded'] | Should -BeGreaterThan $err[0].Exception.Data['BytesFree']
         Get-ChildItem (Join-Path $store 'bases') -Force | ForEach-Object Name | Should -Be @('A')
         Get-ChildItem $store -Recurse -File | Where-Object FullName -notlike '*/.locks/*' | ForEach-Object { "$($_.FullName) $($_.Length)" } | Should -Be $before
         (Test-VmStore -Store $store).IsHealthy | Should -BeTrue

@@ -20,8 +20,22 @@ public static partial class DiskOperations
         DiskOpenOptions? openOptions, IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
         Convert(sourcePath, destinationPath, format, createOptions, openOptions, roundUpToWholeMiB: false, progress, cancellationToken);
 
+    /// <summary>
+    /// <see cref="Convert(string, string, DiskFormat?, DiskCreateOptions?, DiskOpenOptions?, IProgress{OperationProgress}?, CancellationToken)"/>;
+    /// before anything is written the copy's bound (<see cref="CopyBound(VirtualDisk, DiskFormat, long?, bool, CancellationToken)"/>)
+    /// is checked against the destination's free space (DiskFull, with the numbers, when it does not fit).
+    /// </summary>
     public static VmDiskInfo Convert(string sourcePath, string destinationPath, DiskFormat? format, DiskCreateOptions? createOptions,
-        DiskOpenOptions? openOptions, bool roundUpToWholeMiB, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+        DiskOpenOptions? openOptions, bool roundUpToWholeMiB, IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
+        Convert(sourcePath, destinationPath, format, createOptions, openOptions, roundUpToWholeMiB, checkSpace: true, progress, cancellationToken);
+
+    /// <summary>A copy the store makes: the store checked its free space for the whole command already, and holds it set aside.</summary>
+    internal static VmDiskInfo ConvertInStore(string sourcePath, string destinationPath, DiskFormat? format, DiskCreateOptions? createOptions,
+        DiskOpenOptions? openOptions, IProgress<OperationProgress>? progress, CancellationToken cancellationToken) =>
+        Convert(sourcePath, destinationPath, format, createOptions, openOptions, roundUpToWholeMiB: false, checkSpace: false, progress, cancellationToken);
+
+    private static VmDiskInfo Convert(string sourcePath, string destinationPath, DiskFormat? format, DiskCreateOptions? createOptions,
+        DiskOpenOptions? openOptions, bool roundUpToWholeMiB, bool checkSpace, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
         string destination = Path.GetFullPath(destinationPath);
         if (File.Exists(destination))
@@ -50,6 +64,8 @@ public static partial class DiskOperations
             if (targetFormat == DiskFormat.Vhd)
                 capacity = AzureVhd.SizeFor(capacity, roundUpToWholeMiB, destination);
         }
+        using IDisposable? room = checkSpace && SpaceBound(source, targetFormat, options.BlockSizeBytes, isFixed, cancellationToken) is long bound
+            ? ReserveFor(destination, bound, $"the copy of '{source.Path}' to '{destination}'") : null;
         return WithStagedFile(destination, staged =>
         {
             using (VirtualDisk target = VirtualDisk.CreateDynamic(staged, capacity, options))

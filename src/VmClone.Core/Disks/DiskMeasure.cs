@@ -24,6 +24,12 @@ public static partial class DiskOperations
     public static VmDiskMeasurement Measure(string path, DiskFormat? destinationFormat, long? blockSizeBytes, DiskOpenOptions? options, CancellationToken cancellationToken)
     {
         using VirtualDisk source = VirtualDisk.Open(path, FileAccess.Read, options);
+        return Measure(source, destinationFormat, blockSizeBytes, cancellationToken);
+    }
+
+    /// <summary><see cref="Measure(string, DiskFormat?, long?, DiskOpenOptions?, CancellationToken)"/> of a chain already open.</summary>
+    internal static VmDiskMeasurement Measure(VirtualDisk source, DiskFormat? destinationFormat, long? blockSizeBytes, CancellationToken cancellationToken)
+    {
         DiskFormat format = destinationFormat ?? source.Format;
         long size = source.Capacity;
         long unit = DestinationUnit(format, blockSizeBytes, source.Path);

@@ -88,6 +88,8 @@ public static partial class DiskOperations
                     "Merge into a disk nothing else depends on, or use -Force if those children are to be discarded.", targetPath);
         }
 
+        // Before the marker (the first thing written): what the layers above add to the target must fit.
+        using IDisposable room = ReserveFor(targetPath, MergeBound(child, t, chainOptions, cancellationToken), $"merging '{child}' into '{targetPath}'");
         File.WriteAllText(marker, targetPath);
         // Until the first range is copied the target is as it was: a merge refused before that
         // (the target read-only, in use, swapped) takes its new marker away again, or the marker

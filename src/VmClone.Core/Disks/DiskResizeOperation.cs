@@ -36,6 +36,7 @@ public static partial class DiskOperations
             throw new VmCloneException(StoreErrorIds.DiskInUse, VmCloneErrorKind.InUse,
                 $"'{full}' is in use by {holder}; it was not resized. Stop the machine using it first.", full);
         long size = toMinimum ? DiskResize.MinimumSize(full, options) : sizeBytes ?? throw new System.ArgumentNullException(nameof(sizeBytes));
+        using System.IDisposable? room = GrowthRoom(full, size, options);
         try
         {
             DiskResize.Resize(full, size, options);
@@ -53,6 +54,19 @@ public static partial class DiskOperations
         }
         IReadOnlyList<VmDiskInfo> info = Inspect(full, wholeChain: false, options);
         return info[0];
+    }
+
+    /// <summary>A fixed or raw disk that grows may write its added range: that much must fit where it lies (DiskFull, nothing written). A sparse one grows its tables only.</summary>
+    private static System.IDisposable? GrowthRoom(string full, long size, DiskOpenOptions? options)
+    {
+        long added;
+        using (DiskLayer layer = VirtualDisk.OpenLayer(full, FileAccess.Read, options?.Format))
+        {
+            if (!(layer.Format == DiskFormat.Raw || layer.Type == DiskType.Fixed) || size <= layer.VirtualSize)
+                return null;
+            added = size - layer.VirtualSize;
+        }
+        return ReserveFor(full, added, $"growing '{full}' to {Format.Bytes(size)}");
     }
 
     private static void RefuseStoreVolume(string full)

@@ -42,6 +42,9 @@ internal sealed class CloneExporter : StorePart
                 throw new StoreException(StoreErrorIds.DestinationExists, VmCloneErrorKind.AlreadyExists,
                     $"Clone '{plan.Clone}' was not exported: '{plan.Destination}' already exists. Choose another destination, or remove it first.", plan.Clone);
             string parent = Path.GetDirectoryName(plan.Destination)!;
+            // Before anything is made there: the whole export must fit (DiskFull, with the numbers).
+            using IDisposable room = FreeSpace.Reserve(parent, plan.BytesToCopy + FreeSpace.Margin, s => s.Into(new StoreException(StoreErrorIds.DiskFull, VmCloneErrorKind.InvalidOperation,
+                $"Clone '{plan.Clone}' was not exported: there is not enough free space: {s.Numbers}. Nothing was written; free some space (or export elsewhere) and run the command again.", plan.Clone)));
             Directory.CreateDirectory(parent);
             // Named after the destination, so that a cut-off export's folder is found and
             // replaced by the next export to the same place, and never taken for the export.
@@ -55,7 +58,7 @@ internal sealed class CloneExporter : StorePart
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     string staged = Path.Combine(staging, Path.GetFileName(step.File));
-                    DiskOperations.Convert(step.Source, staged, step.Format, null, OpenOptions, progress, cancellationToken);
+                    DiskOperations.ConvertInStore(step.Source, staged, step.Format, null, OpenOptions, progress, cancellationToken);
                     manifest.Volumes.Add(new ExportManifestVolume
                     {
                         Name = step.Volume,

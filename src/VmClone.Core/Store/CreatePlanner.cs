@@ -69,6 +69,7 @@ internal sealed class CreatePlanner : Planner
             }
             plan.Volumes.Add(step);
         }
+        PlanSpace.Measure(plan, source => IsUnder(source, Root) ? OpenOptions : null);
         return plan;
     }
 
@@ -150,6 +151,7 @@ internal sealed class CreatePlanner : Planner
                 step.Stamp(source);
             plan.Volumes.Add(step);
         }
+        PlanSpace.Measure(plan, _ => OpenOptions);
         return plan;
     }
 

@@ -46,7 +46,7 @@ public sealed class ExportPlan
     /// <summary>The clone's files are copied even while another program holds them open (-Force).</summary>
     public bool SourceMayBeInUse { get; }
 
-    /// <summary>Bytes of virtual content the steps copy (what the chains store; zero runs are not written).</summary>
+    /// <summary>At most the bytes the steps write (what is checked against the destination's free space before anything is written, with <see cref="FreeSpace.Margin"/>).</summary>
     public long BytesToCopy => Volumes.Sum(v => v.BytesToCopy);
 
     /// <summary>The plan as -WhatIf prints it: a line for the export, then one per volume.</summary>
@@ -55,8 +55,9 @@ public sealed class ExportPlan
         var text = new StringBuilder();
         text.Append($"Export clone '{Clone}' of base '{Base}' from {Store} to '{Destination}'");
         foreach (ExportStep step in Volumes)
-            text.Append('\n').Append($"  {step.Volume} ({step.Type}): write {Path.GetFileName(step.File)} ({step.Format}, {Format.Bytes(step.VirtualSize)} virtual, {Format.Bytes(step.BytesToCopy)} to copy) from {step.Reason}");
+            text.Append('\n').Append($"  {step.Volume} ({step.Type}): write {Path.GetFileName(step.File)} ({step.Format}, {Format.Bytes(step.VirtualSize)} virtual) from {step.Reason} ({PlannedVolume.Copies(step.BytesToCopy)})");
         text.Append('\n').Append($"  {ExportManifest.FileName}: the names and types of the volumes");
+        text.Append('\n').Append($"  in all: {PlannedVolume.Copies(BytesToCopy)}");
         return text.ToString();
     }
 }
@@ -79,7 +80,7 @@ public sealed class ExportStep
 
     public long VirtualSize { get; internal set; }
 
-    /// <summary>Bytes of the source chain that hold data (what the copy writes; zero runs stay holes).</summary>
+    /// <summary>At most the bytes the standalone file takes on the destination's file system: its length as its format lays out the chain's data runs (zero runs stay holes), from the maps alone.</summary>
     public long BytesToCopy { get; internal set; }
 
     /// <summary>Why this content: the clone's current content, or the initial state of a temporary volume.</summary>

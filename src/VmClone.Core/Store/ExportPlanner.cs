@@ -1,5 +1,6 @@
 using System.Collections.Generic;
 using System.IO;
+using VmClone.Core.Disks;
 using VmClone.Disks;
 
 namespace VmClone.Core.Store;
@@ -54,26 +55,10 @@ internal sealed class ExportPlanner : Planner
                 File = Path.Combine(folder, v.Name + Extension(target)),
                 Format = target,
                 VirtualSize = chain.Capacity,
-                BytesToCopy = DataBytes(chain),
+                BytesToCopy = DiskOperations.CopyBound(chain, target, null, isFixed: false, System.Threading.CancellationToken.None),
                 Reason = reason,
             });
         }
         return new ExportPlan(Root, clone.Name, b.Name, folder, steps, sourceMayBeInUse, ManifestDigest(manifestPath));
-    }
-
-    /// <summary>Bytes of the chain's content that hold data, from its maps alone (nothing of the data is read).</summary>
-    private static long DataBytes(VirtualDisk chain)
-    {
-        long total = 0;
-        const long Window = VmClone.Core.Disks.ContentCopier.Window;
-        for (long position = 0; position < chain.Capacity; position += Window)
-        {
-            foreach (ChainExtent extent in chain.MapExtents(position, System.Math.Min(Window, chain.Capacity - position)))
-            {
-                if (extent.Kind == ExtentKind.Data)
-                    total += extent.Length;
-            }
-        }
-        return total;
     }
 }

@@ -71,6 +71,7 @@ internal sealed class PlanExecutor : StorePart
             // Decided under the locks: whatever the plan checked must still hold.
             if (plan.Operation is not (StoreOperation.RemoveClone or StoreOperation.RemoveBase))
                 PlanVerification.Verify(Boundary, plan);
+            using IDisposable? room = ReserveSpace(plan);
             try
             {
                 switch (plan.Operation)
@@ -168,6 +169,24 @@ internal sealed class PlanExecutor : StorePart
         {
             yield return new LockRequest("base", plan.ToBase, exclusive: false);
         }
+    }
+
+    /// <summary>
+    /// Before anything is written: what the plan copies (with <see cref="FreeSpace.Margin"/>) must
+    /// fit in the free space of the subject's file system less what other operations running in
+    /// this process set aside there (a fleet command runs clones side by side); it is then set
+    /// aside until the operation ends. Refused as DiskFull, with the folder and the numbers. A plan
+    /// that copies nothing (children, resets, keeps) asks nothing of the file system.
+    /// </summary>
+    private IDisposable? ReserveSpace(StorePlan plan)
+    {
+        long bytes = plan.BytesToCopy;
+        if (bytes <= 0)
+            return null;
+        string folder = Directory.Exists(plan.Folder) ? plan.Folder : Path.GetDirectoryName(plan.Folder)!;
+        return FreeSpace.Reserve(folder, bytes + FreeSpace.Margin, s => s.Into(new StoreException(StoreErrorIds.DiskFull, VmCloneErrorKind.InvalidOperation,
+            $"There is not enough free space in '{Root}' for: {plan.Describe().Split('\n')[0].Trim()}: {s.Numbers}. " +
+            "Nothing was written; free some space and run the command again.", plan.Subject)));
     }
 
     /// <summary>
@@ -375,11 +394,11 @@ internal sealed class PlanExecutor : StorePart
         switch (step.Action)
         {
             case VolumeAction.Import:
-                DiskOperations.Convert(step.Source!, staged, step.Format, Qcow2Layout.CreateOptions(step.Format, step.Qcow2),
+                DiskOperations.ConvertInStore(step.Source!, staged, step.Format, Qcow2Layout.CreateOptions(step.Format, step.Qcow2),
                     IsUnder(step.Source!, Root) ? OpenOptions : null, progress, cancellationToken);
                 break;
             case VolumeAction.Flatten:
-                DiskOperations.Convert(step.Source!, staged, step.Format, Qcow2Layout.CreateOptions(step.Format, step.Qcow2), OpenOptions, progress, cancellationToken);
+                DiskOperations.ConvertInStore(step.Source!, staged, step.Format, Qcow2Layout.CreateOptions(step.Format, step.Qcow2), OpenOptions, progress, cancellationToken);
                 break;
             case VolumeAction.CreateEmpty:
                 VirtualDisk.CreateDynamic(staged, step.VirtualSize, Qcow2Layout.CreateOptions(step.Format, step.Qcow2, step.LogicalSectorSize)).Dispose();

@@ -91,6 +91,9 @@ internal sealed class RebasePlanner : Planner
             manifest.Volumes.Add(ManifestVolume(step));
         }
         plan.CloneManifest = manifest;
+        // Only a re-parent reads the old base (its data volume is what the child depends on now).
+        var oldBase = new Lazy<BaseManifest>(() => LoadBase(clone.Base));
+        PlanSpace.Measure(plan, _ => OpenOptions, step => Path.Combine(BaseFolder(oldBase.Value.Name), BaseVolume(oldBase.Value, step.Volume).File));
         return plan;
     }
 

@@ -79,6 +79,15 @@ public sealed class PlannedVolume
     /// </summary>
     public long? GrowTo { get; set; }
 
+    /// <summary>
+    /// At most the bytes this step writes on the store's file system (see
+    /// <see cref="StorePlan.BytesToCopy"/>): for an import or a flatten the standalone file's
+    /// length as its format lays out the content's allocated runs; for a re-parent what the child
+    /// can receive (every unit either parent stores data in); 0 for a step that copies no content
+    /// (create a child or an empty volume, replace, reset, keep, move, re-point, delete).
+    /// </summary>
+    public long BytesToCopy { get; set; }
+
     /// <summary>Logical sector size of a new empty volume.</summary>
     public int LogicalSectorSize { get; set; } = 512;
 
@@ -146,8 +155,11 @@ public sealed class PlannedVolume
             ? $" [{System.IO.Path.GetFileName(Supersedes)} -> {System.IO.Path.GetFileName(Path)}]" : "";
         if (GrowTo is long grow)
             what += $", then grow from {Core.Format.Bytes(VirtualSize)} to {Core.Format.Bytes(grow)} (the added range reads as zeros)";
-        return (Clone is null ? "" : $"clone '{Clone}' ") + $"{Volume} ({Type}): {what}{renamed}" + (Reason.Length > 0 ? $" — {Reason}" : "");
+        return (Clone is null ? "" : $"clone '{Clone}' ") + $"{Volume} ({Type}): {what}{renamed}" + (Reason.Length > 0 ? $" — {Reason}" : "") + $" ({Copies(BytesToCopy)})";
     }
+
+    /// <summary>"copies at most 1.2 GiB" or "copies nothing".</summary>
+    internal static string Copies(long bytes) => bytes > 0 ? $"copies at most {Core.Format.Bytes(bytes)}" : "copies nothing";
 
     internal static string Shorten(string path, string? root)
     {
@@ -231,7 +243,11 @@ public sealed class StorePlan
     /// <summary>The journal phase: Reparenting or Committing once the new files are complete (Preparing, the default, is never written: a staging folder without plan.json is one being prepared). Written by name, as journals always were.</summary>
     public JournalPhase Phase { get; set; } = JournalPhase.Preparing;
 
-    /// <summary>One line per step, for -WhatIf and verbose output.</summary>
+    /// <summary>At most the bytes the plan's steps write on the store's file system: what is checked against the free space before it runs (with <see cref="FreeSpace.Margin"/>).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public long BytesToCopy => Volumes.Sum(v => v.BytesToCopy);
+
+    /// <summary>One line per step, for -WhatIf and verbose output, and a last line with what it copies in all.</summary>
     public string Describe()
     {
         var sb = new StringBuilder();
@@ -269,6 +285,7 @@ public sealed class StorePlan
             sb.Append(Environment.NewLine).Append("  ").Append(v.Describe(Store));
         foreach (string other in OtherFiles)
             sb.Append(Environment.NewLine).Append("  ").Append(other).Append(" (not a volume, in the folder): delete");
+        sb.Append(Environment.NewLine).Append("  in all: ").Append(PlannedVolume.Copies(BytesToCopy));
         return sb.ToString();
     }
 

@@ -11,6 +11,7 @@ namespace VmClone.PowerShell.Commands;
 /// <para>By default each disk keeps the clone's format; -Format converts every volume (Vhdx, Vmdk, Qcow2, Vhd or Raw). The copy is sparse: runs that read as zeros stay holes.</para>
 /// <para>The export is written in a hidden folder beside the destination (.vmclone-exporting-NAME) and moved into place only when complete: a destination that exists is a finished export. A cut-off export leaves the hidden folder, which the next export to the same place replaces. The destination must not exist and must lie outside the store (ExportInsideStore).</para>
 /// <para>While the export runs, no other VmClone command changes the clone or its base (it holds both shared). A clone whose files another program holds open (a running virtual machine) is refused with VolumeInUse, since its disks may be half-written; -Force exports it anyway, for a machine you know is quiescent. A clone that is not Ready is refused as restore and rebase refuse it.</para>
+/// <para>-WhatIf shows what each disk copies at most and the total. Before anything is written, that total with 2 MiB more is checked against the destination's free space: an export that does not fit is refused at once with DiskFull, naming the folder, the bytes needed and the bytes free.</para>
 /// </remarks>
 /// <example>
 /// <summary>Export a clone to attach it elsewhere</summary>

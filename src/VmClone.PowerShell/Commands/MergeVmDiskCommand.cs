@@ -13,6 +13,7 @@ namespace VmClone.PowerShell.Commands;
 /// <para>For VHD the child's sectors (those its sector bitmaps mark) are written into its VHD parent, which takes a new unique id.</para>
 /// <para>Writing into the ancestor changes it, which would corrupt any other child made from it. Merge-VmDisk looks for such children in the folders of the chain and refuses, naming them, unless -Force says they may be discarded. A merge that was cut off is finished by running the same command again.</para>
 /// <para>On a file inside a store (a folder above it holds store.json) the store's boundary applies: parents are followed only inside the store (DiskParentOutsideRoot), and a file that is a link leading out of the store or a FIFO, device or socket is refused (VolumeOutsideStore, VolumeNotRegularFile) before it is opened. A *.vmclone-merging marker that is not a small regular file (a link, a FIFO) is refused with MergeMarkerInvalid.</para>
+/// <para>Before anything is written, what the merge can add to the ancestor (every block of it the layers above store data in) is checked against its file system's free space: a merge that does not fit is refused at once with DiskFull, naming the folder and the numbers, and nothing is changed.</para>
 /// </remarks>
 /// <example>
 /// <summary>Merge a child into its parent</summary>

@@ -17,6 +17,7 @@ namespace VmClone.PowerShell.Commands;
 /// <para>The usual way to update a fleet: clone the old base, change that clone (install updates), make it the new base with New-VmBase -FromClone, then move the clones with Invoke-VmRebase.</para>
 /// <para>From a clone: while another program (a running virtual machine) holds one of the clone's files open, the base is refused with VolumeInUse, naming the file and who holds it: its disks would be copied in the middle of being written. Shut the machine down first, or add -Force if you know its disks are quiescent.</para>
 /// <para>From a clone: a clone volume that is a symbolic link, lies in a linked folder or is a VMDK descriptor is refused with VolumeOutsideStore (nothing outside the store is ever copied into a base), a FIFO or device with VolumeNotRegularFile, a manifest naming files outside the clone's folder with ManifestInvalid.</para>
+/// <para>-WhatIf shows what each volume's step copies at most (an empty volume copies nothing) and the total. Before anything is written that total, with 2 MiB more, is checked against the store's free space: a base that does not fit is refused at once with DiskFull, naming the folder, the bytes needed and the bytes free (see about_VmClone, FREE SPACE).</para>
 /// </remarks>
 /// <example>
 /// <summary>A base with a system, a temporary and a data volume</summary>

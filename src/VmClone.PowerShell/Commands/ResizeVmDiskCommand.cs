@@ -12,6 +12,7 @@ namespace VmClone.PowerShell.Commands;
 /// <para>A shrink is refused with ShrinkBelowData when the disk stores data past the new end (allocated blocks, grains or clusters; for a fixed or raw disk, bytes that are not zero); the message gives the smallest size it can take, and -ToMinimumSize shrinks to exactly that. The file system inside the disk is not changed: shrink or grow the partition with the guest's tools.</para>
 /// <para>Growing keeps the disk's identity (VHDX DataWriteGuid, VMDK CID, VHD unique id), since every byte a child can read through it is unchanged, so its children stay linked. Shrinking gives it a new identity. A differencing disk grows only with its parent: a size past its parent's is refused with ChildPastParent; grow the parent first, then the child.</para>
 /// <para>Refused, nothing written: a file another process holds open, such as a running machine's disk (DiskInUse); a volume inside a VmClone store (DiskInStore): to give clones larger volumes, make a new base of the larger size and move the clones onto it with Invoke-VmRebase, which grows each data volume with its content kept.</para>
+/// <para>Growing a fixed or raw disk can write its whole added range: before it grows, that much (with 2 MiB more) is checked against the free space where the disk lies, and a disk that would not fit is refused at once with DiskFull, naming the folder and the numbers, unchanged. A dynamic disk grows its tables only and is not checked.</para>
 /// </remarks>
 /// <example>
 /// <summary>Grow a disk at the monthly update</summary>
