@@ -18,7 +18,6 @@ public static partial class DiskOperations
     public const string OptimizeStagingPrefix = ".vmclone-staging-";
 
     /// <summary>Room asked of the volume beyond the content a compacted copy stores: its tables and headers.</summary>
-    private const long OptimizeSpaceMargin = 64L << 20;
 
     /// <summary>
     /// What an optimize of <paramref name="path"/> would start from, without writing: the
@@ -75,7 +74,7 @@ public static partial class DiskOperations
             }
             else
             {
-                RefuseNoRoom(full, disk.Top);
+                using IDisposable room = ReserveFor(full, CopyBytesAtMost(disk.Top), $"the compacted copy of '{full}' beside it");
                 result.Method = Rewrite(disk, full, result, activity, progress, cancellationToken) ? OptimizeMethod.Rewritten : OptimizeMethod.Unchanged;
             }
             using DiskLayer after = VirtualDisk.OpenLayer(full, FileAccess.Read, result.Format);
@@ -135,26 +134,13 @@ public static partial class DiskOperations
         throw new VmCloneException(StoreErrorIds.OptimizeNotSupported, VmCloneErrorKind.InvalidOperation, reason, top.Path);
     }
 
-    /// <summary>Stands in for the volume's free space in tests (per flow, as <see cref="FaultPoint"/>); null: the system's figure.</summary>
-    internal static readonly AsyncLocal<Func<string, long>?> FreeSpace = new();
 
-    private static void RefuseNoRoom(string full, DiskLayer top)
-    {
-        long needed = top.AllocatedBytes + OptimizeSpaceMargin;
-        string dir = Path.GetDirectoryName(full) ?? ".";
-        long free;
-        try
-        {
-            free = FreeSpace.Value?.Invoke(dir) ?? new DriveInfo(dir).AvailableFreeSpace;
-        }
-        catch (Exception ex) when (ex is IOException or ArgumentException or UnauthorizedAccessException)
-        {
-            return;
-        }
-        if (free < needed)
-            throw new VmCloneException(StoreErrorIds.DiskFull, VmCloneErrorKind.InvalidOperation,
-                $"'{full}' was not optimized: its compacted copy needs up to {Format.Bytes(needed)} beside it and the volume has {Format.Bytes(free)} free. Free some space first.", full);
-    }
+    /// <summary>
+    /// What the compacted copy of <paramref name="top"/> can take at most: what the layer stores
+    /// now, and its tables (qcow2 L2 entries are 8 bytes per 64 KiB cluster, the largest share
+    /// among the formats: less than 1/4096 of the virtual size) and headers.
+    /// </summary>
+    private static long CopyBytesAtMost(DiskLayer top) => top.AllocatedBytes + top.VirtualSize / 4096 + (1L << 20);
 
     /// <summary>
     /// Writes the compacted copy of <paramref name="disk"/>'s top layer in its staging folder,

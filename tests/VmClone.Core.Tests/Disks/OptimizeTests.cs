@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Text.Json;
 using System.Threading;
+using VmClone.Core;
 using VmClone.Core.Disks;
 using VmClone.Core.Store;
 using VmClone.Disks;
@@ -334,15 +335,12 @@ public class OptimizeTests
         using var dir = new TempFolder();
         string b = MakeBase(dir, "vhdx");
         string bytes = Hashing.Sha256File(b);
-        DiskOperations.FreeSpace.Value = _ => 4 * DiskFiles.MiB;
-        try
+        using (FreeSpace.Pretend(_ => 2 * DiskFiles.MiB))
         {
             var ex = Assert.Throws<VmCloneException>(() => Optimize(b));
             Assert.Equal(StoreErrorIds.DiskFull, ex.ErrorId);
-        }
-        finally
-        {
-            DiskOperations.FreeSpace.Value = null;
+            Assert.Contains(dir.Path, ex.Message);
+            Assert.True(ex.Data.Contains("BytesNeeded"));
         }
         Assert.Equal(bytes, Hashing.Sha256File(b));
         Assert.Empty(Directory.GetFileSystemEntries(dir.Path, ".vmclone-*"));
