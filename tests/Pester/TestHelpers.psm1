@@ -179,4 +179,66 @@ function Get-WhatIfText([scriptblock] $Command) {
     finally { Remove-Item -LiteralPath $transcript -Force -ErrorAction SilentlyContinue }
 }
 
+# Skip libvhdi tests on a machine without python3's pyvhdi, but never under CI=true.
+function Get-LibvhdiSkip {
+    ($env:CI -ne 'true') -and -not ((Test-Path /usr/bin/python3) -and $(& /usr/bin/python3 -c 'import pyvhdi' 2>$null; $LASTEXITCODE -eq 0))
+}
+
+# sha256 of each VHD's content as libvhdi reads it (qemu-img cannot open a differencing VHD's
+# parent): its chain, as VmClone opens it, handed to libvhdi from the base up with set_parent.
+# One python3 for all the paths; returns path -> hash.
+function Get-LibvhdiContentHash([string[]] $Path) {
+    $chains = foreach ($p in $Path) {
+        $disk = [VmClone.Disks.VirtualDisk]::Open($p, [IO.FileAccess]::Read)
+        try { $layers = @($disk.Layers | ForEach-Object Path); [array]::Reverse($layers); , $layers }
+        finally { $disk.Dispose() }
+    }
+    $script = @'
+import sys, json, pyvhdi, hashlib
+for chain in json.loads(sys.stdin.read()):
+    files = []
+    for p in chain:
+        f = pyvhdi.file(); f.open(p); files.append(f)
+    for i in range(1, len(files)):
+        files[i].set_parent(files[i - 1])
+    top = files[-1]; h = hashlib.sha256(); n = top.get_media_size(); o = 0
+    while o < n:
+        d = top.read_buffer_at_offset(min(1 << 22, n - o), o); h.update(d); o += len(d)
+    print(h.hexdigest(), flush=True)
+    for f in reversed(files): f.close()
+'@
+    $result = @{}
+    if (-not $Path) { return $result }
+    $out = @(ConvertTo-Json -InputObject @($chains | ForEach-Object { , @($_) }) -Depth 3 -Compress | & /usr/bin/python3 -c $script)
+    if ($LASTEXITCODE -ne 0 -or $out.Count -ne $Path.Count) { throw "libvhdi could not read every one of $($Path -join ', ') (exit code $LASTEXITCODE)" }
+    for ($i = 0; $i -lt $Path.Count; $i++) { $result[$Path[$i]] = $out[$i].Trim() }
+    $result
+}
+
+# sha256 of a disk's first $Length bytes as VmClone reads it, and whether everything after them
+# reads as zeros: what a data volume keeps when a rebase onto a grown outline makes it larger.
+function Get-DiskHeadHash([string] $Path, [long] $Length) {
+    $disk = [VmClone.Disks.VirtualDisk]::Open($Path, [IO.FileAccess]::Read)
+    try {
+        $sha = [Security.Cryptography.IncrementalHash]::CreateHash([Security.Cryptography.HashAlgorithmName]::SHA256)
+        $buffer = [byte[]]::new(1MB)
+        $left = $Length
+        while ($left -gt 0) {
+            $n = $disk.Content.Read($buffer, 0, [Math]::Min($buffer.Length, $left))
+            if ($n -le 0) { break }
+            $sha.AppendData($buffer, 0, $n); $left -= $n
+        }
+        # A buffer reads as zeros when it hashes as zeros do (a byte-by-byte loop in script is slow).
+        $zeros = $true
+        $empty = [byte[]]::new($buffer.Length)
+        while ($zeros -and ($n = $disk.Content.Read($buffer, 0, $buffer.Length)) -gt 0) {
+            $got = [Security.Cryptography.SHA256]::HashData([IO.MemoryStream]::new($buffer, 0, $n))
+            $none = [Security.Cryptography.SHA256]::HashData([IO.MemoryStream]::new($empty, 0, $n))
+            $zeros = [Convert]::ToHexString($got) -eq [Convert]::ToHexString($none)
+        }
+        '{0} {1}' -f [Convert]::ToHexString($sha.GetHashAndReset()), $(if ($zeros) { 'then zeros' } else { 'then data' })
+    }
+    finally { $disk.Dispose() }
+}
+
 Export-ModuleMember -Function *

@@ -85,6 +85,10 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         public string Clone = "lab";
         /// <summary>False for an operation that discards lab's data on purpose (a restore naming its data volume): the data then reads as before or as the base's.</summary>
         public bool DataKept = true;
+        /// <summary>The clone's name afterwards, for a rename of the clone (null: it keeps its name).</summary>
+        public string? RenamedTo;
+        /// <summary>A base renamed by the operation: its name before and after.</summary>
+        public (string From, string To)? BaseRenamed;
     }
 
     private static IEnumerable<Scenario> Scenarios() => new[]
@@ -102,6 +106,8 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         new Scenario { Name = "RemoveClone", Plan = s => s.PlanRemoveClone("lab"), CloneBefore = "v1", CloneAfter = null },
         new Scenario { Name = "NewBaseFromClone", Plan = s => s.PlanNewBaseFromClone("v3", "lab"), CloneBefore = "v1", CloneAfter = "v1" },
         new Scenario { Name = "RemoveBase", Clone = "lab", Plan = s => s.PlanRemoveBase("unused"), CloneBefore = "v1", CloneAfter = "v1" },
+        new Scenario { Name = "RenameClone", Plan = s => s.PlanRenameClone("lab", "lab-renamed"), CloneBefore = "v1", CloneAfter = "v1", RenamedTo = "lab-renamed" },
+        new Scenario { Name = "RenameBase", Plan = s => s.PlanRenameBase("v1", "v1-renamed"), CloneBefore = "v1", CloneAfter = "v1-renamed", BaseRenamed = ("v1", "v1-renamed") },
         // The same operations on a store kept in qcow2: labq on q1, q1 and qempty qcow2 bases.
         new Scenario { Name = "qcow2 NewClone", Clone = "labq-new", Plan = s => s.PlanNewClone("labq-new", "q1"), CloneBefore = null, CloneAfter = "q1" },
         new Scenario { Name = "qcow2 Restore", Clone = "labq", Plan = s => s.PlanRestore("labq"), CloneBefore = "q1", CloneAfter = "q1" },
@@ -109,6 +115,10 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         new Scenario { Name = "qcow2 Rebase (flatten data)", Clone = "labq", Plan = s => s.PlanRebase("labq", "qempty"), CloneBefore = "q1", CloneAfter = "qempty" },
         new Scenario { Name = "qcow2 Rebase (convert format)", Plan = s => s.PlanRebase("lab", "q1", convertFormat: true), CloneBefore = "v1", CloneAfter = "q1" },
         new Scenario { Name = "qcow2 RemoveClone", Clone = "labq", Plan = s => s.PlanRemoveClone("labq"), CloneBefore = "q1", CloneAfter = null },
+        new Scenario { Name = "qcow2 Restore (system volume only)", Clone = "labq", Plan = s => s.PlanRestore("labq", new[] { "system" }), CloneBefore = "q1", CloneAfter = "q1" },
+        new Scenario { Name = "qcow2 Rebase (grown outline)", Clone = "labq", Plan = s => s.PlanRebase("labq", "qbig"), CloneBefore = "q1", CloneAfter = "qbig" },
+        new Scenario { Name = "qcow2 RenameClone", Clone = "labq", Plan = s => s.PlanRenameClone("labq", "labq-renamed"), CloneBefore = "q1", CloneAfter = "q1", RenamedTo = "labq-renamed" },
+        new Scenario { Name = "qcow2 RenameBase", Clone = "labq", Plan = s => s.PlanRenameBase("q1", "q1-renamed"), CloneBefore = "q1", CloneAfter = "q1-renamed", BaseRenamed = ("q1", "q1-renamed") },
         // And on VHD: labh on h1, h1 and hempty VHD bases.
         new Scenario { Name = "vhd NewClone", Clone = "labh-new", Plan = s => s.PlanNewClone("labh-new", "h1"), CloneBefore = null, CloneAfter = "h1" },
         new Scenario { Name = "vhd Restore", Clone = "labh", Plan = s => s.PlanRestore("labh"), CloneBefore = "h1", CloneAfter = "h1" },
@@ -116,6 +126,14 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         new Scenario { Name = "vhd Rebase (flatten data)", Clone = "labh", Plan = s => s.PlanRebase("labh", "hempty"), CloneBefore = "h1", CloneAfter = "hempty" },
         new Scenario { Name = "vhd Rebase (convert format)", Plan = s => s.PlanRebase("lab", "h1", convertFormat: true), CloneBefore = "v1", CloneAfter = "h1" },
         new Scenario { Name = "vhd RemoveClone", Clone = "labh", Plan = s => s.PlanRemoveClone("labh"), CloneBefore = "h1", CloneAfter = null },
+        new Scenario { Name = "vhd Restore (system volume only)", Clone = "labh", Plan = s => s.PlanRestore("labh", new[] { "system" }), CloneBefore = "h1", CloneAfter = "h1" },
+        new Scenario { Name = "vhd Rebase (grown outline)", Clone = "labh", Plan = s => s.PlanRebase("labh", "hbig"), CloneBefore = "h1", CloneAfter = "hbig" },
+        new Scenario { Name = "vhd RenameClone", Clone = "labh", Plan = s => s.PlanRenameClone("labh", "labh-renamed"), CloneBefore = "h1", CloneAfter = "h1", RenamedTo = "labh-renamed" },
+        new Scenario { Name = "vhd RenameBase", Clone = "labh", Plan = s => s.PlanRenameBase("h1", "h1-renamed"), CloneBefore = "h1", CloneAfter = "h1-renamed", BaseRenamed = ("h1", "h1-renamed") },
+        // And on VMDK: labk on the "vmdk" base.
+        new Scenario { Name = "vmdk Restore (system volume only)", Clone = "labk", Plan = s => s.PlanRestore("labk", new[] { "system" }), CloneBefore = "vmdk", CloneAfter = "vmdk" },
+        new Scenario { Name = "vmdk RenameClone", Clone = "labk", Plan = s => s.PlanRenameClone("labk", "labk-renamed"), CloneBefore = "vmdk", CloneAfter = "vmdk", RenamedTo = "labk-renamed" },
+        new Scenario { Name = "vmdk RenameBase", Clone = "labk", Plan = s => s.PlanRenameBase("vmdk", "vmdk-renamed"), CloneBefore = "vmdk", CloneAfter = "vmdk-renamed", BaseRenamed = ("vmdk", "vmdk-renamed") },
     };
 
     public static IEnumerable<object[]> ScenarioNames() => Scenarios().Select(s => new object[] { s.Name });
@@ -158,38 +176,59 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
             AssertQemuFindsNoCorruption(s, what);
             VmStoreReport clean = s.Check(repair: false);
             Assert.True(clean.IsHealthy && clean.Problems.Count == 0, $"{what}: after repair {string.Join("; ", clean.Problems.Select(p => p.Description))}");
-            string? on = s.CloneExists(scenario.Clone) ? s.LoadClone(scenario.Clone).Base : null;
+            if (scenario.RenamedTo is not null)
+                Assert.False(s.CloneExists(scenario.Clone) && s.CloneExists(scenario.RenamedTo), $"{what}: the clone under both names");
+            if (scenario.BaseRenamed is { From: var from, To: var to })
+                Assert.True(s.BaseExists(from) != s.BaseExists(to), $"{what}: base '{from}' {(s.BaseExists(from) ? "is" : "is not")} there, '{to}' {(s.BaseExists(to) ? "is" : "is not")}: exactly one of the names must exist");
+            string subject = Current(s, scenario, scenario.Clone);
+            string? on = s.CloneExists(subject) ? s.LoadClone(subject).Base : null;
             Assert.True(on == scenario.CloneBefore || on == scenario.CloneAfter, $"{what}: clone on '{on}'");
-            if (s.CloneExists("lab") && scenario.DataKept)
-                Assert.Equal(dataBefore, DataHash(s, "lab"));
-            else if (s.CloneExists("lab"))
-                Assert.Contains(DataHash(s, "lab"), new[] { dataBefore, BaseDataHash(s, "v1") });
-            if (subjectDataBefore is not null && s.CloneExists(scenario.Clone))
-                Assert.Equal(subjectDataBefore, DataHash(s, scenario.Clone));
+            string lab = Current(s, scenario, "lab");
+            if (s.CloneExists(lab) && scenario.DataKept)
+                Assert.Equal(dataBefore, DataHash(s, lab));
+            else if (s.CloneExists(lab))
+                Assert.Contains(DataHash(s, lab), new[] { dataBefore, BaseDataHash(s, "v1") });
+            if (subjectDataBefore is not null && s.CloneExists(subject))
+                Assert.Equal(subjectDataBefore, DataHash(s, subject));
             AssertOnOneBase(s);
 
             // Running the operation again completes it.
-            if (scenario.Name != "RemoveBase" || s.BaseExists("unused"))
+            bool finished = scenario.Name switch
             {
-                if (!(scenario.Name.EndsWith("RemoveClone", StringComparison.Ordinal) && !s.CloneExists(scenario.Clone))
-                    && !(scenario.Name.EndsWith("NewClone", StringComparison.Ordinal) && s.CloneExists(scenario.Clone))
-                    && !(scenario.Name == "NewBaseFromClone" && s.BaseExists("v3")))
-                    s.Execute(scenario.Plan(s));
-            }
-            Assert.Equal(scenario.CloneAfter, s.CloneExists(scenario.Clone) ? s.LoadClone(scenario.Clone).Base : null);
+                "RemoveBase" => !s.BaseExists("unused"),
+                "NewBaseFromClone" => s.BaseExists("v3"),
+                _ when scenario.Name.EndsWith("RemoveClone", StringComparison.Ordinal) => !s.CloneExists(scenario.Clone),
+                _ when scenario.Name.EndsWith("NewClone", StringComparison.Ordinal) => s.CloneExists(scenario.Clone),
+                _ when scenario.RenamedTo is not null => !s.CloneExists(scenario.Clone),
+                _ when scenario.BaseRenamed is { From: var old } => !s.BaseExists(old),
+                _ => false,
+            };
+            if (!finished)
+                s.Execute(scenario.Plan(s));
+            subject = Current(s, scenario, scenario.Clone);
+            lab = Current(s, scenario, "lab");
+            Assert.Equal(scenario.CloneAfter, s.CloneExists(subject) ? s.LoadClone(subject).Base : null);
+            if (scenario.RenamedTo is not null)
+                Assert.True(!s.CloneExists(scenario.Clone) && s.CloneExists(scenario.RenamedTo), $"{what}: after the rerun, only the new name");
+            if (scenario.BaseRenamed is { From: var was, To: var now })
+                Assert.True(!s.BaseExists(was) && s.BaseExists(now), $"{what}: after the rerun, only the base's new name");
             Assert.True(s.Check(repair: false).IsHealthy, $"{what}: rerun left an unhealthy store");
-            if (s.CloneExists("lab"))
-                Assert.Equal(scenario.DataKept ? dataBefore : BaseDataHash(s, "v1"), DataHash(s, "lab"));
-            if (subjectDataBefore is not null && s.CloneExists(scenario.Clone))
-                Assert.Equal(subjectDataBefore, DataHash(s, scenario.Clone));
+            if (s.CloneExists(lab))
+                Assert.Equal(scenario.DataKept ? dataBefore : BaseDataHash(s, "v1"), DataHash(s, lab));
+            if (subjectDataBefore is not null && s.CloneExists(subject))
+                Assert.Equal(subjectDataBefore, DataHash(s, subject));
             AssertOnOneBase(s);
             // libvhdi costs a process per volume: it judges two of the cuts, halfway and last.
             if (k == points[points.Count / 2] || k == points[^1])
-                AssertLibvhdiReadsAsVmClone(s, scenario.Clone, what);
+                AssertLibvhdiReadsAsVmClone(s, subject, what);
             StoreLayout.DeleteFolder(s.Root);
         }
         _output.WriteLine($"{scenario.Name}: {total} crash points, {points.Count} cut off there, each repaired to before or after and completed by running it again");
     }
+
+    /// <summary>The name clone <paramref name="name"/> goes by now: its new one once a rename of it took place.</summary>
+    private static string Current(VmStore s, Scenario scenario, string name) =>
+        scenario.RenamedTo is string renamed && name == scenario.Clone && !s.CloneExists(name) && s.CloneExists(renamed) ? renamed : name;
 
     [Fact]
     public void TheNextCommandOnTheCloneFinishesACutOffRebaseAndRedoesNothing()
@@ -327,7 +366,9 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
     /// "empty" with an empty data volume (lab's data is flattened); "unused", a base nothing uses;
     /// "vmdk", a VMDK base (a rebase onto it converts every volume of lab, data included);
     /// "q1" and "qempty", qcow2 bases, and labq, a clone on q1 with its own writes;
-    /// "h1" and "hempty", VHD bases, and labh, a clone on h1 with its own writes.
+    /// "h1" and "hempty", VHD bases, and labh, a clone on h1 with its own writes;
+    /// "big" and "bigempty" (VHDX), "qbig" (qcow2) and "hbig" (VHD), every volume twice as large;
+    /// labk, a clone on "vmdk" with its own writes.
     /// </summary>
     private static void BuildTemplate(VmStore s, TestStore t)
     {
@@ -376,6 +417,14 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         s.Execute(s.PlanNewBase("bigempty", Grown("bigempty", false)));
         s.Execute(s.PlanNewClone("solo", "empty"));
         TestStore.Write(Volume(s, "solo", "data"), 7 << 20, "solo's data near its end");
+        // The grown outline in qcow2 and VHD: labq and labh move onto it, their data flattened and grown.
+        s.Execute(s.PlanNewBase("qbig", Grown("qbig", true), DiskFormat.Qcow2));
+        s.Execute(s.PlanNewBase("hbig", Grown("hbig", true), DiskFormat.Vhd));
+        // labk on the VMDK base, with writes of its own.
+        s.Execute(s.PlanNewClone("labk", "vmdk"));
+        TestStore.Write(Volume(s, "labk", "system"), 3 << 20, "labk system change");
+        TestStore.Write(Volume(s, "labk", "temp"), 0, "scratch");
+        TestStore.Write(Volume(s, "labk", "data"), 5 << 20, "labk's data");
     }
 
     /// <summary>qemu-img check finds no corruption in any qcow2 file of the store (leaks a cut-off write may leave are allowed); nothing without qemu-img.</summary>
