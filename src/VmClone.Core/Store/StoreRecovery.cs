@@ -17,11 +17,13 @@ internal sealed class StoreRecovery : StorePart
 {
     private readonly RollForward _rollForward;
     private readonly RenameSteps _rename;
+    private readonly ImportSteps? _import;
 
-    public StoreRecovery(StoreCatalogue catalogue, RollForward rollForward, RenameSteps rename) : base(catalogue)
+    public StoreRecovery(StoreCatalogue catalogue, RollForward rollForward, RenameSteps rename, ImportSteps? import = null) : base(catalogue)
     {
         _rollForward = rollForward;
         _rename = rename;
+        _import = import;
     }
 
     /// <summary>
@@ -42,6 +44,8 @@ internal sealed class StoreRecovery : StorePart
                     $"The {kind} '{subject}' was not changed: {done.Description}. Nothing it names was touched; look at it, then delete the folder '{dir}' if it is not yours.", subject);
             any = true;
         }
+        if (kind == "clone")
+            _import?.DeleteLeftoverJournal(subject);
         return any;
     }
 
@@ -88,6 +92,8 @@ internal sealed class StoreRecovery : StorePart
         }
         if (plan is { Operation: StoreOperation.RenameClone or StoreOperation.RenameBase })
             return _rename.Recover(dir, plan, kind, subject, apply);
+        if (plan is { Operation: StoreOperation.ImportClone } && kind == "clone" && _import is not null)
+            return _import.Recover(dir, plan, subject, apply, cancellationToken);
         string what = plan is null ? $"an operation on {kind} '{subject}'" : $"'{plan.Describe().Split('\n')[0].Trim()}'";
         bool forward = plan is { CloneManifest: not null } && plan.Phase is JournalPhase.Committing or JournalPhase.Reparenting
             && kind == "clone" && CloneExists(subject);
