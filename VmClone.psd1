@@ -37,6 +37,7 @@
         'Export-VmClone'
         'Rename-VmClone'
         'Rename-VmBase'
+        'Import-VmClone'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

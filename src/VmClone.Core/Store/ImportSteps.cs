@@ -132,11 +132,17 @@ internal sealed class ImportSteps : StorePart
     /// </summary>
     public void DeleteLeftoverJournal(string clone)
     {
+        if (IsLeftoverJournal(clone))
+            StoreJournal.Delete(CloneFolder(clone));
+    }
+
+    /// <summary>True when the clone's folder (a real folder, with its manifest) holds an import's journal for that clone.</summary>
+    public bool IsLeftoverJournal(string clone)
+    {
         string folder = CloneFolder(clone);
-        if (FileNode.Of(folder) != FileNodeKind.Directory || FileNode.Of(Path.Combine(folder, PlanFile)) != FileNodeKind.RegularFile)
-            return;
-        if (StoreJournal.Read(folder) is { Operation: StoreOperation.ImportClone } && File.Exists(Path.Combine(folder, CloneFile)))
-            StoreJournal.Delete(folder);
+        return FileNode.Of(folder) == FileNodeKind.Directory && FileNode.Of(Path.Combine(folder, PlanFile)) == FileNodeKind.RegularFile
+            && File.Exists(Path.Combine(folder, CloneFile))
+            && StoreJournal.Read(folder) is { Operation: StoreOperation.ImportClone } journal && string.Equals(journal.Subject, clone, StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>Every step after the journal; each may be repeated.</summary>

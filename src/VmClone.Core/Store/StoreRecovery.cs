@@ -49,6 +49,12 @@ internal sealed class StoreRecovery : StorePart
         return any;
     }
 
+    /// <summary>True when the clone's folder holds only the journal of an import that was finished but for deleting it (see <see cref="ImportSteps.DeleteLeftoverJournal"/>).</summary>
+    public bool IsImportLeftover(string clone) => _import?.IsLeftoverJournal(clone) == true;
+
+    /// <summary>Deletes such a journal.</summary>
+    public void DeleteImportLeftover(string clone) => _import?.DeleteLeftoverJournal(clone);
+
     /// <summary>Describes (and with <paramref name="apply"/> carries out) the recovery of one work folder.</summary>
     public Recovery RecoverWorkFolder(string dir, string kind, string subject, bool apply, CancellationToken cancellationToken)
     {
