@@ -325,4 +325,28 @@ public class ImportTests
             Assert.True(t.Store.Check(repair: false).Problems.Count == 0);
         }
     }
+
+    [Fact]
+    public void AnImportJournalThatWouldTakeInAStoreFileOrPointOutsideIsNotActedOn()
+    {
+        using var t = new TestStore();
+        MakeBase(t, DiskFormat.Vhdx);
+        t.Store.Execute(t.Store.PlanNewClone("lab", "v1"));
+        string system = EngineChild(Path.Combine(Outside(t), "system.vhdx"), t.BaseVolume("v1", "system"), "guest");
+        StorePlan plan = t.Store.PlanImportClone("adopted", "v1", new[] { new ImportVolumeSpec { Name = "system", Path = system } });
+        string staging = Path.Combine(t.Store.ClonesFolder, ".staging-adopted");
+        Directory.CreateDirectory(staging);
+        // A planted journal: it would "import" another clone's volume, and move it in.
+        PlannedVolume step = plan.Volumes.Single(v => v.Action == VolumeAction.Adopt);
+        step.AdoptedFrom = t.Volume("lab", "system");
+        File.WriteAllText(Path.Combine(staging, StoreLayout.PlanFile), Manifest.Serialize(plan));
+        File.Copy(system, Path.Combine(staging, "system.vhdx"));
+        string snapshot = t.Snapshot();
+        VmStoreReport report = t.Store.Check(repair: true);
+        VmStoreProblem p = Assert.Single(report.Problems);
+        Assert.Equal(StoreProblemKind.ManifestInvalid, p.Kind);
+        Assert.Contains("cannot be trusted", p.Description);
+        Assert.Equal(snapshot, t.Snapshot());
+        Assert.False(t.Store.CloneExists("adopted"));
+    }
 }
