@@ -349,4 +349,24 @@ public class ImportTests
         Assert.Equal(snapshot, t.Snapshot());
         Assert.False(t.Store.CloneExists("adopted"));
     }
+
+    [Fact]
+    public void AParentLinkLeadingToAFifoIsRefusedWithoutHanging()
+    {
+        if (OperatingSystem.IsWindows())
+            return;
+        using var t = new TestStore();
+        MakeBase(t, DiskFormat.Vhdx);
+        string dir = Outside(t);
+        string copy = Path.Combine(dir, "golden.vhdx");
+        DiskOperations.Convert(t.BaseVolume("v1", "system"), copy, DiskFormat.Vhdx, null, null, null, default);
+        string child = EngineChild(Path.Combine(dir, "child.vhdx"), copy, "guest");
+        File.Delete(copy);
+        Oracle.Run("mkfifo", $"\"{copy}\"");
+        string snapshot = t.Snapshot();
+        var e = Assert.Throws<StoreException>(() => t.Store.PlanImportClone("lab", "v1", new[] { new ImportVolumeSpec { Name = "system", Path = child } }, preserveContent: true));
+        Assert.Equal(StoreErrorIds.ImportParentNotFound, e.ErrorId);
+        Assert.Contains("golden.vhdx", e.Message);
+        Assert.Equal(snapshot, t.Snapshot());
+    }
 }
