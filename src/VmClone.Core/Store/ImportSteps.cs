@@ -307,9 +307,20 @@ internal sealed class ImportSteps : StorePart
         }
     }
 
+    /// <summary>For tests: when true every move is taken for one across file systems (copied, then the original deleted); for the setting flow only, as <see cref="FaultPoint.Hook"/> is.</summary>
+    internal static bool MovesCrossFileSystems
+    {
+        get => CrossFileSystems.Value;
+        set => CrossFileSystems.Value = value;
+    }
+
+    private static readonly AsyncLocal<bool> CrossFileSystems = new();
+
     /// <summary>Renames <paramref name="from"/> to <paramref name="to"/> when both lie on one file system; false (nothing done) when they do not.</summary>
     private static bool TryRename(string from, string to)
     {
+        if (MovesCrossFileSystems)
+            return false;
         if (RuntimeInformation.IsOSPlatform(OSPlatform.Windows))
         {
             if (!string.Equals(Path.GetPathRoot(Path.GetFullPath(from)), Path.GetPathRoot(Path.GetFullPath(to)), StringComparison.OrdinalIgnoreCase))

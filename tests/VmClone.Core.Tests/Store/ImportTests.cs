@@ -369,4 +369,40 @@ public class ImportTests
         Assert.Contains("golden.vhdx", e.Message);
         Assert.Equal(snapshot, t.Snapshot());
     }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("copied in system")]
+    [InlineData("deleted original system")]
+    public void AMoveAcrossFileSystemsCopiesThenDeletesTheOriginalAndACutOffOneIsFinished(string? cutAt)
+    {
+        using var t = new TestStore();
+        MakeBase(t, DiskFormat.Vhdx);
+        string system = EngineChild(Path.Combine(Outside(t), "system.vhdx"), t.BaseVolume("v1", "system"), "guest");
+        string before = Hash(system);
+        StorePlan plan = t.Store.PlanImportClone("lab", "v1", new[] { new ImportVolumeSpec { Name = "system", Path = system } });
+        ImportSteps.MovesCrossFileSystems = true;
+        FaultPoint.Hook = p => { if (p == cutAt) throw new SimulatedCrash(p); };
+        try
+        {
+            if (cutAt is null)
+                t.Store.Execute(plan);
+            else
+                Assert.ThrowsAny<SimulatedCrash>(() => t.Store.Execute(plan));
+        }
+        finally
+        {
+            FaultPoint.Hook = null;
+            ImportSteps.MovesCrossFileSystems = false;
+        }
+        if (cutAt is not null)
+        {
+            // Cut off once the copy was whole: finished, and the original (still byte for byte what came in) deleted.
+            Assert.Contains(t.Store.Check(repair: false).Problems, p => p.Kind == StoreProblemKind.InterruptedOperation);
+            Assert.True(t.Store.Check(repair: true).IsHealthy);
+        }
+        Assert.False(File.Exists(system));
+        Assert.Equal(before, Hash(t.Volume("lab", "system"), t.Store.OpenOptions));
+        Assert.Empty(t.Store.Check(repair: false).Problems);
+    }
 }
