@@ -23,6 +23,7 @@
         'Compare-VmDisk'
         'Measure-VmDisk'
         'Resize-VmDisk'
+        'Optimize-VmDisk'
         'New-VmBase'
         'Get-VmBase'
         'Remove-VmBase'

@@ -213,6 +213,26 @@ public abstract class DiskLayer : IDisposable
         SetParent(link);
     }
 
+    /// <summary>
+    /// Why this layer cannot be written again as a new file of its own format and kind (a copy
+    /// with the same parent link and identity), or null when it can.
+    /// </summary>
+    internal virtual string? CopyRefusal => null;
+
+    /// <summary>qcow2's extended L2 entries, which a copy of the layer keeps.</summary>
+    internal virtual bool HasExtendedL2 => false;
+
+    /// <summary>
+    /// Gives this layer, a new copy of <paramref name="original"/> written in full, the identity
+    /// the original's children recorded (VHDX DataWriteGuid, VHD unique id, VMDK CID), so they
+    /// take the copy as their parent. Written crash-safely as the format writes identity; a later
+    /// write through this open layer changes nothing more. Nothing for a format whose children
+    /// record no identity (qcow2, raw).
+    /// </summary>
+    internal virtual void AdoptIdentity(DiskLayer original)
+    {
+    }
+
     /// <summary>Reads what lies beneath this layer: the parent chain's content, or zeros.</summary>
     protected void ReadBelow(long position, byte[] buffer, int offset, int count) =>
         ChainReader.Read(Parent, position, buffer, offset, count);

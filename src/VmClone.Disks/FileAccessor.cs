@@ -415,6 +415,28 @@ internal sealed class FileAccessor : IDisposable
         }
     }
 
+    /// <summary>
+    /// Gives the file system's blocks of [<paramref name="offset"/>, +<paramref name="length"/>)
+    /// back, the file's length kept (Linux fallocate PUNCH_HOLE | KEEP_SIZE): the range reads as
+    /// zeros from then on. For ranges that read as zeros already, so a cut-off punch changes no
+    /// byte read. False where that cannot be done here (other systems, a file system without it).
+    /// </summary>
+    public bool PunchHole(long offset, long length)
+    {
+        if (_noLinuxCalls || length <= 0 || !CanWrite)
+            return false;
+        try
+        {
+            using Descriptor fd = HoldDescriptor();
+            return NativeMethods.PunchHole(fd.Fd, offset, length);
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+            _noLinuxCalls = true;
+            return false;
+        }
+    }
+
     private static class NativeMethods
     {
         public const int SeekData = 3; // Linux SEEK_DATA

@@ -359,6 +359,40 @@ public sealed class VirtualDisk : IDisposable
         CreateLayer(format, spec);
     }
 
+    /// <summary>
+    /// Creates at <paramref name="path"/> (a new file, normally in a staging folder beside the
+    /// original) an empty layer shaped like <paramref name="original"/>: same format, kind, size,
+    /// block and sector sizes, and the same parent, recorded as seen from
+    /// <paramref name="originalPath"/>'s folder, so that the copy, once moved over the original,
+    /// finds its parent where the original did. Opened for writing, its parent linked to the
+    /// original's open parent. Refused (<see cref="VirtualDiskException"/>) for a layer VmClone
+    /// cannot write again in its own format (<see cref="DiskLayer.CopyRefusal"/>).
+    /// </summary>
+    internal static DiskLayer CreateLayerCopy(string path, DiskLayer original, string originalPath)
+    {
+        if (original.CopyRefusal is string refusal)
+            throw new VirtualDiskException(original.Path, refusal);
+        if (original.ParentReference is not null && original.Parent is null)
+            throw new VirtualDiskException(original.Path, $"'{original.Path}' was opened without its parent; its copy needs it.");
+        string full = System.IO.Path.GetFullPath(path);
+        string originalDir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(originalPath)) ?? ".";
+        DiskLayer? parent = original.Parent;
+        var spec = new LayerCreateSpec(full, original.VirtualSize)
+        {
+            BlockSize = original.Type == DiskType.Fixed ? null : original.BlockSize,
+            ExtendedL2 = original.HasExtendedL2,
+            LogicalSectorSize = original.LogicalSectorSize,
+            PhysicalSectorSize = original.PhysicalSectorSize,
+            Parent = parent,
+            ParentAbsolutePath = parent?.Path,
+            ParentRelativePath = parent is null ? null : PathUtil.GetRelativePath(originalDir, parent.Path),
+        };
+        CreateLayer(original.Format, spec);
+        DiskLayer copy = OpenLayer(full, FileAccess.ReadWrite, original.Format);
+        copy.Parent = parent;
+        return copy;
+    }
+
     private static void CreateLayer(DiskFormat format, LayerCreateSpec spec)
     {
         if (spec.VirtualSize <= 0)

@@ -39,6 +39,7 @@ Describe 'The module manifest' {
             'New-VmBase',
             'New-VmClone',
             'New-VmDisk',
+            'Optimize-VmDisk',
             'Remove-VmBase',
             'Remove-VmClone',
             'Rename-VmBase',

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
@@ -44,6 +45,13 @@ internal sealed class StoreBoundary
     }
 
     private readonly string _prefix;
+
+    // Folders this boundary has found to be real folders and that no command moves while it runs
+    // with the store open: bases/, clones/ and a base's own folder. A fleet command asks about
+    // the same base folder for every volume of every clone; each answer is one lstat per folder
+    // from the root down, so they are asked once per store instance (one command). Clone
+    // folders and work folders are the subjects that do move: they are always asked again.
+    private readonly ConcurrentDictionary<string, bool> _provenFolders = new(StringComparer.Ordinal);
 
     public string Root { get; }
 
@@ -151,14 +159,21 @@ internal sealed class StoreBoundary
         if (!folder.StartsWith(_prefix, StringComparison.Ordinal))
             return BoundaryProblem.OutsideFolder;
         string current = Root;
-        foreach (string part in folder.Substring(_prefix.Length).Split(Separators, StringSplitOptions.RemoveEmptyEntries))
+        string[] parts = folder.Substring(_prefix.Length).Split(Separators, StringSplitOptions.RemoveEmptyEntries);
+        for (int depth = 0; depth < parts.Length; depth++)
         {
+            string part = parts[depth];
             if (part is "." or "..")
                 return BoundaryProblem.OutsideFolder;
             current = Path.Combine(current, part);
+            bool stays = depth == 0 || (depth == 1 && parts[0] == "bases" && !part.StartsWith(".", StringComparison.Ordinal));
+            if (stays && _provenFolders.ContainsKey(current))
+                continue;
             switch (FileNode.Of(current))
             {
                 case FileNodeKind.Directory:
+                    if (stays)
+                        _provenFolders.TryAdd(current, true);
                     continue;
                 case FileNodeKind.Missing:
                     return BoundaryProblem.Missing;

@@ -454,6 +454,22 @@ internal sealed class StoreChecker : StorePart
                 }
                 continue;
             }
+            if (name.StartsWith(DiskOperations.OptimizeStagingPrefix, StringComparison.Ordinal)
+                && known.Contains(name.Substring(DiskOperations.OptimizeStagingPrefix.Length)) && FileNode.Of(file) == FileNodeKind.Directory)
+            {
+                // An optimize cut off before its rename: the volume itself is the old file, whole.
+                string[] parts = subject.Split(' ');
+                if (!repair && !StoreLocks.IsFree(Root, parts[0], parts[1]))
+                    continue;
+                VmStoreProblem o = Add(problems, StoreProblemKind.InterruptedOperation, subject, file,
+                    $"an optimize was cut off before it was complete; its staging folder '{file}' is left (the volume itself is whole)");
+                if (repair)
+                {
+                    DeleteFolder(file);
+                    Repaired(o, "deleted the staging folder");
+                }
+                continue;
+            }
             // An import's journal, left in the clone's folder when the import was cut off just after
             // the folder took its name: the clone is whole, and only the clean-up was left.
             if (name == PlanFile && subject.StartsWith("clone ", StringComparison.Ordinal) && _recovery.IsImportLeftover(subject.Substring(6)))

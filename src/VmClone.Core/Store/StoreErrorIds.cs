@@ -209,6 +209,9 @@ public static class StoreErrorIds
     /// <summary>A disk whose kind VmClone does not resize (a stream-optimized or multi-extent VMDK, a VHD with a batmap).</summary>
     public const string ResizeNotSupported = "ResizeNotSupported";
 
+    /// <summary>A disk whose kind Optimize-VmDisk does not rewrite (a stream-optimized or multi-extent VMDK, a qcow2 image with an external data file, a fixed disk on a file system that cannot punch holes).</summary>
+    public const string OptimizeNotSupported = "OptimizeNotSupported";
+
     // Import-VmClone.
     /// <summary>A file given to import lies inside the store (links resolved); only disks made elsewhere are imported.</summary>
     public const string ImportSourceInStore = "ImportSourceInStore";

@@ -38,6 +38,7 @@ public sealed class VmStore : IDisposable
         _removal = new RemovalPlanner(Catalogue, Preconditions);
         _export = new ExportPlanner(Catalogue, Preconditions);
         _exporter = new CloneExporter(Catalogue);
+        _optimizer = new CloneOptimizer(Catalogue, Preconditions);
         _rename = new RenamePlanner(Catalogue, Preconditions, _removal);
         RollForward rollForward = new(Catalogue, Chains);
         RenameSteps renameSteps = new(Catalogue);
@@ -54,6 +55,7 @@ public sealed class VmStore : IDisposable
     private readonly RemovalPlanner _removal;
     private readonly ExportPlanner _export;
     private readonly CloneExporter _exporter;
+    private readonly CloneOptimizer _optimizer;
     private readonly RenamePlanner _rename;
     private readonly PlanExecutor _executor;
     private readonly ImportPlanner _importPlanner;
@@ -189,6 +191,16 @@ public sealed class VmStore : IDisposable
     /// <summary>Writes an export as planned (see <see cref="CloneExporter"/>); the store is only read.</summary>
     public VmCloneExport Export(ExportPlan plan, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default) =>
         _exporter.Execute(plan, progress, cancellationToken);
+
+    /// <summary>
+    /// Plans an optimize of a clone's volume files (all, or those named): checks the clone and
+    /// its files, writes nothing. See <see cref="CloneOptimizer"/>.
+    /// </summary>
+    public OptimizePlan PlanOptimize(string cloneName, IEnumerable<string>? volumes = null) => _optimizer.Plan(cloneName, volumes);
+
+    /// <summary>Optimizes a clone's volume files as planned, under the clone's lock; one result per volume.</summary>
+    public IReadOnlyList<VmDiskOptimization> Optimize(OptimizePlan plan, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        _optimizer.Execute(plan, progress, cancellationToken);
 
     /// <summary>Plans a new clone of a base: every volume a child of the base's, or an empty standalone data volume where the base's holds nothing.</summary>
     public StorePlan PlanNewClone(string name, string baseName) => _create.PlanNewClone(name, baseName);

@@ -241,7 +241,14 @@ public sealed partial class Qcow2Layer
         }
 
         L2Entry updated;
-        if (!extended || kind == ClusterKind.Compressed)
+        if ((!extended || kind == ClusterKind.Compressed) && inCluster == 0 && count == cluster)
+        {
+            // The write covers the whole cluster: nothing beneath shows through, so nothing of it
+            // is read (a content-preserving rebase or a flatten into qcow2 writes whole clusters).
+            _file.Write(host, buffer, offset, count);
+            updated = new L2Entry((ulong)host | ClusterTables.Copied, extended ? 0xFFFF_FFFFUL : 0);
+        }
+        else if (!extended || kind == ClusterKind.Compressed)
         {
             // The whole cluster: what the guest saw there, with the write over it.
             byte[] content = new byte[cluster];
@@ -264,6 +271,9 @@ public sealed partial class Qcow2Layer
             {
                 uint bit = 1u << sub;
                 int at = (int)(sub * _unit) - from;
+                // A subcluster the write covers whole shows nothing of what was there.
+                if (sub * _unit >= inCluster && (sub + 1) * _unit <= inCluster + count)
+                    continue;
                 if ((entry.AllocatedBits & bit) != 0)
                     ReadHost(host + sub * _unit, content, at, (int)_unit);
                 else if ((entry.ZeroBits & bit) == 0)

@@ -282,6 +282,12 @@ public sealed partial class Qcow2Layer : DiskLayer
     public override bool CanWrite => _file.CanWrite;
 
     /// <summary>qcow2 records no content identity: the size and last write time stand in, as for raw files.</summary>
+    internal override bool HasExtendedL2 => _header.HasExtendedL2;
+
+    internal override string? CopyRefusal => _dataFile is not null
+        ? $"qcow2 disk '{Path}' keeps its data in the external file '{_dataFile.Path}'; VmClone does not write such images."
+        : null;
+
     public override string Identity => $"qcow2:{_size}:{File.GetLastWriteTimeUtc(Path).Ticks}";
 
     public override ParentReference? ParentReference => _parentReference;

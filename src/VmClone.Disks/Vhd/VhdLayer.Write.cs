@@ -65,7 +65,22 @@ internal sealed partial class VhdLayer
     {
         if (_identityChanged)
             return;
-        _footer.SetUniqueId(Guid.NewGuid());
+        WriteIdentity(Guid.NewGuid());
+    }
+
+    internal override void AdoptIdentity(DiskLayer original)
+    {
+        EnsureWritable();
+        if (original is not VhdLayer from)
+            throw new ArgumentException($"'{original.Path}' is not a VHD disk.", nameof(original));
+        CommitBatch();
+        Flush();
+        WriteIdentity(from._footer.UniqueId);
+    }
+
+    private void WriteIdentity(Guid id)
+    {
+        _footer.SetUniqueId(id);
         _footer.UpdateChecksum();
         if (_bat is null)
         {

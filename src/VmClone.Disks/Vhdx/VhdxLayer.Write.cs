@@ -281,6 +281,23 @@ internal sealed partial class VhdxLayer
         _dataWriteGuidChanged = true;
     }
 
+    internal override void AdoptIdentity(DiskLayer original)
+    {
+        EnsureWritable();
+        if (original is not VhdxLayer from)
+            throw new ArgumentException($"'{original.Path}' is not a VHDX disk.", nameof(original));
+        CommitBatch();
+        Flush();
+        Guid data = from.DataWriteGuid;
+        UpdateHeader(h =>
+        {
+            h.FileWriteGuid = Guid.NewGuid();
+            h.DataWriteGuid = data;
+        });
+        _fileWriteGuidChanged = true;
+        _dataWriteGuidChanged = true;
+    }
+
     /// <summary>
     /// 2.2.2.1: write the changed header to the non-current slot with the next sequence number,
     /// flush, then the same to the other slot, so a torn write always leaves one valid header.

@@ -720,6 +720,32 @@ internal sealed class VmdkLayer : DiskLayer
         _cidRenewed = true;
     }
 
+    internal override void AdoptIdentity(DiskLayer original)
+    {
+        EnsureWritable();
+        if (original is not VmdkLayer from)
+            throw new ArgumentException($"'{original.Path}' is not a VMDK disk.", nameof(original));
+        CommitBatch();
+        Flush();
+        uint old = _descriptor.Cid;
+        _descriptor.SetCid(from._descriptor.Cid);
+        try
+        {
+            WriteDescriptor("the original's CID");
+        }
+        catch (VirtualDiskException)
+        {
+            _descriptor.SetCid(old);
+            throw;
+        }
+        _cidRenewed = true;
+    }
+
+    internal override string? CopyRefusal =>
+        Type != DiskType.Fixed && (_extents.Count != 1 || _extents[0] is not SparseExtent || !_descriptor.CreateType.Equals("monolithicSparse", StringComparison.OrdinalIgnoreCase))
+            ? $"VMDK disk '{_path}' is {_descriptor.CreateType} with {_extents.Count} extent(s); VmClone writes monolithicSparse VMDKs only (convert it first)."
+            : null;
+
     /// <summary>
     /// Writes the descriptor text back (in place, within its reserved sectors for an embedded
     /// one) and flushes. A descriptor is small and written by one call; there is no journal in

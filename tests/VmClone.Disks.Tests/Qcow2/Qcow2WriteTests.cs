@@ -271,6 +271,45 @@ public class Qcow2WriteTests
         Assert.Equal(before, Hashing.Sha256Stream(reopened.Content));
     }
 
+    [OracleTheory(tools: new[] { "qemu-img", "qemu-io" })]
+    [InlineData("")]
+    [InlineData("extended_l2=on")]
+    public void AWriteOfWholeClustersReadsNothingBeneathWhileAPartialOneReadsItsRest(string options)
+    {
+        using var dir = new TempFolder();
+        const long size = 4L << 20;
+        string parent = QemuImage.Create(dir.File("base.qcow2"), size, options);
+        Oracle.Run("qemu-io", $"-f qcow2 -c \"write -P 0x5a 0 1M\" \"{parent}\"");
+        string overlay = QemuImage.Create(dir.File("clone.qcow2"), size, options, backing: parent, backingFormat: "qcow2");
+        string parentFull = Path.GetFullPath(parent);
+        long Reads(Action work)
+        {
+            long read = 0;
+            FileAccessor.ReadObserver = (path, count) => { if (path == parentFull) read += count; };
+            try { work(); }
+            finally { FileAccessor.ReadObserver = null; }
+            return read;
+        }
+        var whole = new byte[256 << 10];
+        new Random(7).NextBytes(whole);
+        var part = new byte[1000];
+        new Random(8).NextBytes(part);
+        const int partAt = (512 << 10) + 100;
+        using (VirtualDisk disk = Qcow2Chain.Open(overlay, writable: true))
+        {
+            // Four whole 64 KiB clusters over the parent's data: nothing beneath shows through.
+            Assert.Equal(0, Reads(() => { disk.Content.Position = 0; disk.Content.Write(whole, 0, whole.Length); disk.Content.Flush(); }));
+            // 1000 bytes inside a cluster (and a 2 KiB subcluster): the rest comes from the parent.
+            Assert.True(Reads(() => { disk.Content.Position = partAt; disk.Content.Write(part, 0, part.Length); disk.Content.Flush(); }) > 0);
+        }
+        Qcow2Check.AssertClean(overlay);
+        var expected = new byte[size];
+        Array.Fill(expected, (byte)0x5a, 0, 1 << 20);
+        Buffer.BlockCopy(whole, 0, expected, 0, whole.Length);
+        Buffer.BlockCopy(part, 0, expected, partAt, part.Length);
+        Assert.Equal(Hashing.Sha256Bytes(expected), Oracle.QemuRawSha256(overlay, "qcow2"));
+    }
+
     [OracleFact(tools: new[] { "qemu-img", "qemu-io" })]
     public void AClusterAimedAtMetadataIsNotWrittenInPlace()
     {
