@@ -38,6 +38,7 @@
         'Export-VmClone'
         'Rename-VmClone'
         'Rename-VmBase'
+        'Import-VmClone'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -32,6 +32,7 @@ Describe 'The module manifest' {
             'Get-VmClone',
             'Get-VmDisk',
             'Get-VmVolume',
+            'Import-VmClone',
             'Invoke-VmRebase',
             'Measure-VmDisk',
             'Merge-VmDisk',

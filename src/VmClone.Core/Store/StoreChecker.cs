@@ -470,6 +470,14 @@ internal sealed class StoreChecker : StorePart
                 }
                 continue;
             }
+            // An import's journal, left in the clone's folder when the import was cut off just after
+            // the folder took its name: the clone is whole, and only the clean-up was left.
+            if (name == PlanFile && subject.StartsWith("clone ", StringComparison.Ordinal) && _recovery.IsImportLeftover(subject.Substring(6)))
+            {
+                if (repair)
+                    _recovery.DeleteImportLeftover(subject.Substring(6));
+                continue;
+            }
             Add(problems, StoreProblemKind.OrphanedFile, subject, file, $"'{file}' is not part of the {subject.Split(' ')[0]}",
                 "not repaired: delete it if you do not need it");
         }

@@ -211,4 +211,23 @@ public static class StoreErrorIds
 
     /// <summary>A disk whose kind Optimize-VmDisk does not rewrite (a stream-optimized or multi-extent VMDK, a qcow2 image with an external data file, a fixed disk on a file system that cannot punch holes).</summary>
     public const string OptimizeNotSupported = "OptimizeNotSupported";
+
+    // Import-VmClone.
+    /// <summary>A file given to import lies inside the store (links resolved); only disks made elsewhere are imported.</summary>
+    public const string ImportSourceInStore = "ImportSourceInStore";
+
+    /// <summary>A file given to import is a symbolic link, a FIFO, a device or a folder, not a regular file; nothing was opened through it.</summary>
+    public const string ImportSourceNotRegularFile = "ImportSourceNotRegularFile";
+
+    /// <summary>A file given to import is of another format than the base volume it is to be a child of.</summary>
+    public const string ImportFormatMismatch = "ImportFormatMismatch";
+
+    /// <summary>A file given to import has another virtual size (or sector size) than the base volume it is to be a child of.</summary>
+    public const string ImportSizeMismatch = "ImportSizeMismatch";
+
+    /// <summary>A file given to import is not a differencing disk, or its parent is not the base volume's file by identity (add -PreserveContent for a child of an equal copy).</summary>
+    public const string ImportParentMismatch = "ImportParentMismatch";
+
+    /// <summary>With -PreserveContent, the parent a file given to import names cannot be found or opened, so its content cannot be kept; the message names the parent paths tried.</summary>
+    public const string ImportParentNotFound = "ImportParentNotFound";
 }

@@ -18,6 +18,7 @@ public enum StoreOperation
     RemoveBase,
     RenameClone,
     RenameBase,
+    ImportClone,
 }
 
 /// <summary>What happens to one volume.</summary>
@@ -45,6 +46,8 @@ public enum VolumeAction
     Move,
     /// <summary>Rewrite only the volume's parent link to the same parent file at its new path (a base renamed): content and identities kept.</summary>
     Repoint,
+    /// <summary>Take in a differencing disk made elsewhere (moved, or copied with <see cref="PlannedVolume.KeepOriginal"/>) and re-point its parent link to the base volume <see cref="PlannedVolume.Source"/>; with <see cref="PlannedVolume.AdoptedParent"/> its content is kept over the base (what differs is copied into it first).</summary>
+    Adopt,
 }
 
 /// <summary>One volume's step of a plan.</summary>
@@ -111,6 +114,15 @@ public sealed class PlannedVolume
     /// </summary>
     public bool InPlace { get; set; }
 
+    /// <summary>For <see cref="VolumeAction.Adopt"/>: the file taken in, as the caller gave it (its folder's links resolved); null otherwise.</summary>
+    public string? AdoptedFrom { get; set; }
+
+    /// <summary>For <see cref="VolumeAction.Adopt"/>: the parent the file had where it was made, when that is not the base volume itself (an equal copy): the file is re-parented keeping its content; null when its parent is the base volume by identity.</summary>
+    public string? AdoptedParent { get; set; }
+
+    /// <summary>For <see cref="VolumeAction.Adopt"/>: the file is copied into the store and the original left untouched, instead of moved.</summary>
+    public bool KeepOriginal { get; set; }
+
     /// <summary>The file whose content this step reads from the subject or a clone (a data volume re-parented or flattened, a clone volume imported), when planning looked at it; null otherwise.</summary>
     internal string? StampedFile { get; set; }
 
@@ -148,6 +160,8 @@ public sealed class PlannedVolume
             VolumeAction.Delete => "delete",
             VolumeAction.Move => $"moved from '{Shorten(Supersedes ?? "", storeRoot)}' with its folder",
             VolumeAction.Repoint => $"parent link re-pointed to '{source}' (metadata only: content and identities kept)",
+            VolumeAction.Adopt => $"import from '{AdoptedFrom}' ({(KeepOriginal ? "copied" : "moved")}), parent link re-pointed to '{source}'"
+                + (AdoptedParent is null ? " (metadata only: its parent is that file by identity)" : $", keeping its content (what differs from its parent '{AdoptedParent}' is copied into it first)"),
             _ => Action.ToString(),
         };
         // A step that changes the file's name says so: a hypervisor pointed at the old name must be pointed at the new one.
@@ -269,6 +283,7 @@ public sealed class StorePlan
             StoreOperation.RemoveBase => $"Remove base '{Subject}'",
             StoreOperation.RenameClone => $"Rename clone '{Subject}' to '{NewName}'",
             StoreOperation.RenameBase => $"Rename base '{Subject}' to '{NewName}'",
+            StoreOperation.ImportClone => $"Import clone '{Subject}' on base '{ToBase}'",
             _ => Operation.ToString(),
         });
         sb.Append(" in ").Append(Store);

@@ -17,11 +17,13 @@ internal sealed class StoreRecovery : StorePart
 {
     private readonly RollForward _rollForward;
     private readonly RenameSteps _rename;
+    private readonly ImportSteps? _import;
 
-    public StoreRecovery(StoreCatalogue catalogue, RollForward rollForward, RenameSteps rename) : base(catalogue)
+    public StoreRecovery(StoreCatalogue catalogue, RollForward rollForward, RenameSteps rename, ImportSteps? import = null) : base(catalogue)
     {
         _rollForward = rollForward;
         _rename = rename;
+        _import = import;
     }
 
     /// <summary>
@@ -42,8 +44,16 @@ internal sealed class StoreRecovery : StorePart
                     $"The {kind} '{subject}' was not changed: {done.Description}. Nothing it names was touched; look at it, then delete the folder '{dir}' if it is not yours.", subject);
             any = true;
         }
+        if (kind == "clone")
+            _import?.DeleteLeftoverJournal(subject);
         return any;
     }
+
+    /// <summary>True when the clone's folder holds only the journal of an import that was finished but for deleting it (see <see cref="ImportSteps.DeleteLeftoverJournal"/>).</summary>
+    public bool IsImportLeftover(string clone) => _import?.IsLeftoverJournal(clone) == true;
+
+    /// <summary>Deletes such a journal.</summary>
+    public void DeleteImportLeftover(string clone) => _import?.DeleteLeftoverJournal(clone);
 
     /// <summary>Describes (and with <paramref name="apply"/> carries out) the recovery of one work folder.</summary>
     public Recovery RecoverWorkFolder(string dir, string kind, string subject, bool apply, CancellationToken cancellationToken)
@@ -88,6 +98,8 @@ internal sealed class StoreRecovery : StorePart
         }
         if (plan is { Operation: StoreOperation.RenameClone or StoreOperation.RenameBase })
             return _rename.Recover(dir, plan, kind, subject, apply);
+        if (plan is { Operation: StoreOperation.ImportClone } && kind == "clone" && _import is not null)
+            return _import.Recover(dir, plan, subject, apply, cancellationToken);
         string what = plan is null ? $"an operation on {kind} '{subject}'" : $"'{plan.Describe().Split('\n')[0].Trim()}'";
         bool forward = plan is { CloneManifest: not null } && plan.Phase is JournalPhase.Committing or JournalPhase.Reparenting
             && kind == "clone" && CloneExists(subject);

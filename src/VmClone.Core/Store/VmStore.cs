@@ -42,7 +42,9 @@ public sealed class VmStore : IDisposable
         _rename = new RenamePlanner(Catalogue, Preconditions, _removal);
         RollForward rollForward = new(Catalogue, Chains);
         RenameSteps renameSteps = new(Catalogue);
-        Recovery = new StoreRecovery(Catalogue, rollForward, renameSteps);
+        _importPlanner = new ImportPlanner(Catalogue, Preconditions);
+        _importSteps = new ImportSteps(Catalogue, Chains);
+        Recovery = new StoreRecovery(Catalogue, rollForward, renameSteps, _importSteps);
         _checker = new StoreChecker(Catalogue, Recovery);
         _executor = new PlanExecutor(Catalogue, Inspector, Chains, Preconditions, _reset, _rebase, _removal, Recovery, rollForward, _rename, renameSteps);
     }
@@ -56,6 +58,8 @@ public sealed class VmStore : IDisposable
     private readonly CloneOptimizer _optimizer;
     private readonly RenamePlanner _rename;
     private readonly PlanExecutor _executor;
+    private readonly ImportPlanner _importPlanner;
+    private readonly ImportSteps _importSteps;
     private readonly StoreChecker _checker;
 
     /// <summary>Where everything of the store lies (see <see cref="StoreLayout"/>).</summary>
@@ -248,6 +252,23 @@ public sealed class VmStore : IDisposable
     /// </summary>
     public StorePlan PlanRenameBase(string name, string newName) => _rename.PlanRenameBase(name, newName);
 
+    /// <summary>
+    /// Plans adopting differencing disks made elsewhere (Hyper-V, VMware, qemu) as a new clone of
+    /// <paramref name="baseName"/>: each file of <paramref name="volumes"/> is moved (or with
+    /// <paramref name="copy"/> copied) into the clone's folder and its parent link re-pointed at
+    /// the base volume it names; every other volume is made as New-VmClone makes it. A file must
+    /// be a child of that base volume by identity, or with <paramref name="preserveContent"/> of
+    /// an equal copy (it is re-parented keeping what it shows). Refused, with nothing changed, for
+    /// an unknown or repeated volume, a file inside the store (ImportSourceInStore), a link or
+    /// FIFO (ImportSourceNotRegularFile), another format (ImportFormatMismatch) or size
+    /// (ImportSizeMismatch), another parent (ImportParentMismatch, ImportParentNotFound), a taken
+    /// name (CloneExists) and, when carried out, a file another program holds open (VolumeInUse).
+    /// Under the journal: cut off once a file came in, it is finished (never undone) by running it
+    /// again, by the next command on the clone, or by Test-VmStore -Repair.
+    /// </summary>
+    public StorePlan PlanImportClone(string name, string baseName, IReadOnlyList<ImportVolumeSpec> volumes, bool copy = false, bool preserveContent = false) =>
+        _importPlanner.PlanImport(name, baseName, volumes, copy, preserveContent);
+
     /// <summary>Plans removing a clone: its volumes, its manifest and its folder.</summary>
     public StorePlan PlanRemoveClone(string cloneName) => _removal.PlanRemoveClone(cloneName);
 
@@ -273,7 +294,9 @@ public sealed class VmStore : IDisposable
     /// of the subject; if that changed the clone, the plan is made again for what is there now.
     /// </remarks>
     public object? Execute(StorePlan plan, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default, bool describeResult = true) =>
-        _executor.Execute(plan, progress, cancellationToken, describeResult);
+        plan.Operation == StoreOperation.ImportClone
+            ? _importSteps.Execute(plan, Recovery, Inspector, progress, cancellationToken, describeResult)
+            : _executor.Execute(plan, progress, cancellationToken, describeResult);
 
     /// <summary>
     /// Checks the whole store. With <paramref name="repair"/>, fixes what is safe to fix and says

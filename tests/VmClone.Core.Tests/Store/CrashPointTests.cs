@@ -89,7 +89,30 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         public string? RenamedTo;
         /// <summary>A base renamed by the operation: its name before and after.</summary>
         public (string From, string To)? BaseRenamed;
+        /// <summary>For an import: makes its files outside the store copy, and says each one's path and content hash.</summary>
+        public Func<VmStore, Dictionary<string, (string Path, string Hash)>>? Prepare;
     }
+
+    /// <summary>Where an import's files are made for the store at <paramref name="s"/>: beside it, outside it.</summary>
+    private static string OutsideOf(VmStore s) => s.Root + "-elsewhere";
+
+    /// <summary>Children of base <paramref name="baseName"/>'s system and data volumes made outside the store (by the engine, as another tool would), each with writes of its own.</summary>
+    private static Dictionary<string, (string Path, string Hash)> ChildrenOutside(VmStore s, string baseName, string ext)
+    {
+        Directory.CreateDirectory(OutsideOf(s));
+        var made = new Dictionary<string, (string Path, string Hash)>();
+        foreach (string volume in new[] { "system", "data" })
+        {
+            string path = Path.Combine(OutsideOf(s), $"made-elsewhere-{volume}{ext}");
+            VirtualDisk.CreateDifferencing(path, s.GetBase(baseName).Volumes.Single(v => v.Name == volume).Path).Dispose();
+            TestStore.Write(path, 1 << 20, $"{volume} written elsewhere");
+            made[volume] = (path, TestStore.Hash(path));
+        }
+        return made;
+    }
+
+    private static StorePlan PlanImport(VmStore s, string clone, string baseName, string ext, bool copy = false) =>
+        s.PlanImportClone(clone, baseName, new[] { "system", "data" }.Select(v => new ImportVolumeSpec { Name = v, Path = Path.Combine(OutsideOf(s), $"made-elsewhere-{v}{ext}") }).ToList(), copy);
 
     private static IEnumerable<Scenario> Scenarios() => new[]
     {
@@ -108,6 +131,9 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         new Scenario { Name = "RemoveBase", Clone = "lab", Plan = s => s.PlanRemoveBase("unused"), CloneBefore = "v1", CloneAfter = "v1" },
         new Scenario { Name = "RenameClone", Plan = s => s.PlanRenameClone("lab", "lab-renamed"), CloneBefore = "v1", CloneAfter = "v1", RenamedTo = "lab-renamed" },
         new Scenario { Name = "RenameBase", Plan = s => s.PlanRenameBase("v1", "v1-renamed"), CloneBefore = "v1", CloneAfter = "v1-renamed", BaseRenamed = ("v1", "v1-renamed") },
+        new Scenario { Name = "Import", Clone = "adopted", Prepare = s => ChildrenOutside(s, "v1", ".vhdx"), Plan = s => PlanImport(s, "adopted", "v1", ".vhdx"), CloneBefore = null, CloneAfter = "v1" },
+        new Scenario { Name = "Import (copy)", Clone = "adopted", Prepare = s => ChildrenOutside(s, "v1", ".vhdx"), Plan = s => PlanImport(s, "adopted", "v1", ".vhdx", copy: true), CloneBefore = null, CloneAfter = "v1" },
+        new Scenario { Name = "qcow2 Import", Clone = "adopted", Prepare = s => ChildrenOutside(s, "q1", ".qcow2"), Plan = s => PlanImport(s, "adopted", "q1", ".qcow2"), CloneBefore = null, CloneAfter = "q1" },
         // The same operations on a store kept in qcow2: labq on q1, q1 and qempty qcow2 bases.
         new Scenario { Name = "qcow2 NewClone", Clone = "labq-new", Plan = s => s.PlanNewClone("labq-new", "q1"), CloneBefore = null, CloneAfter = "q1" },
         new Scenario { Name = "qcow2 Restore", Clone = "labq", Plan = s => s.PlanRestore("labq"), CloneBefore = "q1", CloneAfter = "q1" },
@@ -152,6 +178,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         string? subjectDataBefore;
         {
             VmStore s = CopyStore(template, Path.Combine(t.Folder, "count"));
+            scenario.Prepare?.Invoke(s);
             dataBefore = DataHash(s, "lab");
             subjectDataBefore = scenario.Clone != "lab" && s.CloneExists(scenario.Clone) ? DataHash(s, scenario.Clone) : null;
             RunCut(s, scenario, counter);
@@ -165,6 +192,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         foreach (int k in points)
         {
             VmStore s = CopyStore(template, Path.Combine(t.Folder, $"cut-{k}"));
+            Dictionary<string, (string Path, string Hash)>? imported = scenario.Prepare?.Invoke(s);
             var cutter = new Cutter { CrashAt = k };
             bool crashed = RunCut(s, scenario, cutter);
             Assert.True(crashed, $"{scenario.Name}: no crash at point {k} of {total}");
@@ -191,6 +219,15 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
             if (subjectDataBefore is not null && s.CloneExists(subject))
                 Assert.Equal(subjectDataBefore, DataHash(s, subject));
             AssertOnOneBase(s);
+            // An import: no clone and every file to import where it was and as it was, or a whole
+            // clone that reads as those files did (and, unless copied, the files gone).
+            foreach (KeyValuePair<string, (string Path, string Hash)> f in imported ?? new())
+            {
+                if (!s.CloneExists(scenario.Clone))
+                    Assert.True(File.Exists(f.Value.Path) && TestStore.Hash(f.Value.Path) == f.Value.Hash, $"{what}: no clone, and '{f.Value.Path}' is not as it was");
+                else
+                    Assert.True(TestStore.Hash(Volume(s, scenario.Clone, f.Key), s.OpenOptions) == f.Value.Hash, $"{what}: the imported {f.Key} reads otherwise");
+            }
 
             // Running the operation again completes it.
             bool finished = scenario.Name switch
@@ -201,6 +238,7 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
                 _ when scenario.Name.EndsWith("NewClone", StringComparison.Ordinal) => s.CloneExists(scenario.Clone),
                 _ when scenario.RenamedTo is not null => !s.CloneExists(scenario.Clone),
                 _ when scenario.BaseRenamed is { From: var old } => !s.BaseExists(old),
+                _ when scenario.Prepare is not null => s.CloneExists(scenario.Clone),
                 _ => false,
             };
             if (!finished)
@@ -218,6 +256,8 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
             if (subjectDataBefore is not null && s.CloneExists(subject))
                 Assert.Equal(subjectDataBefore, DataHash(s, subject));
             AssertOnOneBase(s);
+            foreach (KeyValuePair<string, (string Path, string Hash)> f in imported ?? new())
+                Assert.Equal(f.Value.Hash, TestStore.Hash(Volume(s, scenario.Clone, f.Key), s.OpenOptions));
             // libvhdi costs a process per volume: it judges two of the cuts, halfway and last.
             if (k == points[points.Count / 2] || k == points[^1])
                 AssertLibvhdiReadsAsVmClone(s, subject, what);
