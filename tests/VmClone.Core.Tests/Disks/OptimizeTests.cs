@@ -67,6 +67,19 @@ public class OptimizeTests
 
     private static VmDiskOptimization Optimize(string path) => DiskOperations.Optimize(path, null, null, CancellationToken.None);
 
+    /// <summary>
+    /// Writes <paramref name="pristine"/>'s bytes over <paramref name="path"/> without asking
+    /// for it alone: a process another test starts at that instant holds, until it execs, a copy
+    /// of every descriptor open then (with its shared lock), and File.Copy's exclusive open
+    /// would be refused as "used by another process".
+    /// </summary>
+    private static void PutBack(string pristine, string path)
+    {
+        using var from = new FileStream(pristine, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var to = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.ReadWrite);
+        from.CopyTo(to);
+    }
+
     private static long Stored(string path)
     {
         using DiskLayer layer = VirtualDisk.OpenLayer(path, FileAccess.Read);
@@ -309,7 +322,7 @@ public class OptimizeTests
 
         foreach (int point in Enumerable.Range(1, 8).Select(i => Math.Max(1, counter.Hits * i / 8)).Distinct())
         {
-            File.Copy(pristine, c, overwrite: true);
+            PutBack(pristine, c);
             var cutter = new Cutter { CrashAt = point };
             FileAccessor.Observer = cutter;
             try
