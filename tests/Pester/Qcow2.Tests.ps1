@@ -288,24 +288,34 @@ Describe 'a qcow2 store' {
         $system = Get-TestVolumePath $store lab-01 system
         qemu-io -f qcow2 -c 'write -P 0xab 1M 64k' $system | Out-Null
         $before = (Get-FileHash $system).Hash
-        # qemu-io keeps the image open, locked as a running qemu locks it, while its input stays open.
-        $holder = Start-Process -FilePath 'sh' -ArgumentList @('-c', "`"sleep 60 | qemu-io -f qcow2 '$system'`"") -PassThru
+        # qemu-io keeps the image open, locked as a running qemu locks it, while its input stays
+        # open: started directly with its input and output ours (no shell between, its output
+        # drained so it never waits on a full pipe).
+        $start = [Diagnostics.ProcessStartInfo]::new('qemu-io')
+        foreach ($a in '-f', 'qcow2', $system) { $start.ArgumentList.Add($a) }
+        $start.RedirectStandardInput = $true
+        $start.RedirectStandardOutput = $true
+        $start.RedirectStandardError = $true
+        $start.UseShellExecute = $false
+        $holder = [Diagnostics.Process]::Start($start)
+        $holder.BeginOutputReadLine(); $holder.BeginErrorReadLine()
         # Under a loaded machine qemu-io can take many seconds to start: the restore is tried only
         # once qemu's own tools see the image locked.
         $watch = [Diagnostics.Stopwatch]::StartNew()
         $locked = $false
-        while (-not $locked -and $watch.Elapsed.TotalSeconds -lt 60) {
+        while (-not $locked -and -not $holder.HasExited -and $watch.Elapsed.TotalSeconds -lt 60) {
             $busy = qemu-img info -f qcow2 $system 2>&1 | Out-String
             $locked = $LASTEXITCODE -ne 0 -and $busy -like '*lock*'
             if (-not $locked) { Start-Sleep -Milliseconds 100 }
         }
-        $locked | Should -BeTrue -Because 'qemu-io holds the image locked before the restore is tried'
+        "locked: $locked, qemu-io exited: $($holder.HasExited)" | Should -Be 'locked: True, qemu-io exited: False' -Because 'qemu-io holds the image locked before the restore is tried'
         $e = try { Restore-VmClone lab-01 -Store $store -Confirm:$false -ErrorAction Stop; $null } catch { $_ }
         $e.FullyQualifiedErrorId | Should -BeLike 'VolumeInUse,*'
         $e.Exception.Message | Should -BeLike "*$system*"
         (Get-FileHash $system).Hash | Should -Be $before
-        Get-Process -Name qemu-io -ErrorAction SilentlyContinue | Where-Object { $_.Parent.Id -eq $holder.Id } | ForEach-Object { $_.Kill() }
-        $holder.Kill(); $holder.WaitForExit()
+        $holder.StandardInput.Close()
+        if (-not $holder.WaitForExit(10000)) { $holder.Kill() }
+        $holder.WaitForExit()
         Start-Sleep -Milliseconds 300
         Restore-VmClone lab-01 -Store $store -Confirm:$false | Out-Null
         & $assertAllClean
