@@ -1,16 +1,17 @@
 # Crash safety and concurrent use against the built module, in real processes:
 # - a child pwsh running a fleet command, killed at random instants: Invoke-VmRebase over the
 #   fleet, Restore-VmClone over five clones, Restore-VmClone -Volume system over three,
-#   New-VmClone, Rename-VmClone (three a command), Rename-VmBase of the fleet's base, and
+#   New-VmClone, Rename-VmClone (three a command), Rename-VmBase of the fleet's base,
+#   Import-VmClone of disks made outside the store, Optimize-VmDisk of three clones, and
 #   Invoke-VmRebase of a few clones onto a base whose outline grew. Every other kill
-#   Test-VmStore -Repair comes first and must find the operation not done or whole; then the next
-#   command completes it, Test-VmStore is clean, every clone is on exactly one base and readable,
+#   Test-VmStore -Repair comes first and must find the operation not done or whole; then the
+#   next command completes it, Test-VmStore is clean, every clone is on exactly one base and readable,
 #   every data volume hashes as before (over its old length, zeros after). Kills by kind
-#   (Rebase/Restore/RestoreVolume/NewClone/RenameClone/RenameBase/GrowRebase), four times as
-#   many with VMCLONE_STRESS=1:
-#     VHDX, 20 clones:  14/12/2/12/2/2/3 (47)
-#     qcow2, 6 clones:   5/4/1/4/1/1/2 (18), qemu-img check also judging each changed volume
-#     VHD, 6 clones:     2/2/1/2/1/1/2 (11), libvhdi also reading each changed volume
+#   (Rebase/Restore/RestoreVolume/NewClone/RenameClone/RenameBase/Import/Optimize/GrowRebase),
+#   four times as many with VMCLONE_STRESS=1:
+#     VHDX, 20 clones:  14/12/2/12/2/2/2/2/3 (51)
+#     qcow2, 6 clones:   5/4/1/4/1/1/1/1/2 (20), qemu-img check also judging each changed volume
+#     VHD, 6 clones:     2/2/1/2/1/1/1/1/2 (13), libvhdi also reading each changed volume
 # - several processes and runspaces changing overlapping clones at once;
 # - a volume another process holds open is never replaced;
 # - a full disk (a small tmpfs, when running as root) leaves nothing half-made.
@@ -169,11 +170,11 @@ BeforeDiscovery {
     $noQemu = Get-OracleSkip 'qemu-img'
     $noVhdi = Get-LibvhdiSkip
     $killStores = @(
-        @{ Format = 'Vhdx'; Clones = 20; Kills = @{ Rebase = 14; Restore = 12; RestoreVolume = 2; NewClone = 12; RenameClone = 2; RenameBase = 2; GrowRebase = 3 }; Skip = $false }
+        @{ Format = 'Vhdx'; Clones = 20; Kills = @{ Rebase = 14; Restore = 12; RestoreVolume = 2; NewClone = 12; RenameClone = 2; RenameBase = 2; Import = 2; Optimize = 2; GrowRebase = 3 }; Skip = $false }
         # Fewer kills on qcow2 and VHD, whose checks by qemu-img and libvhdi take longer: the same
         # code paths, with each engine's allocation order under them.
-        @{ Format = 'Qcow2'; Clones = 6; Kills = @{ Rebase = 5; Restore = 4; RestoreVolume = 1; NewClone = 4; RenameClone = 1; RenameBase = 1; GrowRebase = 2 }; Skip = $noQemu }
-        @{ Format = 'Vhd'; Clones = 6; Kills = @{ Rebase = 2; Restore = 2; RestoreVolume = 1; NewClone = 2; RenameClone = 1; RenameBase = 1; GrowRebase = 2 }; Skip = $noVhdi }
+        @{ Format = 'Qcow2'; Clones = 6; Kills = @{ Rebase = 5; Restore = 4; RestoreVolume = 1; NewClone = 4; RenameClone = 1; RenameBase = 1; Import = 1; Optimize = 1; GrowRebase = 2 }; Skip = $noQemu }
+        @{ Format = 'Vhd'; Clones = 6; Kills = @{ Rebase = 2; Restore = 2; RestoreVolume = 1; NewClone = 2; RenameClone = 1; RenameBase = 1; Import = 1; Optimize = 1; GrowRebase = 2 }; Skip = $noVhdi }
     )
 }
 
@@ -320,6 +321,61 @@ Describe 'A command killed at any instant, on a <Format> store' -ForEach $killSt
                 Check = { param($s, $because)
                     @(Get-VmBase -Store $s.Store | Where-Object Name -eq $s.To).Count | Should -Be 1 -Because $because
                     @(Get-VmClone -Store $s.Store | Where-Object Base -ne $s.On) | Should -BeNullOrEmpty -Because $because }
+            }
+            # A clone adopted from differencing disks of the fleet's base made outside the store,
+            # each with bytes of its own: after a kill and a repair the import did not happen (the
+            # files where and as they were) or the clone reads as the files did.
+            @{ Kind = 'Import'; WarmUp = $true; Estimate = 800
+                Command = { param($s)
+                    $s.Round++
+                    $s.Imported = "imp-$($s.Round)"
+                    $s.Subjects = @($s.Imported)
+                    $s.Files = [ordered]@{}
+                    $outside = Join-Path (Split-Path $s.Store) "made-elsewhere-$($s.Round)"
+                    New-Item -ItemType Directory -Path $outside -Force | Out-Null
+                    foreach ($v in 'system', 'data') {
+                        $parent = Get-TestVolumePath $s.Store -Base $s.On -Volume $v
+                        $path = Join-Path $outside "$v$([IO.Path]::GetExtension($parent))"
+                        New-VmDisk $path -ParentPath $parent | Out-Null
+                        Write-DiskBytes $path 1MB (Get-RandomBytes 64KB (400 + $s.Round))
+                        $s.Files[$v] = @{ Path = $path; Hash = Get-DiskContentHash $path }
+                    }
+                    $volumes = ($s.Files.Keys | ForEach-Object { "@{ Name = '$_'; Path = '$($s.Files[$_].Path)' }" }) -join ', '
+                    "Import-VmClone -Name '$($s.Imported)' -Base $($s.On) -Volume $volumes -Store '$($s.Store)' -Confirm:`$false | Out-Null" }
+                Accept = { param($s, $because)
+                    if (@(Get-VmClone -Store $s.Store | Where-Object Name -eq $s.Imported)) { return }
+                    foreach ($v in $s.Files.Keys) {
+                        "$v $(Get-DiskContentHash $s.Files[$v].Path)" | Should -Be "$v $($s.Files[$v].Hash)" -Because "no clone, so $($s.Files[$v].Path) is as it was, $because" } }
+                # An import that finished already finds its name taken.
+                Finish = { param($s, $command, $because) Invoke-Rerun $command 'CloneExists' -Because $because }
+                Check = { param($s, $because)
+                    (Get-VmClone $s.Imported -Store $s.Store).Base | Should -Be $s.On -Because $because
+                    foreach ($v in $s.Files.Keys) {
+                        "$v $(Get-VolumeHash $s.Imported $v)" | Should -Be "$v $($s.Files[$v].Hash)" -Because $because
+                        Test-Path -LiteralPath $s.Files[$v].Path | Should -BeFalse -Because "a moved file leaves its old place, $because" } }
+            }
+            # Three clones a round, each given a run of zeros over new data in its system volume
+            # first (something to give back): a compacted volume is renamed over the old one, so
+            # right after a kill every volume reads as before, whole, whichever file it is.
+            @{ Kind = 'Optimize'; WarmUp = $true; Estimate = 800
+                Command = { param($s)
+                    $s.Round++
+                    $s.Subjects = @($s.Names.Values | Select-Object -Skip 3 -First 3)
+                    $s.Before = @{}
+                    foreach ($c in $s.Subjects) {
+                        Write-DiskBytes (Get-TestVolumePath $s.Store $c system) 3MB (Get-RandomBytes 64KB (300 + $s.Round))
+                        Write-DiskBytes (Get-TestVolumePath $s.Store $c system) 1MB ([byte[]]::new(256KB))
+                        $s.Before[$c] = @{ System = Get-VolumeHash $c system; Temp = Get-VolumeHash $c temp }
+                    }
+                    "Optimize-VmDisk -Name $(($s.Subjects | ForEach-Object { "'$_'" }) -join ',') -Store '$($s.Store)' -Confirm:`$false" }
+                Accept = { param($s, $because)
+                    foreach ($c in $s.Subjects) {
+                        "$c $(Get-VolumeHash $c system) $(Get-VolumeHash $c temp)" | Should -Be "$c $($s.Before[$c].System) $($s.Before[$c].Temp)" -Because $because } }
+                Finish = { param($s, $command, $because) Invoke-Rerun $command -Because $because }
+                Check = { param($s, $because)
+                    foreach ($c in $s.Subjects) {
+                        "$c $(Get-VolumeHash $c system) $(Get-VolumeHash $c temp)" | Should -Be "$c $($s.Before[$c].System) $($s.Before[$c].Temp)" -Because $because
+                        @(Get-ChildItem -Force (Split-Path (Get-TestVolumePath $s.Store $c system)) -Filter '.vmclone-staging-*') | Should -BeNullOrEmpty -Because "$c keeps no staging copy, $because" } }
             }
             # A few clones a round onto G, whose system, temp and data volumes are twice as large:
             # the data keeps its content over the old 4 MiB and reads zeros after (the common data
