@@ -164,9 +164,8 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
 
     public static IEnumerable<object[]> ScenarioNames() => Scenarios().Select(s => new object[] { s.Name });
 
-    [Theory]
-    [MemberData(nameof(ScenarioNames))]
-    public void CutOffAtEveryCrashPointIsFinishedOrUndone(string scenarioName)
+    // Run by CrashPointScenariosA and B (below), half the scenarios each.
+    internal void CutOffAtEveryCrashPointIsFinishedOrUndone(string scenarioName)
     {
         Scenario scenario = Scenarios().Single(s => s.Name == scenarioName);
         using var t = new TestStore();
@@ -556,4 +555,36 @@ public class CrashPointTests : IClassFixture<CrashPointTests.Template>
         }
         return VmStore.At(to);
     }
+}
+
+/// <summary>
+/// The scenarios of <see cref="CrashPointTests"/>, every other one: the cut-off runs are the
+/// longest part of the suite, and xunit runs two test classes side by side where it would run
+/// one class's cases one after the other.
+/// </summary>
+public class CrashPointScenariosA : IClassFixture<CrashPointTests.Template>
+{
+    private readonly CrashPointTests _tests;
+
+    public CrashPointScenariosA(CrashPointTests.Template template, ITestOutputHelper output) => _tests = new CrashPointTests(template, output);
+
+    public static IEnumerable<object[]> Names() => CrashPointTests.ScenarioNames().Where((_, i) => i % 2 == 0);
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void CutOffAtEveryCrashPointIsFinishedOrUndone(string scenarioName) => _tests.CutOffAtEveryCrashPointIsFinishedOrUndone(scenarioName);
+}
+
+/// <summary>The other half of <see cref="CrashPointTests"/>'s scenarios (see <see cref="CrashPointScenariosA"/>).</summary>
+public class CrashPointScenariosB : IClassFixture<CrashPointTests.Template>
+{
+    private readonly CrashPointTests _tests;
+
+    public CrashPointScenariosB(CrashPointTests.Template template, ITestOutputHelper output) => _tests = new CrashPointTests(template, output);
+
+    public static IEnumerable<object[]> Names() => CrashPointTests.ScenarioNames().Where((_, i) => i % 2 == 1);
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void CutOffAtEveryCrashPointIsFinishedOrUndone(string scenarioName) => _tests.CutOffAtEveryCrashPointIsFinishedOrUndone(scenarioName);
 }
