@@ -98,6 +98,10 @@ public static class FreeSpace
         return at ?? Path.GetPathRoot(Path.GetFullPath(folder))!;
     }
 
+    /// <summary>True when <paramref name="a"/> and <paramref name="b"/> (or their nearest existing folders) lie on one mounted file system.</summary>
+    public static bool SameFileSystem(string a, string b) =>
+        string.Equals(FileSystemOf(ExistingAncestor(Path.GetFullPath(a))), FileSystemOf(ExistingAncestor(Path.GetFullPath(b))), StringComparison.Ordinal);
+
     /// <summary>The mount point (Windows: the drive) holding <paramref name="existing"/>: what reservations are counted by.</summary>
     private static string FileSystemOf(string existing)
     {

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using VmClone.Core.Disks;
 using VmClone.Disks;
 
 namespace VmClone.Core.Store;
@@ -170,8 +171,23 @@ internal sealed class ImportPlanner : Planner
                     Refused($"names a parent that cannot be opened ({string.Join("; ", parent.Candidates.Select(c => $"'{c.StoredPath}'"))}): {openProblem}"), source);
             step.AdoptedParent = Path.GetFullPath(resolved);
         }
+        step.BytesToCopy = CopyBound(source, copy, step.AdoptedParent, baseFile, bv.Format);
         step.Stamp(source, stamp);
         return step;
+    }
+
+    /// <summary>
+    /// What adopting <paramref name="source"/> writes into the store at most: the bytes its file
+    /// holds when it is copied (-Copy, or a move to another file system, which copies), nothing
+    /// for a rename; and for a child re-parented keeping its content, what its old and new parents
+    /// store (only where they differ is copied, counted from their extent maps).
+    /// </summary>
+    private long CopyBound(string source, bool copy, string? adoptedParent, string baseFile, DiskFormat format)
+    {
+        long bytes = copy || !FreeSpace.SameFileSystem(source, Root) ? DiskLayer.SizeOnDiskOf(source) : 0;
+        if (adoptedParent is not null)
+            bytes += DiskOperations.ReparentBound(adoptedParent, baseFile, format, null, System.Threading.CancellationToken.None);
+        return bytes;
     }
 
     /// <summary>An import of <paramref name="name"/> from the same files that was cut off after they moved: its journal, which the import finishes.</summary>

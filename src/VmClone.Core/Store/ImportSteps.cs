@@ -60,6 +60,10 @@ internal sealed class ImportSteps : StorePart
             // A running machine holds its disks: they are neither moved nor copied half-written.
             PlanExecutor.RefuseInUse(plan.Volumes.Where(v => v.Action == VolumeAction.Adopt).Select(v => v.AdoptedFrom!), "clone", plan.Subject);
             cancellationToken.ThrowIfCancellationRequested();
+            // What the copies (and a content-preserving re-parent) write, set aside up front.
+            using IDisposable? room = plan.BytesToCopy <= 0 ? null : FreeSpace.Reserve(ClonesFolder, plan.BytesToCopy + FreeSpace.Margin,
+                shortage => shortage.Into(new StoreException(StoreErrorIds.DiskFull, VmCloneErrorKind.InvalidOperation,
+                    $"There is not enough free space in '{Root}' to import clone '{plan.Subject}': {shortage.Numbers}. Nothing was written; the files to import are where they were. Free some space and run the command again.", plan.Subject)));
             plan.CloneManifest!.Created = DateTimeOffset.UtcNow;
             string staging = NewStagingFolder(CloneFolder(plan.Subject));
             StoreJournal.Write(staging, plan, JournalPhase.Committing);

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using VmClone.Core;
 using VmClone.Core.Disks;
 using VmClone.Core.Store;
 using VmClone.Disks;
@@ -169,6 +170,35 @@ public class ImportTests
         AssertReadsAsBefore(t, format, "copied", "system", before);
         // The copy keeps the holes of the original: it stores no more than it did.
         Assert.True(new FileInfo(t.Volume("copied", "system")).Length <= new FileInfo(system).Length + (1 << 20));
+    }
+
+    [Fact]
+    public void ACopyCountsWhatItWritesAndIsRefusedUpFrontWhenItDoesNotFitWhileAMoveCopiesNothing()
+    {
+        using var t = new TestStore();
+        MakeBase(t, DiskFormat.Vhdx);
+        string system = EngineChild(Path.Combine(Outside(t), "system.vhdx"), t.BaseVolume("v1", "system"), "guest system");
+        string bytes = Hashing.Sha256File(system);
+        var volumes = new[] { new ImportVolumeSpec { Name = "system", Path = system } };
+        StorePlan moved = t.Store.PlanImportClone("moved", "v1", volumes);
+        Assert.Equal(0, moved.BytesToCopy);
+        Assert.Contains("in all: copies nothing", moved.Describe());
+        StorePlan copied = t.Store.PlanImportClone("copied", "v1", volumes, copy: true);
+        long held = new FileInfo(system).Length;
+        Assert.InRange(copied.BytesToCopy, 1, held + (1 << 20));
+        Assert.Contains("(copied)", copied.Describe());
+        Assert.Contains("copies at most", copied.Describe());
+        using (FreeSpace.Pretend(_ => copied.BytesToCopy))
+        {
+            var ex = Assert.Throws<StoreException>(() => t.Store.Execute(copied));
+            Assert.Equal(StoreErrorIds.DiskFull, ex.ErrorId);
+            Assert.Equal(copied.BytesToCopy + FreeSpace.Margin, (long)ex.Data["BytesNeeded"]!);
+        }
+        Assert.False(t.Store.CloneExists("copied"));
+        Assert.Empty(Directory.GetDirectories(t.Store.Layout.ClonesFolder, ".staging-*"));
+        Assert.Equal(bytes, Hashing.Sha256File(system));
+        t.Store.Execute(copied);
+        Assert.True(t.Store.CloneExists("copied"));
     }
 
     [Theory]
