@@ -4,30 +4,6 @@
 BeforeAll {
     Import-Module $env:VMCLONE_MODULE -Force
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
-
-    # sha256 of a disk's first $Length bytes, and whether everything after them reads as zeros.
-    function Get-GrownHash([string] $Path, [long] $Length) {
-        $disk = [VmClone.Disks.VirtualDisk]::Open($Path, [IO.FileAccess]::Read)
-        try {
-            $sha = [Security.Cryptography.IncrementalHash]::CreateHash([Security.Cryptography.HashAlgorithmName]::SHA256)
-            $buffer = [byte[]]::new(1MB)
-            $left = $Length
-            while ($left -gt 0) {
-                $n = $disk.Content.Read($buffer, 0, [Math]::Min($buffer.Length, $left))
-                if ($n -le 0) { break }
-                $sha.AppendData($buffer, 0, $n); $left -= $n
-            }
-            $zeros = $true
-            $empty = [byte[]]::new($buffer.Length)
-            while (($n = $disk.Content.Read($buffer, 0, $buffer.Length)) -gt 0) {
-                $got = [Security.Cryptography.SHA256]::HashData([IO.MemoryStream]::new($buffer, 0, $n))
-                $none = [Security.Cryptography.SHA256]::HashData([IO.MemoryStream]::new($empty, 0, $n))
-                if ([Convert]::ToHexString($got) -ne [Convert]::ToHexString($none)) { $zeros = $false; break }
-            }
-            '{0} {1}' -f [Convert]::ToHexString($sha.GetHashAndReset()), $(if ($zeros) { 'then zeros' } else { 'then data' })
-        }
-        finally { $disk.Dispose() }
-    }
 }
 
 Describe 'Invoke-VmRebase onto a grown outline' {
@@ -40,7 +16,7 @@ Describe 'Invoke-VmRebase onto a grown outline' {
         foreach ($c in $clones) {
             Write-DiskText (Get-TestVolumePath $store $c 'system') 8MB "$c installed software"
             Write-DiskText (Get-TestVolumePath $store $c 'data') (32MB - 4096) "$c documents at the end"
-            $dataHash[$c] = Get-GrownHash (Get-TestVolumePath $store $c 'data') 32MB
+            $dataHash[$c] = Get-DiskHeadHash (Get-TestVolumePath $store $c 'data') 32MB
         }
         # The next month's base: system 64 MiB -> 128 MiB, temp 32 -> 64, data 32 -> 64 MiB, with
         # data past the old end that no clone may show.
@@ -89,7 +65,7 @@ Describe 'Invoke-VmRebase onto a grown outline' {
             (Get-VmDisk (Get-TestVolumePath $store $c 'temp')).VirtualSize | Should -Be 64MB
             $data = Get-TestVolumePath $store $c 'data'
             (Get-VmDisk $data).VirtualSize | Should -Be 64MB
-            Get-GrownHash $data 32MB | Should -Be $dataHash[$c]
+            Get-DiskHeadHash $data 32MB | Should -Be $dataHash[$c]
             $dataHash[$c] | Should -BeLike '* then zeros'
         }
         (Test-VmStore -Store $store).IsHealthy | Should -BeTrue
@@ -98,6 +74,6 @@ Describe 'Invoke-VmRebase onto a grown outline' {
     It 'lets the old base be removed once no clone depends on it' {
         Remove-VmBase win11 -Store $store -Force
         Get-VmBase -Store $store | ForEach-Object Name | Should -Not -Contain 'win11'
-        foreach ($c in $clones) { Get-GrownHash (Get-TestVolumePath $store $c 'data') 32MB | Should -Be $dataHash[$c] }
+        foreach ($c in $clones) { Get-DiskHeadHash (Get-TestVolumePath $store $c 'data') 32MB | Should -Be $dataHash[$c] }
     }
 }
