@@ -49,6 +49,14 @@ Describe 'New-VmClone' {
             Assert-Clone 'lab-03'
         }
 
+        It 'refuses a name that differs only in case from a clone that exists, naming that clone' {
+            $err = $null
+            New-VmClone LAB-01 -Base win11 -Store $store -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $err[0].FullyQualifiedErrorId | Should -Be 'CloneExists,VmClone.PowerShell.Commands.NewVmCloneCommand'
+            $err[0].Exception.Message | Should -BeLike "*by clone 'lab-01'*"
+            @(Get-ChildItem (Join-Path $store 'clones') -Directory -Force | Where-Object Name -ceq 'LAB-01') | Should -BeNullOrEmpty
+        }
+
         It 'refuses an unknown base with BaseNotFound and makes nothing' {
             $err = $null
             New-VmClone lab-09 -Base nope -Store $store -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty

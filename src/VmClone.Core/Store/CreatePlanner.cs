@@ -163,6 +163,9 @@ internal sealed class CreatePlanner : Planner
         if (CloneExists(name) || Directory.Exists(CloneFolder(name)))
             throw new StoreException(StoreErrorIds.CloneExists, VmCloneErrorKind.AlreadyExists,
                 $"A clone named '{name}' already exists in store '{Root}'; choose another name, or remove it first (Remove-VmClone {name}).", name);
+        if (Catalogue.CloneFolderOtherCase(name) is string other)
+            throw new StoreException(StoreErrorIds.CloneExists, VmCloneErrorKind.AlreadyExists,
+                $"The name '{name}' is taken in store '{Root}' by clone '{other}' (names are one whatever their case); choose another name.", name);
         RequireUnmodifiedBase(b, name);
         string folder = CloneFolder(name);
         var plan = NewPlan(StoreOperation.NewClone, name, "clone", folder);

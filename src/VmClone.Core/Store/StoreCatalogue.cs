@@ -83,6 +83,33 @@ internal sealed class StoreCatalogue
 
     public bool BaseExists(string name) => StoreNames.Problem(name) is null && File.Exists(_layout.BaseManifestPath(name));
 
+    // The clone folders' names when this instance first asked, by their case-folded form: a
+    // fleet New-VmClone asks about every name it makes, and one listing serves the whole command.
+    private Dictionary<string, string>? _cloneFoldersByFolded;
+    private readonly object _cloneFoldersGate = new();
+
+    /// <summary>
+    /// The name of an existing clone folder that differs from <paramref name="name"/> only in case
+    /// (LAB-01 for lab-01), or null. Names are one whatever their case: on a file system that tells
+    /// them apart two such clones would be two folders that every command and admin confuses. A
+    /// folder found in the listing is looked at again (it may have gone since); one made since the
+    /// listing by another process is not seen, nor is one this instance made (a command's own
+    /// names are told apart whatever their case before they reach the store).
+    /// </summary>
+    public string? CloneFolderOtherCase(string name)
+    {
+        Dictionary<string, string> known;
+        lock (_cloneFoldersGate)
+        {
+            known = _cloneFoldersByFolded ??= Directory.Exists(_layout.ClonesFolder)
+                ? Directory.EnumerateDirectories(_layout.ClonesFolder).Select(Path.GetFileName).Where(n => n is not null && !n.StartsWith(".", StringComparison.Ordinal))
+                    .GroupBy(n => n!.ToUpperInvariant()).ToDictionary(g => g.Key, g => g.First()!, StringComparer.Ordinal)
+                : new Dictionary<string, string>(StringComparer.Ordinal);
+        }
+        return known.TryGetValue(name.ToUpperInvariant(), out string? other) && !string.Equals(other, name, StringComparison.Ordinal)
+            && Directory.Exists(_layout.CloneFolder(other)) ? other : null;
+    }
+
     public bool CloneExists(string name) => StoreNames.Problem(name) is null && File.Exists(_layout.CloneManifestPath(name));
 
     /// <summary>The base's manifest; BaseNotFound when there is none, ManifestInvalid when it names anything outside the base's folder.</summary>

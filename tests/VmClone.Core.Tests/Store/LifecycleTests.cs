@@ -28,6 +28,23 @@ public class LifecycleTests
         (VmCloneInfo)t.Store.Execute(t.Store.PlanNewClone(name, baseName))!;
 
     [Fact]
+    public void ANewCloneWhoseNameDiffersOnlyInCaseFromAnExistingOneIsRefusedNamingIt()
+    {
+        using var t = new TestStore();
+        NewBase(t, "v1");
+        NewClone(t, "lab-01", "v1");
+        // In the next command (a store instance of its own), as an admin would type it.
+        var next = VmStore.At(t.Store.Root);
+        var ex = Assert.Throws<StoreException>(() => next.PlanNewClone("LAB-01", "v1"));
+        Assert.Equal(StoreErrorIds.CloneExists, ex.ErrorId);
+        Assert.Contains("'lab-01'", ex.Message);
+        Assert.False(Directory.Exists(next.CloneFolder("LAB-01")));
+        // Once lab-01 is gone, the name is free in any case, also for the instance that listed it.
+        next.Execute(next.PlanRemoveClone("lab-01"));
+        Assert.Equal("LAB-01", ((VmCloneInfo)next.Execute(next.PlanNewClone("LAB-01", "v1"))!).Name);
+    }
+
+    [Fact]
     public void NewBaseCopiesSparseMarksReadOnlyAndRecordsTheOutline()
     {
         using var t = new TestStore();
