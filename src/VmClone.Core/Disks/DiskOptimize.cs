@@ -55,7 +55,7 @@ public static partial class DiskOperations
     /// <summary><see cref="Optimize"/> without the store refusal: for the store's own command, which holds the clone's lock.</summary>
     internal static VmDiskOptimization OptimizeFile(string full, DiskOpenOptions? options, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
-        if (FileNode.Of(full) == FileNodeKind.RegularFile && FileInUse.Holder(full) is string holder)
+        if (FileNode.Of(full) == FileNodeKind.RegularFile && FileInUse.LastingHolder(full) is string holder)
             throw new VmCloneException(StoreErrorIds.DiskInUse, VmCloneErrorKind.InUse,
                 $"'{full}' is in use by {holder}; it was not optimized. Stop the machine using it first.", full);
         RemoveOptimizeStaging(full);

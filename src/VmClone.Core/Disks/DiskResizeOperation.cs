@@ -32,7 +32,7 @@ public static partial class DiskOperations
     {
         string full = Path.GetFullPath(path);
         RefuseStoreVolume(full);
-        if (FileNode.Of(full) == FileNodeKind.RegularFile && FileInUse.Holder(full) is string holder)
+        if (FileNode.Of(full) == FileNodeKind.RegularFile && FileInUse.LastingHolder(full) is string holder)
             throw new VmCloneException(StoreErrorIds.DiskInUse, VmCloneErrorKind.InUse,
                 $"'{full}' is in use by {holder}; it was not resized. Stop the machine using it first.", full);
         long size = toMinimum ? DiskResize.MinimumSize(full, options) : sizeBytes ?? throw new System.ArgumentNullException(nameof(sizeBytes));

@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using System.Runtime.InteropServices;
+using System.Threading;
 using VmClone.Disks;
 
 namespace VmClone.Core.Store;
@@ -47,6 +48,24 @@ internal static class FileInUse
         return new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.None, 1, FileOptions.None);
     }
 
+    /// <summary>
+    /// The holder of <paramref name="path"/> that stays, or null. Readers (another command
+    /// planning, Get-VmClone, Test-VmStore) hold a file for moments, and so does a process this
+    /// one has just started (until it runs its program it holds a copy of every descriptor open
+    /// here, locks included); a running machine holds its disks for hours. So a holder is asked
+    /// about again every 0.1 s for up to 3 s, and only one still there is reported.
+    /// </summary>
+    public static string? LastingHolder(string path)
+    {
+        string? holder = Holder(path);
+        for (DateTime until = DateTime.UtcNow.AddSeconds(3); holder is not null && DateTime.UtcNow < until;)
+        {
+            Thread.Sleep(100);
+            holder = Holder(path);
+        }
+        return holder;
+    }
+
     /// <summary>Null when nobody else holds the file; else a few words on who does.</summary>
     public static string? Holder(string path)
     {
@@ -71,7 +90,7 @@ internal static class FileInUse
         }
         catch (IOException ex)
         {
-            return $"it is locked for exclusive use: {ex.Message}";
+            return $"a program that holds it locked ({ex.Message.TrimEnd('.', ' ')})";
         }
         using (probe)
         {

@@ -439,15 +439,8 @@ internal sealed class PlanExecutor : StorePart
             // and a link is deleted as a link, never probed through.
             if (FileNode.Of(file) != FileNodeKind.RegularFile)
                 continue;
-            // Readers (another command planning, Get-VmClone, Test-VmStore) hold a file for
-            // moments; a running machine holds it for hours. Only a holder that stays is refused.
-            string? holder = FileInUse.Holder(file);
-            for (DateTime until = DateTime.UtcNow.AddSeconds(3); holder is not null && DateTime.UtcNow < until;)
-            {
-                System.Threading.Thread.Sleep(100);
-                holder = FileInUse.Holder(file);
-            }
-            if (holder is not null)
+            // Only a holder that stays is refused (a running machine, not a reader of a moment).
+            if (FileInUse.LastingHolder(file) is string holder)
                 return (file, holder);
         }
         return null;
