@@ -49,15 +49,18 @@ public static partial class DiskOperations
     {
         string full = Path.GetFullPath(path);
         RefuseOptimizeInStore(full);
-        return OptimizeFile(full, options, progress, cancellationToken);
-    }
-
-    /// <summary><see cref="Optimize"/> without the store refusal: for the store's own command, which holds the clone's lock.</summary>
-    internal static VmDiskOptimization OptimizeFile(string full, DiskOpenOptions? options, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
-    {
         if (FileNode.Of(full) == FileNodeKind.RegularFile && FileInUse.LastingHolder(full) is string holder)
             throw new VmCloneException(StoreErrorIds.DiskInUse, VmCloneErrorKind.InUse,
                 $"'{full}' is in use by {holder}; it was not optimized. Stop the machine using it first.", full);
+        return OptimizeFile(full, options, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// <see cref="Optimize"/> without the store and in-use refusals: for the store's own command,
+    /// which holds the clone's lock and has probed every volume of the clone for a holder itself.
+    /// </summary>
+    internal static VmDiskOptimization OptimizeFile(string full, DiskOpenOptions? options, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+    {
         RemoveOptimizeStaging(full);
         VirtualDisk disk = VirtualDisk.Open(full, FileAccess.Read, options);
         try
