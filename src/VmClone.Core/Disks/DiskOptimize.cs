@@ -334,8 +334,11 @@ public static partial class DiskOperations
                     }
                 }
             }
+            long before = at;
             at += n;
-            progress?.Report(new OperationProgress(activity, $"{Format.Bytes(at)} of {Format.Bytes(capacity)}", at, capacity));
+            // Once a window (or at the end), as the copy reports: not for every MiB of a large disk.
+            if (at / ContentCopier.Window != before / ContentCopier.Window || at == capacity)
+                progress?.Report(new OperationProgress(activity, $"{Format.Bytes(at)} of {Format.Bytes(capacity)}", at, capacity));
         }
         return ranges;
     }
