@@ -365,7 +365,7 @@ internal sealed class ImportSteps : StorePart
                 int n = (int)Math.Min(buffer.Length, hole - p);
                 source.ReadOrZero(p, buffer, 0, n);
                 // Runs of zeros inside data are left holes too.
-                if (!AllZero(buffer, n))
+                if (!ZeroBytes.All(buffer.AsSpan(0, n)))
                     target.Write(p, buffer, 0, n);
                 p += n;
             }
@@ -373,16 +373,6 @@ internal sealed class ImportSteps : StorePart
         }
         target.SetLength(length);
         target.Flush();
-    }
-
-    private static bool AllZero(byte[] buffer, int count)
-    {
-        for (int i = 0; i < count; i++)
-        {
-            if (buffer[i] != 0)
-                return false;
-        }
-        return true;
     }
 
     private static bool SameBytes(string a, string b)
