@@ -53,9 +53,18 @@ internal sealed class ClusterAllocator
         return RefcountBlock.Get(Block(b), index % _perBlock, _bits);
     }
 
+    // The entries Allocate(flush: false) raised and has not written yet, by refcount block: the
+    // byte range of the block they span. They are written together before the next flush
+    // (WriteCounts), which is all qcow2's order asks: a count is durable before anything names
+    // its cluster, and only a flush makes anything durable. Consecutive clusters' counts are
+    // then one write instead of one each.
+    private readonly Dictionary<long, (int From, int To)> _unwritten = new();
+
     /// <summary>
     /// A new host cluster, its refcount 1 and (with <paramref name="flush"/>) durable; its bytes
-    /// are the caller's to write. Several clusters for one write are counted with one flush, the last.
+    /// are the caller's to write. Without a flush, the count is written by the next
+    /// <see cref="WriteCounts"/>, which the caller runs before its own flush: several clusters
+    /// for one write are counted with one write per refcount block and one flush.
     /// </summary>
     public long Allocate(bool flush = true)
     {
@@ -85,9 +94,16 @@ internal sealed class ClusterAllocator
                 _nextFree = n + 1;
                 continue;
             }
-            Set(n, 1);
             if (flush)
+            {
+                Set(n, 1);
+                WriteCounts();
                 _file.Flush();
+            }
+            else
+            {
+                SetUnwritten(n, 1);
+            }
             _nextFree = n + 1;
             return n * _cluster;
         }
@@ -105,6 +121,7 @@ internal sealed class ClusterAllocator
     /// </summary>
     private void GrowTable()
     {
+        WriteCounts();
         long n = _nextFree;
         long perTableCluster = _cluster / 8;
         long firstBlock = n / _perBlock;
@@ -173,14 +190,38 @@ internal sealed class ClusterAllocator
 
     private void Set(long index, ulong value)
     {
+        (long b, int at, int bytes) = SetInBlock(index, value);
+        // Only the bytes of this entry are written: a partial cluster write never tears another's count.
+        _file.Write((long)_table[b] + at, _blocks[b], at, bytes);
+    }
+
+    private void SetUnwritten(long index, ulong value)
+    {
+        (long b, int at, int bytes) = SetInBlock(index, value);
+        _unwritten[b] = _unwritten.TryGetValue(b, out (int From, int To) r)
+            ? (Math.Min(r.From, at), Math.Max(r.To, at + bytes))
+            : (at, at + bytes);
+    }
+
+    /// <summary>Writes the counts <see cref="Allocate"/> raised without a flush (not flushed): the caller flushes next.</summary>
+    public void WriteCounts()
+    {
+        // Each range holds only entries of this block as this allocator last set them (it alone
+        // writes the file), so writing the bytes between them again changes nothing.
+        foreach (KeyValuePair<long, (int From, int To)> r in _unwritten)
+            _file.Write((long)_table[r.Key] + r.Value.From, _blocks[r.Key], r.Value.From, r.Value.To - r.Value.From);
+        _unwritten.Clear();
+    }
+
+    private (long Block, int At, int Bytes) SetInBlock(long index, ulong value)
+    {
         long b = index / _perBlock;
         byte[] block = Block(b);
         long i = index % _perBlock;
         RefcountBlock.Set(block, i, _bits, value);
-        // Only the bytes of this entry are written: a partial cluster write never tears another's count.
         int bytes = Math.Max(1, _bits / 8);
         long at = _bits < 8 ? i * _bits / 8 : i * bytes;
-        _file.Write((long)_table[b] + at, block, (int)at, bytes);
+        return (b, (int)at, bytes);
     }
 
     private byte[] Block(long b)
@@ -190,7 +231,10 @@ internal sealed class ClusterAllocator
         block = new byte[_cluster];
         _file.ReadOrZero((long)_table[b], block, 0, block.Length);
         if (_blocks.Count >= 64)
+        {
+            WriteCounts(); // a block leaves the cache only once its counts are in the file
             _blocks.Clear();
+        }
         _blocks[b] = block;
         return block;
     }

@@ -212,17 +212,34 @@ internal sealed class ClusterTables
     /// <summary>The COPIED flag (bit 63) of L1 and L2 entries: refcount exactly one.</summary>
     public const ulong Copied = 1UL << 63;
 
-    /// <summary>Writes the L2 entry of guest cluster <paramref name="guestCluster"/> into its table (which exists), in the file and the cache; not flushed.</summary>
-    public void WriteEntry(long guestCluster, L2Entry entry)
+    /// <summary>
+    /// Writes these entries of existing L2 tables (not flushed): the entries of consecutive guest
+    /// clusters in one table are one write, so a 1 MiB copy of 64 KiB clusters changes its table
+    /// with one write instead of sixteen. Each write holds only the entries given.
+    /// </summary>
+    public void WriteEntries(List<(long GuestCluster, L2Entry Entry)> entries)
     {
-        long l1Index = guestCluster / EntriesPerTable;
-        long l2Offset = L2Offset(l1Index);
-        byte[] table = Table((int)l1Index, l2Offset);
-        int at = (int)(guestCluster % EntriesPerTable) * _header.L2EntryBytes;
-        BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at), entry.Word);
-        if (_header.HasExtendedL2)
-            BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at + 8), entry.Bitmap);
-        _file.Write(l2Offset + at, table, at, _header.L2EntryBytes);
+        entries.Sort((a, b) => a.GuestCluster.CompareTo(b.GuestCluster));
+        int bytes = _header.L2EntryBytes;
+        for (int i = 0; i < entries.Count;)
+        {
+            long l1Index = entries[i].GuestCluster / EntriesPerTable;
+            long l2Offset = L2Offset(l1Index);
+            byte[] table = Table((int)l1Index, l2Offset);
+            int first = (int)(entries[i].GuestCluster % EntriesPerTable) * bytes;
+            int j = i;
+            do
+            {
+                int at = (int)(entries[j].GuestCluster % EntriesPerTable) * bytes;
+                BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at), entries[j].Entry.Word);
+                if (_header.HasExtendedL2)
+                    BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(at + 8), entries[j].Entry.Bitmap);
+                j++;
+            }
+            while (j < entries.Count && entries[j].GuestCluster == entries[j - 1].GuestCluster + 1 && entries[j].GuestCluster / EntriesPerTable == l1Index);
+            _file.Write(l2Offset + first, table, first, (j - i) * bytes);
+            i = j;
+        }
     }
 
     /// <summary>

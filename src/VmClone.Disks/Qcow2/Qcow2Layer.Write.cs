@@ -132,6 +132,7 @@ public sealed partial class Qcow2Layer
         }
         finally
         {
+            WriteDataRun();
             // Data already written is made reachable even when a later cluster of the same write
             // failed; inside a batch, when the batch is committed (one flush sequence for all).
             if (!Batching)
@@ -148,8 +149,10 @@ public sealed partial class Qcow2Layer
 
     private void CommitPending()
     {
+        WriteDataRun(); // the data before the flush that makes it durable ahead of the entries naming it
         if (_pending.Count == 0 && _newTables.Count == 0)
             return;
+        _allocator?.WriteCounts();
         _file.Flush(); // refcounts and data before anything names them
         bool releases = false;
         foreach (KeyValuePair<long, long> table in _newTables)
@@ -158,12 +161,14 @@ public sealed partial class Qcow2Layer
             _file.Flush(); // new L2 tables before the L1 entries
         foreach (KeyValuePair<long, long> table in _newTables)
             _tables.PointL1(table.Key, table.Value);
+        var entries = new List<(long GuestCluster, L2Entry Entry)>(_pending.Count);
         foreach (PendingEntry p in _pending)
         {
             if (!_newTables.ContainsKey(p.GuestCluster / _tables.EntriesPerTable))
-                _tables.WriteEntry(p.GuestCluster, p.Entry);
+                entries.Add((p.GuestCluster, p.Entry));
             releases |= p.ReleaseReplaced;
         }
+        _tables.WriteEntries(entries);
         if (releases)
         {
             _file.Flush(); // nothing names the old compressed data any more before its counts drop
@@ -245,7 +250,7 @@ public sealed partial class Qcow2Layer
         {
             // The write covers the whole cluster: nothing beneath shows through, so nothing of it
             // is read (a content-preserving rebase or a flatten into qcow2 writes whole clusters).
-            _file.Write(host, buffer, offset, count);
+            AddToDataRun(host, buffer, offset, count);
             updated = new L2Entry((ulong)host | ClusterTables.Copied, extended ? 0xFFFF_FFFFUL : 0);
         }
         else if (!extended || kind == ClusterKind.Compressed)
@@ -292,6 +297,33 @@ public sealed partial class Qcow2Layer
             _pending.Add(new PendingEntry(guestCluster, updated, entry, kind == ClusterKind.Compressed));
             _pendingClusters.Add(guestCluster);
         }
+    }
+
+    // Whole new clusters of one Write that lie one after the other both in the file and in the
+    // caller's buffer (new clusters come from the end of the file, in order): written as one
+    // run when the write ends or the next cluster does not follow, instead of one write each.
+    private byte[]? _runBuffer;
+    private int _runOffset, _runLength;
+    private long _runHost;
+
+    private void AddToDataRun(long host, byte[] buffer, int offset, int count)
+    {
+        if (_runBuffer == buffer && host == _runHost + _runLength && offset == _runOffset + _runLength)
+        {
+            _runLength += count;
+            return;
+        }
+        WriteDataRun();
+        (_runBuffer, _runHost, _runOffset, _runLength) = (buffer, host, offset, count);
+    }
+
+    private void WriteDataRun()
+    {
+        if (_runBuffer is null)
+            return;
+        byte[] buffer = _runBuffer;
+        _runBuffer = null;
+        _file.Write(_runHost, buffer, _runOffset, _runLength);
     }
 
     /// <summary>The guest's view of a cluster before the write: beneath (parent), zeros, or the compressed data.</summary>
