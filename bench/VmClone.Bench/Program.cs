@@ -690,17 +690,27 @@ internal static class ChildProcess
     }
 
     /// <summary>
-    /// `repeat count mode args...`: one mode's work run count times in one process, each run's
-    /// time printed (for a profiler or strace, and for a stopwatch comparison of one row without
-    /// the process start).
+    /// `repeat count [--fresh pristine target] mode args...`: one mode's work run count times in
+    /// one process, each run's time printed (for a profiler or strace, and for a stopwatch
+    /// comparison of one row without the process start). With --fresh, target is copied from
+    /// pristine before each run, outside the time, so a rebase has its work to do every run and
+    /// the first run's extra time is what a process start's first use costs.
     /// </summary>
     public static int Repeat(string[] args)
     {
         int count = int.Parse(args[1]);
         string[] rest = args.Skip(2).ToArray();
+        (string Pristine, string Target)? fresh = null;
+        if (rest.Length > 2 && rest[0] == "--fresh")
+        {
+            fresh = (rest[1], rest[2]);
+            rest = rest.Skip(3).ToArray();
+        }
         var times = new List<double>();
         for (int i = 0; i < count; i++)
         {
+            if (fresh is { } f)
+                Fixtures.CopyFresh(f.Pristine, f.Target);
             var sw = Stopwatch.StartNew();
             Run(rest);
             times.Add(sw.Elapsed.TotalMilliseconds);
