@@ -53,7 +53,7 @@ internal sealed class ClusterAllocator
         return RefcountBlock.Get(Block(b), index % _perBlock, _bits);
     }
 
-    // The entries Allocate(flush: false) raised and has not written yet, by refcount block: the
+    // The entries AllocateCountingLater raised and has not written yet, by refcount block: the
     // byte range of the block they span. They are written together before the next flush
     // (WriteCounts), which is all qcow2's order asks: a count is durable before anything names
     // its cluster, and only a flush makes anything durable. Consecutive clusters' counts are
@@ -61,12 +61,19 @@ internal sealed class ClusterAllocator
     private readonly Dictionary<long, (int From, int To)> _unwritten = new();
 
     /// <summary>
-    /// A new host cluster, its refcount 1 and (with <paramref name="flush"/>) durable; its bytes
-    /// are the caller's to write. Without a flush, the count is written by the next
-    /// <see cref="WriteCounts"/>, which the caller runs before its own flush: several clusters
-    /// for one write are counted with one write per refcount block and one flush.
+    /// A new host cluster, its refcount 1 written and (with <paramref name="flush"/>) durable;
+    /// its bytes are the caller's to write. Several clusters for one write are counted with one flush, the last.
     /// </summary>
-    public long Allocate(bool flush = true)
+    public long Allocate(bool flush = true) => Allocate(flush, countLater: false);
+
+    /// <summary>
+    /// A new host cluster whose raised count is written only by the next <see cref="WriteCounts"/>,
+    /// which the caller must run before its own flush: the clusters of one write are counted
+    /// with one write per refcount block.
+    /// </summary>
+    public long AllocateCountingLater() => Allocate(flush: false, countLater: true);
+
+    private long Allocate(bool flush, bool countLater)
     {
         while (true)
         {
@@ -94,15 +101,18 @@ internal sealed class ClusterAllocator
                 _nextFree = n + 1;
                 continue;
             }
-            if (flush)
+            if (countLater)
             {
-                Set(n, 1);
-                WriteCounts();
-                _file.Flush();
+                SetUnwritten(n, 1);
             }
             else
             {
-                SetUnwritten(n, 1);
+                Set(n, 1);
+                if (flush)
+                {
+                    WriteCounts();
+                    _file.Flush();
+                }
             }
             _nextFree = n + 1;
             return n * _cluster;
@@ -203,7 +213,7 @@ internal sealed class ClusterAllocator
             : (at, at + bytes);
     }
 
-    /// <summary>Writes the counts <see cref="Allocate"/> raised without a flush (not flushed): the caller flushes next.</summary>
+    /// <summary>Writes the counts <see cref="AllocateCountingLater"/> raised (not flushed): the caller flushes next.</summary>
     public void WriteCounts()
     {
         // Each range holds only entries of this block as this allocator last set them (it alone

@@ -237,11 +237,11 @@ public sealed partial class Qcow2Layer
             if (newTable && !_newTables.ContainsKey(l1Index))
             {
                 // The L2 table's cluster is counted now; its content is written after the data.
-                long table = Allocator.Allocate(flush: false);
+                long table = Allocator.AllocateCountingLater();
                 _tables.ClaimMetadata(table);
                 _newTables[l1Index] = table;
             }
-            host = Allocator.Allocate(flush: false);
+            host = Allocator.AllocateCountingLater();
             _allocatedData.Add(host);
         }
 
