@@ -148,8 +148,8 @@ public static partial class DiskOperations
     /// <summary>
     /// Writes the compacted copy of <paramref name="disk"/>'s top layer in its staging folder,
     /// gives it the original's identity, makes it durable and renames it over the original.
-    /// A copy that gives nothing back (nothing dropped and no smaller, or larger: a qcow2 image
-    /// of compressed clusters, which the copy stores plainly) is deleted and the file left as it
+    /// A copy that gives nothing back (<see cref="GivesBack"/>: no shorter and storing no less,
+    /// or longer: a qcow2 image of compressed clusters, which the copy stores plainly) is deleted and the file left as it
     /// was; false then.
     /// </summary>
     private static bool Rewrite(VirtualDisk disk, string full, VmDiskOptimization result, string activity,
@@ -164,7 +164,7 @@ public static partial class DiskOperations
                 $"'{full}' was not optimized: '{staging}', where its copy is written, is not a plain folder. Remove it and run the command again.", full);
         string staged = Path.Combine(staging, Path.GetFileName(full));
         bool replaced = false;
-        long copyStored;
+        long copyStored, copyLength;
         try
         {
             using (DiskLayer copy = VirtualDisk.CreateLayerCopy(staged, top, full))
@@ -177,10 +177,10 @@ public static partial class DiskOperations
                 copy.Flush();
                 CountDropped(top, copy, result);
                 copyStored = copy.AllocatedBytes;
+                copyLength = copy.FileSize;
             }
             FaultPoint.Hit("optimize:durable");
-            long copied = DiskLayer.SizeOnDiskOf(staged);
-            if (copied > result.SizeOnDiskBefore || (copied == result.SizeOnDiskBefore && copyStored >= result.StoredBytesBefore))
+            if (!GivesBack(top, copyLength, copyStored))
             {
                 result.RangesDropped = 0;
                 result.BytesDropped = 0;
@@ -206,6 +206,20 @@ public static partial class DiskOperations
         }
         TryDeleteFolder(staging);
         return true;
+    }
+
+    /// <summary>
+    /// Whether a copy of <paramref name="top"/> <paramref name="copyLength"/> bytes long that
+    /// stores <paramref name="copyStored"/> bytes is worth putting in its place: shorter, or as
+    /// long and storing less. Measured on what the files hold, never on the blocks the file
+    /// system counts for them: those move with how it laid the file out (an extent-tree block
+    /// of a fragmented file, space reserved past the end), so the same bytes could be copied
+    /// again and again to give nothing back.
+    /// </summary>
+    private static bool GivesBack(DiskLayer top, long copyLength, long copyStored)
+    {
+        long length = top.FileSize;
+        return copyLength < length || (copyLength == length && copyStored < top.AllocatedBytes);
     }
 
     /// <summary>
