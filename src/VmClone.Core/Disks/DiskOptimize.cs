@@ -148,9 +148,9 @@ public static partial class DiskOperations
     /// <summary>
     /// Writes the compacted copy of <paramref name="disk"/>'s top layer in its staging folder,
     /// gives it the original's identity, makes it durable and renames it over the original.
-    /// A copy that gives nothing back (<see cref="GivesBack"/>: no shorter and storing no less,
-    /// or longer: a qcow2 image of compressed clusters, which the copy stores plainly) is deleted and the file left as it
-    /// was; false then.
+    /// A copy that gives nothing back (see <see cref="GivesBack"/>; a qcow2 image of compressed
+    /// clusters, which the copy stores plainly, comes out longer) is deleted and the file left
+    /// as it was; false then.
     /// </summary>
     private static bool Rewrite(VirtualDisk disk, string full, VmDiskOptimization result, string activity,
         IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
@@ -180,7 +180,7 @@ public static partial class DiskOperations
                 copyLength = copy.FileSize;
             }
             FaultPoint.Hit("optimize:durable");
-            if (!GivesBack(top, copyLength, copyStored))
+            if (!GivesBack(top.FileSize, result.StoredBytesBefore, copyLength, copyStored))
             {
                 result.RangesDropped = 0;
                 result.BytesDropped = 0;
@@ -209,18 +209,16 @@ public static partial class DiskOperations
     }
 
     /// <summary>
-    /// Whether a copy of <paramref name="top"/> <paramref name="copyLength"/> bytes long that
-    /// stores <paramref name="copyStored"/> bytes is worth putting in its place: shorter, or as
-    /// long and storing less. Measured on what the files hold, never on the blocks the file
+    /// Whether a copy <paramref name="copyLength"/> bytes long that stores
+    /// <paramref name="copyStored"/> bytes is worth putting in the place of a file
+    /// <paramref name="length"/> bytes long that stores <paramref name="stored"/>: shorter, or
+    /// as long and storing less. Measured on what the files hold, never on the blocks the file
     /// system counts for them: those move with how it laid the file out (an extent-tree block
     /// of a fragmented file, space reserved past the end), so the same bytes could be copied
     /// again and again to give nothing back.
     /// </summary>
-    private static bool GivesBack(DiskLayer top, long copyLength, long copyStored)
-    {
-        long length = top.FileSize;
-        return copyLength < length || (copyLength == length && copyStored < top.AllocatedBytes);
-    }
+    private static bool GivesBack(long length, long stored, long copyLength, long copyStored) =>
+        copyLength < length || (copyLength == length && copyStored < stored);
 
     /// <summary>
     /// Copies into <paramref name="copy"/> (whose parent is <paramref name="top"/>'s) the runs of
