@@ -264,14 +264,14 @@ public static partial class DiskOperations
     private static long WriteDifferingSectors(DiskLayer layer, long position, byte[] oldData, byte[] newData, int count, int sector)
     {
         // Most of what is compared is equal: one vectorized comparison of the whole chunk first.
-        if (oldData.AsSpan(0, count).SequenceEqual(newData.AsSpan(0, count)))
+        if (BytesEqual.Check(oldData.AsSpan(0, count), newData.AsSpan(0, count)))
             return 0;
         long written = 0;
         int offset = 0;
         while (offset < count)
         {
             int len = Math.Min(sector, count - offset);
-            if (oldData.AsSpan(offset, len).SequenceEqual(newData.AsSpan(offset, len)))
+            if (BytesEqual.Check(oldData.AsSpan(offset, len), newData.AsSpan(offset, len)))
             {
                 offset += len;
                 continue;
@@ -280,7 +280,7 @@ public static partial class DiskOperations
             while (offset < count)
             {
                 len = Math.Min(sector, count - offset);
-                if (oldData.AsSpan(offset, len).SequenceEqual(newData.AsSpan(offset, len)))
+                if (BytesEqual.Check(oldData.AsSpan(offset, len), newData.AsSpan(offset, len)))
                     break;
                 offset += len;
             }
