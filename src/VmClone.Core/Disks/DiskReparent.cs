@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
-using System.Threading.Tasks;
 using VmClone.Disks;
 using VmClone.Core.Store;
 
@@ -54,6 +53,9 @@ public static partial class DiskOperations
 
         /// <summary>Child runs listed ahead of a batch (each a few dozen bytes; a very fragmented child lists fewer windows at a time).</summary>
         public int MaxListedRuns { get; init; } = 64 * 1024;
+
+        /// <summary>Chunks compared per group: both chains are mapped for a group, then its chunks are read (see <see cref="ReadAhead"/>).</summary>
+        public int ChunksPerGroup { get; init; } = 256;
     }
 
     internal static VmDiskInfo SetParent(string childPath, string newParentPath, bool preserveContent, bool ignoreIdMismatch, DiskOpenOptions? options,
@@ -131,6 +133,13 @@ public static partial class DiskOperations
     /// batch would commit it, so the child's runs are listed before each batch, for as many
     /// windows as <see cref="CopyBatching.MaxListedRuns"/> allows: a patched base, with a few
     /// MiB changed here and there, is then copied in one batch and two flushes.
+    /// <para>
+    /// The new chain is read on a thread of its own (<see cref="ReadAhead"/>) a few chunks ahead
+    /// while this one reads the old chain, compares and writes: the two reads, most of the work,
+    /// overlap instead of waiting for each other chunk by chunk. Both chains are mapped for a
+    /// group of chunks (<see cref="CopyBatching.ChunksPerGroup"/>) before the group is read, so
+    /// the new chain's disk is never mapped and read at the same time.
+    /// </para>
     /// </remarks>
     private static void CopyDifferences(VirtualDisk disk, VirtualDisk newParent, CopyBatching batching, IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
     {
@@ -138,7 +147,10 @@ public static partial class DiskOperations
         DiskLayer oldParent = top.Parent!;
         int sector = top.LogicalSectorSize;
         byte[] oldBuffer = new byte[ContentCopier.ChunkSize];
-        byte[] newBuffer = new byte[ContentCopier.ChunkSize];
+        // The new chain is read on a thread of its own, ahead of the old one (separate files and
+        // objects); its disk is mapped here only between groups, while that thread is idle.
+        using var newContent = new ReadAhead(newParent.Content, ContentCopier.ChunkSize);
+        var group = new List<(long Position, int Length)>(batching.ChunksPerGroup);
         long capacity = top.VirtualSize;
         string activity = $"Re-parenting {Path.GetFileName(top.Path)} onto {Path.GetFileName(newParent.Path)}";
         long reported = 0;
@@ -164,17 +176,22 @@ public static partial class DiskOperations
             try
             {
                 long inBatch = 0;
-                foreach ((long p, int n) in ChunksToCompare(oldParent, newParent, runs, oldBuffer.Length))
+                using IEnumerator<(long Position, int Length)> chunks = ChunksToCompare(oldParent, newParent, runs, oldBuffer.Length).GetEnumerator();
+                while (NextGroup(chunks, group, batching.ChunksPerGroup))
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    inBatch += CopyWhereDifferent(p, n);
-                    if (inBatch >= batching.BatchBytes)
+                    newContent.Begin(group);
+                    foreach ((long p, int n) in group)
                     {
-                        batch.Dispose();
-                        batch = top.BeginBatch();
-                        inBatch = 0;
+                        cancellationToken.ThrowIfCancellationRequested();
+                        inBatch += CopyWhereDifferent(p, n);
+                        if (inBatch >= batching.BatchBytes)
+                        {
+                            batch.Dispose();
+                            batch = top.BeginBatch();
+                            inBatch = 0;
+                        }
+                        Report(p + n);
                     }
-                    Report(p + n);
                 }
             }
             finally
@@ -184,25 +201,27 @@ public static partial class DiskOperations
             Report(listed);
         }
 
-        // Reads both chains' [p, +n) at the same time (separate files and objects) and writes the
-        // old content where they differ; returns the bytes written.
+        // Reads the old chain's [p, +n) while the read-ahead reads (or has read) the new chain's,
+        // and writes the old content where they differ; returns the bytes written.
         long CopyWhereDifferent(long p, int n)
         {
-            Task readNew = Task.Run(() =>
-            {
-                newParent.Content.Position = p;
-                ContentCopier.ReadFully(newParent.Content, newBuffer, n);
-            });
-            try
-            {
-                ChainReader.Read(oldParent, p, oldBuffer, 0, n);
-            }
-            finally
-            {
-                readNew.GetAwaiter().GetResult();
-            }
+            ChainReader.Read(oldParent, p, oldBuffer, 0, n);
+            byte[] newBuffer = newContent.Next();
             return WriteDifferingSectors(top, p, oldBuffer, newBuffer, n, sector);
         }
+    }
+
+    /// <summary>
+    /// Fills <paramref name="group"/> with the next chunks (at most <paramref name="most"/>);
+    /// false when there are none. The enumerator maps both chains as it goes, so it is advanced
+    /// only here, never while a group is being read.
+    /// </summary>
+    private static bool NextGroup(IEnumerator<(long Position, int Length)> chunks, List<(long Position, int Length)> group, int most)
+    {
+        group.Clear();
+        while (group.Count < most && chunks.MoveNext())
+            group.Add(chunks.Current);
+        return group.Count > 0;
     }
 
     /// <summary>

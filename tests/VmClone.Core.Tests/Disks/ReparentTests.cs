@@ -75,7 +75,7 @@ public class ReparentTests
     [InlineData("vmdk")]
     public void PreservingContentKeepsEveryByteForRandomParents(string ext)
     {
-        Gen.Select(Gen.Int[0, 1_000_000], Gen.Bool).Sample((seed, derived) =>
+        Gen.Select(Gen.Int[0, 1_000_000], Gen.Bool, Gen.Int[1, 5]).Sample((seed, derived, chunksPerGroup) =>
         {
             using var dir = new TempFolder();
             var rng = new Random(seed);
@@ -96,7 +96,9 @@ public class ReparentTests
             DiskFiles.WriteRandom(c, rng, rng.Next(0, 12));
             string expected = DiskFiles.ContentHash(c);
 
-            DiskOperations.SetParent(c, newBase, preserveContent: true, ignoreIdMismatch: false, null, CancellationToken.None);
+            // Groups of a few chunks: the new chain is mapped and read ahead group by group.
+            var batching = new DiskOperations.CopyBatching { ChunksPerGroup = chunksPerGroup };
+            DiskOperations.SetParent(c, newBase, preserveContent: true, ignoreIdMismatch: false, null, null, CancellationToken.None, batching);
 
             Assert.Equal(expected, DiskFiles.ContentHash(c));
             using (VirtualDisk reopened = VirtualDisk.Open(c, FileAccess.Read))
@@ -113,14 +115,16 @@ public class ReparentTests
     /// <summary>
     /// A disk of several 256 MiB mapping windows, rebased with the default batches and with tiny
     /// ones (a batch committed after every 64 KiB copied, the child's runs listed one window at a
-    /// time): the copies made reachable batch by batch keep every byte, for both formats, and
-    /// qemu-img agrees for VMDK.
+    /// time, two chunks read ahead per group): the copies made reachable batch by batch keep every
+    /// byte, for every format, and qemu-img agrees for VMDK and qcow2.
     /// </summary>
     [OracleTheory(tools: new[] { "qemu-img" }, python: new[] { "pyvhdi" })]
     [InlineData("vhdx", false)]
     [InlineData("vhdx", true)]
     [InlineData("vmdk", false)]
     [InlineData("vmdk", true)]
+    [InlineData("qcow2", false)]
+    [InlineData("qcow2", true)]
     public void ARebaseAcrossWindowsAndBatchesKeepsEveryByte(string ext, bool tinyBatches)
     {
         const long size = 600L << 20;
@@ -135,7 +139,7 @@ public class ReparentTests
         DiskFiles.WriteRandom(c, rng, 30, maxLength: 3_000_000);
         string expected = DiskFiles.ContentHash(c);
         var batching = tinyBatches
-            ? new DiskOperations.CopyBatching { BatchBytes = 64 * 1024, MaxListedRuns = 1 }
+            ? new DiskOperations.CopyBatching { BatchBytes = 64 * 1024, MaxListedRuns = 1, ChunksPerGroup = 2 }
             : DiskOperations.CopyBatching.Default;
 
         var reports = new System.Collections.Generic.List<OperationProgress>();
@@ -148,16 +152,50 @@ public class ReparentTests
         using (VirtualDisk reopened = VirtualDisk.Open(c, FileAccess.Read))
             Assert.Equal(newBase, reopened.Layers[1].Path);
         Assert.True(DiskOperations.Check(c).IsHealthy);
-        if (ext == "vmdk")
+        if (ext != "vhdx")
         {
-            Oracle.Run("qemu-img", $"check -f vmdk \"{c}\"");
-            Assert.Equal(expected, Oracle.QemuRawSha256(c, "vmdk"), ignoreCase: true);
+            Oracle.Run("qemu-img", $"check -f {ext} \"{c}\"");
+            Assert.Equal(expected, Oracle.QemuRawSha256(c, ext), ignoreCase: true);
         }
         else
         {
             // libvhdi reads the chain on its own: the bitmaps and BAT entries each batch made reachable.
             Assert.Equal(expected, Oracle.LibvhdiSha256(oldBase, newBase, c), ignoreCase: true);
         }
+    }
+
+    /// <summary>
+    /// A rebase cancelled halfway through its copy (while the new base is being read ahead)
+    /// ends with the cancellation, and the child, still over its old base, reads as before.
+    /// </summary>
+    [OracleTheory(tools: new[] { "qemu-img" })]
+    [InlineData("vmdk")]
+    [InlineData("qcow2")]
+    public void ARebaseCancelledDuringItsCopyEndsAndTheChildReadsAsBefore(string ext)
+    {
+        const long size = 600L << 20;
+        using var dir = new TempFolder();
+        var rng = new Random(31);
+        string oldBase = dir.File($"old.{ext}"), newBase = dir.File($"new.{ext}"), c = dir.File($"clone.{ext}");
+        VirtualDisk.CreateDynamic(oldBase, size, Small(ext)).Dispose();
+        DiskFiles.WriteRandom(oldBase, rng, 40, maxLength: 3_000_000);
+        VirtualDisk.CreateDynamic(newBase, size, Small(ext)).Dispose();
+        DiskFiles.WriteRandom(newBase, rng, 40, maxLength: 3_000_000);
+        VirtualDisk.CreateDifferencing(c, oldBase).Dispose();
+        DiskFiles.WriteRandom(c, rng, 20, maxLength: 3_000_000);
+        string expected = DiskFiles.ContentHash(c);
+        using var cancel = new CancellationTokenSource();
+        // The first report comes after the first 256 MiB window: the copy is then under way.
+        var progress = new SyncProgress(_ => cancel.Cancel());
+
+        Assert.ThrowsAny<OperationCanceledException>(() =>
+            DiskOperations.SetParent(c, newBase, preserveContent: true, ignoreIdMismatch: false, null, progress, cancel.Token));
+
+        using (VirtualDisk reopened = VirtualDisk.Open(c, FileAccess.Read))
+            Assert.Equal(oldBase, reopened.Layers[1].Path);
+        Assert.Equal(expected, DiskFiles.ContentHash(c));
+        Oracle.Run("qemu-img", $"check -f {ext} \"{c}\"");
+        Assert.Equal(expected, Oracle.QemuRawSha256(c, ext), ignoreCase: true);
     }
 
     [OracleFact(tools: new[] { "qemu-img" })]
