@@ -149,7 +149,7 @@ public static partial class DiskOperations
         byte[] oldBuffer = new byte[ContentCopier.ChunkSize];
         // The new chain is read on a thread of its own, ahead of the old one (separate files and
         // objects); its disk is mapped here only between groups, while that thread is idle.
-        using var newContent = new ReadAhead(newParent.Content, ContentCopier.ChunkSize);
+        using var newContent = new ReadAhead(newParent.Content, ContentCopier.ChunkSize, depth: 3);
         var group = new List<(long Position, int Length)>(batching.ChunksPerGroup);
         long capacity = top.VirtualSize;
         string activity = $"Re-parenting {Path.GetFileName(top.Path)} onto {Path.GetFileName(newParent.Path)}";

@@ -9,8 +9,9 @@ namespace VmClone.Core.Disks;
 
 /// <summary>
 /// Reads ranges of one stream, in order, on a thread of its own into a few buffers ahead of the
-/// thread that consumes them: a content-preserving re-parent reads the new parent chain here
-/// while it reads the old chain, compares and writes on its own thread.
+/// thread that consumes them: a convert reads its source here while it writes the copy
+/// (<see cref="PipelinedCopy"/>), and a content-preserving re-parent reads the new parent chain
+/// here while it reads the old chain, compares and writes.
 /// </summary>
 /// <remarks>
 /// One thread for the whole operation, and waits that block instead of spinning: a handoff
@@ -22,12 +23,11 @@ namespace VmClone.Core.Disks;
 /// </remarks>
 internal sealed class ReadAhead : IDisposable
 {
-    private const int Depth = 3;
-
+    private readonly int depth;
     private readonly Stream source;
     private readonly byte[][] buffers;
     // No maximum counts: Dispose releases the reader from whichever wait it is in.
-    private readonly SemaphoreSlim freeBuffers = new(Depth);
+    private readonly SemaphoreSlim freeBuffers;
     private readonly SemaphoreSlim filledBuffers = new(0);
     private readonly SemaphoreSlim groupReady = new(0);
     private readonly Thread thread;
@@ -43,11 +43,16 @@ internal sealed class ReadAhead : IDisposable
     private ExceptionDispatchInfo? met;
     private volatile bool stopping;
 
-    public ReadAhead(Stream source, int bufferSize)
+    /// <summary>Starts the reader with <paramref name="depth"/> buffers: one the consumer holds, the rest read ahead.</summary>
+    public ReadAhead(Stream source, int bufferSize, int depth)
     {
+        if (depth < 2)
+            throw new ArgumentOutOfRangeException(nameof(depth), depth, "A read-ahead needs a buffer to hold and one to read into.");
         this.source = source;
-        buffers = new byte[Depth][];
-        for (int i = 0; i < Depth; i++)
+        this.depth = depth;
+        freeBuffers = new SemaphoreSlim(depth);
+        buffers = new byte[depth][];
+        for (int i = 0; i < depth; i++)
             buffers[i] = new byte[bufferSize];
         thread = new Thread(ReadGroups) { IsBackground = true, Name = "VmClone read-ahead" };
         thread.Start();
@@ -85,7 +90,7 @@ internal sealed class ReadAhead : IDisposable
         }
         met?.Throw();
         holdsBuffer = true;
-        return buffers[consumed++ % Depth];
+        return buffers[consumed++ % depth];
     }
 
     public void Dispose()
@@ -124,7 +129,7 @@ internal sealed class ReadAhead : IDisposable
                     if (stopping)
                         return;
                     source.Position = ranges[i].Position;
-                    ContentCopier.ReadFully(source, buffers[i % Depth], ranges[i].Length);
+                    ContentCopier.ReadFully(source, buffers[i % depth], ranges[i].Length);
                     filledBuffers.Release();
                 }
                 failedAt = -1;
